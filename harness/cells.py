@@ -1,0 +1,68 @@
+"""A cell: one grid point of one experiment at one repetition, with its seed.
+
+A cell is pure data (picklable, JSON-friendly) and running it is a pure function of it:
+``harness.execute.run_cell(cell) -> row``. Identity:
+
+- ``point_id``: the experiment block and the grid coordinates (one summary line each);
+- ``cell_id``: ``point_id`` plus the repetition (one result row each; resume skips finished ids).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .seeds import canonical, cell_spawn_key
+
+
+@dataclass(frozen=True)
+class Cell:
+    experiment_id: str
+    """The ``id`` of the experiment block in the benchmark file."""
+    experiment: str
+    """The experiment component name (``ntk_spectrum``)."""
+    params: dict[str, Any]
+    """The experiment's own parameters, resolved (defaults filled, grid values substituted)."""
+    components: dict[str, dict[str, Any]]
+    """Slot -> ``{"name": component name, "params": resolved parameters}``."""
+    coords: dict[str, Any]
+    """Grid coordinates of this cell: every axis and derived value, by key path."""
+    repetition: int
+    root_seed: int
+    seed_coords: dict[str, Any] = field(default_factory=dict)
+    """The subset of ``coords`` the seed is keyed on (all axes unless ``seed_by`` says)."""
+
+    @property
+    def point_id(self) -> str:
+        return _digest(canonical([self.experiment_id, self.coords]))
+
+    @property
+    def cell_id(self) -> str:
+        return _digest(canonical([self.experiment_id, self.coords, self.repetition]))
+
+    @property
+    def spawn_key(self) -> tuple[int, int]:
+        return cell_spawn_key(self.seed_coords, self.repetition)
+
+    def seed_sequence(self) -> np.random.SeedSequence:
+        return np.random.SeedSequence(self.root_seed, spawn_key=self.spawn_key)
+
+    def describe(self) -> dict[str, Any]:
+        """The identifying part of a result row."""
+        return {
+            "cell_id": self.cell_id,
+            "point_id": self.point_id,
+            "experiment_id": self.experiment_id,
+            "experiment": self.experiment,
+            "coords": self.coords,
+            "repetition": self.repetition,
+            "params": self.params,
+            "components": self.components,
+            "seed": {"root": self.root_seed, "spawn_key": list(self.spawn_key)},
+        }
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

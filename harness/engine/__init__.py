@@ -1,0 +1,1 @@
+"""Numerical kernels: pure functions of arrays (no TOML, runner, store or CLI in here)."""

@@ -1,0 +1,2 @@
+"""Built-in activations."""
+from harness import hookimpl  # noqa: F401

@@ -1,0 +1,2 @@
+"""Built-in architectures."""
+from harness import hookimpl  # noqa: F401

@@ -1,0 +1,2 @@
+"""Built-in datasets."""
+from harness import hookimpl  # noqa: F401

@@ -1,0 +1,2 @@
+"""Built-in initializers."""
+from harness import hookimpl  # noqa: F401

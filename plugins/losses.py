@@ -1,0 +1,2 @@
+"""Built-in losses."""
+from harness import hookimpl  # noqa: F401

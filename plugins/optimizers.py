@@ -1,0 +1,2 @@
+"""Built-in optimizers."""
+from harness import hookimpl  # noqa: F401
