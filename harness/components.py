@@ -84,6 +84,11 @@ class Initializer(Component):
                    dtype: Any = np.float64) -> list[np.ndarray]:
         raise NotImplementedError
 
+    def expected_variances(self, shapes: Sequence[tuple[int, int]]) -> list[float | None]:
+        """The entry variance each layer should have (``None`` where not a fixed number);
+        the conformance suite checks drawn weights against it statistically."""
+        return [None] * len(shapes)
+
 
 class Architecture(Component):
     """A bias-free feed-forward network shape.
@@ -193,6 +198,9 @@ class Experiment(Component):
 
     kind = "experiment"
     slots: ClassVar[Mapping[str, tuple[str, str | None]]] = {}
+    example: ClassVar[Mapping[str, Any]] = {}
+    """A small, fast cell for the conformance suite: ``{"params": {...}, "components":
+    {slot: {"name": .., "params": {...}}}}`` (missing parts take their defaults)."""
 
     def run(self, cell: "CellContext") -> dict:
         raise NotImplementedError
