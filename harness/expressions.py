@@ -35,6 +35,24 @@ def names_in(text: str) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - called
 
 
+_ALLOWED_NODES = (ast.Expression, ast.Constant, ast.Name, ast.Load, ast.List, ast.Tuple, ast.BinOp,
+                  ast.UnaryOp, ast.USub, ast.UAdd, ast.Compare, ast.IfExp, ast.Call,
+                  *_BINOPS, *_CMPOPS)
+
+
+def check(text: str) -> None:
+    """Raise :class:`ExpressionError` if ``text`` is malformed or uses anything not allowed."""
+    for node in ast.walk(_parse(text)):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise ExpressionError(f"not allowed in an expression: {ast.unparse(node)!r}")
+        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS
+                                               and not node.keywords):
+            raise ExpressionError(f"not allowed in an expression: {ast.unparse(node)!r}; functions: "
+                                  + ", ".join(sorted(FUNCTIONS)))
+        if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float)):
+            raise ExpressionError(f"not allowed in an expression: {ast.unparse(node)!r}")
+
+
 def evaluate(text: str, variables: Mapping[str, Any]) -> Any:
     """Evaluate ``text`` with ``variables``; raises :class:`ExpressionError`."""
     tree = _parse(text)
