@@ -79,6 +79,9 @@ class Initializer(Component):
     """
 
     kind = "initializer"
+    example_shapes: ClassVar[Sequence[tuple[int, int]] | None] = None
+    """Layer shapes the conformance suite draws with (``None``: a generic deep network); set it
+    when the initializer accepts only particular shapes (a two-layer network, say)."""
 
     def initialize(self, shapes: Sequence[tuple[int, int]], rng: np.random.Generator,
                    dtype: Any = np.float64) -> list[np.ndarray]:
@@ -135,6 +138,9 @@ class Loss(Component):
     """
 
     kind = "loss"
+    curvature: ClassVar[float | None] = None
+    """A bound on the per-sample ``d^2 l / df^2`` (so the mean loss's Hessian in ``f`` is at
+    most ``curvature / N``); ``None`` for a loss that is not smooth."""
 
     def value(self, f: np.ndarray, y: np.ndarray) -> float:
         raise NotImplementedError
@@ -149,10 +155,18 @@ class Optimizer(Component):
     ``prepare(problem)`` is called once before training with a :class:`TrainingProblem`
     and returns a dict recorded in the result row (for example the step-size rule and the
     step used); ``init_state(weights)`` returns the optimizer state; ``step(weights, grads,
-    state)`` updates the trainable weights in place.
+    state)`` updates the trainable weights in place. ``batch_size`` is the number of samples
+    per step (``None``: full batch). ``reference_step(weights, grads, state)`` is the update
+    rule written plainly in NumPy, returning ``(new_weights, new_state)`` without touching its
+    arguments; the conformance suite checks ``step`` against it.
     """
 
     kind = "optimizer"
+    batch_size: int | None = None
+
+    def reference_step(self, weights: Sequence[np.ndarray], grads: Sequence[np.ndarray | None],
+                       state: Any) -> tuple[list[np.ndarray], Any]:
+        raise NotImplementedError
 
     def prepare(self, problem: "TrainingProblem") -> dict:
         return {}
