@@ -1,0 +1,244 @@
+"""Executing cells: serially in this process, or in a pool of worker processes.
+
+:func:`execute` yields one row per cell, in the order the cells finish. ``jobs=1`` without a
+timeout runs every cell here; otherwise each cell runs in a worker process (``jobs`` of them),
+so that a cell past ``timeout`` seconds can be stopped by killing its worker (a fresh worker
+takes its place) and a worker that dies (a crash, the out-of-memory killer) only fails its own
+cell. Workers share the cores: each one is limited to ``cores // jobs`` BLAS, OpenMP and Numba
+threads, set once when it starts.
+
+The rows are the same whatever the executor: a cell is a pure function of its parameters and
+seed (only ``elapsed`` and ``finished`` differ).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import deque
+from typing import Any, Iterable, Iterator
+
+from .cells import Cell
+from .execute import make_row, run_cell
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                   "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
+_MAX_START_FAILURES = 3
+
+
+def cpu_count() -> int:
+    """Cores this process may use (its CPU affinity where the system reports it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """BLAS / Numba threads for each of ``jobs`` workers, so that jobs x threads <= cores."""
+    cores = cpu_count() if cores is None else cores
+    return max(1, cores // max(1, jobs))
+
+
+def uses_workers(jobs: int, timeout: float | None) -> bool:
+    """Whether cells run in worker processes (else serially in this process)."""
+    return jobs > 1 or timeout is not None
+
+
+def execute(cells: Iterable[Cell], jobs: int = 1, timeout: float | None = None,
+            registry=None) -> Iterator[dict[str, Any]]:
+    """Run ``cells`` and yield each row as its cell finishes.
+
+    Close the generator (or let it finish) to stop: worker processes are then ended and the
+    cells still running are dropped (they have no row, so a resume runs them again).
+    """
+    cells = list(cells)
+    if jobs < 1:
+        raise ValueError("jobs must be >= 1")
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be > 0")
+    if not cells:
+        return
+    if not uses_workers(jobs, timeout):
+        for cell in cells:
+            yield run_cell(cell, registry)
+        return
+    yield from _Pool(min(jobs, len(cells)), threads_per_job(jobs), timeout).run(cells)
+
+
+# ----------------------------------------------------------------------------------------------
+# worker processes
+
+
+def _worker_main(conn, threads: int) -> None:
+    """A worker: limit threads, load the plugins, then run the cells it is sent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
+    _die_with_parent()
+    _limit_threads(threads)
+    from .plugin_manager import get_registry
+
+    registry = get_registry()
+    if "numba" in sys.modules:
+        _set_numba_threads(threads)
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            cell = conn.recv()
+        except (EOFError, OSError):
+            return
+        if cell is None:
+            return
+        try:
+            row = run_cell(cell, registry)
+        except BaseException as exc:  # run_cell catches cell errors; this is a last resort
+            from .execute import format_exception
+
+            row = make_row(cell, "failed", error=format_exception(exc))
+        conn.send(("row", row))
+
+
+_LIMITS: Any = None
+
+
+def _limit_threads(threads: int) -> None:
+    global _LIMITS
+    try:
+        import numpy  # noqa: F401  (loads the BLAS library so that threadpoolctl sees it)
+        from threadpoolctl import threadpool_limits
+
+        _LIMITS = threadpool_limits(limits=threads)
+    except Exception:  # thread limits are an optimisation, never a reason to fail
+        pass
+
+
+def _set_numba_threads(threads: int) -> None:
+    try:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except Exception:
+        pass
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the parent process dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent already died before prctl took effect
+            os._exit(1)
+    except Exception:
+        pass
+
+
+class _Worker:
+    def __init__(self, ctx, threads: int) -> None:
+        parent_conn, child_conn = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child_conn, threads), daemon=True,
+                                   name="harness-worker")
+        saved = {k: os.environ.get(k) for k in THREAD_ENV_VARS}
+        try:  # the child reads these when it first loads BLAS / OpenMP / Numba
+            for key in THREAD_ENV_VARS:
+                os.environ[key] = str(threads)
+            self.process.start()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        child_conn.close()
+        self.conn = parent_conn
+        self.ready = False
+        self.cell: Cell | None = None
+        self.started = 0.0
+
+    def assign(self, cell: Cell) -> None:
+        self.cell = cell
+        self.started = time.monotonic()
+        self.conn.send(cell)
+
+    def stop(self, kill: bool = False) -> None:
+        if not kill and self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except (OSError, ValueError):
+                kill = True
+            else:
+                self.process.join(timeout=1.0)
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5.0)
+        self.conn.close()
+
+
+class _Pool:
+    def __init__(self, size: int, threads: int, timeout: float | None) -> None:
+        import multiprocessing
+
+        self.ctx = multiprocessing.get_context("spawn")
+        self.size = size
+        self.threads = threads
+        self.timeout = timeout
+        self.workers: list[_Worker] = []
+        self.start_failures = 0
+
+    def run(self, cells: list[Cell]) -> Iterator[dict[str, Any]]:
+        from multiprocessing.connection import wait
+
+        pending = deque(cells)
+        try:
+            self.workers = [_Worker(self.ctx, self.threads) for _ in range(self.size)]
+            while pending or any(w.cell is not None for w in self.workers):
+                for w in self.workers:
+                    if w.ready and w.cell is None and pending:
+                        w.assign(pending.popleft())
+                wait_for = None
+                if self.timeout is not None:
+                    deadlines = [w.started + self.timeout for w in self.workers if w.cell is not None]
+                    if deadlines:
+                        wait_for = max(0.0, min(deadlines) - time.monotonic())
+                ready = wait([w.conn for w in self.workers], timeout=wait_for)
+                for i, w in enumerate(list(self.workers)):
+                    if w.conn in ready:
+                        try:
+                            message = w.conn.recv()
+                        except (EOFError, OSError):
+                            yield from self._replace_dead(i, w)
+                            continue
+                        if message[0] == "ready":
+                            w.ready = True
+                            self.start_failures = 0
+                        elif message[0] == "row":
+                            w.cell = None
+                            yield message[1]
+                    elif (self.timeout is not None and w.cell is not None
+                          and time.monotonic() - w.started >= self.timeout):
+                        cell, elapsed = w.cell, time.monotonic() - w.started
+                        w.stop(kill=True)
+                        self.workers[i] = _Worker(self.ctx, self.threads)
+                        yield make_row(cell, "timeout", error=f"exceeded the timeout of {self.timeout:g} s",
+                                       elapsed=elapsed)
+        finally:
+            for w in self.workers:
+                w.stop(kill=w.cell is not None)
+            self.workers = []
+
+    def _replace_dead(self, i: int, w: _Worker) -> Iterator[dict[str, Any]]:
+        cell, elapsed = w.cell, time.monotonic() - w.started
+        w.stop(kill=True)
+        code = w.process.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        if not w.ready:
+            self.start_failures += 1
+            if self.start_failures >= _MAX_START_FAILURES:
+                raise RuntimeError(f"worker processes fail to start ({how})")
+        self.workers[i] = _Worker(self.ctx, self.threads)
+        if cell is not None:
+            yield make_row(cell, "failed", error=f"the worker process died while running this cell ({how})",
+                           elapsed=elapsed)

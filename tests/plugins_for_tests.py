@@ -1,0 +1,202 @@
+"""Tiny components for the runner, store and CLI tests, loaded with HARNESS_PLUGINS=plugins_for_tests.
+
+Experiments: ``echo`` (seeded draws, a curve, a nested dict, an optional sleep, a figure),
+``sleep``, ``fail`` (raises), ``nan`` (a NaN metric), ``crash`` (kills its process),
+``threads`` (reports its thread limits), ``interrupt`` (a Ctrl-C), ``badfig`` (its figures raise). Dataset: ``tdata``.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness import Dataset, Experiment, Param, hookimpl
+
+HERE = Path(__file__).resolve().parent
+MODULE = "plugins_for_tests"
+
+
+class TData(Dataset):
+    name = "tdata"
+    help = "constant inputs"
+    params = (Param("value", float, 0.5, help="every entry"),)
+
+    def sample(self, n, d, rng, dtype=np.float64):
+        return np.full((n, d), self.value, dtype=dtype), np.zeros(n, dtype=dtype)
+
+
+class Echo(Experiment):
+    name = "echo"
+    help = "returns its parameters and a few seeded draws"
+    params = (Param("x", float, 1.0, help="a number"),
+              Param("sleep", float, 0.0, min=0.0, help="seconds to sleep"))
+    slots = {"data": ("dataset", "tdata")}
+    example = {"params": {"x": 2.0}}
+
+    def run(self, cell):
+        if self.sleep:
+            time.sleep(self.sleep)
+        X, _ = cell.data.sample(2, 3, cell.rng("data"))
+        return {
+            "x": self.x,
+            "u": float(cell.rng("data").uniform()),
+            "x2": np.float64(self.x * self.x),
+            "flag": np.bool_(self.x > 1.5),
+            "data_sum": X.sum(),
+            "curve": np.arange(3) * self.x,
+            "nested": {"a": 1, "b": [1, 2]},
+            "label": f"x={self.x}",
+        }
+
+    def estimate(self, cell_params, components):
+        return {"memory_bytes": int(1000 * cell_params["x"]), "seconds": 0.5 + cell_params["sleep"]}
+
+    def figures(self, rows, context):
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots()
+        ok = [r for r in rows if r["status"] == "ok"]
+        ax.plot([r["metrics"]["x"] for r in ok], [r["metrics"]["u"] for r in ok], "o")
+        ax.set_title(context.caption())
+        return {"u_vs_x": fig}
+
+
+class Sleep(Experiment):
+    name = "sleep"
+    help = "sleeps"
+    params = (Param("seconds", float, 0.1, min=0.0),
+              Param("i", int, 0, help="an index, to make many cells"))
+
+    def run(self, cell):
+        time.sleep(self.seconds)
+        return {"slept": self.seconds, "i": self.i, "u": float(cell.rng().uniform())}
+
+
+class Fail(Experiment):
+    name = "fail"
+    help = "raises"
+    params = (Param("x", float, 0.0),)
+
+    def run(self, cell):
+        raise ValueError(f"boom at x={self.x}")
+
+
+class NaN(Experiment):
+    name = "nan"
+    help = "returns a NaN metric"
+    params = (Param("x", float, 0.0),)
+
+    def run(self, cell):
+        return {"loss": math.nan, "growth": np.float64(np.inf), "steps": 3, "trace": [1.0, math.inf]}
+
+
+class Crash(Experiment):
+    name = "crash"
+    help = "kills its own process (only run it in a worker)"
+    params = ()
+
+    def run(self, cell):
+        os._exit(3)
+
+
+class Threads(Experiment):
+    name = "threads"
+    help = "reports the thread limits it runs under"
+    params = (Param("i", int, 0),)
+
+    def run(self, cell):
+        from threadpoolctl import threadpool_info
+
+        blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        return {"blas_threads": max(blas) if blas else -1,
+                "numba_env": int(os.environ.get("NUMBA_NUM_THREADS", "-1")),
+                "pid": os.getpid()}
+
+
+class Interrupt(Experiment):
+    name = "interrupt"
+    help = "raises KeyboardInterrupt at cell i == at (as Ctrl-C would)"
+    params = (Param("i", int, 0), Param("at", int, 2))
+
+    def run(self, cell):
+        if self.i == self.at:
+            raise KeyboardInterrupt
+        return {"i": self.i}
+
+
+class BadFig(Experiment):
+    name = "badfig"
+    help = "its figures raise"
+    params = (Param("x", float, 0.0),)
+
+    def run(self, cell):
+        return {"x": self.x}
+
+    def figures(self, rows, context):
+        raise RuntimeError("cannot draw")
+
+
+@hookimpl
+def harness_register_datasets(registry):
+    registry.add(TData)
+
+
+@hookimpl
+def harness_register_experiments(registry):
+    for cls in (Echo, Sleep, Fail, NaN, Crash, Threads, Interrupt, BadFig):
+        registry.add(cls)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a ``harness`` subprocess that loads this module."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
+    env["HARNESS_PLUGINS"] = MODULE
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def loaded_test_plugins():
+    """Load this module as a plugin in this process (and in worker processes it spawns)."""
+    import sys
+
+    from harness import plugin_manager
+
+    saved = os.environ.get("HARNESS_PLUGINS")
+    os.environ["HARNESS_PLUGINS"] = MODULE
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    plugin_manager.get_registry(reload=True)
+    try:
+        yield plugin_manager.get_registry()
+    finally:
+        if saved is None:
+            os.environ.pop("HARNESS_PLUGINS", None)
+        else:
+            os.environ["HARNESS_PLUGINS"] = saved
+        plugin_manager.get_registry(reload=True)
+
+
+def write_spec(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+ECHO_SPEC = """
+[benchmark]
+name = "demo"
+seed = 1
+repetitions = 2
+
+[[experiments]]
+id = "a"
+experiment = "echo"
+x = 1.0
+[experiments.grid]
+x = [1.0, 2.0, 3.0]
+"""

@@ -1,0 +1,168 @@
+"""harness.cli: run, --dry-run, --set, show, plot; user mistakes give one line and exit code 2."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+
+from plugins_for_tests import ECHO_SPEC, loaded_test_plugins, subprocess_env, write_spec
+
+HARNESS = str(Path(sys.executable).with_name("harness"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registry():
+    with loaded_test_plugins() as reg:
+        yield reg
+
+
+@pytest.fixture
+def spec(tmp_path):
+    return write_spec(tmp_path / "demo.toml", ECHO_SPEC)
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)  # not an unexpected exception
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
+def test_run_writes_a_run_directory_and_show_prints_it(tmp_path, spec):
+    result = invoke("run", spec, "--results-dir", tmp_path / "results", "-q")
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.stdout.strip())
+    assert run_dir.parent == tmp_path / "results" / "demo"
+    for name in ("spec.toml", "env.json", "rows.jsonl", "summary.csv"):
+        assert (run_dir / name).is_file()
+    rows = [json.loads(line) for line in (run_dir / "rows.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    assert sorted({r["coords"]["x"] for r in rows}) == [1.0, 2.0, 3.0]
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["sessions"][0]["jobs"] == 1 and env["packages"]["numpy"]
+    assert env["sessions"][0]["threads_per_job"] >= 1 and "blas" in env and "git" in env
+    assert (run_dir / "figures" / "a-u_vs_x.png").stat().st_size > 0
+    assert (run_dir / "figures" / "a-u_vs_x.svg").read_text().lstrip().startswith("<?xml")
+
+    shown = invoke("show", run_dir)
+    assert shown.exit_code == 0, shown.output
+    assert "cells: 6 of 6 (ok 6)" in shown.output
+    table = shown.output.split("a (echo)")[1].splitlines()
+    assert table[1].split()[:4] == ["x", "rows", "ok", "x"]
+    assert [line.split()[0] for line in table[3:6]] == ["1", "2", "3"]
+
+
+def test_set_overrides_values(tmp_path, spec):
+    result = invoke("run", spec, "--results-dir", tmp_path, "-q", "--no-figures",
+                    "--set", "experiments.a.grid.x=[5.0]", "-s", "benchmark.repetitions=3")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (Path(result.stdout.strip()) / "rows.jsonl").read_text().splitlines()]
+    assert [r["coords"]["x"] for r in rows] == [5.0, 5.0, 5.0]
+    assert sorted(r["repetition"] for r in rows) == [0, 1, 2]
+    assert "repetitions = 3" in (Path(result.stdout.strip()) / "spec.toml").read_text()
+
+
+def test_dry_run_lists_cells_with_estimates_and_runs_nothing(tmp_path, spec):
+    result = invoke("run", spec, "--dry-run", "--results-dir", tmp_path / "results", "-j", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["#", "experiment", "rep", "coords", "memory", "time"]
+    assert lines[3].split()[:4] == ["3", "a", "0", "x=3.0"] and "3.0 kB" in lines[3]
+    assert "6 cells; estimated time 3 s serial, about 1.5 s with --jobs 2" in lines[-1]
+    assert not (tmp_path / "results").exists()
+
+
+def test_failures_and_figure_errors_do_not_stop_the_run(tmp_path):
+    spec = write_spec(tmp_path / "mixed.toml", """
+[benchmark]
+name = "mixed"
+seed = 2
+[[experiments]]
+id = "bad"
+experiment = "fail"
+[[experiments]]
+id = "d"
+experiment = "nan"
+[[experiments]]
+id = "fig"
+experiment = "badfig"
+""")
+    result = invoke("run", spec, "--results-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "warning: figures of 'fig' (badfig) failed: RuntimeError: cannot draw" in result.stderr
+    assert "done:" in result.stderr and "diverged 1, failed 1, ok 1" in result.stderr
+    run_dir = Path(result.stdout.strip())
+    shown = invoke("show", run_dir)
+    assert "cells: 3 of 3 (diverged 1, failed 1, ok 1)" in shown.output
+
+
+def test_plot_redraws_figures(tmp_path, spec):
+    run_dir = Path(invoke("run", spec, "--results-dir", tmp_path, "-q", "--no-figures").stdout.strip())
+    assert not (run_dir / "figures").exists()
+    result = invoke("plot", run_dir)
+    assert result.exit_code == 0, result.output
+    assert sorted(Path(p).name for p in result.stdout.split()) == ["a-u_vs_x.png", "a-u_vs_x.svg"]
+
+
+def test_show_an_incomplete_run_says_how_to_finish(tmp_path, spec):
+    run_dir = Path(invoke("run", spec, "--results-dir", tmp_path, "-q", "--no-figures").stdout.strip())
+    rows = (run_dir / "rows.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "rows.jsonl").write_text("".join(rows[:4]))
+    result = invoke("show", run_dir)
+    assert result.exit_code == 0
+    assert "cells: 4 of 6" in result.output
+    assert f"incomplete: 2 cells missing; finish with: harness run --resume {run_dir}" in result.output
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["run"], ["error: give a benchmark FILE to run, or --resume RUN_DIR"]),
+    (["run", "{tmp}/missing.toml"], ["error:", "missing.toml: no such file"]),
+    (["run", "{spec}", "--set", "nonsense"], ["error:", "expected key.path=value"]),
+    (["run", "{spec}", "--set", "experiments.a.x='abc'"], ["error:", "experiments.a.x", "abc"]),
+    (["run", "{spec}", "--set", "experiments.zz.x=1"], ["error:", "no experiment block 'zz'"]),
+    (["run", "{spec}", "--jobs", "0"], ["--jobs"]),
+    (["run", "{spec}", "--timeout", "-1"], ["--timeout"]),
+    (["run", "--resume", "{tmp}/nowhere"], ["error:", "no such run directory"]),
+    (["run", "{spec}", "--resume", "{tmp}"], ["error:", "not both"]),
+    (["run", "--resume", "{tmp}", "--dry-run"], ["error:", "--dry-run"]),
+    (["show", "{tmp}"], ["error:", "not a run directory (no spec.toml)"]),
+    (["plot", "{tmp}/nowhere"], ["error:", "no such run directory"]),
+    (["nosuchcommand"], ["No such command"]),
+])
+def test_user_mistakes_exit_2_with_a_message(tmp_path, spec, args, fragments):
+    args = [a.format(tmp=tmp_path, spec=spec) for a in args]
+    assert_user_error(invoke(*args), *fragments)
+
+
+def test_bad_benchmark_files(tmp_path):
+    bad_toml = write_spec(tmp_path / "bad.toml", "[benchmark\nname = 1")
+    assert_user_error(invoke("run", bad_toml), "invalid TOML")
+    unknown = write_spec(tmp_path / "unknown.toml", ECHO_SPEC.replace('experiment = "echo"', 'experiment = "ecko"'))
+    assert_user_error(invoke("run", unknown, "--results-dir", tmp_path), "ecko", "echo")
+    typo = write_spec(tmp_path / "typo.toml", ECHO_SPEC.replace("x = 1.0\n", "xx = 1.0\n"))
+    assert_user_error(invoke("run", typo, "--results-dir", tmp_path), "experiments.a.xx")
+    assert not list(tmp_path.glob("demo"))  # nothing created for an invalid file
+
+
+def test_console_script_user_error_and_help(tmp_path):
+    env = subprocess_env()
+    bad = subprocess.run([HARNESS, "run", str(tmp_path / "nope.toml")], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in bad.stderr
+    helped = subprocess.run([HARNESS, "--help"], env=env, capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0
+    for command in ("run", "show", "plugins", "plot"):
+        assert command in helped.stdout

@@ -1,0 +1,175 @@
+"""harness.execute and harness.runner: one cell to one row, serial and worker-process execution."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from harness.cells import Cell
+from harness.execute import TIMING_FIELDS, make_row, run_cell, split_result, to_jsonable
+from harness.runner import cpu_count, execute, threads_per_job
+
+from plugins_for_tests import loaded_test_plugins
+
+
+@pytest.fixture(scope="module")
+def registry():
+    with loaded_test_plugins() as reg:
+        yield reg
+
+
+def cell(experiment="echo", params=None, components=None, coords=None, rep=0, seed=7, exp_id="a"):
+    params = dict(params or {})
+    coords = dict(coords if coords is not None else params)
+    return Cell(experiment_id=exp_id, experiment=experiment, params=params,
+                components=dict(components or {}), coords=coords, repetition=rep, root_seed=seed,
+                seed_coords=dict(coords))
+
+
+def echo(x, rep=0, sleep=0.0):
+    return cell("echo", {"x": x, "sleep": sleep}, {"data": {"name": "tdata", "params": {"value": 0.5}}},
+                coords={"x": x}, rep=rep)
+
+
+def strip(row):
+    return {k: v for k, v in row.items() if k not in TIMING_FIELDS}
+
+
+def as_text(row):
+    """The row as canonical JSON without timing fields (NaN compares equal to NaN here)."""
+    return json.dumps(strip(row), sort_keys=True)
+
+
+# -- run_cell -------------------------------------------------------------------------------------
+
+def test_ok_row_has_identity_metrics_and_curves(registry):
+    c = echo(2.0)
+    row = run_cell(c, registry)
+    assert row["status"] == "ok" and row["error"] is None
+    for key, value in c.describe().items():
+        assert row[key] == value
+    assert row["metrics"]["x"] == 2.0 and row["metrics"]["x2"] == 4.0
+    assert row["metrics"]["flag"] is True and row["metrics"]["nested.a"] == 1
+    assert row["metrics"]["data_sum"] == pytest.approx(3.0)  # 2 x 3 entries of 0.5 from the slot
+    assert row["curves"] == {"curve": [0.0, 2.0, 4.0], "nested.b": [1, 2]}
+    assert row["plugins"] == {"experiment": "<local>", "data": "<local>"}
+    assert row["elapsed"] >= 0 and "T" in row["finished"]
+    json.dumps(row, allow_nan=False)  # plain JSON types only
+
+
+def test_row_is_a_pure_function_of_the_cell(registry):
+    a, b = run_cell(echo(1.0, rep=1), registry), run_cell(echo(1.0, rep=1), registry)
+    assert strip(a) == strip(b)
+    other = run_cell(echo(1.0, rep=2), registry)
+    assert other["metrics"]["u"] != a["metrics"]["u"]  # another repetition, another seed
+
+
+def test_slot_parameters_reach_the_component(registry):
+    c = cell("echo", {"x": 1.0, "sleep": 0.0}, {"data": {"name": "tdata", "params": {"value": 2.0}}})
+    assert run_cell(c, registry)["metrics"]["data_sum"] == pytest.approx(12.0)
+
+
+def test_exception_becomes_failed_row_with_type_message_and_traceback(registry):
+    row = run_cell(cell("fail", {"x": 3.0}), registry)
+    assert row["status"] == "failed"
+    assert row["error"].startswith("ValueError: boom at x=3.0")
+    assert "plugins_for_tests.py" in row["error"]  # the last traceback lines
+    assert row["metrics"] == {} and row["curves"] == {}
+
+
+def test_nan_metric_is_diverged_and_metrics_kept(registry):
+    row = run_cell(cell("nan", {"x": 0.0}), registry)
+    assert row["status"] == "diverged"
+    assert math.isnan(row["metrics"]["loss"]) and row["metrics"]["growth"] == math.inf
+    assert row["metrics"]["steps"] == 3
+    assert row["curves"]["trace"] == [1.0, math.inf]
+    assert "loss" in row["error"] and "growth" in row["error"]
+
+
+def test_unknown_experiment_or_bad_parameter_is_a_failed_row(registry):
+    assert run_cell(cell("nope"), registry)["status"] == "failed"
+    row = run_cell(cell("echo", {"x": "text"}), registry)
+    assert row["status"] == "failed" and "x" in row["error"]
+
+
+def test_split_result_and_to_jsonable():
+    metrics, curves = split_result({"a": np.int64(3), "b": np.array(2.5), "c": np.arange(4).reshape(2, 2),
+                                    "d": {"e": (1, 2), "f": None}, "g": object.__new__(object)})
+    assert metrics["a"] == 3 and type(metrics["a"]) is int
+    assert metrics["b"] == 2.5 and type(metrics["b"]) is float
+    assert curves == {"c": [[0, 1], [2, 3]], "d.e": [1, 2]}
+    assert metrics["d.f"] is None and isinstance(metrics["g"], str)
+    assert to_jsonable({1: np.float32(0.5)}) == {"1": 0.5}
+
+
+def test_make_row_rejects_unknown_status():
+    with pytest.raises(ValueError):
+        make_row(cell(), "weird")
+
+
+# -- execute --------------------------------------------------------------------------------------
+
+def test_threads_per_job_never_oversubscribes():
+    assert threads_per_job(1, 8) == 8 and threads_per_job(3, 8) == 2 and threads_per_job(16, 8) == 1
+    for jobs in range(1, 10):
+        assert jobs * threads_per_job(jobs, 8) <= max(8, jobs)
+    assert cpu_count() >= 1
+
+
+def test_serial_equals_two_jobs(registry):
+    cells = [echo(x, rep) for rep in range(2) for x in (1.0, 2.0, 3.0)]
+    cells += [cell("fail", {"x": 1.0}, exp_id="f"), cell("nan", {"x": 0.0}, exp_id="n")]
+    serial = {r["cell_id"]: as_text(r) for r in execute(cells, jobs=1, registry=registry)}
+    parallel_rows = list(execute(cells, jobs=2, registry=registry))
+    parallel = {r["cell_id"]: as_text(r) for r in parallel_rows}
+    assert len(parallel_rows) == len(cells) == len(serial)
+    # failed rows carry a traceback whose file paths are the same in both executors
+    assert serial == parallel
+
+
+def test_timeout_kills_the_cell_and_the_run_goes_on(registry):
+    cells = [cell("sleep", {"seconds": 30.0, "i": 0}), cell("sleep", {"seconds": 0.0, "i": 1})]
+    rows = {r["params"]["i"]: r for r in execute(cells, jobs=1, timeout=1.0, registry=registry)}
+    assert rows[0]["status"] == "timeout" and "timeout" in rows[0]["error"]
+    assert 1.0 <= rows[0]["elapsed"] < 10
+    assert rows[1]["status"] == "ok"
+
+
+def test_dead_worker_fails_only_its_cell(registry):
+    cells = [cell("crash"), echo(1.0), echo(2.0)]
+    rows = list(execute(cells, jobs=2, registry=registry))
+    by_exp = {r["experiment"]: r for r in rows}
+    assert len(rows) == 3
+    assert by_exp["crash"]["status"] == "failed" and "exit code 3" in by_exp["crash"]["error"]
+    assert sorted(r["status"] for r in rows if r["experiment"] == "echo") == ["ok", "ok"]
+
+
+def test_workers_are_limited_to_their_share_of_threads(registry):
+    cells = [cell("threads", {"i": i}) for i in range(2)]
+    rows = list(execute(cells, jobs=2, registry=registry))
+    want = threads_per_job(2)
+    for r in rows:
+        assert r["status"] == "ok"
+        assert r["metrics"]["numba_env"] == want
+        assert r["metrics"]["blas_threads"] == want
+
+
+def test_closing_the_stream_stops_the_workers(registry):
+    cells = [cell("sleep", {"seconds": 0.05, "i": i}) for i in range(6)]
+    stream = execute(cells, jobs=2, registry=registry)
+    first = next(stream)
+    assert first["status"] == "ok"
+    stream.close()  # must return promptly, leaving no worker behind
+    import multiprocessing
+
+    assert not [p for p in multiprocessing.active_children() if p.name == "harness-worker"]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        list(execute([cell()], jobs=0))
+    with pytest.raises(ValueError):
+        list(execute([cell()], timeout=0))
+    assert list(execute([], jobs=3)) == []
