@@ -11,8 +11,19 @@ from .params import REQUIRED, Param
 
 __version__ = "0.1.0"
 
+_API = ("run", "load_run", "plan", "plot")
+
+
+def __getattr__(name):  # the run API, imported on first use: ``harness.run(...)``
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
+
 __all__ = [
     "Activation", "Architecture", "Backend", "CellContext", "Component", "Dataset", "Experiment",
     "Initializer", "Loss", "Optimizer", "Registry", "TrainingProblem", "PluginError", "SpecError",
-    "UserError", "hookimpl", "REQUIRED", "Param", "__version__",
+    "UserError", "hookimpl", "REQUIRED", "Param", "__version__", *_API,
 ]
