@@ -162,11 +162,14 @@ def _draw(run_dir: RunDir, rows, spec, registry):
 
 
 def plot(run_dir: str | Path):
-    """(Re)draw the figures of a run directory; returns a :class:`harness.figures.FigureReport`."""
+    """(Re)draw the figures of a run directory and refresh its report.html; returns a
+    :class:`harness.figures.FigureReport`."""
     result = load_run(run_dir)
     from .plugin_manager import get_registry
 
-    return _draw(result.run_dir, result.rows, result.spec, get_registry())
+    drawn = _draw(result.run_dir, result.rows, result.spec, get_registry())
+    _write_report(result.run_dir)
+    return drawn
 
 
 def plan(spec, overrides: Sequence[str] = ()) -> list[dict[str, Any]]:

@@ -290,11 +290,15 @@ def compare(run_dirs, metrics, by, baseline, fmt, n_boot, level):
 @click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True, help="Confidence level of the interval.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fits as JSON.")
-def fit(run_dir, metric, axis, log, n_boot, level, as_json):
+@click.option("--plot", "plot_file", default=None, metavar="FILE",
+              help="Also draw the data and the fits into FILE (.png, .svg or .pdf).")
+def fit(run_dir, metric, axis, log, n_boot, level, as_json, plot_file):
     """Fit a metric against an axis, with a bootstrap interval."""
     from .compare import load_runs
-    from .fits import fit_rows, format_fits, grid_keys
+    from .fits import check_plot_path, fit_rows, format_fits, grid_keys
 
+    if plot_file:
+        check_plot_path(plot_file)
     (_, rows), = load_runs([run_dir])
     keys = grid_keys(run_dir)
     fits = fit_rows(rows, metric, axis, log=log, grid_keys=keys, n_boot=n_boot, level=level)
@@ -304,6 +308,10 @@ def fit(run_dir, metric, axis, log, n_boot, level, as_json):
                                for g in fits], indent=2, default=str))
     else:
         click.echo(format_fits(fits, metric, axis))
+    if plot_file:
+        from .fits import save_fit_plot
+
+        click.echo(str(save_fit_plot(fits, metric, axis, log, run_dir, plot_file)), err=True)
 
 
 @main.command("check-plugin")

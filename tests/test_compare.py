@@ -1,0 +1,194 @@
+"""harness.compare: side-by-side tables, seed-paired differences, bootstrap intervals, ``harness compare``."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.compare import bootstrap_mean_ci, compare, format_comparisons, group_rows
+from harness.errors import UserError
+
+
+def row(exp_id, coords, value, spawn, status="ok", root=1, metric="loss", components=None):
+    return {"cell_id": f"{exp_id}-{json.dumps(coords)}-{spawn}", "point_id": f"{exp_id}-{json.dumps(coords)}",
+            "experiment_id": exp_id, "experiment": "toy", "coords": coords, "repetition": spawn,
+            "params": {}, "components": components or {"architecture": {"name": exp_id, "params": {}}},
+            "seed": {"root": root, "spawn_key": [7, spawn]}, "status": status,
+            "metrics": {metric: value, "steps": 10}, "curves": {}, "elapsed": 0.1, "error": None}
+
+
+def only_point(c, **coords):
+    (line,) = [ln for ln in c.lines if ln.point == coords]
+    return line
+
+
+def test_paired_differences_follow_the_seed_not_the_row_order():
+    a = [row("fc", {"N": 10}, v, spawn=s) for s, v in enumerate([1.0, 5.0, 2.0])]
+    b = [row("pyr", {"N": 10}, v, spawn=s) for s, v in enumerate([2.0, 7.0, 2.5])]
+    (c,) = compare([("r", a + b[::-1])], metrics=["loss"])
+    assert c.groups == ["fc", "pyr"] and c.baseline == "fc"
+    line = only_point(c, N=10)
+    assert line.stats["fc"].mean == pytest.approx(8 / 3) and line.stats["fc"].n == 3
+    assert line.stats["pyr"].std == pytest.approx(np.std([2.0, 7.0, 2.5], ddof=1))
+    d = line.diffs["pyr"]
+    assert d.pairs == 3 and d.mean == pytest.approx((1.0 + 2.0 + 0.5) / 3)
+    assert 0.5 <= d.ci_low <= d.mean <= d.ci_high <= 2.0  # the mean of resampled diffs stays in their range
+
+
+def test_rows_with_other_seeds_or_bad_status_do_not_pair():
+    a = [row("fc", {"N": 10}, 1.0, spawn=0), row("fc", {"N": 10}, 2.0, spawn=1),
+         row("fc", {"N": 10}, 9.0, spawn=2, status="failed")]
+    b = [row("pyr", {"N": 10}, 3.0, spawn=0, root=2),  # another root seed
+         row("pyr", {"N": 10}, 4.0, spawn=1), row("pyr", {"N": 10}, 8.0, spawn=2),
+         row("pyr", {"N": 10}, float("nan"), spawn=3, status="diverged")]
+    (c,) = compare([("r", a + b)], metrics=["loss"])
+    line = only_point(c, N=10)
+    assert line.stats["fc"].n == 2 and line.stats["pyr"].n == 3  # failed and NaN rows left out
+    assert line.diffs["pyr"].pairs == 1 and line.diffs["pyr"].mean == pytest.approx(2.0)
+    assert math.isnan(line.diffs["pyr"].ci_low)  # one pair: no interval
+
+
+def test_points_line_up_by_the_other_coordinates_and_a_pooled_line_follows():
+    rows = []
+    for N, shift in ((10, 1.0), (20, 3.0)):
+        for s in range(4):
+            rows.append(row("fc", {"N": N}, float(s), spawn=s))
+            rows.append(row("pyr", {"N": N}, s + shift, spawn=s))
+    (c,) = compare([("r", rows)], metrics=["loss"])
+    assert [ln.point for ln in c.lines] == [{"N": 10}, {"N": 20}, None]
+    assert c.lines[0].diffs["pyr"].mean == pytest.approx(1.0)
+    assert c.lines[0].diffs["pyr"].ci_low == pytest.approx(1.0)  # every diff equal: zero-width interval
+    assert c.lines[1].diffs["pyr"].mean == pytest.approx(3.0)
+    pooled = c.lines[2]
+    assert pooled.diffs["pyr"].pairs == 8 and pooled.diffs["pyr"].mean == pytest.approx(2.0)
+    assert pooled.stats["fc"].n == 8
+
+
+def test_by_a_coordinate_and_a_slot_and_baseline_choice():
+    rows = [row("e", {"N": 10, "act": act}, v, spawn=0) for act, v in (("relu", 1.0), ("tanh", 4.0))]
+    (c,) = compare([("r", rows)], metrics=["loss"], by="act", baseline="tanh")
+    assert c.groups == ["tanh", "relu"] and c.point_keys == ["experiment_id", "N"]
+    assert only_point(c, experiment_id="e", N=10).diffs["relu"].mean == pytest.approx(-3.0)
+    by_slot = [row("a", {"N": 10}, 1.0, 0), row("b", {"N": 10}, 2.5, 0), row("b", {"N": 10}, 3.5, 0)]
+    assert list(group_rows([("r", by_slot)], "architecture")) == ["a", "b"]
+    (c,) = compare([("r", by_slot)], metrics=["loss"], by="architecture")
+    line = only_point(c, N=10)  # blocks a and b line up: the slot differs between blocks
+    assert line.stats["b"].n == 2 and line.diffs["b"].pairs == 0  # b's seed is ambiguous: no pair
+    with pytest.raises(UserError, match=r"--by 'ac'.*did you mean 'act'"):
+        compare([("r", rows)], by="ac")
+    with pytest.raises(UserError, match=r"--baseline 'gelu'.*groups: relu, tanh"):
+        compare([("r", rows)], by="act", baseline="gelu")
+    with pytest.raises(UserError, match=r"--metric 'los'.*did you mean 'loss'"):
+        compare([("r", rows)], metrics=["los"])
+
+
+def test_several_runs_with_the_same_block_ids_are_told_apart():
+    r1 = [row("fig1", {"N": 10}, 1.0, spawn=s) for s in range(3)]
+    r2 = [row("fig1", {"N": 10}, 1.5, spawn=s) for s in range(3)]
+    (c,) = compare([("run1", r1), ("run2", r2)], metrics=["loss"])
+    assert c.groups == ["run1:fig1", "run2:fig1"]
+    assert only_point(c, N=10).diffs["run2:fig1"].mean == pytest.approx(0.5)
+    (c,) = compare([("run1", r1), ("run2", r2)], metrics=["loss"], by="run")
+    assert c.groups == ["run1", "run2"]
+
+
+def test_bootstrap_interval_has_the_normal_width():
+    rng = np.random.default_rng(4)
+    d = rng.normal(0.5, 1.0, 400)
+    lo, hi = bootstrap_mean_ci(d, n_boot=4000, rng=np.random.default_rng(1))
+    assert lo < d.mean() < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * d.std(ddof=1) / 20, rel=0.1)
+    assert all(math.isnan(v) for v in bootstrap_mean_ci([1.0]))
+
+
+def test_pairing_narrows_the_interval_compared_to_the_spread_of_each_group():
+    rng = np.random.default_rng(8)
+    base = rng.normal(0, 5, 50)  # a large per-seed effect shared by both groups
+    rows = [row("a", {}, float(v), spawn=s) for s, v in enumerate(base)]
+    rows += [row("b", {}, float(v + 0.3 + rng.normal(0, 0.1)), spawn=s) for s, v in enumerate(base)]
+    (c,) = compare([("r", rows)], metrics=["loss"])
+    (line,) = c.lines
+    d = line.diffs["b"]
+    assert d.ci_low < 0.3 < d.ci_high and d.ci_high - d.ci_low < 0.1
+    assert line.stats["a"].std > 3
+
+
+def sample_rows():
+    rows = []
+    for N in (10, 20):
+        for s in range(3):
+            rows.append(row("fc", {"N": N}, 1.0 + s, spawn=s))
+            rows.append(row("pyr|x", {"N": N}, 2.0 + s, spawn=s))
+    return rows
+
+
+def test_formats_table_markdown_csv():
+    comps = compare([("r", sample_rows())], metrics=["loss", "steps"], n_boot=100)
+    table = format_comparisons(comps, "table")
+    lines = table.splitlines()
+    assert lines[0] == "loss"
+    assert lines[1].split() == ["N", "fc", "pyr|x", "pyr|x", "−", "fc"]
+    assert lines[3].split()[:4] == ["10", "2", "±", "1"]
+    assert "+1 [+1, +1] (3 pairs)" in lines[3]
+    assert any(ln.startswith("all") and "(6 pairs)" in ln for ln in lines)
+    assert "\nsteps\n" in table
+
+    md = format_comparisons(comps, "markdown")
+    assert "### loss" in md and "| N | fc | pyr\\|x | pyr\\|x − fc |" in md
+
+    data = list(csv.DictReader(io.StringIO(format_comparisons(comps, "csv"))))
+    assert [(d["metric"], d["N"]) for d in data] == [("loss", "10"), ("loss", "20"), ("loss", "all"),
+                                                     ("steps", "10"), ("steps", "20"), ("steps", "all")]
+    assert float(data[0]["fc_mean"]) == 2.0 and float(data[0]["fc_std"]) == 1.0 and data[0]["fc_n"] == "3"
+    assert float(data[0]["pyr|x-fc_diff"]) == 1.0 and data[0]["pyr|x-fc_pairs"] == "3"
+    assert float(data[3]["pyr|x-fc_diff"]) == 0.0
+    with pytest.raises(UserError, match="--format 'xml'"):
+        format_comparisons(comps, "xml")
+
+
+def test_boolean_metrics_compare_as_fractions():
+    rows = [row("a", {}, flag, spawn=s, metric="reached") for s, flag in enumerate([True, False, True, True])]
+    rows += [row("b", {}, flag, spawn=s, metric="reached") for s, flag in enumerate([True, True, True, True])]
+    (c,) = compare([("r", rows)], metrics=["reached"])
+    (line,) = c.lines
+    assert line.stats["a"].mean == pytest.approx(0.75) and line.stats["b"].mean == 1.0
+    assert line.diffs["b"].mean == pytest.approx(0.25) and line.diffs["b"].pairs == 4
+
+
+def test_one_group_says_there_is_nothing_to_compare():
+    (c,) = compare([("r", [row("a", {"N": 1}, 1.0, 0)])], metrics=["loss"])
+    assert "nothing to compare" in format_comparisons([c], "table")
+
+
+def write_run(path, rows, spec='[benchmark]\nname = "t"\nseed = 1\n'):
+    path.mkdir(parents=True)
+    (path / "spec.toml").write_text(spec)
+    (path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_harness_compare_cli(tmp_path):
+    one = write_run(tmp_path / "one", sample_rows())
+    two = write_run(tmp_path / "two", [row("fc", {"N": 10}, 1.5 + s, spawn=s) for s in range(3)])
+    runner = CliRunner()
+    result = runner.invoke(main, ["compare", str(one), "--metric", "loss", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith("metric,N,fc_mean,fc_std,fc_n,pyr|x_mean")
+    result = runner.invoke(main, ["compare", str(one), str(two), "-m", "loss", "--by", "run",
+                                  "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    # runs are compared block by block: fc of two against fc of one, seed by seed
+    assert "| experiment_id | N | one | two | two − one |" in result.output
+    assert "| fc | 10 | 2 ± 1 (n=3) | 2.5 ± 1 (n=3) | +0.5 [+0.5, +0.5] (3 pairs) |" in result.output
+    assert "| pyr\\|x | 10 | 3 ± 1 (n=3) | - | - |" in result.output
+    bad = runner.invoke(main, ["compare", str(one), "--by", "nope"])
+    assert bad.exit_code == 2 and bad.output.startswith("error: --by 'nope'") and "Traceback" not in bad.output
+    missing = runner.invoke(main, ["compare", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "no such run directory" in missing.output
+    assert runner.invoke(main, ["compare"]).exit_code == 2
