@@ -1,2 +1,426 @@
-"""Built-in quadratic_flow plugin (to be written)."""
-from harness import hookimpl  # noqa: F401
+"""Quadratic teacher-student networks under population gradient flow (Martin, Bach, Biroli).
+
+Components:
+
+- architecture ``quadratic_student``: ``f_W(x) = (1/m) sum_j (w_j . x)^2``, shapes
+  ``[(m, d), (1, m)]``; the output layer (all ``1/m``) is frozen. With a quadratic activation
+  ``phi(z) = z^2`` the generic forward pass computes exactly ``f_W``.
+- initializer ``quadratic_student_init``: hidden rows an orthonormal family (or Gaussian), each
+  of norm ``norm``; output weights ``1/m``.
+- experiment ``quadratic_flow``: gradient flow on the closed-form population risk (see
+  :mod:`harness.engine.quadratic` for the formulas and the time convention), optionally compared
+  with gradient descent on ``n_train`` samples. A row holds the risk curve ``R(t)`` at
+  ``n_points`` times, the time to recovery ``R(t) <= threshold * R(0)`` (``None`` if not reached
+  by ``t_max``), the escape time ``R(t) <= escape_fraction * R(0)`` and the final overlaps
+  between the student and teacher subspaces.
+
+Choices (all parameters): the student neurons start with unit norm (``student_norm = 1``), the
+scale of the teacher's neurons, so ``tr A(0) = tr A* = 1`` and the student's projection on the
+teacher subspace starts at about ``m* / d``: recovery has to grow it from there, which is what
+makes the time grow like ``log d``. Time is ``"mean_field"`` by default (every neuron moves at
+speed O(1), ``dw_j/dt = -(tr Delta I + 2 Delta) w_j``); ``time_scale = "gradient"`` gives the plain
+flow ``dW/dt = -grad R`` whose times are ``m`` times longer. ``m_star = 10`` by default.
+The recovery threshold is ``1e-2 R(0)``: for ``m > m*`` the last phase is slow (the surplus
+neurons leave the teacher subspace only algebraically, ``R ~ 1/t^2``), so much smaller thresholds
+measure that tail rather than the escape from the initial overlap.
+
+Initial state: with ``flow = "overlaps"`` the initial overlaps are drawn directly in
+``O((m + m*)^3)`` (no vector of length ``d``); the weights themselves are drawn (same law) when
+``flow = "weights"``, when ``n_train > 0`` (gradient descent needs them; both then start from the
+same point) or when ``d < m + m*``. The metric ``initial_draw`` says which. Random streams:
+``"student"``, ``"teacher"`` and ``"data"`` (training inputs and label noise).
+
+Metrics: ``ratio`` (m/m*), ``initial_risk``, ``final_risk``, ``final_relative_risk``,
+``time_to_recovery`` and ``recovered``, ``escape_time``, ``initial_subspace_overlap`` and
+``final_subspace_overlap`` (fraction of the student's squared norm in the teacher subspace),
+``final_overlap_cosine`` (cosine between A and A*), ``solver_success``, ``nfev``; with
+``n_train > 0`` also ``gd_*``. Curves: ``t``, ``risk`` (and ``gd_t``, ``gd_risk``,
+``gd_train_loss``).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from harness import Architecture, Experiment, Initializer, Param, hookimpl
+
+SOLVERS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
+
+
+def _positive(value) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+# ----------------------------------------------------------------------------- architecture
+
+class QuadraticStudent(Architecture):
+    name = "quadratic_student"
+    help = "f_W(x) = (1/m) sum_j (w_j . x)^2: m quadratic neurons, output weights frozen at 1/m"
+    params = (Param("m", int, 10, "number of hidden neurons", min=1),)
+
+    def layer_shapes(self, d):
+        return [(int(self.m), int(d)), (1, int(self.m))]
+
+    def trainable(self, d):
+        return [True, False]
+
+
+class QuadraticStudentInit(Initializer):
+    name = "quadratic_student_init"
+    help = "rows w_j orthonormal (or Gaussian) of norm `norm`; output weights 1/m"
+    params = (
+        Param("init", str, "orthonormal", "orthonormal rows or Gaussian entries N(0, norm^2/d)",
+              choices=("orthonormal", "gaussian")),
+        Param("norm", float, 1.0, "norm of each row (exact if orthonormal, root mean square if Gaussian)",
+              min=0.0),
+    )
+    example_shapes = [(20, 50), (1, 20)]
+
+    def initialize(self, shapes, rng, dtype=np.float64):
+        from harness.engine.quadratic import draw_family
+
+        if len(shapes) != 2 or shapes[1][0] != 1 or shapes[1][1] != shapes[0][0]:
+            raise ValueError(f"quadratic_student_init expects shapes [(m, d), (1, m)], got {list(shapes)}")
+        m, d = shapes[0]
+        # More rows than dimensions: independent orthonormal blocks of at most d rows each.
+        blocks = [draw_family(d, min(d, m - start), self.init, self.norm, rng).T
+                  for start in range(0, m, d)]
+        hidden = np.concatenate(blocks, axis=0).astype(dtype)
+        return [hidden, np.full((1, m), 1.0 / m, dtype=dtype)]
+
+    def expected_variances(self, shapes):
+        d = shapes[0][1]
+        return [self.norm ** 2 / d, None]
+
+
+# ----------------------------------------------------------------------------- experiment
+
+class QuadraticFlow(Experiment):
+    name = "quadratic_flow"
+    help = "population gradient flow of a quadratic student on a quadratic teacher: R(t), time to recovery"
+    slots = {}
+    params = (
+        Param("d", int, 100, "input dimension", min=1),
+        Param("m", int, 20, "student width (hidden neurons)", min=1),
+        Param("m_star", int, 10, "teacher width", min=1),
+        Param("init", str, "orthonormal", "student initialisation", choices=("orthonormal", "gaussian")),
+        Param("teacher_init", str, "same", "teacher initialisation ('same': as the student's)",
+              choices=("same", "orthonormal", "gaussian")),
+        Param("student_norm", float, 1.0, "norm of each student neuron at t = 0 (rms if Gaussian)", min=0.0),
+        Param("teacher_norm", float, 1.0, "norm of each teacher neuron (rms if Gaussian)", min=0.0),
+        Param("time_scale", str, "mean_field",
+              "mean_field: dW/dt = -m grad R (m-independent dA/dt); gradient: dW/dt = -grad R",
+              choices=("mean_field", "gradient")),
+        Param("t_max", float, 150.0, "time horizon", check=_positive),
+        Param("n_points", int, 201, "number of equally spaced times at which R(t) is recorded", min=2),
+        Param("threshold", float, 1e-2, "recovery: first time R(t) <= threshold * R(0)", min=0.0, max=1.0),
+        Param("escape_fraction", float, 0.5, "escape: first time R(t) <= escape_fraction * R(0)",
+              min=0.0, max=1.0),
+        Param("flow", str, "overlaps",
+              "integrate the reduced equations in (W^T W, W^T W*) or the weights W (d x m) themselves",
+              choices=("overlaps", "weights")),
+        Param("solver", str, "RK45", "scipy.integrate.solve_ivp method", choices=SOLVERS),
+        Param("rtol", float, 1e-8, "solver relative tolerance", check=_positive),
+        Param("atol", float, 1e-12, "solver absolute tolerance", check=_positive),
+        Param("max_step", float, None, "largest solver step in time units (unset: unbounded)",
+              check=_positive),
+        Param("first_step", float, None, "first solver step (unset: chosen by the solver)", check=_positive),
+        Param("n_train", int, 0, "if > 0, also train by gradient descent on this many samples", min=0),
+        Param("gd_step", float, 0.05, "gradient-descent step in time units", check=_positive),
+        Param("label_noise", float, 0.0, "standard deviation of the noise on the training labels", min=0.0),
+    )
+    example = {"params": {"d": 30, "m": 4, "m_star": 2, "t_max": 20.0, "n_points": 21,
+                          "n_train": 200, "gd_step": 0.1}}
+
+    # -- one cell
+
+    def run(self, cell) -> dict:
+        from harness.engine import quadratic as q
+
+        d, m, ms = self.d, self.m, self.m_star
+        teacher_init = self.init if self.teacher_init == "same" else self.teacher_init
+        norms = dict(student_norm=self.student_norm, teacher_norm=self.teacher_norm)
+        rng_s, rng_t = cell.rng("student"), cell.rng("teacher")
+        need_weights = self.flow == "weights" or self.n_train > 0 or d < m + ms
+        if need_weights:
+            W0, W_star = q.initial_weights(d, m, ms, self.init, teacher_init, rng_s, rng_t, **norms)
+            initial = q.Overlaps.from_weights(W0, W_star)
+        else:
+            initial = q.initial_overlaps(d, m, ms, self.init, teacher_init, rng_s, rng_t, **norms)
+
+        r0 = q.risk_overlaps(initial)
+        levels = [self.threshold * r0, self.escape_fraction * r0]
+        t = np.linspace(0.0, self.t_max, self.n_points)
+        options = q.SolverOptions(method=self.solver, rtol=self.rtol, atol=self.atol,
+                                  max_step=self.max_step, first_step=self.first_step)
+        if self.flow == "weights":
+            res = q.integrate_weights(W0, W_star, t, self.time_scale, levels, options)
+        else:
+            res = q.integrate_overlaps(initial, t, self.time_scale, levels, options)
+
+        t_rec, t_esc = res.crossings[levels[0]], res.crossings[levels[1]]
+        out: dict[str, Any] = {
+            "ratio": m / ms,
+            "initial_risk": r0,
+            "final_risk": float(res.risk[-1]),
+            "final_relative_risk": float(res.risk[-1] / r0) if r0 > 0 else float("nan"),
+            "time_to_recovery": t_rec,
+            "recovered": t_rec is not None,
+            "escape_time": t_esc,
+            "initial_subspace_overlap": q.subspace_overlap(initial),
+            "final_subspace_overlap": q.subspace_overlap(res.final),
+            "final_overlap_cosine": q.overlap_cosine(res.final),
+            "initial_draw": "weights" if need_weights else "overlaps",
+            "solver_success": res.success,
+            "nfev": res.nfev,
+            "t": t.tolist(),
+            "risk": res.risk.tolist(),
+        }
+        if self.n_train > 0:
+            out.update(self._finite_sample(q, cell, W0, W_star, t, levels))
+        return out
+
+    def _finite_sample(self, q, cell, W0, W_star, t, levels) -> dict:
+        rng = cell.rng("data")
+        X = rng.standard_normal((self.n_train, self.d))
+        y = q.teacher_labels(X, W_star, self.label_noise, rng)
+        n_steps = int(math.ceil(self.t_max / self.gd_step))
+        record = np.unique(np.rint(t / self.gd_step).astype(np.int64).clip(0, n_steps))
+        gd = q.gd_finite_sample(W0, W_star, X, y, self.gd_step, n_steps, self.time_scale,
+                                record_steps=record, levels=levels[:1])
+        t_rec = gd.crossings[levels[0]]
+        return {
+            "gd_final_risk": float(gd.risk[-1]),
+            "gd_final_train_loss": float(gd.train_loss[-1]),
+            "gd_time_to_recovery": t_rec,
+            "gd_recovered": t_rec is not None,
+            "gd_final_subspace_overlap": q.subspace_overlap(gd.final),
+            "gd_t": gd.t.tolist(),
+            "gd_risk": gd.risk.tolist(),
+            "gd_train_loss": gd.train_loss.tolist(),
+        }
+
+    # -- cost for --dry-run
+
+    def estimate(self, cell_params: Mapping[str, Any], components) -> dict:
+        p = {prm.name: prm.default for prm in self.params}
+        p.update(cell_params)
+        d, m, ms = int(p["d"]), int(p["m"]), int(p["m_star"])
+        speed = 1.0 if p["time_scale"] == "mean_field" else 1.0 / m
+        evals = 12.0 * float(p["t_max"]) * speed + 100.0
+        if p["flow"] == "weights":
+            flops, state = 4.0 * d * m * (m + ms), d * m
+        else:
+            flops, state = 4.0 * m * m * (m + ms), m * (m + ms)
+        seconds = evals * (5e-5 + flops / 2e9)
+        memory = 8 * (10 * state + d * (m + ms) * (2 if p["flow"] == "weights" else 0))
+        n = int(p["n_train"])
+        if n > 0:
+            steps = math.ceil(float(p["t_max"]) / float(p["gd_step"]))
+            seconds += steps * (6.0 * n * d * m + 4.0 * d * m * (m + ms)) / 2e9
+            memory += 8 * n * (d + 2 * m)
+        return {"memory_bytes": int(memory), "seconds": float(seconds)}
+
+    # -- figures
+
+    def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
+        ok = [r for r in rows if r.get("status") == "ok" and "risk" in (r.get("curves") or {})]
+        if not ok:
+            return {}
+        figs = {"risk_curves": _risk_curves_figure(ok, context)}
+        if len({_key(r)[1] for r in ok}) >= 2:
+            figs["recovery_vs_ratio"] = _recovery_vs_ratio_figure(ok, rows, context)
+        if len({_key(r)[0] for r in ok}) >= 2:
+            figs["recovery_vs_log_d"] = _recovery_vs_log_d_figure(ok, context)
+        if any("gd_risk" in r["curves"] for r in ok):
+            figs["finite_sample"] = _finite_sample_figure(ok, context)
+        return figs
+
+
+# ----------------------------------------------------------------------------- figure helpers
+
+def _key(row) -> tuple[int, float]:
+    p = row["params"]
+    return int(p["d"]), p["m"] / p["m_star"]
+
+
+def _colors(values):
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    values = sorted(values)
+    n = max(len(values) - 1, 1)
+    return {v: cmap(0.9 * i / n) for i, v in enumerate(values)}
+
+
+def _finish(fig, context, bands: str):
+    """Add the caption below the axes (about 0.45 inch, wrapped to the figure's width)."""
+    fig.text(0.5, 0.005, context.caption(bands), ha="center", va="bottom", fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, min(0.5, 0.5 / fig.get_figheight()), 1, 1))
+    return fig
+
+
+def _floor_axis(ax, rows):
+    """Cut the risk axis at 1e-10 R(0): the overlap formula loses R below ~1e-15 to round-off."""
+    r0 = np.median([r["metrics"]["initial_risk"] for r in rows])
+    ax.set_ylim(bottom=1e-10 * r0)
+
+
+def _risk_curves_figure(ok, context):
+    from matplotlib.figure import Figure
+
+    ds = sorted({_key(r)[0] for r in ok})
+    ratios = sorted({_key(r)[1] for r in ok})
+    colors = _colors(ratios)
+    fig = Figure(figsize=(4.2 * len(ds), 3.8))
+    axes = np.atleast_1d(fig.subplots(1, len(ds), sharey=True, squeeze=False)[0])
+    for ax, d in zip(axes, ds):
+        for ratio in ratios:
+            group = [r for r in ok if _key(r) == (d, ratio)]
+            if not group:
+                continue
+            t = np.asarray(group[0]["curves"]["t"], float)
+            curves = np.array([r["curves"]["risk"] for r in group], float)
+            for c in curves:
+                ax.plot(t, c, color=colors[ratio], lw=0.6, alpha=0.35)
+            ax.plot(t, _geometric_mean(curves), color=colors[ratio], lw=1.8, label=f"m/m* = {ratio:g}")
+        ax.set_yscale("log")
+        _floor_axis(ax, ok)
+        ax.set_xlabel("time t")
+        ax.set_title(f"d = {d}")
+    axes[0].set_ylabel("population risk R(t)")
+    axes[0].legend(fontsize=7)
+    return _finish(fig, context, "population gradient flow; thin lines: repetitions; "
+                                 "thick: geometric mean over repetitions; axis cut at 1e-10 R(0)")
+
+
+def _geometric_mean(curves) -> np.ndarray:
+    curves = np.asarray(curves, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.exp(np.nanmean(np.log(np.clip(curves, 1e-300, None)), axis=0))
+
+
+def _finite_sample_figure(ok, context):
+    from matplotlib.figure import Figure
+
+    gd_rows = [r for r in ok if "gd_risk" in r["curves"]]
+    panels = sorted({_key(r) for r in gd_rows})
+    ns = sorted({int(r["params"]["n_train"]) for r in gd_rows})
+    colors = _colors(ns)
+    fig = Figure(figsize=(4.2 * len(panels), 3.8))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (d, ratio) in zip(axes, panels):
+        group = [r for r in gd_rows if _key(r) == (d, ratio)]
+        ax.plot(group[0]["curves"]["t"], _geometric_mean([r["curves"]["risk"] for r in group]),
+                color="black", lw=1.8, label="population flow")
+        for n in ns:
+            sub = [r for r in group if int(r["params"]["n_train"]) == n]
+            if not sub:
+                continue
+            ax.plot(sub[0]["curves"]["gd_t"], _geometric_mean([r["curves"]["gd_risk"] for r in sub]),
+                    color=colors[n], lw=1.4, label=f"GD, n = {n}: population risk")
+            ax.plot(sub[0]["curves"]["gd_t"], _geometric_mean([r["curves"]["gd_train_loss"] for r in sub]),
+                    color=colors[n], lw=0.9, ls=":", label=f"GD, n = {n}: training loss")
+        ax.set_yscale("log")
+        _floor_axis(ax, group)
+        ax.set_xlabel("time t")
+        ax.set_title(f"d = {d}, m/m* = {ratio:g}")
+    axes[0].set_ylabel("risk")
+    axes[0].legend(fontsize=6)
+    return _finish(fig, context, "gradient descent on n_train samples against the population flow; "
+                                 "curves: geometric mean over repetitions")
+
+
+def _recovery_times(rows, key="time_to_recovery"):
+    """{(d, ratio): (times of the recovered repetitions, number of repetitions)}."""
+    out: dict = defaultdict(lambda: ([], 0))
+    for r in rows:
+        times, n = out[_key(r)]
+        value = (r.get("metrics") or {}).get(key)
+        if value is not None and np.isfinite(value):
+            times = times + [float(value)]
+        out[_key(r)] = (times, n + 1)
+    return dict(out)
+
+
+def _recovery_vs_ratio_figure(ok, rows, context):
+    from matplotlib.figure import Figure
+
+    times = _recovery_times(ok)
+    ds = sorted({k[0] for k in times})
+    colors = _colors(ds)
+    fig = Figure(figsize=(5.6, 4.0))
+    ax = fig.subplots()
+    top = max([max(v[0]) for v in times.values() if v[0]] or [1.0]) * 1.15
+    for d in ds:
+        keys = sorted(k for k in times if k[0] == d)
+        xs = [k[1] for k in keys if times[k][0]]
+        mean = [np.mean(times[k][0]) for k in keys if times[k][0]]
+        std = [np.std(times[k][0], ddof=1) if len(times[k][0]) > 1 else 0.0 for k in keys if times[k][0]]
+        ax.errorbar(xs, mean, yerr=std, color=colors[d], marker="o", capsize=3, label=f"d = {d}")
+        missed = [k[1] for k in keys if len(times[k][0]) < times[k][1]]
+        for x in missed:
+            k = (d, x)
+            ax.plot([x], [top], marker="x", color=colors[d], ls="none")
+            ax.annotate(f"not recovered: {times[k][1] - len(times[k][0])}/{times[k][1]}", (x, top), fontsize=6,
+                        color=colors[d], textcoords="offset points", xytext=(4, -8 - 7 * ds.index(d)))
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("m / m*")
+    ax.set_ylabel("time to recovery")
+    ax.set_title("time to recovery (x: repetitions that did not recover by t_max)")
+    ax.legend(fontsize=7)
+    failed = sum(1 for r in rows if r.get("status") != "ok")
+    bands = "error bars: mean +- 1 std over the repetitions that recovered"
+    if failed:
+        bands += f"; {failed} row(s) not ok left out"
+    return _finish(fig, context, bands)
+
+
+def _recovery_vs_log_d_figure(ok, context):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.6, 4.0))
+    ax = fig.subplots()
+    for key, style, label in (("time_to_recovery", "-", "recovery"), ("escape_time", ":", "escape")):
+        times = _recovery_times(ok, key)
+        ratios = sorted({k[1] for k in times})
+        colors = _colors(ratios)
+        for ratio in ratios:
+            pts = sorted((math.log(k[0]), times[k][0]) for k in times if k[1] == ratio and times[k][0])
+            if not pts:
+                continue
+            x = np.array([p[0] for p in pts])
+            mean = np.array([np.mean(p[1]) for p in pts])
+            std = np.array([np.std(p[1], ddof=1) if len(p[1]) > 1 else 0.0 for p in pts])
+            text = f"{label}, m/m* = {ratio:g}"
+            if len(x) >= 2:
+                slope = np.polyfit(x, mean, 1)[0]
+                text += f" (slope {slope:.2f})"
+            ax.errorbar(x, mean, yerr=std, color=colors[ratio], ls=style, marker="o", ms=3, capsize=2,
+                        label=text)
+    ax.set_xlabel("log d")
+    ax.set_ylabel("time")
+    ax.set_title("time to recovery (solid) and escape time (dotted) against log d")
+    ax.legend(fontsize=6)
+    return _finish(fig, context, "error bars: mean +- 1 std over the repetitions that reached the level; "
+                                 "slope: least-squares fit of the means against log d")
+
+
+# ----------------------------------------------------------------------------- registration
+
+@hookimpl
+def harness_register_architectures(registry):
+    registry.add(QuadraticStudent)
+
+
+@hookimpl
+def harness_register_initializers(registry):
+    registry.add(QuadraticStudentInit)
+
+
+@hookimpl
+def harness_register_experiments(registry):
+    registry.add(QuadraticFlow)
