@@ -1,2 +1,364 @@
-"""Built-in semi_flat plugin (to be written)."""
-from harness import hookimpl  # noqa: F401
+"""Semi-flat minima by embedding (Fukumizu, Yamaguchi, Mototake and Tanaka, NeurIPS 2019).
+
+Experiment ``embedding_generalization``: a one-hidden-layer network ``N_H0`` with ``H0`` units is
+trained to (near) zero error on a tiny noisy data set, embedded into ``N_H`` with ``H >= H0``
+units by a function-preserving map (:mod:`harness.engine.embedding`), and both are perturbed by
+the same Gaussian noise; the ratio of their generalisation errors says how much flatter (ratio
+near 1) or sharper (ratio above 1) the wide network's minimum is in the added directions.
+
+One trial (our reading of the paper's protocol, every constant a parameter):
+
+1. training set: ``n_train`` inputs ``x ~ N(0, input_std^2)``, targets from the one-unit teacher
+   ``f*(x) = v* phi(w* x + b*) + c*`` (``teacher = [w*, b*, v*, c*]``, same activation as the
+   student) plus noise ``N(0, noise_variance)`` (the paper's ``N(0, 1e-2)`` read as variance
+   ``1e-2``, standard deviation 0.1);
+2. the ``H0``-unit student, started from ``N(0, init_std^2)`` parameters, is trained by
+   Levenberg-Marquardt (:mod:`harness.engine.levenberg_marquardt`) on the sum of squared errors
+   until it is ``<= target_error``, with up to ``max_restarts`` fresh starts (the best run is kept
+   when none reaches the target);
+3. ``N_H`` = the embedding of the trained ``N_H0``;
+4. one perturbation ``delta ~ N(0, rho^2 I)``, ``rho = rho_relative * ||theta(H0)||``, drawn unit by
+   unit (``c`` first, then ``(w_j, b_j, v_j)`` for ``j = 1, 2, ...``), so that ``N_H0`` receives
+   exactly the perturbation of its own units in ``N_H``;
+5. generalisation error: the mean squared difference to the noiseless teacher over ``n_test``
+   fresh inputs ``x ~ N(0, input_std^2)``; the trial's ratio is ``err(N_H + delta) /
+   err(N_H0 + delta)``.
+
+Every random draw of trial ``t`` comes from streams keyed by the cell seed and ``t`` only, never by
+``H``: with ``seed_by = []`` in the benchmark file all cells of an activation share the seed, so
+every ``H`` sees the same trained networks, perturbations and test inputs (the ratio at ``H = H0``
+is exactly 1). Trained students are cached in-process, so the cells of one run train each trial's
+student once.
+
+The Hessian of the training error at the (unperturbed) embedded point is diagonalised for the first
+``hessian_trials`` trials; eigenvalues with ``|lambda| <= hessian_rtol * max |lambda|`` count as zero.
+At an interpolating point the Hessian is ``2 J^T J`` (positive semi-definite, rank at most
+``n_train``), so the zero count grows with ``H``; its trace says how sharp the added directions are.
+Negative eigenvalues come from trials whose training stopped above zero error: there, added
+inactive units with ``v != 0`` on a smooth activation make the embedded point a saddle, while dead
+ReLU units add only zero eigenvalues.
+
+With ReLU, ``H0 = 5`` units generally cannot interpolate 10 noisy points (the function is piecewise
+linear with at most 5 kinks: about 11 free parameters for 10 equations, with ordering constraints on
+the kinks), so ReLU training ends at a local minimum (``target_reached`` 0 in most trials) and
+the ratio compares perturbations of that minimum. A few per cent of tanh trials miss the target:
+most stop just above ``1e-29`` at the float64 rounding floor of steep interpolants (large weights),
+a few at local minima; ``require_target`` drops them from the aggregates.
+
+Result: ``mean_ratio``, ``sem_ratio`` (standard error), ``std_ratio``, ``median_ratio``, ``n_trials``
+(trials aggregated: all, or those that reached the target when ``require_target``), the mean
+errors ``error_H``, ``error_H0`` and ``error_unperturbed`` (``N_H0`` itself; also its median
+``error_unperturbed_median``: interpolants with large weights give a heavy tail), ``rho_mean``; training:
+``target_reached`` (count), ``target_reached_fraction``, ``train_error_median``, ``train_error_max``,
+``restarts_mean``, ``restarts_max``; checks: ``embedding_deviation_max`` (``max |N_H - N_H0|`` on the
+test inputs) and ``gradient_max`` (largest gradient entry at the embedded point); Hessian:
+``hessian_negative``, ``hessian_zero``, ``hessian_positive`` (medians over the Hessian trials),
+``hessian_negative_max``, ``hessian_tol_median``, ``hessian_trace_mean``, ``parameters`` (``3 H + 1``);
+curve ``ratio`` (one value per aggregated trial).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from harness import Experiment, Param, hookimpl
+from harness.engine import shallow
+from harness.engine.embedding import EMBEDDINGS, embed
+from harness.engine.levenberg_marquardt import train_with_restarts
+from harness.seeds import stream_key
+
+_TRAINING_PARAMS = ("H0", "n_train", "noise_variance", "teacher", "input_std", "init_std",
+                    "target_error", "max_restarts", "max_iterations")
+
+
+def _teacher_check(value: Sequence[float]) -> str | None:
+    return None if len(value) == 4 else "expected [w, b, v, c] (4 numbers)"
+
+
+@dataclass(frozen=True)
+class TrainedStudent:
+    """One trial's training set ``x, y`` ``(n_train,)`` and trained ``theta`` ``(3 H0 + 1,)``."""
+
+    x: np.ndarray
+    y: np.ndarray
+    theta: np.ndarray
+    error: float
+    reached: bool
+    restarts: int
+
+
+_CACHE: "OrderedDict[tuple, TrainedStudent]" = OrderedDict()
+_CACHE_SIZE = 100_000
+
+
+class EmbeddingGeneralization(Experiment):
+    """Generalisation-error ratio of a perturbed embedded network; the protocol, the trial and
+    the result keys are described in the module docstring of :mod:`harness_plugins.semi_flat`."""
+
+    name = "embedding_generalization"
+    help = ("generalisation-error ratio of a perturbed embedded network N_H over the perturbed "
+            "trained N_H0, and the Hessian spectrum at the embedded point")
+    slots = {"activation": ("activation", "tanh")}
+    params = (
+        Param("H", int, 10, "width of the embedded network (H >= H0)", min=1),
+        Param("H0", int, 5, "width of the trained network", min=1),
+        Param("embedding", str, "inactive_units", "embedding map", choices=EMBEDDINGS),
+        Param("split", float, 0.5, "unit replication: output-weight split lambda"),
+        Param("new_bias", float, -1.0, "inactive units / inactive propagation: bias b of each added unit"),
+        Param("new_output_weight", float, 1.0, "inactive units: output weight v of each added unit"),
+        Param("new_input_weight", float, 1.0, "inactive propagation: input weight w of each added unit"),
+        Param("trials", int, 1000, "trials per cell (fresh data, training, perturbation, test inputs)", min=1),
+        Param("n_train", int, 10, "training points", min=1),
+        Param("noise_variance", float, 1e-2, "variance of the Gaussian output noise on training targets", min=0.0),
+        Param("teacher", list, [1.0, 0.0, 1.0, 0.0], "one-unit teacher [w, b, v, c]",
+              item_type=float, check=_teacher_check),
+        Param("input_std", float, 1.0, "inputs x ~ N(0, input_std^2), training and test", min=0.0),
+        Param("init_std", float, 1.0, "student starts: every parameter ~ N(0, init_std^2)", min=0.0),
+        Param("target_error", float, 1e-29, "training target: sum of squared errors", min=0.0),
+        Param("max_restarts", int, 10, "fresh starts after the first when the target is missed", min=0),
+        Param("max_iterations", int, 300, "Levenberg-Marquardt iterations per start", min=1),
+        Param("rho_relative", float, 0.01, "perturbation std rho = rho_relative * ||theta(H0)||", min=0.0),
+        Param("n_test", int, 1000, "fresh test inputs per trial", min=1),
+        Param("require_target", bool, False, "aggregate only trials whose training reached the target"),
+        Param("hessian_trials", int, 100, "trials whose Hessian spectrum is computed", min=0),
+        Param("hessian_rtol", float, 1e-10, "|eigenvalue| <= hessian_rtol * max |eigenvalue| counts as zero",
+              min=0.0),
+    )
+    example = {"params": {"H": 7, "trials": 3, "n_test": 200, "hessian_trials": 2},
+               "components": {"activation": {"name": "tanh", "params": {}}}}
+
+    # ------------------------------------------------------------------ one cell
+
+    def run(self, cell) -> dict:
+        act = cell.activation
+        H, H0 = self.H, self.H0
+        if H < H0:
+            raise ValueError(f"H = {H} is smaller than H0 = {H0}")
+        teacher = shallow.pack([self.teacher[0]], [self.teacher[1]], [self.teacher[2]], self.teacher[3])
+        base_key = tuple(cell.seed.spawn_key) + (stream_key("trials"),)
+        entropy = cell.seed.entropy
+
+        def rng(t: int, stream: str) -> np.random.Generator:
+            return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=base_key + (t, stream_key(stream))))
+
+        ratios, err_H, err_H0, err_0, rhos, used = [], [], [], [], [], []
+        train_err, reached, restarts = [], [], []
+        deviation, grad_max = 0.0, 0.0
+        hess = []
+        for t in range(self.trials):
+            student = self._student(act, teacher, rng(t, "data"), rng(t, "init"), (entropy, base_key, t))
+            train_err.append(student.error)
+            reached.append(student.reached)
+            restarts.append(student.restarts)
+            theta0 = student.theta
+            wide = embed(theta0, H, self.embedding, act, split=self.split, bias=self.new_bias,
+                         output_weight=self.new_output_weight, input_weight=self.new_input_weight)
+            rho = self.rho_relative * float(np.linalg.norm(theta0))
+            delta_H, delta_H0 = _unitwise_normal(rng(t, "perturb"), H, H0)
+            x_test = self.input_std * rng(t, "test").standard_normal(self.n_test)
+            f_star = shallow.forward(teacher, x_test, act)
+            f0 = shallow.forward(theta0, x_test, act)
+            fH = shallow.forward(wide, x_test, act)
+            deviation = max(deviation, float(np.max(np.abs(fH - f0))))
+            e_H = _mse(shallow.forward(wide + rho * delta_H, x_test, act), f_star)
+            e_H0 = _mse(shallow.forward(theta0 + rho * delta_H0, x_test, act), f_star)
+            if t < self.hessian_trials:
+                g = shallow.error_gradient(wide, student.x, student.y, act)
+                grad_max = max(grad_max, float(np.max(np.abs(g))))
+                hessian = shallow.error_hessian(wide, student.x, student.y, act)
+                lam = np.linalg.eigvalsh(hessian)
+                hess.append((*shallow.inertia(lam, self.hessian_rtol), float(np.trace(hessian))))
+            if self.require_target and not student.reached:
+                continue
+            used.append(t)
+            ratios.append(e_H / e_H0)
+            err_H.append(e_H)
+            err_H0.append(e_H0)
+            err_0.append(_mse(f0, f_star))
+            rhos.append(rho)
+
+        out: dict[str, Any] = {"n_trials": len(used), "parameters": 3 * H + 1}
+        out.update(_ratio_stats(np.array(ratios)))
+        out.update({
+            "error_H": _mean(err_H), "error_H0": _mean(err_H0), "error_unperturbed": _mean(err_0),
+            "error_unperturbed_median": float(np.median(err_0)) if err_0 else None,
+            "rho_mean": _mean(rhos),
+            "target_reached": int(np.sum(reached)), "target_reached_fraction": float(np.mean(reached)),
+            "train_error_median": float(np.median(train_err)), "train_error_max": float(np.max(train_err)),
+            "restarts_mean": float(np.mean(restarts)), "restarts_max": int(np.max(restarts)),
+            "embedding_deviation_max": deviation,
+        })
+        if hess:
+            h = np.array(hess)
+            out.update({
+                "gradient_max": grad_max,
+                "hessian_negative": int(np.median(h[:, 0])), "hessian_zero": int(np.median(h[:, 1])),
+                "hessian_positive": int(np.median(h[:, 2])), "hessian_negative_max": int(np.max(h[:, 0])),
+                "hessian_tol_median": float(np.median(h[:, 3])), "hessian_trace_mean": float(np.mean(h[:, 4])),
+            })
+        else:
+            out.update({k: None for k in ("gradient_max", "hessian_negative", "hessian_zero", "hessian_positive",
+                                          "hessian_negative_max", "hessian_tol_median", "hessian_trace_mean")})
+        out["ratio"] = [float(r) for r in ratios]
+        return out
+
+    def _student(self, act, teacher, data_rng, init_rng, trial_key) -> TrainedStudent:
+        """Train (or fetch from the in-process cache) one trial's ``H0``-unit student."""
+        key = (trial_key, type(act).__module__, type(act).__qualname__, repr(act),
+               tuple(repr(getattr(self, p)) for p in _TRAINING_PARAMS))
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
+        x = self.input_std * data_rng.standard_normal(self.n_train)
+        y = shallow.forward(teacher, x, act) + np.sqrt(self.noise_variance) * data_rng.standard_normal(self.n_train)
+        P = 3 * self.H0 + 1
+        result = train_with_restarts(
+            lambda th: shallow.residuals(th, x, y, act), lambda th: shallow.jacobian(th, x, act),
+            lambda g: self.init_std * g.standard_normal(P), init_rng,
+            max_restarts=self.max_restarts, target=self.target_error, max_iterations=self.max_iterations)
+        student = TrainedStudent(x, y, result.theta, result.error, result.reached, result.restarts)
+        _CACHE[key] = student
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return student
+
+    # ------------------------------------------------------------------ cost and figures
+
+    def estimate(self, cell_params: Mapping[str, Any], components) -> dict:
+        """An upper bound: it counts the training of every trial, which the other cells with the
+        same seed in the same process then reuse."""
+        trials, n_test = int(cell_params["trials"]), int(cell_params["n_test"])
+        H, H0 = int(cell_params["H"]), int(cell_params["H0"])
+        P = 3 * H + 1
+        per_trial = 0.03 + 4e-8 * n_test * (2 * H + H0)
+        hessian = min(int(cell_params["hessian_trials"]), trials) * 2e-8 * P ** 3
+        return {"memory_bytes": int(8 * n_test * (H + H0) * 4 + 8 * P * P * 3),
+                "seconds": trials * per_trial + hessian}
+
+    def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
+        done = [r for r in rows if r.get("status") == "ok" and (r.get("metrics") or {}).get("n_trials")]
+        if not done:
+            return {}
+        return {"ratio_vs_H": _ratio_figure(done, context), "hessian_vs_H": _hessian_figure(done, context)}
+
+
+# ---------------------------------------------------------------------- helpers
+
+def _unitwise_normal(rng: np.random.Generator, H: int, H0: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standard normal perturbations ``(3 H + 1,)`` and its restriction to the first ``H0`` units
+    ``(3 H0 + 1,)``, drawn ``c`` first and then unit by unit, so that the first units' values do not
+    depend on ``H``."""
+    dc = rng.standard_normal()
+    U = rng.standard_normal((H, 3))
+    return (shallow.pack(U[:, 0], U[:, 1], U[:, 2], dc),
+            shallow.pack(U[:H0, 0], U[:H0, 1], U[:H0, 2], dc))
+
+
+def _mse(f: np.ndarray, g: np.ndarray) -> float:
+    d = f - g
+    return float(d @ d) / d.shape[0]
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def _ratio_stats(r: np.ndarray) -> dict:
+    n = r.shape[0]
+    if n == 0:
+        return {"mean_ratio": None, "sem_ratio": None, "std_ratio": None, "median_ratio": None}
+    std = float(np.std(r, ddof=1)) if n > 1 else None
+    return {"mean_ratio": float(np.mean(r)), "std_ratio": std,
+            "sem_ratio": std / np.sqrt(n) if std is not None else None, "median_ratio": float(np.median(r))}
+
+
+def pooled(stats: Sequence[tuple[int, float, float | None]]) -> tuple[float, float | None]:
+    """Mean and standard error of the union of groups given as ``(n, mean, std)`` (ddof 1)."""
+    n = np.array([s[0] for s in stats], float)
+    m = np.array([s[1] for s in stats], float)
+    s = np.array([s[2] if s[2] is not None else 0.0 for s in stats], float)
+    N = n.sum()
+    mean = float(n @ m / N)
+    if N < 2:
+        return mean, None
+    var = (np.sum((n - 1) * s ** 2) + np.sum(n * (m - mean) ** 2)) / (N - 1)
+    return mean, float(np.sqrt(var / N))
+
+
+def _label(row: Mapping[str, Any], embeddings: set) -> str:
+    act = ((row.get("components") or {}).get("activation") or {}).get("name", "?")
+    return f"{act} / {row['params'].get('embedding')}" if len(embeddings) > 1 else act
+
+
+def _by_line(rows) -> dict:
+    """``{label: {H: [rows]}}``, one line per activation (and embedding, when several)."""
+    embeddings = {r["params"].get("embedding") for r in rows}
+    lines: dict = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        lines[_label(r, embeddings)][int(r["params"]["H"])].append(r)
+    return lines
+
+
+def _ratio_figure(rows, context):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.8))
+    ax = fig.add_subplot()
+    for label, by_H in sorted(_by_line(rows).items()):
+        Hs = sorted(by_H)
+        stats = [pooled([(r["metrics"]["n_trials"], r["metrics"]["mean_ratio"], r["metrics"].get("std_ratio"))
+                         for r in by_H[H]]) for H in Hs]
+        means = [s[0] for s in stats]
+        errs = [s[1] if s[1] is not None else 0.0 for s in stats]
+        ax.errorbar(Hs, means, yerr=errs, marker="o", markersize=3, capsize=2, label=label)
+    ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle="--")
+    first = rows[0]["params"]
+    ax.set_xlabel("H (hidden units of the embedded network)")
+    ax.set_ylabel("mean of err(N_H + delta) / err(N_H0 + delta)")
+    ax.set_title(f"Generalisation-error ratio after embedding (H0 = {first['H0']}, {first['embedding']})",
+                 fontsize=10)
+    ax.legend(title="activation")
+    fig.text(0.01, 0.01, context.caption("bars: ± 1 standard error over trials"), fontsize=6, wrap=True)
+    fig.subplots_adjust(bottom=0.18)
+    return fig
+
+
+def _hessian_figure(rows, context):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.6, 4.4))
+    ax_count, ax_trace = fig.subplots(1, 2)
+    for label, by_H in sorted(_by_line(rows).items()):
+        Hs = [H for H in sorted(by_H) if by_H[H][0]["metrics"].get("hessian_zero") is not None]
+        if not Hs:
+            continue
+        zero = [np.mean([r["metrics"]["hessian_zero"] for r in by_H[H]]) for H in Hs]
+        neg = [np.max([r["metrics"]["hessian_negative_max"] for r in by_H[H]]) for H in Hs]
+        trace = [np.mean([r["metrics"]["hessian_trace_mean"] for r in by_H[H]]) for H in Hs]
+        line, = ax_count.plot(Hs, zero, marker="o", markersize=3, label=f"{label}: zero (median)")
+        ax_count.plot(Hs, neg, marker="v", markersize=3, linestyle=":", color=line.get_color(),
+                      label=f"{label}: negative (max over trials)")
+        ax_trace.plot(Hs, trace, marker="o", markersize=3, label=label)
+    first = rows[0]["params"]
+    ax_count.set_xlabel("H")
+    ax_count.set_ylabel("eigenvalue count")
+    ax_count.set_title(f"zero: |lambda| <= {first['hessian_rtol']:g} max |lambda|", fontsize=9)
+    ax_count.legend(fontsize=7)
+    ax_trace.set_xlabel("H")
+    ax_trace.set_ylabel("trace (mean over trials)")
+    ax_trace.set_yscale("log")
+    ax_trace.legend(fontsize=7)
+    fig.suptitle("Hessian of the training error at the embedded point", fontsize=10)
+    fig.text(0.01, 0.01, context.caption(f"Hessian of the first {first['hessian_trials']} trial(s) per cell"),
+             fontsize=6, wrap=True)
+    fig.subplots_adjust(bottom=0.2, wspace=0.3)
+    return fig
+
+
+@hookimpl
+def harness_register_experiments(registry):
+    registry.add(EmbeddingGeneralization)

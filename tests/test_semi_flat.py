@@ -1,0 +1,167 @@
+"""Experiment ``embedding_generalization``: shared trials across widths, exact ratio 1 where theory
+says so, Hessian counts, aggregated statistics, the figures and the benchmark file."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import harness_plugins.semi_flat as semi_flat
+from harness.components import CellContext, FigureContext
+from harness.plugin_manager import get_registry
+from harness.seeds import cell_seed
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "semi_flat_minima.toml"
+SMALL = {"trials": 4, "n_test": 300, "hessian_trials": 4}
+
+
+def run(activation="tanh", seed=7, **params):
+    reg = get_registry()
+    exp = reg.create("experiment", "embedding_generalization", {**SMALL, **params})
+    cell = CellContext({"activation": reg.create("activation", activation)}, cell_seed(seed, {}, 0),
+                       {"H": exp.H})
+    return exp.run(cell)
+
+
+def test_registered_with_an_activation_slot():
+    cls = get_registry().get("experiment", "embedding_generalization")
+    assert cls.slots == {"activation": ("activation", "tanh")}
+    assert cls.example["params"]["trials"] <= 5
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_same_width_gives_ratio_exactly_one(activation):
+    out = run(activation, H=5)
+    assert out["n_trials"] == 4 and out["ratio"] == [1.0] * 4
+    assert out["mean_ratio"] == 1.0 and out["sem_ratio"] == 0.0
+    assert out["error_H"] == out["error_H0"]
+
+
+def test_widths_share_students_perturbations_and_test_inputs():
+    semi_flat._CACHE.clear()
+    a = run(H=6)
+    b = run(H=11)
+    semi_flat._CACHE.clear()  # recomputed from the seed alone, not from the cache
+    c = run(H=11)
+    assert b == c
+    for key in ("error_H0", "error_unperturbed", "rho_mean", "train_error_max", "restarts_mean"):
+        assert a[key] == b[key]
+    assert a["error_H"] != b["error_H"]
+
+
+def test_trial_t_does_not_depend_on_the_number_of_trials():
+    few, more = run(H=9, trials=2), run(H=9, trials=5)
+    assert few["ratio"] == more["ratio"][:2]
+
+
+def test_unitwise_perturbation_restricts_to_the_narrow_network():
+    big, small = semi_flat._unitwise_normal(np.random.default_rng(3), 9, 5)
+    bigger, _ = semi_flat._unitwise_normal(np.random.default_rng(3), 12, 5)
+    from harness.engine import shallow
+
+    pb, ps, pB = shallow.unpack(big), shallow.unpack(small), shallow.unpack(bigger)
+    for name in ("w", "b", "v"):
+        np.testing.assert_array_equal(getattr(pb, name)[:5], getattr(ps, name))
+        np.testing.assert_array_equal(getattr(pB, name)[:9], getattr(pb, name))
+    assert pb.c == ps.c == pB.c
+
+
+def test_embedding_is_exact_and_statistics_are_consistent():
+    out = run(H=12)
+    r = np.array(out["ratio"])
+    assert out["embedding_deviation_max"] < 1e-10
+    assert out["mean_ratio"] == pytest.approx(r.mean(), rel=1e-14)
+    assert out["median_ratio"] == pytest.approx(np.median(r), rel=1e-14)
+    assert out["std_ratio"] == pytest.approx(r.std(ddof=1), rel=1e-12)
+    assert out["sem_ratio"] == pytest.approx(r.std(ddof=1) / 2.0, rel=1e-12)
+    assert out["parameters"] == 37
+
+
+def test_tanh_ratio_grows_with_width():
+    ratios = [run(H=H, trials=20, hessian_trials=0)["mean_ratio"] for H in (5, 10, 20)]
+    assert ratios[0] == 1.0 < ratios[1] < ratios[2]
+
+
+def test_dead_relu_units_leave_the_perturbed_error_unchanged():
+    out = run("relu", H=20)
+    # rho = 0.01 ||theta|| is far below the margin |b| = 1 of the dead units: they stay dead
+    assert out["rho_mean"] * 4 * 4 < 1.0
+    np.testing.assert_allclose(out["ratio"], 1.0, rtol=1e-12)
+
+
+def test_hessian_counts_at_an_interpolating_embedded_point():
+    out = run(H=12, n_train=10)
+    assert out["target_reached"] == 4
+    # E = 0: the Hessian is 2 J^T J with J of shape (10, 37) and rank 10
+    assert (out["hessian_negative"], out["hessian_zero"], out["hessian_positive"]) == (0, 27, 10)
+    assert out["hessian_negative_max"] == 0
+    assert out["gradient_max"] < 1e-10
+
+
+def test_require_target_without_any_reached_trial_reports_none():
+    out = run("relu", H=6, require_target=True, trials=2, hessian_trials=0)
+    assert out["target_reached"] == 0 and out["n_trials"] == 0 and out["ratio"] == []
+    assert out["mean_ratio"] is None and out["sem_ratio"] is None
+    assert out["hessian_zero"] is None
+
+
+def test_narrower_target_width_is_rejected():
+    with pytest.raises(ValueError, match="smaller than H0"):
+        run(H=3)
+
+
+def test_pooled_mean_and_standard_error_match_the_union():
+    rng = np.random.default_rng(0)
+    groups = [rng.standard_normal(n) + shift for n, shift in ((5, 0.0), (9, 1.0), (3, -2.0))]
+    union = np.concatenate(groups)
+    mean, se = semi_flat.pooled([(g.size, g.mean(), g.std(ddof=1)) for g in groups])
+    assert mean == pytest.approx(union.mean(), rel=1e-13)
+    assert se == pytest.approx(union.std(ddof=1) / np.sqrt(union.size), rel=1e-12)
+
+
+def fake_rows():
+    rows = []
+    for act in ("tanh", "relu"):
+        for H in (5, 8):
+            out = run(act, H=H, trials=3, hessian_trials=1)
+            metrics = {k: v for k, v in out.items() if not isinstance(v, list)}
+            rows.append({"coords": {"activation": act, "H": H}, "status": "ok", "repetition": 0,
+                         "params": {**get_registry().create("experiment", "embedding_generalization",
+                                                              {**SMALL, "H": H}).config},
+                         "components": {"activation": {"name": act, "params": {}}},
+                         "metrics": metrics, "curves": {"ratio": out["ratio"]}})
+    rows.append({**rows[0], "status": "failed", "metrics": {}})
+    return rows
+
+
+def test_figures_draw_one_line_per_activation_with_error_bars():
+    exp = get_registry().create("experiment", "embedding_generalization")
+    context = FigureContext("semi_flat_minima", "embedding_ratio", "embedding_generalization",
+                            {"activation": ["tanh", "relu"], "H": [5, 8]}, 1)
+    figs = exp.figures(fake_rows(), context)
+    assert set(figs) == {"ratio_vs_H", "hessian_vs_H"}
+    ax = figs["ratio_vs_H"].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sorted(labels) == ["relu", "tanh"]
+    assert len(ax.containers) == 2  # two error-bar plots
+    texts = [t.get_text() for t in figs["ratio_vs_H"].texts]
+    assert any("standard error" in t and "semi_flat_minima" in t for t in texts)
+    assert exp.figures([], context) == {}
+
+
+def test_estimate_grows_with_trials_and_width():
+    exp = get_registry().create("experiment", "embedding_generalization")
+    small = exp.estimate({**exp.config, "H": 5, "trials": 10}, {})
+    large = exp.estimate({**exp.config, "H": 30, "trials": 1000}, {})
+    assert 0 < small["seconds"] < large["seconds"] and 0 < small["memory_bytes"] < large["memory_bytes"]
+
+
+def test_benchmark_file_shares_one_seed_over_the_grid():
+    from harness.spec import load_spec
+
+    spec = load_spec(BENCHMARK)
+    cells = spec.cells()
+    assert len(cells) == 2 * 26
+    assert {c.coords["activation"] for c in cells} == {"tanh", "relu"}
+    assert sorted({c.coords["H"] for c in cells}) == list(range(5, 31))
+    assert len({c.spawn_key for c in cells}) == 1
+    assert all(c.params["trials"] == 1000 and c.params["H0"] == 5 for c in cells)
