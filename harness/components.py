@@ -48,6 +48,12 @@ class Component:
         return {"kind": cls.kind, "name": cls.name, "help": cls.help,
                 "params": [p.describe() for p in cls.params]}
 
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise a :class:`~harness.errors.PluginError` saying how to install what this component
+        needs when an optional dependency is missing (checked before a run starts; cheap, it
+        should not import the dependency). The default: nothing is missing."""
+
 
 class Activation(Component):
     """An element-wise activation phi with its first and second derivatives.
@@ -191,13 +197,42 @@ class TrainingProblem:
 
 
 class Backend(Component):
-    """Where the numerical kernels run: ``ntk(...)`` with the same contract as
-    :func:`harness.engine.ntk.ntk_gram`. The default is the Numba CPU engine."""
+    """Where the numerical kernels run (the default is ``numba``, the CPU engine).
+
+    ``ntk(weights, X, activation, layers=None, dtype)`` has the contract of
+    :func:`harness.engine.ntk.ntk_gram`: the NTK Gram matrix ``sum_{l in layers} K_l`` (N, N) as
+    a NumPy array of ``dtype`` (``layers``: 1-based, ``None`` for all).
+    ``gradient_engine(shapes, activation, trainable, dtype, max_rows)`` returns the loss-and-
+    gradient evaluator the training loop calls, with the interface of
+    :class:`harness.engine.gradients.GradientEngine`: ``loss_and_grads(weights, X, y, loss)``
+    returns a ``GradientResult`` (``loss`` float, ``output`` (N,), ``grads`` NumPy arrays shaped
+    like the weights, ``None`` for frozen layers) and ``predict(weights, X)`` the output (N,).
+    The default implementation is the CPU engine, so a backend that only accelerates the NTK
+    still trains. ``loss_and_grads(...)`` evaluates once (a fresh evaluator per call).
+    """
 
     kind = "backend"
 
-    def ntk(self, weights, X, activation, blocks="full", dtype=np.float64):
+    def ntk(self, weights, X, activation, layers=None, dtype=np.float64):
         raise NotImplementedError
+
+    def gradient_engine(self, shapes: Sequence[tuple[int, int]], activation: "Activation",
+                        trainable: Sequence[bool] | None = None, dtype: Any = np.float64,
+                        max_rows: int | None = None):
+        from .engine.gradients import GradientEngine
+
+        return GradientEngine(shapes, activation, trainable, dtype=dtype, max_rows=max_rows)
+
+    def loss_and_grads(self, weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray,
+                       activation: "Activation", loss: "Loss", trainable: Sequence[bool] | None = None):
+        """Mean loss and its gradient at ``weights`` on ``(X (N, d), y (N,))``: a
+        ``GradientResult`` whose arrays belong to the caller."""
+        engine = self.gradient_engine([np.shape(W) for W in weights], activation, trainable,
+                                      dtype=np.asarray(X).dtype, max_rows=np.shape(X)[0])
+        result = engine.loss_and_grads(weights, X, y, loss)
+        result.output = np.array(result.output, copy=True)
+        result.grads = [None if g is None else np.array(g, copy=True) for g in result.grads]
+        return result
 
 
 class Experiment(Component):

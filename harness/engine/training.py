@@ -1,0 +1,146 @@
+"""The training loop: full-batch or mini-batch, with stopping rules and divergence detection.
+
+One epoch is one pass over the N samples: one step in full batch (the optimizer's
+``batch_size`` is ``None`` or ``>= N``), ``ceil(N / b)`` steps of at most ``b`` samples in a fresh
+random order otherwise. The loss recorded for an epoch is, in full batch, the loss at the
+weights *before* that epoch's step (the value the gradient evaluation computes anyway, as a
+framework's training loop reports it); in mini-batch, the mean of the batch losses over the
+epoch weighted by batch size. After the loop, ``final_loss`` is the full-data loss at the final
+weights (one more forward pass).
+
+Gradients come from :class:`harness.engine.gradients.GradientEngine`; nothing here knows about
+benchmark files or result rows.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..components import TrainingProblem
+from .gradients import GradientEngine
+from .stopping import DivergenceRule, MaxEpochs, StoppingRule
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced.
+
+    ``losses`` (epochs,) holds the per-epoch training loss; ``initial_loss`` is the full-data
+    loss at the initial weights (``losses[0]`` in full batch); ``stop_reason`` is the ``reason`` of
+    the rule that stopped training (``"max_epochs"``, ``"max_steps"``, ``"window"``,
+    ``"tolerance"``, ``"diverged"``); ``prepared`` is what ``optimizer.prepare`` returned and
+    ``rules`` merges the rules' summaries.
+    """
+
+    weights: list[np.ndarray]
+    losses: np.ndarray
+    epochs: int
+    steps: int
+    stop_reason: str
+    initial_loss: float
+    final_loss: float
+    final_output: np.ndarray
+    prepared: dict = field(default_factory=dict)
+    rules: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def diverged(self) -> bool:
+        return self.stop_reason == "diverged" or not math.isfinite(self.final_loss)
+
+    def curve(self, points: int = 200) -> tuple[list[int], list[float]]:
+        """The loss curve subsampled to at most ``points`` epochs (first and last kept;
+        non-finite values dropped): ``(epochs, losses)``."""
+        return subsample_curve(self.losses, points)
+
+
+def subsample_curve(values: Sequence[float], points: int) -> tuple[list[int], list[float]]:
+    """At most ``points`` evenly spaced entries of ``values`` (the first and last included),
+    skipping non-finite ones: ``(indices, values)`` as plain Python lists."""
+    values = np.asarray(values, dtype=float)
+    n = values.size
+    if n == 0 or points < 1:
+        return [], []
+    idx = np.unique(np.round(np.linspace(0, n - 1, min(points, n))).astype(int))
+    idx = idx[np.isfinite(values[idx])]
+    return idx.tolist(), values[idx].tolist()
+
+
+def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activation, loss, optimizer,
+          *, trainable: Sequence[bool] | None = None, max_epochs: int = 1000,
+          max_steps: int | None = None, rules: Sequence[StoppingRule] = (),
+          rng: np.random.Generator | None = None, divergence_factor: float = 1e8,
+          prepared: dict | None = None) -> TrainResult:
+    """Train a copy of ``weights`` on ``(X (N, d), y (N,))``.
+
+    ``activation``, ``loss``, ``optimizer`` are components; ``trainable`` one flag per layer
+    (frozen layers are not updated); ``rules`` extra stopping rules (fresh instances), checked
+    after every epoch with :class:`MaxEpochs` and :class:`DivergenceRule`; ``max_steps``
+    (optional) also stops after that many optimizer steps, possibly mid-epoch; ``rng`` shuffles
+    the mini-batches (required when the optimizer has a ``batch_size`` smaller than N).
+    ``prepared`` skips ``optimizer.prepare`` when the caller has already run it.
+    """
+    start = time.perf_counter()
+    weights = [np.array(W, copy=True) for W in weights]
+    trainable = list(trainable) if trainable is not None else [True] * len(weights)
+    N = X.shape[0]
+    if prepared is None:
+        prepared = optimizer.prepare(TrainingProblem(X, y, weights, activation, trainable, loss)) or {}
+    state = optimizer.init_state(weights)
+    batch = getattr(optimizer, "batch_size", None)
+    full_batch = batch is None or batch >= N
+    if not full_batch and rng is None:
+        raise ValueError("mini-batch training needs an rng to shuffle the samples")
+    engine = GradientEngine([W.shape for W in weights], activation, trainable, dtype=X.dtype,
+                            max_rows=N if full_batch else batch)
+    all_rules = [DivergenceRule(divergence_factor), *rules, MaxEpochs(max_epochs)]
+
+    initial_loss = None if full_batch else float(loss.value(engine.predict(weights, X), y))
+    losses: list[float] = []
+    steps = 0
+    reason = "max_epochs"
+    for epoch in range(max_epochs):
+        if full_batch:
+            res = engine.loss_and_grads(weights, X, y, loss)
+            epoch_loss = res.loss
+            if math.isfinite(epoch_loss):
+                optimizer.step(weights, res.grads, state)
+                steps += 1
+        else:
+            perm = rng.permutation(N)
+            Xp, yp = X[perm], y[perm]
+            total, seen = 0.0, 0
+            for k in range(0, N, batch):
+                res = engine.loss_and_grads(weights, Xp[k:k + batch], yp[k:k + batch], loss)
+                n_b = min(batch, N - k)
+                total += res.loss * n_b
+                seen += n_b
+                if not math.isfinite(res.loss):
+                    break
+                optimizer.step(weights, res.grads, state)
+                steps += 1
+                if max_steps is not None and steps >= max_steps:
+                    break
+            epoch_loss = total / seen
+        losses.append(epoch_loss)
+        fired = [r.reason for r in all_rules if r.update(epoch, epoch_loss)]
+        if max_steps is not None and steps >= max_steps:
+            fired.insert(len(fired) - (fired[-1:] == ["max_epochs"]), "max_steps")
+        if fired:
+            reason = fired[0]  # divergence first, then the given rules, then the budgets
+            break
+
+    final_output = engine.predict(weights, X)
+    final_loss = float(loss.value(final_output, y)) if np.all(np.isfinite(final_output)) else math.inf
+    summaries: dict = {}
+    for r in all_rules:
+        summaries.update(r.summary())
+    return TrainResult(weights=weights, losses=np.asarray(losses), epochs=len(losses), steps=steps,
+                       stop_reason=reason, initial_loss=losses[0] if full_batch else initial_loss,
+                       final_loss=final_loss, final_output=final_output, prepared=dict(prepared),
+                       rules=summaries, seconds=time.perf_counter() - start)
+
