@@ -53,8 +53,13 @@ def _load(spec, overrides: Sequence[str], registry):
 
 def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float | None = None,
         resume: str | Path | None = None, results_dir: str | Path = "results", progress: bool = True,
-        figures: bool = True) -> RunDir:
+        figures: bool = True, executor: str | None = None, scheduler: str | None = None) -> RunDir:
     """Run a benchmark (a file path or a :class:`harness.spec.Spec`) and return its run directory.
+
+    ``executor``: ``"serial"``, ``"processes"`` or ``"dask"`` (``None``: serial for one job
+    without a timeout, else processes; dask when a ``scheduler`` is given). ``scheduler``: the
+    address of a Dask scheduler (``tcp://HOST:PORT``); with ``executor="dask"`` and no address
+    a local Dask cluster of ``jobs`` worker processes runs the cells.
 
     ``resume=RUN_DIR`` instead finishes an earlier run: only the cells without a row run. Rows are
     appended to ``rows.jsonl`` as cells finish; ``summary.csv`` is written at the end (also when
@@ -63,9 +68,12 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
     from . import envinfo
     from .plugin_manager import get_registry
     from .progress import Progress
-    from .runner import cpu_count, execute, threads_per_job, uses_workers
+    from .runner import check_executor, choose_executor, cpu_count, execute, threads_per_job
 
     _check_options(jobs, timeout)
+    executor = choose_executor(executor, jobs, timeout, scheduler)
+    options = {"scheduler": scheduler, "log": _log if progress else None} if executor == "dask" else {}
+    check_executor(executor, **options)
     registry = get_registry()
     if resume is not None:
         if spec is not None:
@@ -76,10 +84,12 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
 
         run_dir = RunDir.open(resume)
         spec_obj = load_spec(run_dir.spec_path, registry=registry)
+        check_components_available(spec_obj.cells(), registry)
         run_dir.repair()
         rows = run_dir.read_rows()
     else:
         spec_obj = _load(spec, overrides, registry)
+        check_components_available(spec_obj.cells(), registry)
         run_dir = RunDir.create(results_dir, spec_obj.name)
         run_dir.write_spec(spec_obj.to_toml())
         rows = []
@@ -87,8 +97,16 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
     cells = spec_obj.cells()
     done_ids = {r["cell_id"] for r in rows}
     todo = [c for c in cells if c.cell_id not in done_ids]
-    threads = threads_per_job(jobs) if uses_workers(jobs, timeout) else cpu_count()
-    session = envinfo.session(jobs, threads, timeout)
+    if executor == "serial":
+        threads = cpu_count()
+    elif scheduler is not None:
+        threads = None  # the cluster's workers decide (see harness.dask_executor)
+    else:
+        threads = threads_per_job(jobs)
+    session = envinfo.session(jobs if scheduler is None else None, threads, timeout)
+    session["executor"] = executor
+    if scheduler is not None:
+        session["scheduler"] = scheduler
     if run_dir.env_path.exists():
         env = run_dir.read_env()
         env.setdefault("sessions", []).append(session)
@@ -99,14 +117,15 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
 
     if progress:
         verb = "resuming" if resume is not None else "writing"
-        _log(f"{verb} {run_dir.path}: {len(todo)} of {len(cells)} cells to run, "
-             f"jobs={jobs}, threads per job={threads}")
+        where = f"executor={executor}" + (f" at {scheduler}" if scheduler is not None else
+                                          f", jobs={jobs}, threads per job={threads}")
+        _log(f"{verb} {run_dir.path}: {len(todo)} of {len(cells)} cells to run, {where}")
     cell_ids = {c.cell_id for c in cells}
     previous = [r for r in rows if r["cell_id"] in cell_ids]
     bar = Progress(total=len(cells), done=len(previous),
                    failures=sum(1 for r in previous if r.get("status") not in ("ok", "skipped")),
                    quiet=not progress)
-    stream = execute(todo, jobs=jobs, timeout=timeout, registry=registry)
+    stream = execute(todo, jobs=jobs, timeout=timeout, registry=registry, executor=executor, **options)
     try:
         for row in stream:
             run_dir.append_row(row)
@@ -129,6 +148,27 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
             _log(f"warning: {warning}")
     _write_report(run_dir)
     return run_dir
+
+
+def check_components_available(cells, registry) -> None:
+    """Raise the :class:`~harness.errors.PluginError` of the first component the cells use whose
+    optional dependencies are missing here (``Component.check_available``), before anything runs."""
+    seen: set[tuple[str, str]] = set()
+    for cell in cells:
+        try:
+            cls = registry.get("experiment", cell.experiment)
+        except Exception:
+            continue  # run_cell reports it as a failed row
+        for slot, chosen in cell.components.items():
+            kind = dict(cls.slots).get(slot, (None,))[0]
+            if kind is None or (kind, chosen["name"]) in seen:
+                continue
+            seen.add((kind, chosen["name"]))
+            try:
+                component = registry.get(kind, chosen["name"])
+            except Exception:
+                continue
+            component.check_available()
 
 
 def _write_report(run_dir: RunDir) -> None:

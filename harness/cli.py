@@ -1,6 +1,7 @@
 """The ``harness`` command line: a thin face over :mod:`harness.api`.
 
     harness run FILE [--set key.path=value ...] [--jobs N] [--timeout S] [--dry-run]
+                     [--executor serial|processes|dask] [--scheduler tcp://HOST:PORT]
     harness run --resume RUN_DIR
     harness show RUN_DIR
     harness plugins [--json]
@@ -49,6 +50,12 @@ def main() -> None:
               help="Worker processes running cells in parallel.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop a cell after this many seconds (its row gets status timeout).")
+@click.option("--executor", type=click.Choice(["serial", "processes", "dask"]), default=None,
+              help="Where cells run: here one by one, in --jobs worker processes, or on a Dask "
+                   "cluster (default: serial for one job without --timeout, else processes).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="With --executor dask: the scheduler of an existing Dask cluster "
+                   "(without it, a local cluster of --jobs worker processes is started).")
 @click.option("--dry-run", is_flag=True, help="List the cells with their estimated memory and time; run nothing.")
 @click.option("--resume", "resume", metavar="RUN_DIR", default=None,
               help="Finish an interrupted run: only cells without a row run.")
@@ -56,7 +63,7 @@ def main() -> None:
               help="Where run directories are created (DIR/<benchmark>/<timestamp-id>).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--no-figures", is_flag=True, help="Do not draw figures at the end.")
-def run(file, overrides, jobs, timeout, dry_run, resume, results_dir, quiet, no_figures):
+def run(file, overrides, jobs, timeout, executor, scheduler, dry_run, resume, results_dir, quiet, no_figures):
     """Run the benchmark FILE (or resume a run with --resume RUN_DIR)."""
     from . import api
 
@@ -73,7 +80,8 @@ def run(file, overrides, jobs, timeout, dry_run, resume, results_dir, quiet, no_
         previous = None
     try:
         run_dir = api.run(file, overrides=overrides, jobs=jobs, timeout=timeout, resume=resume,
-                          results_dir=results_dir, progress=not quiet, figures=not no_figures)
+                          results_dir=results_dir, progress=not quiet, figures=not no_figures,
+                          executor=executor, scheduler=scheduler)
     except api.Interrupted as exc:
         click.echo(f"interrupted: {exc.done} of {exc.total} cells finished and kept in {exc.run_dir.path}; "
                    f"finish with: harness run --resume {exc.run_dir.path}", err=True)

@@ -1,10 +1,12 @@
-"""Executing cells: serially in this process, or in a pool of worker processes.
+"""Executing cells: serially in this process, in a pool of worker processes, or on a Dask cluster.
 
-:func:`execute` yields one row per cell, in the order the cells finish. ``jobs=1`` without a
-timeout runs every cell here; otherwise each cell runs in a worker process (``jobs`` of them),
-so that a cell past ``timeout`` seconds can be stopped by killing its worker (a fresh worker
-takes its place) and a worker that dies (a crash, the out-of-memory killer) only fails its own
-cell. Workers share the cores: each one is limited to ``cores // jobs`` BLAS, OpenMP and Numba
+:func:`execute` yields one row per cell, in the order the cells finish. The executor is chosen
+by name (:data:`EXECUTORS`): ``"serial"``, ``"processes"`` or ``"dask"``
+(:mod:`harness.dask_executor`); left unset, ``jobs=1`` without a timeout runs every cell here
+(serial) and anything else uses worker processes. With worker processes each cell runs in one
+of ``jobs`` worker processes, so that a cell past ``timeout`` seconds can be stopped by killing
+its worker (a fresh worker takes its place) and a worker that dies (a crash, the out-of-memory
+killer) only fails its own cell. Workers share the cores: each one is limited to ``cores // jobs`` BLAS, OpenMP and Numba
 threads, set once when it starts.
 
 The rows are the same whatever the executor: a cell is a pure function of its parameters and
@@ -46,24 +48,95 @@ def uses_workers(jobs: int, timeout: float | None) -> bool:
     return jobs > 1 or timeout is not None
 
 
+EXECUTORS: dict[str, str] = {
+    "serial": "harness.runner:execute_serial",
+    "processes": "harness.runner:execute_processes",
+    "dask": "harness.dask_executor:execute",
+}
+"""Executors by name, each ``"module:function"``, imported on use. The function takes
+``(cells, jobs, timeout, registry, **options)`` and yields one row per cell as it finishes."""
+
+
+def choose_executor(executor: str | None, jobs: int = 1, timeout: float | None = None,
+                    scheduler: str | None = None) -> str:
+    """The executor name to use; a :class:`~harness.errors.UserError` for a bad combination.
+
+    ``None`` picks ``"dask"`` when a ``scheduler`` address is given, else ``"serial"`` for one
+    job without a timeout and ``"processes"`` otherwise.
+    """
+    from .errors import UserError, suggest
+
+    if executor is None:
+        if scheduler is not None:
+            return choose_executor("dask", jobs, timeout, scheduler)
+        return "processes" if uses_workers(jobs, timeout) else "serial"
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r}{suggest(executor, EXECUTORS)}; "
+                        f"choose one of {', '.join(EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        raise UserError(f"a scheduler address is for the dask executor, not {executor!r}: "
+                        "use --executor dask (or leave --executor out)")
+    if scheduler is not None and jobs != 1:
+        raise UserError("--jobs sets the size of a local Dask cluster; with a scheduler address "
+                        "the cluster's workers decide how many cells run at once")
+    if executor == "serial" and jobs > 1:
+        raise UserError("the serial executor runs one cell at a time: drop --jobs or use "
+                        "--executor processes")
+    if executor == "serial" and timeout is not None:
+        raise UserError("a timeout needs worker processes: use --executor processes")
+    if executor == "dask" and timeout is not None:
+        raise UserError("the dask executor does not support a timeout (a running Dask task "
+                        "cannot be stopped); use --executor processes for timeouts")
+    return executor
+
+
+def _executor_function(name: str, attribute: str | None = None):
+    import importlib
+
+    module_name, _, function = EXECUTORS[name].partition(":")
+    return getattr(importlib.import_module(module_name), attribute or function, None)
+
+
+def check_executor(name: str, **options: Any) -> None:
+    """Let executor ``name`` refuse early (before a run directory is made): its module's
+    optional ``check(**options)`` raises a :class:`~harness.errors.UserError` when it cannot
+    run here (a missing package, an unreachable cluster)."""
+    check = _executor_function(name, "check")
+    if check is not None:
+        check(**options)
+
+
 def execute(cells: Iterable[Cell], jobs: int = 1, timeout: float | None = None,
-            registry=None) -> Iterator[dict[str, Any]]:
+            registry=None, executor: str | None = None, **options: Any) -> Iterator[dict[str, Any]]:
     """Run ``cells`` and yield each row as its cell finishes.
 
-    Close the generator (or let it finish) to stop: worker processes are then ended and the
-    cells still running are dropped (they have no row, so a resume runs them again).
+    ``executor`` names one of :data:`EXECUTORS` (``None``: see :func:`choose_executor`);
+    ``options`` go to it (the dask executor's ``scheduler`` address, ``log``).
+    Close the generator (or let it finish) to stop: workers are then ended and the cells still
+    running are dropped (they have no row, so a resume runs them again).
     """
     cells = list(cells)
     if jobs < 1:
         raise ValueError("jobs must be >= 1")
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be > 0")
+    name = choose_executor(executor, jobs, timeout, options.get("scheduler"))
     if not cells:
         return
-    if not uses_workers(jobs, timeout):
-        for cell in cells:
-            yield run_cell(cell, registry)
-        return
+    run = _executor_function(name)
+    yield from run(cells, jobs=jobs, timeout=timeout, registry=registry, **options)
+
+
+def execute_serial(cells: list[Cell], jobs: int = 1, timeout: float | None = None,
+                   registry=None, **options: Any) -> Iterator[dict[str, Any]]:
+    """Every cell in this process, one after the other (``jobs`` and ``timeout`` unused)."""
+    for cell in cells:
+        yield run_cell(cell, registry)
+
+
+def execute_processes(cells: list[Cell], jobs: int = 1, timeout: float | None = None,
+                      registry=None, **options: Any) -> Iterator[dict[str, Any]]:
+    """Each cell in one of ``jobs`` worker processes, stopped after ``timeout`` seconds."""
     yield from _Pool(min(jobs, len(cells)), threads_per_job(jobs), timeout).run(cells)
 
 

@@ -1,2 +1,26 @@
-"""Built-in backends plugin (to be written)."""
-from harness import hookimpl  # noqa: F401
+"""Built-in backend ``numba``: the CPU engine (BLAS products and fused Numba kernels).
+
+``ntk`` is :func:`harness.engine.ntk.ntk_gram`; training uses
+:class:`harness.engine.gradients.GradientEngine` (the :class:`harness.Backend` default).
+The optional ``torch`` backend lives in ``harness_plugins.torch_backend``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from harness import Backend, hookimpl
+
+
+class NumbaBackend(Backend):
+    name = "numba"
+    help = "CPU engine: BLAS Gram products and fused Numba kernels (the default)"
+
+    def ntk(self, weights, X, activation, layers=None, dtype=np.float64):
+        from harness.engine.ntk import ntk_gram
+
+        return ntk_gram(weights, X, activation, layers, dtype)
+
+
+@hookimpl
+def harness_register_backends(registry):
+    registry.add(NumbaBackend)
