@@ -119,7 +119,8 @@ def _fit(cell, X, y, shapes, trainable, initializer, optimizer, activation, loss
     weights = initializer.initialize(shapes, cell.rng("init"), X.dtype)
     result = train(weights, X, y, activation, loss, optimizer, trainable=trainable,
                    max_epochs=max_epochs, max_steps=max_steps, rules=rules,
-                   rng=cell.rng("batches"), divergence_factor=divergence_factor)
+                   rng=cell.rng("batches"), divergence_factor=divergence_factor,
+                   backend=cell.components.get("backend"))
     return result, weights
 
 
@@ -178,6 +179,7 @@ class Memorization(Experiment):
         "dataset": ("dataset", "gaussian"),
         "loss": ("loss", "mse"),
         "optimizer": ("optimizer", "adam"),
+        "backend": ("backend", "numba"),
     }
     example = {
         "params": {"N": 60, "d": 6, "max_epochs": 300, "window": 50},
@@ -342,6 +344,7 @@ class TwoLayerMemorization(Experiment):
         "dataset": ("dataset", "sphere"),
         "loss": ("loss", "hinge"),
         "optimizer": ("optimizer", "sgd"),
+        "backend": ("backend", "numba"),
     }
     example = {
         "params": {"m": 40, "d": 8, "steps": 200},
@@ -477,6 +480,7 @@ class Capacity(Experiment):
         "dataset": ("dataset", "gaussian"),
         "loss": ("loss", "mse"),
         "deep_initializer": ("initializer", "fan_in_gaussian"),
+        "backend": ("backend", "numba"),
     }
     example = {"params": {"N": 40, "d": 5, "ratio": 2.0, "model": "two_layer", "max_epochs": 100}}
 
@@ -515,7 +519,7 @@ class Capacity(Experiment):
         rules.append(ToleranceRule(self.zero_tol / 10))
         result = train(weights, X, y, cell.activation, cell.loss, optimizer, trainable=trainable,
                        max_epochs=self.max_epochs, rules=rules, rng=cell.rng("batches"),
-                       divergence_factor=self.divergence_factor)
+                       divergence_factor=self.divergence_factor, backend=cell.backend)
         result.prepared.update(step)
         record = training_record(result, self.curve_points)
         return {

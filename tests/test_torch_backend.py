@@ -361,3 +361,25 @@ def test_gpu_check_runs_small_on_the_cpu(tmp_path, capsys):
         assert r["cpu_s"] > 0 and r["gpu_s"] > 0 and r["ratio"] == pytest.approx(r["cpu_s"] / r["gpu_s"])
         assert all(v < 1e-8 for k, v in r.items() if k.startswith("rel_diff_"))
     assert results[0]["lambda_min"] > 0 and results[1]["final_loss"] > 0
+
+
+@needs_torch
+@pytest.mark.parametrize("experiment, extra", [
+    ("memorization", 'N = 40\nd = 5\nmax_epochs = 60\nwindow = 20\narchitecture = { name = "fc", widths = ["d", "d"] }\n'),
+    ("two_layer_memorization", "m = 30\nd = 6\nsteps = 60\n"),
+])
+def test_training_experiments_give_the_same_rows_on_both_backends(registry, experiment, extra):
+    from harness.execute import run_cell
+    from harness.spec import parse_spec
+
+    rows = {}
+    for backend in ("numba", "torch"):
+        text = (f'[benchmark]\nname = "b"\nseed = 3\n[[experiments]]\nexperiment = "{experiment}"\n{extra}'
+                + ('backend = { name = "torch", device = "cpu" }\n' if backend == "torch" else 'backend = "numba"\n'))
+        (cell,) = parse_spec(text, "b.toml", registry=registry).cells()
+        rows[backend] = run_cell(cell, registry)
+    assert rows["numba"]["status"] == rows["torch"]["status"] == "ok"
+    a, b = rows["numba"]["metrics"], rows["torch"]["metrics"]
+    assert a["final_loss"] > 0
+    assert rel(np.array(a["final_loss"]), np.array(b["final_loss"])) < 1e-8
+    assert np.allclose(rows["numba"]["curves"]["loss_curve"], rows["torch"]["curves"]["loss_curve"], rtol=1e-8)

@@ -74,7 +74,7 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
           *, trainable: Sequence[bool] | None = None, max_epochs: int = 1000,
           max_steps: int | None = None, rules: Sequence[StoppingRule] = (),
           rng: np.random.Generator | None = None, divergence_factor: float = 1e8,
-          prepared: dict | None = None) -> TrainResult:
+          prepared: dict | None = None, backend=None) -> TrainResult:
     """Train a copy of ``weights`` on ``(X (N, d), y (N,))``.
 
     ``activation``, ``loss``, ``optimizer`` are components; ``trainable`` one flag per layer
@@ -82,7 +82,9 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
     after every epoch with :class:`MaxEpochs` and :class:`DivergenceRule`; ``max_steps``
     (optional) also stops after that many optimizer steps, possibly mid-epoch; ``rng`` shuffles
     the mini-batches (required when the optimizer has a ``batch_size`` smaller than N).
-    ``prepared`` skips ``optimizer.prepare`` when the caller has already run it.
+    ``prepared`` skips ``optimizer.prepare`` when the caller has already run it. ``backend`` (a
+    Backend component) supplies the loss-and-gradient evaluator; ``None`` uses the CPU engine.
+    Weights and optimizer state stay NumPy arrays whatever the backend.
     """
     start = time.perf_counter()
     weights = [np.array(W, copy=True) for W in weights]
@@ -95,8 +97,9 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
     full_batch = batch is None or batch >= N
     if not full_batch and rng is None:
         raise ValueError("mini-batch training needs an rng to shuffle the samples")
-    engine = GradientEngine([W.shape for W in weights], activation, trainable, dtype=X.dtype,
-                            max_rows=N if full_batch else batch)
+    make_engine = backend.gradient_engine if backend is not None else GradientEngine
+    engine = make_engine([W.shape for W in weights], activation, trainable, dtype=X.dtype,
+                         max_rows=N if full_batch else batch)
     all_rules = [DivergenceRule(divergence_factor), *rules, MaxEpochs(max_epochs)]
 
     initial_loss = None if full_batch else float(loss.value(engine.predict(weights, X), y))
