@@ -1,0 +1,154 @@
+"""Extreme eigenvalues (harness/engine/eigen.py): the Cholesky + block Krylov solver against
+LAPACK's eigvalsh, fallbacks, the round-off floor flag."""
+import numpy as np
+import pytest
+
+from harness.engine import eigen
+from harness.engine.eigen import (SOLVERS, NotPositiveDefinite, SpectrumResult, block_krylov_top,
+                                  cholesky_krylov, eigvalsh_extremes, extreme_eigenvalues)
+from harness.engine.ntk import ntk_gram
+from harness.plugin_manager import get_registry
+
+
+def spd_with_spectrum(eigenvalues, seed=0):
+    """Q diag(eigenvalues) Q^T with a Haar-random orthogonal Q."""
+    n = len(eigenvalues)
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, n)))
+    q *= np.sign(np.diag(r))
+    K = (q * np.asarray(eigenvalues, dtype=float)) @ q.T
+    return 0.5 * (K + K.T)
+
+
+def clustered_spectrum(n, seed=1):
+    """Bottom eigenvalues 1, 1.013, 1.035, ... (relative spacing ~1%, like an NTK's), the bulk up
+    to 1e4 and one large top eigenvalue (condition number ~1e6)."""
+    rng = np.random.default_rng(seed)
+    bottom = 1.0 + np.cumsum(rng.uniform(0.005, 0.02, size=40))
+    bulk = np.geomspace(1.5, 1e4, n - 42)
+    return np.concatenate([[1.0], bottom, bulk, [1e6]])
+
+
+@pytest.fixture(scope="module")
+def ntk_kernel():
+    reg = get_registry()
+    rng = np.random.default_rng(4)
+    N, d = 600, 40
+    X = rng.standard_normal((N, d))
+    shapes = reg.create("architecture", "fc").layer_shapes(d)
+    W = reg.create("initializer", "fan_in_gaussian").initialize(shapes, rng)
+    return ntk_gram(W, X, reg.create("activation", "sigmoid"))
+
+
+def test_reference_is_eigvalsh():
+    ev = clustered_spectrum(300)
+    K = spd_with_spectrum(ev)
+    lo, hi, w = eigvalsh_extremes(K)
+    assert w.shape == (300,)
+    np.testing.assert_allclose([lo, hi], [ev.min(), ev.max()], rtol=1e-9)
+    res = extreme_eigenvalues(K, "eigvalsh")
+    assert res.solver == "eigvalsh" and res.fallback is None
+    assert res.lambda_min == lo and res.lambda_max == hi
+    assert res.trace == pytest.approx(ev.sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("block", [1, 4, 8, 16])
+def test_cholesky_krylov_agrees_on_clustered_spectrum(block):
+    ev = clustered_spectrum(500, seed=block)
+    K = spd_with_spectrum(ev, seed=block)
+    lo, hi, _ = eigvalsh_extremes(K)
+    res = cholesky_krylov(K, block=block)
+    assert res.solver == "cholesky_krylov"
+    assert abs(res.lambda_min - lo) / lo < 1e-8
+    assert abs(res.lambda_max - hi) / hi < 1e-8
+    assert res.steps >= 2 and res.estimated_error <= 1e-9
+    assert not res.below_floor
+
+
+def test_cholesky_krylov_agrees_on_an_ntk(ntk_kernel, monkeypatch):
+    lo, hi, _ = eigvalsh_extremes(ntk_kernel)
+    assert extreme_eigenvalues(ntk_kernel).solver == "eigvalsh"  # N = 600 < AUTO_MIN_N
+    monkeypatch.setattr(eigen, "AUTO_MIN_N", 500)
+    for solver in ("auto", "cholesky_krylov"):
+        res = extreme_eigenvalues(ntk_kernel, solver)
+        assert res.solver == "cholesky_krylov"
+        assert abs(res.lambda_min - lo) / lo < 1e-8
+        assert abs(res.lambda_max - hi) / hi < 1e-8
+        assert res.trace == pytest.approx(np.trace(ntk_kernel), rel=1e-14)
+    # the estimate is honest: a loose tolerance gives a visibly worse, still bounded, answer
+    loose = cholesky_krylov(ntk_kernel, tol=1e-3)
+    assert loose.steps < res.steps
+    assert abs(loose.lambda_min - lo) / lo < 1e-3
+    assert loose.lambda_min >= lo * (1 - 1e-12)  # Ritz values approach lambda_min from above
+
+
+def test_singular_kernel_falls_back_and_is_flagged(monkeypatch):
+    monkeypatch.setattr(eigen, "AUTO_MIN_N", 100)
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((400, 150))
+    K = A @ A.T  # rank 150: lambda_min is zero up to round-off
+    with pytest.raises(NotPositiveDefinite):
+        cholesky_krylov(K)
+    with pytest.raises(NotPositiveDefinite):
+        extreme_eigenvalues(K, "cholesky_krylov")
+    res = extreme_eigenvalues(K, "auto")
+    assert res.solver == "eigvalsh"
+    assert "NotPositiveDefinite" in res.fallback
+    assert res.below_floor
+    assert abs(res.lambda_min) < res.floor
+    assert res.floor == pytest.approx(np.finfo(np.float64).eps * 400 * res.lambda_max)
+
+
+def test_floor_flag_on_a_definite_but_tiny_eigenvalue():
+    ev = np.concatenate([[1e-14], np.linspace(1, 2, 299)])
+    res = extreme_eigenvalues(spd_with_spectrum(ev), "eigvalsh")
+    assert res.below_floor and res.lambda_min < res.floor
+    ok = extreme_eigenvalues(spd_with_spectrum(np.linspace(1, 2, 300)), "eigvalsh")
+    assert not ok.below_floor
+
+
+def test_small_matrices_use_eigvalsh_under_auto():
+    K = spd_with_spectrum(np.linspace(1, 3, 50))
+    res = extreme_eigenvalues(K)
+    assert res.solver == "eigvalsh" and res.fallback is None
+    assert res.lambda_min == pytest.approx(1.0, rel=1e-12)
+
+
+def test_float32():
+    ev = np.linspace(1.0, 50.0, 400)
+    K32 = spd_with_spectrum(ev).astype(np.float32)
+    for solver in ("eigvalsh", "cholesky_krylov"):
+        res = extreme_eigenvalues(K32, solver, tol=1e-5)
+        assert res.dtype == "float32"
+        assert res.lambda_min == pytest.approx(1.0, rel=1e-4)
+        assert res.lambda_max == pytest.approx(50.0, rel=1e-4)
+        assert res.floor == pytest.approx(np.finfo(np.float32).eps * 400 * res.lambda_max, rel=1e-4)
+
+
+def test_block_krylov_top_on_known_operators():
+    d = np.concatenate([np.linspace(0, 1, 997), [1.5, 1.9, 2.0]])
+    rng = np.random.default_rng(3)
+    for block in (1, 3, 8):
+        theta, steps, err, ok = block_krylov_top(lambda V: d[:, None] * V, d.size, block, tol=1e-12, rng=rng)
+        assert ok and theta == pytest.approx(2.0, rel=1e-11)
+    # a space smaller than the block: the whole space is spanned at once
+    theta, steps, err, ok = block_krylov_top(lambda V: np.array([3.0, 1.0])[:, None] * V, 2, 8)
+    assert ok and steps == 1 and theta == pytest.approx(3.0, rel=1e-14)
+
+
+def test_metrics_and_arguments():
+    K = spd_with_spectrum(np.linspace(2, 4, 300))
+    res = extreme_eigenvalues(K)
+    assert isinstance(res, SpectrumResult)
+    m = res.metrics("_full")
+    for key in ("lambda_min_full", "lambda_max_full", "trace_full", "below_floor_full", "solver_full",
+                "floor_full", "solver_seconds_full", "condition_full", "steps_full", "fallback_full"):
+        assert key in m
+    assert m["condition_full"] == pytest.approx(2.0, rel=1e-8)
+    assert all(isinstance(v, (int, float, str, bool, type(None))) for v in m.values())
+    assert set(SOLVERS) == {"auto", "eigvalsh", "cholesky_krylov"}
+    with pytest.raises(ValueError, match="unknown solver"):
+        extreme_eigenvalues(K, "lobpcg")
+    with pytest.raises(ValueError, match="square"):
+        extreme_eigenvalues(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="non-finite"):
+        extreme_eigenvalues(np.full((3, 3), np.nan))

@@ -1,0 +1,166 @@
+"""The ntk_spectrum experiment (plugins/ntk_spectrum.py) and benchmarks/ntk_spectrum.toml."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import SpecError
+from harness.components import CellContext, FigureContext
+from harness.conformance import check_component
+from harness.engine.eigen import eigvalsh_extremes
+from harness.engine.jacobian import jacobian_ntk
+from harness.execute import run_cell
+from harness.plugin_manager import get_registry
+from harness.spec import load_spec, parse_spec
+from harness_plugins.ntk_spectrum import NTKSpectrum, kernel_layers
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return get_registry()
+
+
+def spec_text(params: str, grid: str = "", reps: int = 1) -> str:
+    return f"""
+[benchmark]
+name = "t"
+seed = 11
+repetitions = {reps}
+
+[[experiments]]
+id = "k"
+experiment = "ntk_spectrum"
+{params}
+{grid}
+"""
+
+
+def run_all(text, registry):
+    return [run_cell(cell, registry) for cell in parse_spec(text, registry=registry).cells()]
+
+
+def test_conformance():
+    failed = [str(r) for r in check_component("experiment", "ntk_spectrum") if not r.passed]
+    assert not failed, failed
+
+
+def test_rows_match_an_independent_computation(registry):
+    text = spec_text('N = 260\nd = 30\nkernels = ["full", "W1", "W2", "W3"]\n'
+                     'architecture = { name = "fc", widths = [40, 35] }')
+    spec = parse_spec(text, registry=registry)
+    (cell,) = spec.cells()
+    row = run_cell(cell, registry)
+    assert row["status"] == "ok", row.get("error")
+    m = row["metrics"]
+    assert (m["N"], m["d"], m["d2"], m["L"]) == (260, 30, 900, 3)
+    assert m["P"] == 30 * 40 + 40 * 35 + 35
+    # redraw the data and weights from the cell's streams and build K from the explicit Jacobian
+    ctx = CellContext(components={"dataset": registry.create("dataset", "gaussian")}, seed=cell.seed_sequence())
+    X, _ = ctx.dataset.sample(260, 30, ctx.rng("data"))
+    shapes = [(40, 30), (35, 40), (1, 35)]
+    W = registry.create("initializer", "fan_in_gaussian").initialize(shapes, ctx.rng("init"))
+    act = registry.create("activation", "sigmoid")
+    for name, layers in [("full", None), ("W1", [1]), ("W2", [2]), ("W3", [3])]:
+        lo, hi, w = eigvalsh_extremes(jacobian_ntk(W, X, act, layers))
+        assert m[f"lambda_min_{name}"] == pytest.approx(lo, rel=1e-8, abs=1e-12 * hi)
+        assert m[f"lambda_max_{name}"] == pytest.approx(hi, rel=1e-8)
+        assert m[f"trace_{name}"] == pytest.approx(w.sum(), rel=1e-10)
+        assert m[f"solver_{name}"] in ("cholesky_krylov", "eigvalsh")
+    # K = K_1 + K_2 + K_3 with PSD blocks: traces add, lambda_min(K) >= each block's
+    assert m["trace_full"] == pytest.approx(m["trace_W1"] + m["trace_W2"] + m["trace_W3"], rel=1e-12)
+    assert m["lambda_min_full"] >= max(m["lambda_min_W1"], m["lambda_min_W2"], m["lambda_min_W3"])
+    # W3's block is F_2 F_2^T of rank <= 35 < N: numerically singular, flagged, solved by fallback
+    assert m["below_floor_W3"] and m["solver_W3"] == "eigvalsh"
+    assert m["fallback_W3"] is None or "NotPositiveDefinite" in m["fallback_W3"]
+    assert not m["below_floor_full"]
+
+
+def test_solvers_dtypes_and_determinism(registry):
+    base = 'N = 300\nd = 80\n'  # condition number ~1e5: float32 keeps ~2 digits of lambda_min
+    rows = {}
+    fast = 'solver = "cholesky_krylov"\n'
+    for label, extra in [("auto", ""), ("fast", fast), ("eig", 'solver = "eigvalsh"'),
+                         ("f32", fast + 'dtype = "float32"'), ("again", fast)]:
+        (row,) = run_all(spec_text(base + extra), registry)
+        assert row["status"] == "ok", row.get("error")
+        rows[label] = row["metrics"]
+    assert rows["auto"]["solver_full"] == "eigvalsh"  # small N: auto picks the reference
+    assert rows["fast"]["solver_full"] == rows["f32"]["solver_full"] == "cholesky_krylov"
+    assert rows["eig"]["solver_full"] == "eigvalsh"
+    lo = rows["eig"]["lambda_min_full"]
+    assert rows["auto"]["lambda_min_full"] == lo
+    assert rows["fast"]["lambda_min_full"] == pytest.approx(lo, rel=1e-8)
+    assert rows["fast"]["lambda_max_full"] == pytest.approx(rows["eig"]["lambda_max_full"], rel=1e-8)
+    assert rows["f32"]["lambda_min_full"] == pytest.approx(lo, rel=5e-2)
+    assert rows["f32"]["lambda_min_full"] != lo
+    assert rows["again"]["lambda_min_full"] == rows["fast"]["lambda_min_full"]
+
+
+def test_kernel_names(registry):
+    assert kernel_layers(["full", "W2"], [True, True, True]) == {"full": [1, 2, 3], "W2": [2]}
+    assert kernel_layers(["full"], [True, False]) == {"full": [1]}
+    with pytest.raises(ValueError, match="W1..W3"):
+        kernel_layers(["W4"], [True] * 3)
+    for bad in ('["W0"]', '["full", "full"]', '["w2"]', "[]"):
+        with pytest.raises(SpecError):
+            parse_spec(spec_text(f"N = 10\nd = 3\nkernels = {bad}"), registry=registry)
+    (row,) = run_all(spec_text('N = 10\nd = 3\nkernels = ["W4"]'), registry)
+    assert row["status"] == "failed" and "W1..W3" in row["error"]
+
+
+def test_benchmark_file_is_the_papers_grid(registry):
+    spec = load_spec(BENCHMARKS / "ntk_spectrum.toml", registry=registry)
+    cells = list(spec.cells())
+    assert len(cells) == 600
+    points = {(c.params["N"], c.params["d"]) for c in cells}
+    ds = sorted({d for _, d in points})
+    assert ds == [math.floor(math.sqrt(1000 * i)) for i in range(5, 956, 50)]
+    assert ds[0] == 70 and ds[-1] == 977 and len(ds) == 20
+    assert {N for N, _ in points} == {1000, 2000, 3000}
+    c = cells[0]
+    assert c.components["activation"]["name"] == "sigmoid"
+    assert c.components["architecture"]["params"]["widths"] == ["d", "d"]
+    assert c.components["initializer"]["params"]["output_variance"] == 1.0
+    assert c.params["kernels"] == ["full"]
+    assert len({c.seed_sequence().spawn_key for c in cells}) == 600
+    est = NTKSpectrum(N=3000, d=977).estimate(cells[-1].params, cells[-1].components)
+    assert 8 * 3000 ** 2 < est["memory_bytes"] < 8 * 8 * 3000 ** 2
+    assert 0 < est["seconds"] < 60
+
+
+def fake_rows(slopes, Ns=(1000, 2000), d_values=(70, 300, 500, 700), reps=3, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for N, a in zip(Ns, slopes):
+        for d in d_values:
+            for r in range(reps):
+                lam = a * d * d * (1 + 0.02 * rng.standard_normal())
+                rows.append({"status": "ok", "params": {"N": N, "d": d}, "coords": {"N": N, "d": d},
+                             "repetition": r,
+                             "metrics": {"N": N, "d": d, "lambda_min_full": lam,
+                                         "below_floor_full": False,
+                                         "lambda_min_W2": lam / 30, "below_floor_W2": d == 70}})
+    rows.append({"status": "failed", "params": {"N": 1000, "d": 70}, "metrics": {}})
+    return rows
+
+
+def test_figures_show_fits_per_n():
+    ctx = FigureContext(benchmark="ntk_spectrum", experiment_id="fig1", experiment="ntk_spectrum",
+                        grid={"N": [1000, 2000], "i": [5, 90, 250, 490]}, repetitions=3)
+    figs = NTKSpectrum(N=1000, d=70).figures(fake_rows([1.4e-4, 1.1e-4]), ctx)
+    assert set(figs) == {"lambda_min_full", "lambda_min_W2"}
+    ax = figs["lambda_min_full"].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == "N = 1000"
+    fits = [t for t in labels if t.startswith("fit N = ")]
+    assert len(fits) == 2
+    # the fitted slope printed in the legend recovers the slope the rows were drawn with
+    slope_1000 = float(fits[0].split("slope ")[1].split(" ")[0])
+    assert slope_1000 == pytest.approx(1.4e-4, rel=0.05)
+    assert len(ax.collections) == 2  # one +-1 std band per N
+    texts = " ".join(t.get_text() for t in figs["lambda_min_W2"].texts)
+    assert "6 row(s) with λ_min below the round-off floor" in texts
+    assert "mean ± 1 std" in texts and "3 repetition(s)" in texts
