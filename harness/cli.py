@@ -358,3 +358,27 @@ def check_plugin(name, kind):
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+_BENCHMARKS = {"ntk": "harness.benchmarking.ntk_speed:cli", "adam": "harness.benchmarking.adam_speed:main"}
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("name", type=click.Choice(sorted(_BENCHMARKS)))
+@click.pass_context
+def bench(ctx: click.Context, name: str) -> None:
+    """Speed benchmarks, timed side by side against a baseline in one process.
+
+    \b
+    harness bench ntk  [--sizes 256x1024,512x2048] [--threads T] [--repeats R]
+        our NTK Gram vs plain NumPy/BLAS vs the explicit Jacobian product; GFLOP/s against
+        the measured DGEMM rate; peak memory; lambda_min solver vs eigvalsh
+    harness bench adam [--d 122] [--N 12000] [--threads T] [--dtypes float64,float32]
+        one full-batch Adam epoch of the Figure 2 network vs PyTorch on the CPU (if installed)
+
+    Options after NAME go to that benchmark.
+    """
+    import importlib
+
+    module, _, func = _BENCHMARKS[name].partition(":")
+    getattr(importlib.import_module(module), func)(list(ctx.args))

@@ -216,6 +216,13 @@ class Backend(Component):
     def ntk(self, weights, X, activation, layers=None, dtype=np.float64):
         raise NotImplementedError
 
+    def ntk_kernels(self, weights, X, activation, groups: Mapping[str, Sequence[int] | None],
+                    dtype=np.float64) -> dict:
+        """Several kernels at once, ``{name: sum_{l in layers} K_l}`` for ``groups`` mapping a
+        name to 1-based layers (``None``: all), as :func:`harness.engine.ntk.ntk_kernels`. The
+        default calls :meth:`ntk` once per group; a backend may share work between groups."""
+        return {name: self.ntk(weights, X, activation, layers, dtype) for name, layers in groups.items()}
+
     def gradient_engine(self, shapes: Sequence[tuple[int, int]], activation: "Activation",
                         trainable: Sequence[bool] | None = None, dtype: Any = np.float64,
                         max_rows: int | None = None):

@@ -20,6 +20,11 @@ class NumbaBackend(Backend):
 
         return ntk_gram(weights, X, activation, layers, dtype)
 
+    def ntk_kernels(self, weights, X, activation, groups, dtype=np.float64):
+        from harness.engine.ntk import ntk_kernels
+
+        return ntk_kernels(weights, X, activation, groups, dtype)
+
 
 @hookimpl
 def harness_register_backends(registry):

@@ -2,7 +2,8 @@
 
 ``ntk_spectrum`` draws ``N`` inputs from the dataset slot (stream ``"data"``) and a network
 from the architecture and initializer slots (stream ``"init"``), computes the empirical NTK
-Gram matrices named in ``kernels`` with :func:`harness.engine.ntk.ntk_kernels` and their
+Gram matrices named in ``kernels`` on the backend slot (``numba``, the default, is
+:func:`harness.engine.ntk.ntk_kernels`; ``torch`` runs the same formula on a torch device) and their
 extreme eigenvalues with :func:`harness.engine.eigen.extreme_eigenvalues`.
 
 Kernels: ``"full"`` is ``K = J J^T`` over every trainable weight matrix (the paper's figure);
@@ -65,7 +66,8 @@ class NTKSpectrum(Experiment):
     name = "ntk_spectrum"
     help = "extreme eigenvalues of the empirical NTK Gram matrix (full and per-layer) at initialisation"
     slots = {"activation": ("activation", "sigmoid"), "architecture": ("architecture", "fc"),
-             "initializer": ("initializer", "fan_in_gaussian"), "dataset": ("dataset", "gaussian")}
+             "initializer": ("initializer", "fan_in_gaussian"), "dataset": ("dataset", "gaussian"),
+             "backend": ("backend", "numba")}
     params = (
         Param("N", int, help="number of samples", min=1),
         Param("d", int, help="input dimension", min=1),
@@ -88,8 +90,6 @@ class NTKSpectrum(Experiment):
         import time
 
         from harness.engine.eigen import extreme_eigenvalues
-        from harness.engine.ntk import ntk_kernels
-
         N, d, dtype = self.N, self.d, np.dtype(self.dtype)
         arch = cell.architecture
         shapes, trainable = arch.layer_shapes(d), arch.trainable(d)
@@ -97,7 +97,7 @@ class NTKSpectrum(Experiment):
         X, _ = cell.dataset.sample(N, d, cell.rng("data"), dtype=dtype)
         weights = cell.initializer.initialize(shapes, cell.rng("init"), dtype=dtype)
         t0 = time.perf_counter()
-        kernels = ntk_kernels(weights, X, cell.activation, groups, dtype)
+        kernels = cell.backend.ntk_kernels(weights, X, cell.activation, groups, dtype)
         out: dict[str, Any] = {"N": N, "d": d, "d2": d * d, "P": arch.param_count(d), "L": len(shapes),
                                "ntk_seconds": time.perf_counter() - t0}
         for name in list(kernels):

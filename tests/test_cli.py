@@ -166,3 +166,27 @@ def test_console_script_user_error_and_help(tmp_path):
     assert helped.returncode == 0
     for command in ("run", "show", "plugins", "plot"):
         assert command in helped.stdout
+
+
+def test_bench_ntk_runs_and_prints_ratios():
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "ntk", "--sizes", "32x64", "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    header = lines[-2].split()
+    values = dict(zip(header, lines[-1].split()))
+    assert values["d"] == "32" and values["N"] == "64"
+    assert values["vs_numpy"].endswith("x") and float(values["vs_numpy"][:-1]) > 0
+    assert float(values["eig_rel_diff"]) < 1e-8
+
+
+def test_bench_rejects_unknown_name():
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "nope"])
+    assert result.exit_code == 2 and "'nope' is not one of" in result.output

@@ -383,3 +383,23 @@ def test_training_experiments_give_the_same_rows_on_both_backends(registry, expe
     assert a["final_loss"] > 0
     assert rel(np.array(a["final_loss"]), np.array(b["final_loss"])) < 1e-8
     assert np.allclose(rows["numba"]["curves"]["loss_curve"], rows["torch"]["curves"]["loss_curve"], rtol=1e-8)
+
+
+@needs_torch
+def test_ntk_spectrum_gives_the_same_eigenvalues_on_both_backends(registry):
+    from harness.execute import run_cell
+    from harness.spec import parse_spec
+
+    metrics = {}
+    for backend in ("numba", "torch"):
+        text = ('[benchmark]\nname = "b"\nseed = 5\n[[experiments]]\nexperiment = "ntk_spectrum"\n'
+                'N = 100\nd = 9\nkernels = ["full", "W2"]\nsolver = "eigvalsh"\n'
+                'architecture = { name = "fc", widths = [40, 30] }\ndataset = { name = "gaussian", targets = "zero" }\n'
+                + ('backend = { name = "torch", device = "cpu" }\n' if backend == "torch" else 'backend = "numba"\n'))
+        (cell,) = parse_spec(text, "b.toml", registry=registry).cells()
+        row = run_cell(cell, registry)
+        assert row["status"] == "ok", row["error"]
+        metrics[backend] = row["metrics"]
+    for key in ("lambda_min_full", "lambda_max_full", "trace_full", "lambda_min_W2", "trace_W2"):
+        a, b = metrics["numba"][key], metrics["torch"][key]
+        assert a > 0 and abs(a - b) <= 1e-8 * abs(a), key
