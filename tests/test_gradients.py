@@ -6,7 +6,8 @@ import pytest
 from autograd import grad, jacobian
 
 from harness import Activation
-from harness.engine.gradients import GradientEngine, fused_code, loss_and_gradients
+from harness.engine.gradients import GradientEngine, loss_and_gradients
+from harness.engine.pointwise import fused_kernel
 from harness.engine.network import forward
 from harness.engine.step_size import ntk_lambda_max
 from harness.plugin_manager import get_registry
@@ -116,7 +117,7 @@ class LeakyNamedRelu(Activation):
 ], ids=["no-kernel", "misleading-kernel"])
 def test_numpy_fallback_for_other_activations(registry, act, ag_phi):
     X, y, weights = problem(DEEP, "mse", seed=3)
-    assert fused_code(act) is None
+    assert fused_kernel(act) is None
     loss = registry.create("loss", "mse")
     fn = lambda ws: anp.mean((ag_output(ws, X, ag_phi) - y) ** 2)
     expected = grad(fn)(list(weights))

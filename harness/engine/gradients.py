@@ -13,12 +13,15 @@ Two implementations with one contract:
   :func:`~harness.engine.network.forward`, :func:`~harness.engine.network.backward_signals` and
   :func:`~harness.engine.network.weight_gradients`;
 - :class:`GradientEngine`: the fast path used for training. Matrix products go to BLAS into
-  preallocated buffers; the element-wise work (``phi`` in place, ``D *= phi'``, the rank-one
-  output signal ``r w_L * phi'``) runs in fused Numba kernels for the built-in activations
-  (``Activation.jit_code``), computing ``phi'`` from the stored activations ``F`` where possible
-  (ReLU: ``F > 0``; sigmoid: ``F (1 - F)``; tanh: ``1 - F^2``) so that ``G`` is not kept. Other
-  activations use their NumPy ``phi`` / ``dphi``. Signals are not propagated below the lowest
-  trainable layer, and frozen layers get ``None``.
+  preallocated buffers; the element-wise work goes through
+  :func:`harness.engine.pointwise.phi_dphi_inplace`, the fused kernels shared with the NTK
+  engine (the plugin's NumPy ``phi`` / ``dphi`` for activations without a trusted kernel): each
+  forward layer overwrites its pre-activation buffer with ``F_l = phi(G_l)`` and stores
+  ``phi'(G_l)``. The backward pass multiplies the signals by the stored derivatives into
+  preallocated buffers (``D_{L-1} = (r w_L^T) * phi'(G_{L-1})`` in one pass with
+  :func:`~harness.engine.pointwise.outer_times`, then ``D_l = (D_{l+1} W_{l+1}) * phi'(G_l)``
+  in place). Signals are not propagated below the lowest trainable layer, and frozen layers get
+  ``None``.
 """
 from __future__ import annotations
 
@@ -26,16 +29,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from numba import njit
 
 from .network import backward_signals, forward, weight_gradients
-
-# Activation codes of the fused kernels (Activation.jit_code -> int).
-IDENTITY, RELU, SIGMOID, TANH, QUADRATIC = 0, 1, 2, 3, 4
-JIT_CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH,
-             "quadratic": QUADRATIC}
-_NEEDS_G = {QUADRATIC}
-"""Codes whose derivative cannot be recovered from ``F = phi(G)`` (so ``G`` is kept)."""
+from .pointwise import fused_kernel, outer_times, phi_dphi_inplace
 
 
 @dataclass
@@ -62,113 +58,6 @@ def loss_and_gradients(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarr
     return GradientResult(float(loss.value(fp.output, y)), fp.output, grads)
 
 
-# --------------------------------------------------------------------------------------------
-# Fused element-wise kernels (serial: on a few cores the BLAS threads would otherwise compete).
-
-@njit(cache=True)
-def _phi_into(G, F, code):
-    """``F = phi(G)`` row by row; ``F`` may be ``G`` (in place). Shapes (N, n)."""
-    N, n = G.shape
-    if code == IDENTITY:
-        for i in range(N):
-            for j in range(n):
-                F[i, j] = G[i, j]
-    elif code == RELU:
-        for i in range(N):
-            for j in range(n):
-                g = G[i, j]
-                F[i, j] = g if g > 0.0 else 0.0
-    elif code == SIGMOID:
-        for i in range(N):
-            for j in range(n):
-                F[i, j] = 1.0 / (1.0 + np.exp(-G[i, j]))
-    elif code == TANH:
-        for i in range(N):
-            for j in range(n):
-                F[i, j] = np.tanh(G[i, j])
-    else:  # QUADRATIC
-        for i in range(N):
-            for j in range(n):
-                g = G[i, j]
-                F[i, j] = g * g
-
-
-@njit(cache=True)
-def _dphi_at(f, g, code):
-    """``phi'`` at one entry, from ``f = phi(g)`` (or ``g`` for the quadratic)."""
-    if code == RELU:
-        return 1.0 if f > 0.0 else 0.0
-    if code == SIGMOID:
-        return f * (1.0 - f)
-    if code == TANH:
-        return 1.0 - f * f
-    if code == QUADRATIC:
-        return 2.0 * g
-    return 1.0
-
-
-@njit(cache=True)
-def _mul_dphi(D, F, G, code):
-    """``D *= phi'(G)`` in place, reading ``F`` (and ``G`` for the quadratic). Shapes (N, n)."""
-    N, n = D.shape
-    if code == IDENTITY:
-        return
-    if code == RELU:
-        for i in range(N):
-            for j in range(n):
-                if F[i, j] <= 0.0:
-                    D[i, j] = 0.0
-        return
-    for i in range(N):
-        for j in range(n):
-            D[i, j] *= _dphi_at(F[i, j], G[i, j], code)
-
-
-@njit(cache=True)
-def _outer_dphi(r, w, F, G, D, code):
-    """``D = (r w^T) * phi'(G)``: the output layer's signal, ``r`` (N,), ``w`` (n,), D (N, n)."""
-    N, n = D.shape
-    for i in range(N):
-        ri = r[i]
-        for j in range(n):
-            D[i, j] = ri * w[j] * _dphi_at(F[i, j], G[i, j], code)
-
-
-_PROBE = np.array([-30.0, -3.0, -1.0, -0.25, 0.0, 0.25, 1.0, 3.0, 30.0])
-
-
-@njit(cache=True)
-def _probe_kernels(x, code):
-    """``phi(x)`` and ``phi'(x)`` as the fused kernels compute them, for the probe check."""
-    F = np.empty((1, x.size))
-    G = np.empty((1, x.size))
-    G[0, :] = x
-    _phi_into(G, F, code)
-    D = np.ones((1, x.size))
-    _mul_dphi(D, F, G, code)
-    return F[0], D[0]
-
-
-def fused_code(activation) -> int | None:
-    """The fused-kernel code for ``activation``, or ``None`` (use its NumPy phi / dphi).
-
-    A declared ``jit_code`` is trusted only if the kernels reproduce the plugin's own ``phi``
-    and ``dphi`` on probe points (a plugin may reuse a name with another convention)."""
-    code = JIT_CODES.get(getattr(activation, "jit_code", None) or "")
-    if code is None:
-        return None
-    phi, dphi = _probe_kernels(_PROBE, code)
-    try:
-        ok = (np.allclose(phi, activation.phi(_PROBE), rtol=1e-12, atol=1e-14)
-              and np.allclose(dphi, activation.dphi(_PROBE), rtol=1e-9, atol=1e-13))
-    except Exception:
-        ok = False
-    return code if ok else None
-
-
-# --------------------------------------------------------------------------------------------
-
-
 class GradientEngine:
     """Fast loss-and-gradient evaluator for one network shape, with reusable buffers.
 
@@ -190,8 +79,8 @@ class GradientEngine:
         if len(self.trainable) != self.L:
             raise ValueError("trainable must give one flag per layer")
         self.dtype = np.dtype(dtype)
-        self.code = fused_code(activation)
-        self.keep_G = self.code is None or self.code in _NEEDS_G
+        # jit_code of the fused kernel in use, or None (the plugin's NumPy phi / dphi)
+        self.code = activation.jit_code if fused_kernel(activation) is not None else None
         trainable_idx = [l for l, t in enumerate(self.trainable) if t]
         self.lowest = min(trainable_idx) if trainable_idx else self.L
         self.grads = [np.empty(s, dtype=self.dtype) if t else None
@@ -203,25 +92,24 @@ class GradientEngine:
         if rows <= self._rows:
             return
         hidden = [n for n, _ in self.shapes[:-1]]
-        self.F = [np.empty((rows, n), dtype=self.dtype) for n in hidden]
-        self.G = [np.empty((rows, n), dtype=self.dtype) for n in hidden] if self.keep_G else self.F
-        self.D = [np.empty((rows, n), dtype=self.dtype) for n in hidden]
+        self.F = [np.empty((rows, n), dtype=self.dtype) for n in hidden]   # G_l, then phi(G_l)
+        self.P = [np.empty((rows, n), dtype=self.dtype) for n in hidden]   # phi'(G_l)
+        self.D = [np.empty((rows, n), dtype=self.dtype) for n in hidden]   # signals D_l
         self._rows = rows
 
     # forward --------------------------------------------------------------------------------
     def _forward(self, weights: Sequence[np.ndarray], X: np.ndarray) -> tuple[list, list, np.ndarray]:
+        """``F = [X, F_1, ..., F_{L-1}]``, ``P = [None, phi'(G_1), ...]`` (views of the buffers)
+        and the output f (N,)."""
         n = X.shape[0]
         self._alloc(n)
         F = [X] + [f[:n] for f in self.F]
-        G = [None] + [g[:n] for g in self.G]
+        P = [None] + [p[:n] for p in self.P]
         for l in range(self.L - 1):
-            np.matmul(F[l], weights[l].T, out=G[l + 1])
-            if self.code is not None:
-                _phi_into(G[l + 1], F[l + 1], self.code)
-            else:
-                F[l + 1][...] = self.activation.phi(G[l + 1])
+            np.matmul(F[l], weights[l].T, out=F[l + 1])
+            phi_dphi_inplace(F[l + 1], self.activation, P[l + 1])
         out = F[-1] @ weights[-1][0]
-        return F, G, out
+        return F, P, out
 
     def predict(self, weights: Sequence[np.ndarray], X: np.ndarray) -> np.ndarray:
         """Network output f (N,) (a fresh array)."""
@@ -232,7 +120,7 @@ class GradientEngine:
                        loss) -> GradientResult:
         """Mean loss at ``weights`` on ``(X (N, d), y (N,))`` and its gradient in every
         trainable layer (``None`` for frozen layers)."""
-        F, G, out = self._forward(weights, X)
+        F, P, out = self._forward(weights, X)
         r = np.ascontiguousarray(loss.grad(out, y), dtype=self.dtype)
         value = float(loss.value(out, y))
         L, n = self.L, X.shape[0]
@@ -240,11 +128,7 @@ class GradientEngine:
             np.matmul(r, F[L - 1], out=self.grads[L - 1][0])
         if self.lowest < L - 1:
             D = self.D[L - 2][:n]
-            w = np.ascontiguousarray(weights[L - 1][0])
-            if self.code is not None:
-                _outer_dphi(r, w, F[L - 1], G[L - 1], D, self.code)
-            else:
-                np.multiply(np.multiply.outer(r, w), self.activation.dphi(G[L - 1]), out=D)
+            outer_times(r, weights[L - 1][0], P[L - 1], out=D)  # (r w_L^T) * phi'(G_{L-1})
             for l in range(L - 2, self.lowest - 1, -1):  # 0-based layer l has signal D_l
                 D = self.D[l][:n]
                 if self.trainable[l]:
@@ -252,8 +136,5 @@ class GradientEngine:
                 if l > self.lowest:
                     Dn = self.D[l - 1][:n]
                     np.matmul(D, weights[l], out=Dn)
-                    if self.code is not None:
-                        _mul_dphi(Dn, F[l], G[l], self.code)
-                    else:
-                        Dn *= self.activation.dphi(G[l])
+                    Dn *= P[l]
         return GradientResult(value, out, list(self.grads))

@@ -4,6 +4,8 @@ One pass over a pre-activation matrix ``G`` (N, n) overwrites it with ``phi(G)``
 ``phi'(G)`` into ``D`` (N, n): one read, two writes and (for sigmoid and tanh) one exponential
 per entry, where NumPy needs several passes and temporaries. The kernels are single-threaded
 and release the GIL: callers thread over row blocks (see :mod:`harness.engine.ntk`).
+:func:`outer_times` is the one-pass ``(r w^T) * M`` of a back-propagated output signal (used by
+:mod:`harness.engine.gradients`).
 
 A kernel is chosen by the activation's ``jit_code``. Because an activation plugin may declare a
 ``jit_code`` while computing something else (a parameter, a different convention at a kink),
@@ -18,7 +20,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["fused_kernel", "phi_dphi_inplace", "KERNELS"]
+__all__ = ["fused_kernel", "phi_dphi_inplace", "outer_times", "KERNELS"]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -132,3 +134,19 @@ def phi_dphi_inplace(G: np.ndarray, activation, D: np.ndarray | None = None) -> 
     D[...] = activation.dphi(G)
     G[...] = activation.phi(G)
     return D
+
+
+@numba.njit(nogil=True, cache=True)
+def _outer_times(r, w, M, out):
+    n_rows, n_cols = out.shape
+    for i in range(n_rows):
+        ri = r[i]
+        for j in range(n_cols):
+            out[i, j] = ri * w[j] * M[i, j]
+
+
+def outer_times(r: np.ndarray, w: np.ndarray, M: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out = (r w^T) * M`` in one pass: ``r`` (N,), ``w`` (n,), ``M`` and ``out`` (N, n);
+    ``out`` may be ``M``. Returns ``out``."""
+    _outer_times(r, w, M, out)
+    return out

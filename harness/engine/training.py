@@ -13,6 +13,7 @@ benchmark files or result rows.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..components import TrainingProblem
 from .gradients import GradientEngine
+from .threads import blas_threads
 from .stopping import DivergenceRule, MaxEpochs, StoppingRule
 
 
@@ -70,6 +72,26 @@ def subsample_curve(values: Sequence[float], points: int) -> tuple[list[int], li
     return idx.tolist(), values[idx].tolist()
 
 
+SMALL_STEP_FLOPS = 5e7
+"""Below this many floating-point operations per gradient evaluation, training runs with one
+BLAS thread: the products are too small for BLAS's threads to pay, and idle BLAS threads
+spinning on a busy machine can slow small products a hundredfold."""
+
+
+def shapes_of(weights: Sequence[np.ndarray]) -> list[tuple[int, int]]:
+    return [tuple(np.shape(W)) for W in weights]
+
+
+def engine_flops(shapes: Sequence[tuple[int, int]], rows: int) -> float:
+    """Approximate flops of one loss-and-gradient evaluation on ``rows`` samples: three products
+    per layer (forward, back-propagation, gradient) of ``2 rows n_l n_{l-1}`` each."""
+    return 6.0 * rows * sum(a * b for a, b in shapes)
+
+
+def _blas_threads_for(flops: float):
+    return blas_threads(1) if flops < SMALL_STEP_FLOPS else contextlib.nullcontext()
+
+
 def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activation, loss, optimizer,
           *, trainable: Sequence[bool] | None = None, max_epochs: int = 1000,
           max_steps: int | None = None, rules: Sequence[StoppingRule] = (),
@@ -106,36 +128,37 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
     losses: list[float] = []
     steps = 0
     reason = "max_epochs"
-    for epoch in range(max_epochs):
-        if full_batch:
-            res = engine.loss_and_grads(weights, X, y, loss)
-            epoch_loss = res.loss
-            if math.isfinite(epoch_loss):
-                optimizer.step(weights, res.grads, state)
-                steps += 1
-        else:
-            perm = rng.permutation(N)
-            Xp, yp = X[perm], y[perm]
-            total, seen = 0.0, 0
-            for k in range(0, N, batch):
-                res = engine.loss_and_grads(weights, Xp[k:k + batch], yp[k:k + batch], loss)
-                n_b = min(batch, N - k)
-                total += res.loss * n_b
-                seen += n_b
-                if not math.isfinite(res.loss):
-                    break
-                optimizer.step(weights, res.grads, state)
-                steps += 1
-                if max_steps is not None and steps >= max_steps:
-                    break
-            epoch_loss = total / seen
-        losses.append(epoch_loss)
-        fired = [r.reason for r in all_rules if r.update(epoch, epoch_loss)]
-        if max_steps is not None and steps >= max_steps:
-            fired.insert(len(fired) - (fired[-1:] == ["max_epochs"]), "max_steps")
-        if fired:
-            reason = fired[0]  # divergence first, then the given rules, then the budgets
-            break
+    with _blas_threads_for(engine_flops(shapes_of(weights), N if full_batch else batch)):
+        for epoch in range(max_epochs):
+            if full_batch:
+                res = engine.loss_and_grads(weights, X, y, loss)
+                epoch_loss = res.loss
+                if math.isfinite(epoch_loss):
+                    optimizer.step(weights, res.grads, state)
+                    steps += 1
+            else:
+                perm = rng.permutation(N)
+                Xp, yp = X[perm], y[perm]
+                total, seen = 0.0, 0
+                for k in range(0, N, batch):
+                    res = engine.loss_and_grads(weights, Xp[k:k + batch], yp[k:k + batch], loss)
+                    n_b = min(batch, N - k)
+                    total += res.loss * n_b
+                    seen += n_b
+                    if not math.isfinite(res.loss):
+                        break
+                    optimizer.step(weights, res.grads, state)
+                    steps += 1
+                    if max_steps is not None and steps >= max_steps:
+                        break
+                epoch_loss = total / seen
+            losses.append(epoch_loss)
+            fired = [r.reason for r in all_rules if r.update(epoch, epoch_loss)]
+            if max_steps is not None and steps >= max_steps:
+                fired.insert(len(fired) - (fired[-1:] == ["max_epochs"]), "max_steps")
+            if fired:
+                reason = fired[0]  # divergence first, then the given rules, then the budgets
+                break
 
     final_output = engine.predict(weights, X)
     final_loss = float(loss.value(final_output, y)) if np.all(np.isfinite(final_output)) else math.inf
