@@ -239,6 +239,25 @@ def _component_widths(components, d: int) -> list[int]:
 LOG10_FLOOR = -10
 """Heat maps clip every loss at 10**LOG10_FLOOR before averaging the logs over repetitions."""
 
+MEMORISED_LOG10 = -3.0
+"""A grid point counts as memorised when the mean log10 loss over its repetitions is <= this."""
+
+
+def memorisation_threshold(cells) -> dict:
+    """{d: N*}: per d, the largest N of the grid up to which every N is memorised (mean log10
+    loss <= :data:`MEMORISED_LOG10`); d values whose smallest N is not memorised are left out."""
+    out = {}
+    for d in sorted({k[0] for k in cells}):
+        best = None
+        for N in sorted(N for dd, N in cells if dd == d):
+            vals = cells[(d, N)]
+            if not vals or float(np.mean(vals)) > MEMORISED_LOG10:
+                break
+            best = N
+        if best is not None:
+            out[d] = best
+    return out
+
 
 def _grid_means(rows, key: str):
     """{(d, N): [log10 values of the repetitions]} and {d: P} from memorization rows."""
@@ -286,14 +305,26 @@ def _heatmap(rows, context, key: str, label: str):
         dd = sorted(P_of_d)
         ax.plot([d * d for d in dd], [P_of_d[d] for d in dd], color="red", lw=1.5, label="P = N")
         ax.plot([d * d for d in dd], [d * d for d in dd], color="white", lw=1.0, ls="--", label="d^2 = N")
+    threshold = memorisation_threshold(cells)
+    fit_text = ""
+    if len(threshold) >= 3:
+        from harness.fits import fit_slope, plot_fit
+
+        dd = sorted(threshold)
+        fit = fit_slope([d * d for d in dd], [threshold[d] for d in dd])
+        ax.plot([d * d for d in dd], [threshold[d] for d in dd], "o", color="orange", ms=4,
+                label=f"N*: largest N memorised (loss <= 1e{MEMORISED_LOG10:g})")
+        plot_fit(ax, fit, label="fit N* against d^2", color="orange", band=False, lw=1.0)
+        fit_text = f"; orange: N*(d) and its linear fit in d^2 (slope, 95% bootstrap CI in the legend)"
+    if P_of_d:
         ax.set_ylim(_edges(Ns)[0], _edges(Ns)[-1])
-        ax.legend(loc="upper left", fontsize=7)
+        ax.legend(loc="upper left", fontsize=6)
     ax.set_xlabel("d^2")
     ax.set_ylabel("N")
     ax.set_title(f"log10 {label}")
     return _finish(fig, context, f"cell colour: mean of log10({label}) over repetitions "
                                  f"(losses clipped at 1e{LOG10_FLOOR}; diverged runs left out); "
-                                 f"red: P = N (trainable parameters); dashed: d^2 = N")
+                                 f"red: P = N (trainable parameters); dashed: d^2 = N{fit_text}")
 
 
 def _loss_vs_ratio(rows, context):

@@ -300,3 +300,29 @@ def test_benchmark_files_load(registry):
     assert len(cap.points) == 15
     cells = [c for c in spec.cells() if c.repetition == 0]
     assert len({c.spawn_key for c in cells}) == 1  # one seed per repetition: the same data everywhere
+
+
+def test_memorisation_threshold_and_its_fit_on_the_heat_map():
+    from harness_plugins.memorization import _heatmap, memorisation_threshold
+
+    # synthetic grid: memorised (log10 loss -6) exactly when N <= 2 d^2; one d never memorised
+    cells = {}
+    for d in (4, 6, 8, 10):
+        for N in (8, 16, 32, 64, 128, 256):
+            memorised = N <= 2 * d * d and d != 4
+            cells[(d, N)] = [-6.0 if memorised else -1.0] * 2
+    assert memorisation_threshold(cells) == {6: 64, 8: 128, 10: 128}
+    cells[(6, 32)] = [-1.0, -1.0]  # a hole: the threshold stops below it
+    assert memorisation_threshold(cells)[6] == 16
+
+    rows = []
+    for (d, N), vals in cells.items():
+        for v in vals:
+            rows.append({"status": "ok", "coords": {"d": d, "N": N}, "params": {"d": d, "N": N},
+                         "metrics": {"final_loss": 10.0 ** v, "P": 3 * d * d + d, "d": d, "N": N}})
+    fig = _heatmap(rows, context("memorization"), "final_loss", "final loss")
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    points = fig.axes[0].get_lines()[[i for i, l in enumerate(labels) if l.startswith("N*")][0]]
+    np.testing.assert_array_equal(points.get_xdata(), [36, 64, 100])
+    np.testing.assert_array_equal(points.get_ydata(), [16, 128, 128])
+    assert any(l.startswith("fit N* against d^2") for l in labels)
