@@ -311,14 +311,17 @@ def _heatmap(rows, context, key: str, label: str):
         from harness.fits import fit_slope, plot_fit
 
         dd = sorted(threshold)
-        fit = fit_slope([d * d for d in dd], [threshold[d] for d in dd])
-        ax.plot([d * d for d in dd], [threshold[d] for d in dd], "o", color="orange", ms=4,
+        ax.plot([d * d for d in dd], [threshold[d] for d in dd], "o", color="orange", ms=4, mfc="none",
                 label=f"N*: largest N memorised (loss <= 1e{MEMORISED_LOG10:g})")
-        plot_fit(ax, fit, label="fit N* against d^2", color="orange", band=False, lw=1.0)
-        fit_text = f"; orange: N*(d) and its linear fit in d^2 (slope, 95% bootstrap CI in the legend)"
+        inside = [d for d in dd if threshold[d] < max(Ns)]  # N* at the grid's edge is censored
+        if len(inside) >= 3:
+            fit = fit_slope([d * d for d in inside], [threshold[d] for d in inside])
+            plot_fit(ax, fit, label="fit N* against d^2", color="orange", band=False, lw=1.0)
+            fit_text = ("; orange: N*(d) and its linear fit in d^2 over the d whose N* is inside "
+                        "the grid (slope, 95% bootstrap CI in the legend)")
     if P_of_d:
         ax.set_ylim(_edges(Ns)[0], _edges(Ns)[-1])
-        ax.legend(loc="upper left", fontsize=6)
+        ax.legend(loc="upper left", fontsize=6, framealpha=0.6)
     ax.set_xlabel("d^2")
     ax.set_ylabel("N")
     ax.set_title(f"log10 {label}")

@@ -307,11 +307,11 @@ def test_memorisation_threshold_and_its_fit_on_the_heat_map():
 
     # synthetic grid: memorised (log10 loss -6) exactly when N <= 2 d^2; one d never memorised
     cells = {}
-    for d in (4, 6, 8, 10):
-        for N in (8, 16, 32, 64, 128, 256):
+    for d in (4, 6, 8, 10, 12):
+        for N in (8, 16, 32, 64, 128, 256, 512):
             memorised = N <= 2 * d * d and d != 4
             cells[(d, N)] = [-6.0 if memorised else -1.0] * 2
-    assert memorisation_threshold(cells) == {6: 64, 8: 128, 10: 128}
+    assert memorisation_threshold(cells) == {6: 64, 8: 128, 10: 128, 12: 256}
     cells[(6, 32)] = [-1.0, -1.0]  # a hole: the threshold stops below it
     assert memorisation_threshold(cells)[6] == 16
 
@@ -323,6 +323,17 @@ def test_memorisation_threshold_and_its_fit_on_the_heat_map():
     fig = _heatmap(rows, context("memorization"), "final_loss", "final loss")
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     points = fig.axes[0].get_lines()[[i for i, l in enumerate(labels) if l.startswith("N*")][0]]
-    np.testing.assert_array_equal(points.get_xdata(), [36, 64, 100])
-    np.testing.assert_array_equal(points.get_ydata(), [16, 128, 128])
+    np.testing.assert_array_equal(points.get_xdata(), [36, 64, 100, 144])
+    np.testing.assert_array_equal(points.get_ydata(), [16, 128, 128, 256])
     assert any(l.startswith("fit N* against d^2") for l in labels)
+    # a threshold at the top of the grid is censored: with fewer than 3 left, no fit is drawn
+    for N in (256, 512):
+        cells[(8, N)] = cells[(10, N)] = cells[(12, N)] = [-6.0, -6.0]
+    rows = [r for r in rows if r["coords"]["N"] < 256]
+    for (d, N), vals in cells.items():
+        if N >= 256:
+            rows += [{"status": "ok", "coords": {"d": d, "N": N}, "params": {"d": d, "N": N},
+                      "metrics": {"final_loss": 10.0 ** v, "P": 3 * d * d + d, "d": d, "N": N}} for v in vals]
+    fig = _heatmap(rows, context("memorization"), "final_loss", "final loss")
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert not any(l.startswith("fit N*") for l in labels) and any(l.startswith("N*") for l in labels)
