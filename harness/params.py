@@ -64,7 +64,8 @@ class Param:
             if self.min_length:
                 text += f" with at least {self.min_length} item(s)"
         else:
-            text = f"a {type_name(self.type)}"
+            name = type_name(self.type)
+            text = f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
         if self.choices is not None:
             text += " in {" + ", ".join(repr(c) for c in self.choices) + "}"
         if self.min is not None and self.max is not None:

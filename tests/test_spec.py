@@ -128,7 +128,7 @@ def test_overrides(registry):
     (("N = 10", "N = 10\nscael = 3"), (), "did you mean 'scale'"),
     (('experiment = "probe"', 'experiment = "prob"'), (), "experiments[0].experiment = 'prob': unknown experiment 'prob' (did you mean 'probe'?)"),
     (("N = 10", 'N = 10\nactivation = "linn"'), (), "experiments.e.activation = 'linn': unknown activation 'linn' (did you mean 'lin'?)"),
-    (("N = 10", 'N = 10\narchitecture = { name = "chain", depth = 0 }'), (), "experiments.e.architecture.depth = 0: out of range, expected a int >= 1"),
+    (("N = 10", 'N = 10\narchitecture = { name = "chain", depth = 0 }'), (), "experiments.e.architecture.depth = 0: out of range, expected an int >= 1"),
     (("N = 10", 'N = 10\nmode = "c"'), (), "experiments.e.mode = 'c': not allowed"),
     (("scale = [1.0, 2.0]", "scale = []"), (), "experiments.e.grid.scale = []: empty grid axis"),
     (("scale = [1.0, 2.0]", "scale = [1.0, -2.0]"), (), "experiments.e.grid.scale = -2.0: out of range"),
