@@ -159,8 +159,8 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
             if fired:
                 reason = fired[0]  # divergence first, then the given rules, then the budgets
                 break
+        final_output = engine.predict(weights, X)
 
-    final_output = engine.predict(weights, X)
     final_loss = float(loss.value(final_output, y)) if np.all(np.isfinite(final_output)) else math.inf
     summaries: dict = {}
     for r in all_rules:
