@@ -97,14 +97,14 @@ class TorchBackend(Backend):
     def ntk(self, weights, X, activation, layers=None, dtype=np.float64):
         """``K = sum_{l in layers} (F_{l-1} F_{l-1}^T) o (B_l B_l^T)`` (N, N), a NumPy array of
         ``dtype`` (float32 or float64); ``layers`` 1-based, ``None`` for all."""
-        from harness.engine.ntk import check_network
+        from harness.engine.ntk import check_network, layer_list
 
         torch = import_torch()
         device = self.torch_device()
         tdtype = _torch_dtype(torch, dtype)
         check_network(weights, X)
         L = len(weights)
-        wanted = _layer_list(layers, L)
+        wanted = layer_list(layers, L)
         act = TorchActivation(activation, torch)
         with torch.no_grad():
             Ws = [_to_device(torch, W, device, tdtype) for W in weights]
@@ -144,15 +144,6 @@ class TorchBackend(Backend):
     def gradient_engine(self, shapes: Sequence[tuple[int, int]], activation, trainable=None,
                         dtype=np.float64, max_rows=None) -> "TorchGradientEngine":
         return TorchGradientEngine(self, shapes, activation, trainable, dtype)
-
-
-def _layer_list(layers, L: int) -> list[int]:
-    if layers is None:
-        return list(range(1, L + 1))
-    out = sorted({int(l) for l in layers})
-    if not out or out[0] < 1 or out[-1] > L:
-        raise ValueError(f"layers must be a non-empty subset of 1..{L}, got {list(layers)}")
-    return out
 
 
 def _torch_dtype(torch, dtype):

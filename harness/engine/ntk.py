@@ -52,7 +52,8 @@ def check_network(weights: Sequence[np.ndarray], X: np.ndarray) -> list[int]:
     return sizes
 
 
-def _layer_list(layers: Sequence[int] | None, L: int) -> list[int]:
+def layer_list(layers: Sequence[int] | None, L: int) -> list[int]:
+    """The sorted 1-based layer numbers ``layers`` of an ``L``-layer network (``None``: all)."""
     if layers is None:
         return list(range(1, L + 1))
     out = sorted({int(l) for l in layers})
@@ -77,7 +78,7 @@ def ntk_factors(weights: Sequence[np.ndarray], X: np.ndarray, activation,
     dtype = np.dtype(dtype)
     sizes = check_network(weights, X)
     L = len(weights)
-    wanted = _layer_list(layers, L)
+    wanted = layer_list(layers, L)
     lowest = wanted[0]
     Ws = [np.ascontiguousarray(W, dtype=dtype) for W in weights]
     X = np.ascontiguousarray(X, dtype=dtype)
@@ -135,7 +136,7 @@ def ntk_kernels(weights: Sequence[np.ndarray], X: np.ndarray, activation,
     Gram products are computed once even when it appears in several groups.
     """
     L = len(weights)
-    resolved = {name: _layer_list(layers, L) for name, layers in groups.items()}
+    resolved = {name: layer_list(layers, L) for name, layers in groups.items()}
     needed = sorted({l for ls in resolved.values() for l in ls})
     factors = ntk_factors(weights, X, activation, needed, dtype, threads=threads)
     index = {l: k for k, l in enumerate(needed)}
@@ -162,7 +163,7 @@ def ntk_blocks(weights: Sequence[np.ndarray], X: np.ndarray, activation,
     """The per-layer blocks ``{l: K_l}`` (each (N, N)) for ``l`` in ``layers`` (1-based;
     ``None``: all layers)."""
     L = len(weights)
-    ls = _layer_list(layers, L)
+    ls = layer_list(layers, L)
     out = ntk_kernels(weights, X, activation, {str(l): [l] for l in ls}, dtype,
                       tile=tile, threads=threads)
     return {l: out[str(l)] for l in ls}
