@@ -116,7 +116,8 @@ def run_label(path: str | Path, all_paths: Sequence[str | Path]) -> str:
 
 def group_rows(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], by: str) -> dict[str, list[Mapping[str, Any]]]:
     """Group label -> rows. With several runs, labels are prefixed by the run label when the
-    same value of ``by`` occurs in more than one run."""
+    same value of ``by`` occurs in more than one run. Rows that have no value of ``by`` (an
+    experiment block without that axis or parameter) belong to no group."""
     all_rows = [r for _, rows in runs for r in rows]
     if by not in _SPECIAL_KEYS:
         keys = available_keys(all_rows)
@@ -125,9 +126,10 @@ def group_rows(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], by: str)
             raise UserError(f"--by {by!r}: not a key of the rows{suggest(by, choices)}; "
                             f"choose from: {', '.join(choices)}")
     values_by_run: list[list[tuple[str, Mapping[str, Any]]]] = []
-    for label, rows in runs:
+    for label, rows in runs:  # rows without a value of ``by`` (other experiment blocks) are left out
         values_by_run.append([
-            (label if by == "run" else _label(row_value(row, by)), row) for row in rows])
+            (label if by == "run" else _label(row_value(row, by)), row) for row in rows
+            if by == "run" or row_value(row, by) is not None])
     seen_in: dict[str, set[int]] = {}
     for i, pairs in enumerate(values_by_run):
         for value, _ in pairs:
@@ -221,9 +223,10 @@ def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Se
     names = [baseline] + [g for g in names if g != baseline]
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(0 if rng is None else rng)
 
-    point_keys = list(dict.fromkeys(k for r in all_rows for k in _point(r, by)))
+    grouped_rows = [r for g in names for r in groups[g]]
+    point_keys = list(dict.fromkeys(k for r in grouped_rows for k in _point(r, by)))
     points: dict[str, dict[str, Any]] = {}
-    for r in all_rows:
+    for r in grouped_rows:
         pt = _point(r, by)
         points.setdefault(_hashable(pt), pt)
 

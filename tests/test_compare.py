@@ -192,3 +192,14 @@ def test_harness_compare_cli(tmp_path):
     missing = runner.invoke(main, ["compare", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "no such run directory" in missing.output
     assert runner.invoke(main, ["compare"]).exit_code == 2
+
+
+def test_rows_without_the_by_key_belong_to_no_group():
+    capacity = [row("capacity", {"model": m, "ratio": 1.0}, v, spawn=0) for m, v in (("deep", 1.0), ("wide", 2.0))]
+    other = [row("fig2", {"N": 10}, 3.0, spawn=0)]
+    groups = group_rows([("r", capacity + other)], by="model")
+    assert sorted(groups) == ["deep", "wide"]
+    assert all(r["experiment_id"] == "capacity" for rs in groups.values() for r in rs)
+    (c,) = compare([("r", capacity + other)], metrics=["loss"], by="model")
+    assert c.groups == ["deep", "wide"]
+    assert "N" not in c.point_keys and "ratio" in c.point_keys  # columns of the compared rows only
