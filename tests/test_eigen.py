@@ -152,3 +152,83 @@ def test_metrics_and_arguments():
         extreme_eigenvalues(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="non-finite"):
         extreme_eigenvalues(np.full((3, 3), np.nan))
+
+
+def test_shift_invert_path_and_the_float64_path_agree(ntk_kernel):
+    lo, hi, _ = eigvalsh_extremes(ntk_kernel)
+    fast = cholesky_krylov(ntk_kernel)
+    assert fast.extra["method"] == "shift_invert" and fast.extra["shift_tries"] >= 1
+    assert 0 < fast.extra["sigma"] < lo  # the certified shift is below lambda_min
+    assert fast.steps == fast.extra["pilot_steps"] + fast.extra["davidson_steps"]
+    slow = cholesky_krylov(ntk_kernel, shift_invert=False)
+    assert slow.extra["method"] == "inverse" and slow.extra["block"] == eigen.INVERSE_BLOCK
+    for res in (fast, slow):
+        assert abs(res.lambda_min - lo) / lo < 1e-8
+        assert abs(res.lambda_max - hi) / hi < 1e-8
+        assert res.estimated_error <= 1e-9
+
+
+def test_shift_certificate_fails_then_recovers(monkeypatch):
+    """A shift at the pilot's estimate (an upper bound of lambda_min) is not below lambda_min:
+    the float32 Cholesky of K - sigma I fails and the shift moves down."""
+    ev = clustered_spectrum(400, seed=7)
+    K = spd_with_spectrum(ev, seed=7)
+    lo = eigvalsh_extremes(K)[0]
+    monkeypatch.setattr(eigen, "PILOT_TOL", 1e-2)
+    monkeypatch.setattr(eigen, "SHIFT_MARGIN", (0.0, 1e-6))
+    monkeypatch.setattr(eigen, "SHIFT_BACKOFF", 1e4)
+    res = cholesky_krylov(K)
+    assert res.extra["method"] == "shift_invert"
+    assert res.extra["shift_tries"] == 2
+    assert res.extra["pilot_lambda_min"] * (1 - 1e-6) > lo > res.extra["sigma"] > 0
+    assert abs(res.lambda_min - lo) / lo < 1e-8
+
+
+def test_shift_certificate_never_succeeds_uses_the_unshifted_factor(monkeypatch):
+    ev = clustered_spectrum(400, seed=8)
+    K = spd_with_spectrum(ev, seed=8)
+    lo = eigvalsh_extremes(K)[0]
+    monkeypatch.setattr(eigen, "PILOT_TOL", 1e-3)
+    monkeypatch.setattr(eigen, "SHIFT_MARGIN", (0.0, 1e-9))
+    monkeypatch.setattr(eigen, "SHIFT_BACKOFF", 1.0)
+    res = cholesky_krylov(K)
+    assert res.extra["shift_tries"] == eigen.SHIFT_TRIES and res.extra["sigma"] == 0.0
+    assert abs(res.lambda_min - lo) / lo < 1e-8
+
+
+def test_definite_in_float64_only_takes_the_float64_path(monkeypatch):
+    """1 + 1e-8 rounds to 1 in float32: K = 11^T + diag(d) is singular in float32, definite in
+    float64 (condition ~3e10)."""
+    n = 300
+    d = np.linspace(1e-8, 2e-8, n)
+    K = np.ones((n, n)) + np.diag(d)
+    lo, hi, _ = eigvalsh_extremes(K)
+    res = cholesky_krylov(K)
+    assert res.extra["method"] == "inverse" and "shift_invert_failed" in res.extra
+    assert abs(res.lambda_min - lo) / lo < 1e-4  # eigvalsh itself is only good to ~eps * cond
+    assert abs(res.lambda_max - hi) / hi < 1e-10
+    monkeypatch.setattr(eigen, "AUTO_MIN_N", 100)
+    assert extreme_eigenvalues(K).solver == "cholesky_krylov"
+
+
+def test_davidson_bottom_with_an_exact_shift_invert():
+    ev = clustered_spectrum(300, seed=5)
+    K = spd_with_spectrum(ev, seed=5)
+    lo = eigvalsh_extremes(K)[0]
+    sigma = 0.98 * lo
+    inv = np.linalg.inv(K - sigma * np.eye(300))
+    X0 = np.random.default_rng(0).standard_normal((300, 4))
+    theta, steps, err, ok = eigen.davidson_bottom(K, lambda R: inv @ R, X0, tol=1e-10, shift=sigma)
+    assert ok and err <= 1e-10 and abs(theta - lo) / lo < 1e-10
+    assert theta >= lo * (1 - 1e-13)  # a Ritz value: an upper bound
+    # without the shift the estimate is the residual bound alone: never fewer steps
+    theta2, steps2, _, ok2 = eigen.davidson_bottom(K, lambda R: inv @ R, X0, tol=1e-10)
+    assert ok2 and steps2 >= steps and abs(theta2 - lo) / lo < 1e-10
+
+
+def test_block_krylov_top_ritz_vectors():
+    d = np.concatenate([np.linspace(0, 1, 497), [1.5, 1.9, 2.0]])
+    theta, steps, err, ok, X = block_krylov_top(lambda V: d[:, None] * V, d.size, 3, tol=1e-12,
+                                                vectors=True)
+    assert ok and X.shape == (500, 3)
+    np.testing.assert_allclose(np.abs(X[-3:, :]), np.eye(3)[::-1], atol=1e-5)
