@@ -10,7 +10,7 @@ from harness import (Activation, Architecture, Backend, Dataset, Experiment, Ini
                      Param)
 from harness.components import KINDS
 from harness.conformance import KIND_CHECKS, assert_conforms, check_component
-from harness.engine.network import backward_signals, forward, weight_gradients
+from harness.engine.network import backward_signals, forward
 from harness.plugin_manager import get_registry
 
 REGISTRY = get_registry()
@@ -475,21 +475,15 @@ def test_unknown_kind_and_name():
 # ----------------------------------------------------------------------------- backends
 
 class JacobianBackend(Backend):
-    """K = J J^T from explicit per-sample gradients (one backward pass per sample)."""
+    """K = J J^T from the explicit per-sample Jacobian (harness.engine.jacobian)."""
 
     name = "test_jacobian_backend"
     help = "explicit Jacobian"
 
-    def ntk(self, weights, X, activation, blocks="full", dtype=np.float64):
-        fp = forward(weights, X, activation)
-        B = backward_signals(weights, fp, activation)
-        rows = []
-        for i in range(X.shape[0]):
-            e = np.zeros(X.shape[0])
-            e[i] = 1.0
-            rows.append(np.concatenate([g.ravel() for g in weight_gradients(weights, fp, B, e)]))
-        J = np.array(rows)
-        return J @ J.T
+    def ntk(self, weights, X, activation, layers=None, dtype=np.float64):
+        from harness.engine.jacobian import jacobian_ntk
+
+        return jacobian_ntk(weights, X, activation, layers, dtype)
 
 
 class MissingFirstLayer(JacobianBackend):

@@ -11,6 +11,7 @@ from harness.engine.pointwise import fused_kernel
 from harness.engine.network import forward
 from harness.engine.step_size import ntk_lambda_max
 from harness.plugin_manager import get_registry
+from activations_for_tests import Softplus  # noqa: E402
 
 AG_PHI = {
     "relu": lambda x: anp.maximum(x, 0.0),
@@ -77,21 +78,6 @@ def test_gradients_match_autograd(registry, act_name, loss_name, shapes, trainab
             else:
                 assert g.shape == weights[l].shape
                 np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-13)
-
-
-class Softplus(Activation):
-    name = "test_softplus"
-    help = "log(1 + e^x), no fused kernel"
-
-    def phi(self, x):
-        return np.logaddexp(0.0, x)
-
-    def dphi(self, x):
-        return 1.0 / (1.0 + np.exp(-x))
-
-    def d2phi(self, x):
-        s = 1.0 / (1.0 + np.exp(-x))
-        return s * (1 - s)
 
 
 class LeakyNamedRelu(Activation):

@@ -12,6 +12,7 @@ from harness.engine.jacobian import jacobian, jacobian_ntk, parameter_offsets
 from harness.engine.ntk import check_network, ntk_blocks, ntk_factors, ntk_gram, ntk_kernels
 from harness.engine.pointwise import KERNELS, fused_kernel, phi_dphi_inplace
 from harness.plugin_manager import get_registry
+from activations_for_tests import Softplus  # noqa: E402
 
 ACTIVATIONS = ["sigmoid", "relu", "tanh", "quadratic", "identity"]
 
@@ -110,22 +111,6 @@ def test_float32(registry):
     assert K.dtype == np.float64
     assert rel(K, ntk_gram([w.astype(np.float64) for w in w32], X.astype(np.float32).astype(np.float64),
                            activation)) < 1e-15
-
-
-class Softplus(Activation):
-    """An activation without a fused kernel (exercises the NumPy path)."""
-
-    name = "softplus_test"
-
-    def phi(self, x):
-        return np.logaddexp(0.0, x)
-
-    def dphi(self, x):
-        return 1.0 / (1.0 + np.exp(-x))
-
-    def d2phi(self, x):
-        s = 1.0 / (1.0 + np.exp(-x))
-        return s * (1 - s)
 
 
 class MislabelledSigmoid(Softplus):

@@ -63,18 +63,10 @@ def rel(a, b) -> float:
 
 
 def jacobian_ntk(weights, X, activation):
-    """K = J J^T from explicit per-sample gradients (an independent reference)."""
-    from harness.engine.network import backward_signals, forward, weight_gradients
+    """K = J J^T from the explicit per-sample Jacobian (an independent reference)."""
+    from harness.engine.jacobian import jacobian_ntk as explicit
 
-    fp = forward(weights, X, activation)
-    B = backward_signals(weights, fp, activation)
-    rows = []
-    for i in range(X.shape[0]):
-        e = np.zeros(X.shape[0])
-        e[i] = 1.0
-        rows.append(np.concatenate([g.ravel() for g in weight_gradients(weights, fp, B, e)]))
-    J = np.array(rows)
-    return J @ J.T
+    return explicit(weights, X, activation)
 
 
 # ----------------------------------------------------------------------------- without torch
