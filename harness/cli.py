@@ -2,14 +2,20 @@
 
     harness run FILE [--set key.path=value ...] [--jobs N] [--timeout S] [--dry-run]
                      [--executor serial|processes|dask] [--scheduler tcp://HOST:PORT]
-    harness run --resume RUN_DIR
-    harness show RUN_DIR
+    harness run FILE [--name NAME] [--tag TAG ...]
+    harness run --resume RUN_DIR [-j N]
+    harness runs [BENCHMARK] [--tag TAG ...] [--results-dir DIR]
+    harness show RUN_DIR [--experiment ID ...] [--where KEY=VALUE ...] [--columns a,b,c] [--width N]
+    harness export RUN_DIR [--format csv|parquet] [-o FILE]
     harness plugins [--json]
     harness plot RUN_DIR
     harness report RUN_DIR
-    harness compare RUN_DIR [RUN_DIR ...] [--metric M] [--by KEY] [--format table|csv|markdown]
+    harness compare RUN_DIR [RUN_DIR ...] [--metric M] [--by KEY] [--pooled] [--format table|csv|markdown]
     harness fit RUN_DIR --metric M --axis A [--log]
     harness check-plugin NAME [--kind KIND]
+
+Wherever a RUN_DIR is accepted, ``latest`` names the newest run under the results folder
+(``$HARNESS_RESULTS_DIR`` or ``results``) and ``latest:BENCHMARK`` the newest run of a benchmark.
 
 A mistake in the input (a bad file, key, value or option) prints ``error: <message>`` on stderr
 and exits with code 2, without a traceback.
@@ -46,8 +52,9 @@ def main() -> None:
 @click.argument("file", required=False, type=click.Path(dir_okay=True, path_type=str))
 @click.option("--set", "-s", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a value of the benchmark file (repeatable), e.g. experiments.fig1.N=2000.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes running cells in parallel.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes running cells in parallel  [default: 1; with --resume, the -j of "
+                   "the run's last session].")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop a cell after this many seconds (its row gets status timeout).")
 @click.option("--executor", type=click.Choice(["serial", "processes", "dask"]), default=None,
@@ -57,23 +64,41 @@ def main() -> None:
               help="With --executor dask: the scheduler of an existing Dask cluster "
                    "(without it, a local cluster of --jobs worker processes is started).")
 @click.option("--dry-run", is_flag=True, help="List the cells with their estimated memory and time; run nothing.")
+@click.option("--recalibrate", is_flag=True,
+              help="With --dry-run: measure this machine's speed again instead of using the cached "
+                   "calibration (see harness.calibration; also HARNESS_RECALIBRATE=1).")
 @click.option("--resume", "resume", metavar="RUN_DIR", default=None,
               help="Finish an interrupted run: only cells without a row run.")
-@click.option("--results-dir", default="results", show_default=True, metavar="DIR",
-              help="Where run directories are created (DIR/<benchmark>/<timestamp-id>).")
+@click.option("--results-dir", default="results", show_default=True, metavar="DIR", envvar="HARNESS_RESULTS_DIR",
+              help="Where run directories are created (DIR/<benchmark>/<timestamp-id>[-NAME]); "
+                   "also $HARNESS_RESULTS_DIR.")
+@click.option("--name", default=None, metavar="NAME",
+              help="A name for the run: kept in meta.json and appended to the directory name "
+                   "(letters, digits, '.', '_', '-').")
+@click.option("--tag", "tags", multiple=True, metavar="TAG",
+              help="A tag for the run, kept in meta.json and shown by harness runs (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--no-figures", is_flag=True, help="Do not draw figures at the end.")
-def run(file, overrides, jobs, timeout, executor, scheduler, dry_run, resume, results_dir, quiet, no_figures):
+def run(file, overrides, jobs, timeout, executor, scheduler, dry_run, recalibrate, resume, results_dir, quiet,
+        no_figures, name, tags):
     """Run the benchmark FILE (or resume a run with --resume RUN_DIR)."""
     from . import api
 
     if file is None and resume is None:
         raise UserError("give a benchmark FILE to run, or --resume RUN_DIR")
+    if jobs is None and resume is None:
+        jobs = 1
     if dry_run:
         if resume is not None:
             raise UserError("--dry-run lists the cells of a benchmark FILE; it cannot be combined with --resume")
-        _print_plan(api.plan(file, overrides), jobs)
+        if recalibrate:
+            from . import calibration
+
+            calibration.recalibrate()
+        _print_plan(api.plan(file, overrides, jobs=jobs), jobs)
         return
+    if jobs is None:  # a resume runs with the -j of the run's last session unless told
+        jobs = api.remembered_jobs(resume) if file is None else 1
     try:  # a scheduler's SIGTERM stops the run as cleanly as Ctrl-C
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not in the main thread
@@ -81,7 +106,7 @@ def run(file, overrides, jobs, timeout, executor, scheduler, dry_run, resume, re
     try:
         run_dir = api.run(file, overrides=overrides, jobs=jobs, timeout=timeout, resume=resume,
                           results_dir=results_dir, progress=not quiet, figures=not no_figures,
-                          executor=executor, scheduler=scheduler)
+                          executor=executor, scheduler=scheduler, name=name, tags=tags)
     except api.Interrupted as exc:
         click.echo(f"interrupted: {exc.done} of {exc.total} cells finished and kept in {exc.run_dir.path}; "
                    f"finish with: harness run --resume {exc.run_dir.path}", err=True)
@@ -132,18 +157,30 @@ def _print_plan(entries, jobs: int) -> None:
     widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
     for r in [header] + table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    from .calibration import cache_path, consulted, schedule
+    from .runner import threads_per_job
+
     known = [e["seconds"] for e in entries if e["seconds"] is not None]
     mems = [e["memory_bytes"] for e in entries if e["memory_bytes"] is not None]
-    total = sum(known)
     text = f"{len(entries)} cells"
     if known:
-        text += (f"; estimated time {_fmt_seconds(total)} serial, about {_fmt_seconds(total / jobs)} "
-                 f"with --jobs {jobs}")
+        threads = threads_per_job(jobs)
+        total = sum(known) + sum(dict(((e.get("setup_key"), e.get("setup_seconds") or 0.0)
+                                       for e in entries if e.get("setup_key") is not None)).values())
+        text += (f"; estimated time about {_fmt_seconds(schedule(entries, jobs))} with -j {jobs} "
+                 f"({threads} thread{'s' if threads > 1 else ''} per job; cells add up to {_fmt_seconds(total)})")
         if len(known) < len(entries):
             text += f" (no estimate for {len(entries) - len(known)} cells)"
     if mems:
         text += f"; memory per cell up to {_fmt_bytes(max(mems))}"
     click.echo(text)
+    searched = sum(1 for e in entries if e.get("searched"))
+    if searched:
+        click.echo(f"({searched} of these cells are threshold searches along an expected path: the "
+                   "real searches visit about as many axis values, where their results lead)")
+    if consulted():
+        click.echo(f"(times from rates measured on this machine, cached in {cache_path()}; "
+                   "--recalibrate measures again)", err=True)
     for e in entries:
         if e["error"]:
             click.echo(f"warning: estimate failed for {e['cell'].experiment_id}: {e['error']}", err=True)
@@ -152,12 +189,30 @@ def _print_plan(entries, jobs: int) -> None:
 
 @main.command()
 @click.argument("run_dir", metavar="RUN_DIR")
-def show(run_dir):
-    """Print the summary of a run directory as a table."""
+@click.option("--experiment", "-e", "experiments", multiple=True, metavar="ID",
+              help="Only this experiment block (repeatable).")
+@click.option("--where", "-w", multiple=True, metavar="KEY=VALUE",
+              help="Only the grid points where a coordinate has this value (repeatable: different keys "
+                   "must all match, the same key twice matches either value).")
+@click.option("--columns", "-c", "columns_", default=None, metavar="A,B,C",
+              help="Only these columns (coordinates, rows, ok, statuses, metrics), in this order.")
+@click.option("--width", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Fit the tables into N characters (0: no limit) [default: the terminal's width, "
+                   "100 when not a terminal].")
+def show(run_dir, experiments, where, columns_, width):
+    """Print the summary of a run directory as a table (RUN_DIR may be latest or latest:BENCHMARK)."""
     from . import api
-    from .summary import format_table
+    from .search import format_thresholds
+    from .summary import filter_lines, format_blocks
 
+    if width is None:
+        width = _terminal_width()
+    cols = [c.strip() for c in columns_.split(",") if c.strip()] if columns_ is not None else None
+    if columns_ is not None and not cols:
+        raise UserError("--columns '': name at least one column, e.g. --columns N,rows,loss")
     result = api.load_run(run_dir)
+    shown = filter_lines(result.summary, experiments, where)
+    tables = format_blocks(shown, max_width=width or None, columns_=cols)  # checks --columns
     counts = result.status_counts()
     parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no rows"
     total = result.total
@@ -168,15 +223,64 @@ def show(run_dir):
     missing = result.missing
     if missing:
         click.echo(f"incomplete: {missing} cells missing; finish with: harness run --resume {result.path}")
-    blocks: dict[str, list] = {}
-    for line in result.summary:
-        blocks.setdefault(line["experiment_id"], []).append(line)
-    for block_id, lines in blocks.items():
+    if shown:
         click.echo("")
-        click.echo(f"{block_id} ({lines[0]['experiment']})")
-        click.echo(format_table(lines))
-    if not blocks:
-        click.echo("(no rows yet)")
+        click.echo(tables)
+    else:
+        click.echo("(no grid point matches)" if result.summary else "(no rows yet)")
+    searched = [t for t in result.thresholds if not experiments or t["experiment_id"] in experiments]
+    for block_id in dict.fromkeys(t["experiment_id"] for t in searched):
+        lines = [{k: v for k, v in t.items() if k not in ("experiment_id", "condition", "evaluations")}
+                 for t in searched if t["experiment_id"] == block_id]
+        click.echo("")
+        condition = next(t["condition"] for t in searched if t["experiment_id"] == block_id)
+        click.echo(f"{block_id}: threshold search ({condition}; thresholds.csv)")
+        click.echo(format_thresholds(lines, max_width=width or None))
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    if sys.stdout.isatty():
+        return max(40, shutil.get_terminal_size((100, 24)).columns)
+    return 100
+
+
+@main.command()
+@click.argument("benchmark", required=False)
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only runs with this tag (repeatable: all of them).")
+@click.option("--results-dir", default="results", show_default=True, metavar="DIR", envvar="HARNESS_RESULTS_DIR",
+              help="Where to look (also $HARNESS_RESULTS_DIR).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def runs(benchmark, tags, results_dir, as_json):
+    """List the runs under the results folder, oldest first (of BENCHMARK, or all)."""
+    from . import api
+
+    found = api.list_runs(benchmark, results_dir, tags)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, default=str))
+        return
+    if not found:
+        click.echo(f"no runs under {results_dir}" + (f" with tag {', '.join(tags)}" if tags else ""), err=True)
+        return
+    click.echo(api.format_runs(found, results_dir))
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("--output", "-o", default=None, metavar="FILE",
+              help="Where to write [default: csv to stdout, parquet to RUN_DIR/rows.parquet].")
+def export(run_dir, fmt, output):
+    """Write the rows as one tidy table: a line per row with its coordinates, status, metrics,
+    flattened parameters and seed (parquet needs pandas and pyarrow)."""
+    from . import api
+
+    result = api.export(run_dir, fmt, None if output == "-" and fmt == "csv" else output)
+    if isinstance(result, str):
+        click.echo(result, nl=False)
+    else:
+        click.echo(str(result))
 
 
 @main.command()
@@ -259,18 +363,19 @@ def plugins(as_json):
 @click.option("--output", "-o", default=None, metavar="FILE", help="Where to write (default RUN_DIR/report.html).")
 def report(run_dir, output):
     """Write RUN_DIR/report.html, one self-contained page."""
+    from .api import resolve_run
     from .report import write_report
 
-    click.echo(str(write_report(run_dir, output)))
+    click.echo(str(write_report(resolve_run(run_dir), output)))
 
 
 @main.command()
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True)
 @click.option("--metric", "-m", "metrics", multiple=True, metavar="NAME",
               help="A metric to compare (repeatable; default every numeric metric).")
-@click.option("--by", default="experiment_id", show_default=True, metavar="KEY",
+@click.option("--by", multiple=True, metavar="KEY",
               help="What to compare: experiment_id, experiment, run, a grid axis, a parameter, a slot "
-                   "(its component) or slot.param.")
+                   "(its component) or slot.param (one key)  [default: experiment_id].")
 @click.option("--baseline", default=None, metavar="GROUP", help="The group differences are taken against "
               "(default the first).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "markdown"]), default="table",
@@ -279,13 +384,19 @@ def report(run_dir, output):
               help="Bootstrap resamples of the paired differences.")
 @click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True, help="Confidence level of the intervals.")
-def compare(run_dirs, metrics, by, baseline, fmt, n_boot, level):
-    """Compare groups of rows side by side, with paired differences."""
-    from .compare import compare as compare_runs, format_comparisons, load_runs
+@click.option("--pooled", is_flag=True, help="Add a line 'all' pooling every point.")
+def compare(run_dirs, metrics, by, baseline, fmt, n_boot, level, pooled):
+    """Compare groups of rows side by side, with paired differences (in the grid's order)."""
+    from .compare import compare as compare_runs, few_pairs_warning, format_comparisons, load_runs, one_key
 
-    comparisons = compare_runs(load_runs(run_dirs), metrics=list(metrics), by=by, baseline=baseline,
-                               n_boot=n_boot, level=level)
+    key = one_key(by)  # a repeated --by is refused before anything is loaded
+    comparisons = compare_runs(load_runs(run_dirs), metrics=list(metrics), by=key, baseline=baseline,
+                               n_boot=n_boot, level=level, pooled=pooled)
     click.echo(format_comparisons(comparisons, fmt).rstrip("\n"))
+    if fmt == "csv":  # the table and markdown formats say it in their notes
+        for c in comparisons:
+            if c.few_pair_intervals:
+                click.echo(f"warning: {few_pairs_warning(c)}", err=True)
 
 
 @main.command()
@@ -305,15 +416,18 @@ def fit(run_dir, metric, axis, log, n_boot, level, as_json, plot_file):
     from .compare import load_runs
     from .fits import check_plot_path, fit_rows, format_fits, grid_keys
 
+    from .api import resolve_run
+
     if plot_file:
         check_plot_path(plot_file)
+    run_dir = str(resolve_run(run_dir))
     (_, rows), = load_runs([run_dir])
     keys = grid_keys(run_dir)
     fits = fit_rows(rows, metric, axis, log=log, grid_keys=keys, n_boot=n_boot, level=level)
     if as_json:
-        click.echo(json.dumps([{"experiment_id": g.experiment_id, "fixed": g.fixed,
-                                "fit": g.fit.as_dict() if g.fit else None, "problem": g.problem or None}
-                               for g in fits], indent=2, default=str))
+        from .fits import fits_json
+
+        click.echo(fits_json(fits))
     else:
         click.echo(format_fits(fits, metric, axis))
     if plot_file:

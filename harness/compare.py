@@ -10,8 +10,13 @@ Paired differences: a row of a group and a row of the baseline group (the first 
 when they sit at the same point and have the same seed (``seed.root`` and ``seed.spawn_key``),
 i.e. the same data and initial weights. For each group the mean paired difference
 ``group - baseline`` is reported with a percentile bootstrap confidence interval (pairs
-resampled with replacement), per point and pooled over all points. Groups without shared seeds
-get no difference (they were not drawn from the same random streams).
+resampled with replacement), per point (and, with ``pooled=True``, pooled over all points in
+a last line ``all``). Groups without shared seeds get no difference (they were not drawn from
+the same random streams). An interval that rests on fewer than :data:`MIN_PAIRS` pairs is
+marked ``*`` and named in a note: a bootstrap over so few pairs is unreliable.
+
+Groups and points follow the grid's order (the order of the cells in the run's spec), not the
+order in which the cells finished: :func:`load_runs` sorts each run's rows so.
 """
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ METRIC_STATUSES = ("ok", "diverged")
 _SPECIAL_KEYS = ("run", "experiment_id", "experiment")
 ALL = "all"
 """Point label of the line pooled over every point."""
+MIN_PAIRS = 5
+"""An interval resting on fewer pairs than this is marked as unreliable."""
 
 
 def bootstrap_mean_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95,
@@ -70,6 +77,11 @@ class Difference:
     ci_high: float
     pairs: int
 
+    @property
+    def few_pairs(self) -> bool:
+        """An interval exists but rests on fewer than :data:`MIN_PAIRS` pairs."""
+        return 0 < self.pairs < MIN_PAIRS and not math.isnan(self.ci_low)
+
 
 @dataclass
 class Line:
@@ -94,6 +106,11 @@ class MetricComparison:
     @property
     def any_pairs(self) -> bool:
         return any(d.pairs for line in self.lines for d in line.diffs.values())
+
+    @property
+    def few_pair_intervals(self) -> int:
+        """How many intervals rest on fewer than :data:`MIN_PAIRS` pairs."""
+        return sum(1 for line in self.lines for d in line.diffs.values() if d.few_pairs)
 
 
 def _label(value: Any) -> str:
@@ -192,14 +209,32 @@ def _difference(diffs: Sequence[float], n_boot: int, level: float, rng: np.rando
     return Difference(math.fsum(diffs) / len(diffs), lo, hi, len(diffs))
 
 
+def one_key(by: str | Sequence[str] | None) -> str:
+    """The single key ``by`` names (a sequence from a repeated ``--by``); ``experiment_id`` when
+    none. Several keys are a :class:`UserError`: rows are grouped by one key."""
+    if by is None or isinstance(by, str):
+        return by or "experiment_id"
+    keys = list(dict.fromkeys(by))
+    if not keys:
+        return "experiment_id"
+    if len(keys) > 1:
+        raise UserError(f"--by given {len(keys)} keys ({', '.join(keys)}): rows are grouped by one key; "
+                        "compare by one, then the other (the other axes stay as columns)")
+    return keys[0]
+
+
 def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Sequence[str] | None = None,
-            by: str = "experiment_id", baseline: str | None = None, n_boot: int = 2000,
-            level: float = 0.95, rng: np.random.Generator | int | None = None) -> list[MetricComparison]:
+            by: str | Sequence[str] = "experiment_id", baseline: str | None = None, n_boot: int = 2000,
+            level: float = 0.95, rng: np.random.Generator | int | None = None,
+            pooled: bool = False) -> list[MetricComparison]:
     """Compare ``runs`` (``[(run label, rows), ...]``) metric by metric (see the module docstring).
 
     ``metrics`` defaults to every numeric metric; ``baseline`` (a group label) to the first
-    group. Unknown metrics, keys or baselines raise :class:`UserError`.
+    group; ``pooled`` adds the line ``all`` pooled over every point. Groups and points come in
+    the order of the rows. Unknown metrics, keys or baselines, or more than one key, raise
+    :class:`UserError`.
     """
+    by = one_key(by)
     if not 0 < level < 1:
         raise UserError(f"--level {level}: must be between 0 and 1")
     all_rows = [r for _, rows in runs for r in rows]
@@ -240,7 +275,7 @@ def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Se
                 if v is not None:
                     table[g].setdefault(_hashable(_point(r, by)), []).append((_seed_key(r), v))
         lines: list[Line] = []
-        pooled: dict[str, list[float]] = {g: [] for g in names[1:]}
+        all_diffs: dict[str, list[float]] = {g: [] for g in names[1:]}
         for pkey, pt in points.items():
             if not any(pkey in table[g] for g in names):
                 continue
@@ -252,14 +287,14 @@ def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Se
                 other = _by_seed(table[g].get(pkey, []))
                 diffs = [other[seed] - base[seed] for seed in other if seed in base]
                 line.diffs[g] = _difference(diffs, n_boot, level, gen)
-                pooled[g].extend(diffs)
+                all_diffs[g].extend(diffs)
             lines.append(line)
-        if len(lines) > 1 and names[1:]:
+        if pooled and len(lines) > 1 and names[1:]:
             total = Line(point=None)
             for g in names:
                 total.stats[g] = _stats([v for vals in table[g].values() for _, v in vals])
             for g in names[1:]:
-                total.diffs[g] = _difference(pooled[g], n_boot, level, gen)
+                total.diffs[g] = _difference(all_diffs[g], n_boot, level, gen)
             lines.append(total)
         out.append(MetricComparison(metric, by, names, baseline, point_keys, lines, level))
     return out
@@ -291,7 +326,7 @@ def _diff_text(d: Difference) -> str:
     if not d.pairs:
         return "-"
     ci = f" [{_num(d.ci_low, True)}, {_num(d.ci_high, True)}]" if not math.isnan(d.ci_low) else ""
-    return f"{_num(d.mean, True)}{ci} ({d.pairs} pairs)"
+    return f"{_num(d.mean, True)}{ci} ({d.pairs} pair{'s' if d.pairs != 1 else ''}{'*' if d.few_pairs else ''})"
 
 
 def _point_cells(c: MetricComparison, line: Line) -> list[str]:
@@ -322,7 +357,20 @@ def _notes(c: MetricComparison) -> list[str]:
                          "no paired differences")
     else:
         notes.append(f"only one group ({c.groups[0]}): nothing to compare against; choose another --by")
+    if c.few_pair_intervals:
+        notes.append(few_pairs_warning(c))
     return notes
+
+
+def few_pairs_warning(c: MetricComparison) -> str:
+    n = c.few_pair_intervals
+    return (f"{c.metric}: {n} interval{'s rest' if n > 1 else ' rests'} on fewer than {MIN_PAIRS} pairs "
+            "(marked *): too few to trust a bootstrap interval; run more repetitions")
+
+
+def table_parts(c: MetricComparison) -> tuple[list[str], list[list[str]], list[str]]:
+    """``(header, body, notes)`` of one comparison, as the table format prints them."""
+    return _header(c), _body(c), _notes(c)
 
 
 def format_table(comparisons: Sequence[MetricComparison]) -> str:
@@ -339,7 +387,7 @@ def format_table(comparisons: Sequence[MetricComparison]) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    return text.replace("|", "\\|").replace("*", "\\*")
 
 
 def format_markdown(comparisons: Sequence[MetricComparison]) -> str:
@@ -406,12 +454,14 @@ def format_comparisons(comparisons: Sequence[MetricComparison], fmt: str = "tabl
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """``[(run label, rows)]`` for run directories (a :class:`UserError` for a bad path)."""
-    from .store import RunDir
+    """``[(run label, rows)]`` for run directories (a :class:`UserError` for a bad path), each
+    run's rows in the grid's order (the spec's cells; file order when the spec does not load).
+    ``latest`` and ``latest:BENCHMARK`` name the newest runs."""
+    from .api import load_run
+    from .summary import sort_rows
 
-    paths = list(paths)
-    out = []
-    for p in paths:
-        run = RunDir.open(p)
-        out.append((run_label(p, paths), run.read_rows()))
-    return out
+    paths = [str(p) for p in paths]
+    runs = [load_run(p) for p in paths]
+    resolved = [str(r.path) for r in runs]
+    return [(run_label(path, resolved), sort_rows(r.rows, [line["point_id"] for line in r.summary]))
+            for path, r in zip(resolved, runs)]

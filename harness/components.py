@@ -265,7 +265,12 @@ class Experiment(Component):
         """Rough cost of one cell for ``--dry-run``: ``{"memory_bytes": .., "seconds": ..}``.
 
         ``cell_params`` are the experiment's resolved parameters, ``components`` maps each slot
-        to ``{"name": .., "params": ..}``. Unknown costs are simply left out.
+        to ``{"name": .., "params": ..}``. Unknown costs are simply left out. Optional:
+        ``setup_key`` and ``setup_seconds``, a cost a worker process pays once for all cells
+        with the same key (compiling kernels, an in-process cache; with ``"setup_scope":
+        "seed"`` only cells with the same seed share it). Seconds should come from rates
+        measured on the machine (:func:`harness.calibration.rates`, :mod:`harness.engine.costs`)
+        for cells running with :func:`harness.calibration.threads` threads each.
         """
         return {}
 
@@ -316,10 +321,19 @@ class FigureContext:
     experiment: str
     grid: dict[str, Any]
     repetitions: int
+    search: dict[str, Any] | None = None
+    """The block's ``[experiments.search]`` table, if it searches an axis (:mod:`harness.search`)."""
+    thresholds: list[dict[str, Any]] = field(default_factory=list)
+    """With a search: one line per grid point (``threshold``, ``lower``, ``upper``, ``status``, ...)."""
 
     def caption(self, bands: str = "") -> str:
         """One line naming the experiment, grid and repetitions (and what the bands are)."""
         axes = ", ".join(f"{k}: {_fmt_axis(v)}" for k, v in self.grid.items()) or "no grid"
+        if self.search:
+            s = self.search
+            cond = f"below {s['below']:g}" if "below" in s else f"above {s['above']:g}"
+            axes += (f"; {s['axis']} searched in [{s['lower']:g}, {s['upper']:g}] for mean "
+                     f"{s['transform']}({s['metric']}) {cond}")
         text = f"{self.benchmark} / {self.experiment_id} ({self.experiment}); grid {axes}; {self.repetitions} repetition(s)"
         return text + (f"; {bands}" if bands else "")
 

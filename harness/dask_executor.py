@@ -34,7 +34,8 @@ from .cells import Cell
 from .errors import UserError
 from .execute import format_exception, make_row, run_cell
 
-INSTALL_HINT = "pip install 'harness[dask]' (dask and distributed)"
+INSTALL_HINT = 'pip install -e ".[dask]" in the harness checkout (dask and distributed)'
+"""The PyPI name ``harness`` belongs to another project: install the extra from the checkout."""
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a scheduler address to answer."""
 LOCAL_SCHEDULER_CONFIG = {

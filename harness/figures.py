@@ -3,9 +3,18 @@ SVG in ``<run>/figures/<experiment id>-<stem>.{png,svg}``.
 
 A figure that fails (its experiment raises, or saving fails) becomes a warning; the others are
 still drawn.
+
+Speed (text layout is most of a figure's cost, and Matplotlib 3.11 lays out each string anew in
+every pass): the tight bounding box is computed once per figure and used for both formats (with
+``bbox_inches="tight"`` each format draws the figure twice), SVG keeps text as ``<text>``
+elements (``svg.fonttype = "none"``; the text stays text, in the DejaVu Sans font family, and the
+file is about 3x smaller than with every glyph as a path), and wrapped text (``wrap=True``,
+e.g. captions) is wrapped greedily word by word (:func:`_greedy_wrapping`): Matplotlib's own
+wrapping measures every prefix of each line, quadratic in the number of words.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +37,19 @@ class Block:
     experiment: str
     grid: dict[str, Any]
     repetitions: int
+    search: dict[str, Any] | None = None
+    thresholds: list[dict[str, Any]] = field(default_factory=list)
 
 
-def blocks_from_spec(spec) -> list[Block]:
-    return [Block(e.id, e.experiment, e.grid, e.repetitions) for e in spec.experiments]
+def blocks_from_spec(spec, rows: Sequence[Mapping[str, Any]] = ()) -> list[Block]:
+    """The spec's blocks; a searched block carries its search and its thresholds over ``rows``."""
+    from .search import thresholds
+
+    lines = thresholds(spec, rows) if any(e.search is not None for e in spec.experiments) else []
+    return [Block(e.id, e.experiment, e.grid, e.repetitions,
+                  e.search.to_table() if e.search is not None else None,
+                  [t for t in lines if t["experiment_id"] == e.id])
+            for e in spec.experiments]
 
 
 def blocks_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[Block]:
@@ -71,7 +89,7 @@ def draw(run_dir: str | Path, rows: Sequence[Mapping[str, Any]], blocks: Sequenc
             continue
         try:
             cls = registry.get("experiment", block.experiment)
-            if cls.figures is Experiment.figures:
+            if cls.figures is Experiment.figures and block.search is None:
                 continue  # no figures; spare the matplotlib import
             try:
                 experiment = cls(**block_rows[0].get("params", {}))
@@ -79,9 +97,13 @@ def draw(run_dir: str | Path, rows: Sequence[Mapping[str, Any]], blocks: Sequenc
                 experiment = cls.__new__(cls)  # figures() rarely needs the parameters
             context = FigureContext(benchmark=benchmark, experiment_id=block.experiment_id,
                                     experiment=block.experiment, grid=dict(block.grid),
-                                    repetitions=block.repetitions)
+                                    repetitions=block.repetitions, search=block.search,
+                                    thresholds=list(block.thresholds))
             _use_agg()
-            figures = experiment.figures(block_rows, context) or {}
+            with _greedy_wrapping():
+                figures = dict(experiment.figures(block_rows, context) or {})
+            if block.search is not None and "thresholds" not in figures:
+                figures["thresholds"] = threshold_figure(context)
         except Exception as exc:
             report.warnings.append(f"figures of {block.experiment_id!r} ({block.experiment}) failed: "
                                    f"{type(exc).__name__}: {exc}")
@@ -89,10 +111,8 @@ def draw(run_dir: str | Path, rows: Sequence[Mapping[str, Any]], blocks: Sequenc
         for stem, fig in dict(figures).items():
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
-                for fmt in FORMATS:
-                    path = out_dir / f"{block.experiment_id}-{stem}.{fmt}"
-                    fig.savefig(path, format=fmt, bbox_inches="tight")
-                    report.written.append(path)
+                paths = {fmt: out_dir / f"{block.experiment_id}-{stem}.{fmt}" for fmt in FORMATS}
+                report.written.extend(save_figure(fig, paths))
             except Exception as exc:
                 report.warnings.append(f"figure {stem!r} of {block.experiment_id!r} could not be saved: "
                                        f"{type(exc).__name__}: {exc}")
@@ -101,10 +121,136 @@ def draw(run_dir: str | Path, rows: Sequence[Mapping[str, Any]], blocks: Sequenc
     return report
 
 
-def _close(fig: Any) -> None:
-    try:
-        import matplotlib.pyplot as plt
+def save_figure(fig: Any, paths: Mapping[str, Path]) -> list[Path]:
+    """Save ``fig`` once per format (``{"png": path, "svg": path}``), cropped to its tight
+    bounding box with Matplotlib's padding; the paths written, in order."""
+    import matplotlib
 
-        plt.close(fig)
+    written = []
+    with matplotlib.rc_context({"svg.fonttype": "none"}), _greedy_wrapping():
+        bbox = _tight_bbox(fig)
+        for fmt, path in paths.items():
+            fig.savefig(path, format=fmt, bbox_inches=bbox)
+            written.append(Path(path))
+    return written
+
+
+def _tight_bbox(fig: Any):
+    """What ``bbox_inches="tight"`` crops to, from one layout pass (``"tight"`` itself when the
+    figure has a layout engine: that one runs at every save anyway)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if fig.get_layout_engine() is not None:
+        return "tight"
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.draw_without_rendering()  # positions that only a draw computes (e.g. text wrapping)
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer())
+    return bbox.padded(matplotlib.rcParams["savefig.pad_inches"])
+
+
+@contextlib.contextmanager
+def _greedy_wrapping():
+    """Wrap ``wrap=True`` text greedily, measuring each word once, inside the block.
+
+    The same lines as Matplotlib's wrapping up to rounding (a line's width is taken as the sum
+    of its words and spaces, without kerning across them); text with mathtext or TeX is left
+    to Matplotlib. Restores Matplotlib's own method on exit."""
+    try:
+        from matplotlib.text import Text
+
+        original = Text.__dict__["_get_wrapped_text"]
+        Text._get_rendered_text_width  # noqa: B018  (both are private: check they exist)
+        Text._get_wrap_line_width  # noqa: B018
+    except (ImportError, AttributeError, KeyError):
+        yield
+        return
+
+    def wrapped_text(self) -> str:
+        text = self.get_text()
+        if not self.get_wrap() or self.get_usetex() or "$" in text:
+            return original(self)
+        try:
+            return _wrap_words(text, self._get_wrap_line_width(), self._get_rendered_text_width)
+        except Exception:
+            return original(self)
+
+    Text._get_wrapped_text = wrapped_text
+    try:
+        yield
+    finally:
+        Text._get_wrapped_text = original
+
+
+def _wrap_words(text: str, line_width: float, width) -> str:
+    """Greedy line breaking of ``text`` at spaces (newlines kept) so that each line's width,
+    ``width(word)`` summed plus one space between words, stays within ``line_width`` (a word
+    wider than that gets a line of its own)."""
+    space = max(0.0, width("a a") - width("aa"))
+    lines = []
+    for paragraph in text.split("\n"):
+        current: list[str] = []
+        used = 0.0
+        for word in paragraph.split(" "):
+            w = width(word) if word else 0.0
+            if current and used + space + w > line_width:
+                lines.append(" ".join(current))
+                current, used = [word], w
+            else:
+                used = w if not current else used + space + w
+                current.append(word)
+        lines.append(" ".join(current))
+    return "\n".join(lines)
+
+
+def _close(fig: Any) -> None:
+    pyplot = sys.modules.get("matplotlib.pyplot")  # figures made without pyplot need no closing
+    if pyplot is None:
+        return
+    try:
+        pyplot.close(fig)
     except Exception:
         pass
+
+
+def threshold_figure(context, x: str | None = None, xlabel: str | None = None):
+    """The generic figure of a threshold search: the threshold of every grid point against its
+    first grid axis (or ``x``), the bracket [lower, upper] as error bars; points whose search
+    did not find a threshold are marked at the bound they reached."""
+    import matplotlib.pyplot as plt
+
+    search = context.search or {}
+    lines = context.thresholds
+    keys = [k for k in context.grid] if context.grid else []
+    x = x or (keys[0].split(",")[0].strip() if keys else None)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    values = list(dict.fromkeys(t.get(x) for t in lines))
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+    def position(t):  # categorical axes (a model name) are drawn at 0, 1, 2, ...
+        return float(t[x]) if numeric else float(values.index(t[x]))
+
+    if not numeric:
+        ax.set_xticks(range(len(values)), [str(v) for v in values], rotation=20, fontsize=8)
+    found = [t for t in lines if t.get("threshold") is not None and x in t]
+    if found:
+        xs = [position(t) for t in found]
+        ys = [float(t["threshold"]) for t in found]
+        lo = [y - float(t["lower"]) for t, y in zip(found, ys)]
+        hi = [float(t["upper"]) - y for t, y in zip(found, ys)]
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label="threshold (bracket as error bar)")
+    for status, marker in (("above_upper", "^"), ("below_lower", "v")):
+        pts = [t for t in lines if t.get("status") == status and x in t]
+        if pts:
+            bound = search.get("upper") if status == "above_upper" else search.get("lower")
+            ax.scatter([position(t) for t in pts], [bound] * len(pts), marker=marker, color="gray",
+                       label=f"{status.replace('_', ' ')} {bound:g}")
+    if search.get("scale", "log") == "log":
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel or str(x))
+    ax.set_ylabel(f"threshold of {search.get('axis', '?')}")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{context.experiment_id}: threshold search", fontsize=10)
+    fig.text(0.01, -0.02, context.caption("error bars: the search's final bracket"), fontsize=7, wrap=True)
+    return fig

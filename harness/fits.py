@@ -10,6 +10,7 @@ every value of the block's other grid axes), which is what ``harness fit`` print
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,6 +419,28 @@ def run_caption(run_dir: str | Path, experiment_ids: Iterable[str] | None = None
     return "\n".join(lines)
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` and NumPy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def fits_json(fits: Sequence[GroupFit]) -> str:
+    """``harness fit --json``: strict JSON (a NaN or infinite number is ``null``)."""
+    data = [{"experiment_id": g.experiment_id, "fixed": g.fixed, "fit": g.fit.as_dict() if g.fit else None,
+             "problem": g.problem or None} for g in fits]
+    return json.dumps(_json_safe(data), indent=2, allow_nan=False)
+
+
 def check_plot_path(path: str | Path) -> Path:
     """``path`` as a Path, or a :class:`UserError` when its suffix is not a figure format."""
     target = Path(path)
@@ -456,3 +479,25 @@ def format_fits(fits: Sequence[GroupFit], metric: str, axis: str) -> str:
             extra = f", {f.dropped} point(s) dropped" if f.dropped else ""
             lines.append(f"{where}: {what}: {f.describe()}, intercept {f.intercept:.3g}{extra}")
     return "\n".join(lines)
+
+
+def fit_proportional(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, level: float = 0.95,
+                     seed: int = 0) -> dict[str, Any]:
+    """Least squares through the origin, ``y = c x``, with a percentile bootstrap interval over
+    the points (seeded: the same data give the same interval). Returns ``c``, ``ci_low``,
+    ``ci_high`` (NaN with fewer than 3 points) and ``n``; non-finite pairs are left out."""
+    xa = np.asarray(x, dtype=float).ravel()
+    ya = np.asarray(y, dtype=float).ravel()
+    keep = np.isfinite(xa) & np.isfinite(ya)
+    xa, ya = xa[keep], ya[keep]
+    if xa.size == 0 or not np.any(xa != 0):
+        raise ValueError("a proportional fit needs at least one point with x != 0")
+    c = float((xa * ya).sum() / (xa * xa).sum())
+    lo = hi = math.nan
+    if xa.size >= 3 and n_boot > 0:
+        idx = np.random.default_rng(seed).integers(0, xa.size, size=(n_boot, xa.size))
+        num, den = (xa[idx] * ya[idx]).sum(axis=1), (xa[idx] ** 2).sum(axis=1)
+        boot = num[den > 0] / den[den > 0]
+        alpha = (1 - level) / 2
+        lo, hi = (float(q) for q in np.quantile(boot, [alpha, 1 - alpha]))
+    return {"c": c, "ci_low": lo, "ci_high": hi, "n": int(xa.size), "level": level}

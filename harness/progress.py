@@ -36,6 +36,8 @@ class Progress:
         self._last_print: float | None = None
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._drawn = False
+        self._printed_done: int | None = None  # the count of the last plain line printed
+        self._closed = False
 
     def update(self, row: Mapping[str, Any]) -> None:
         self.done += 1
@@ -68,11 +70,18 @@ class Progress:
             if final:
                 self.stream.write("\n")
             self.stream.flush()
+        elif final and self._printed_done == self.done:
+            return  # the last line printed already says where the run ended
         elif final or self._last_print is None or now - self._last_print >= self.interval:
             self._last_print = now
+            self._printed_done = self.done
             self.stream.write(self.line() + "\n")
             self.stream.flush()
 
     def close(self) -> None:
-        """Print the final state (ends the bar's line on a terminal)."""
+        """Print the final state once (ends the bar's line on a terminal); a second call prints
+        nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self._show(final=True)

@@ -1,9 +1,18 @@
 """``report.html``: one self-contained page per run.
 
 The page holds the run's status counts per experiment block, its figures (PNG embedded as
-base64 data URIs; an SVG-only figure as an SVG data URI), the summary table of each block
-(``mean ± std (n)`` per metric), every cell that did not finish ``ok`` with its error, the
-resolved spec and the environment. It loads nothing from elsewhere and runs no script. Every
+base64 data URIs; an SVG-only figure as an SVG data URI) in the order of the experiment blocks,
+each with a caption saying which block, experiment, grid and repetitions it shows, the summary
+table of each block (``mean ± std (n)`` per metric), the comparison tables of each compared
+axis, every cell that did not finish ``ok`` with its error, the resolved spec and the
+environment.
+
+A **compared axis** is a grid axis of one key, with at least two values, that picks a
+component or a variant: a slot (``activation = ["tanh", "relu"]``, ``optimizer``,
+``architecture``) or a parameter whose values are text (``model = ["deep_adam", "two_layer"]``).
+For each, the report holds ``harness compare RUN --by AXIS`` restricted to that block: per metric,
+the groups side by side at each point of the other axes, with seed-paired differences against
+the first value (:mod:`harness.compare`). It loads nothing from elsewhere and runs no script. Every
 text taken from the run (names, values, error messages) is HTML-escaped.
 """
 from __future__ import annotations
@@ -189,14 +198,103 @@ def _problem_section(rows: Sequence[Mapping[str, Any]]) -> str:
     return "".join(out)
 
 
-def _figure_section(figures: Sequence[tuple[str, str, str]]) -> str:
+def figure_order(stems: Sequence[str], block_ids: Sequence[str]) -> list[tuple[str | None, str, str]]:
+    """``[(block id or None, stem, figure name)]``: the figures (files ``<block id>-<name>``) in
+    the order of the blocks, by name within a block; a figure of no known block comes last."""
+    by_length = sorted(block_ids, key=len, reverse=True)  # "fig1-x" belongs to "fig1-x", not "fig1"
+    placed: list[tuple[int, str, str | None, str]] = []
+    for stem in stems:
+        block = next((b for b in by_length if stem.startswith(f"{b}-")), None)
+        rank = list(block_ids).index(block) if block is not None else len(block_ids)
+        name = stem[len(block) + 1:] if block is not None else stem
+        placed.append((rank, name, block, stem))
+    return [(block, stem, name) for _, name, block, stem in sorted(placed, key=lambda t: (t[0], t[1]))]
+
+
+def figure_caption(number: int, block: Mapping[str, Any] | None, name: str, bench: Mapping[str, Any],
+                   helps: Mapping[str, str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """``Figure n. <block> (<experiment>: <what it measures>): <name>; grid ...; k repetitions; rows``."""
+    from .components import FigureContext
+
+    if block is None:
+        return f"Figure {number}. {name} (no experiment block of this run's spec)."
+    block_id = str(block.get("id", block.get("experiment")))
+    experiment = str(block.get("experiment", ""))
+    context = FigureContext(benchmark=str(bench.get("name", "")), experiment_id=block_id, experiment=experiment,
+                            grid=dict(block.get("grid") or {}),
+                            repetitions=int(block.get("repetitions", bench.get("repetitions", 1)) or 1))
+    what = helps.get(block_id)
+    members = [r for r in rows if str(r.get("experiment_id")) == block_id]
+    ok = sum(1 for r in members if r.get("status") == "ok")
+    text = f"Figure {number}. {name.replace('_', ' ')}: block {block_id} ({experiment}"
+    text += f": {what})" if what else ")"
+    axes = context.caption().split("; ", 1)[1] if "; " in context.caption() else ""
+    return f"{text}; {axes}; from {len(members)} rows ({ok} ok)."
+
+
+def _figure_section(figures: Sequence[tuple[str, str, str]], blocks: Sequence[Mapping[str, Any]] = (),
+                    bench: Mapping[str, Any] | None = None, helps: Mapping[str, str] | None = None,
+                    rows: Sequence[Mapping[str, Any]] = ()) -> str:
     if not figures:
         return ('<p class="muted">No figures in this run directory (draw them with '
                 '<code>harness plot RUN_DIR</code>, then write the report again).</p>')
+    ids = [str(b.get("id", b.get("experiment"))) for b in blocks]
+    by_id = dict(zip(ids, blocks))
+    data = {stem: (mime, b64) for stem, mime, b64 in figures}
     out = []
-    for stem, mime, data in figures:
-        out.append(f'<figure><img src="data:{mime};base64,{data}" alt="{esc(stem)}">'
-                   f"<figcaption>{esc(stem)}</figcaption></figure>")
+    current: object = object()
+    for number, (block_id, stem, name) in enumerate(figure_order(list(data), ids), start=1):
+        if block_id != current:
+            current = block_id
+            kind = by_id[block_id].get("experiment", "") if block_id is not None else ""
+            out.append(f"<h3>{esc(block_id)} <span class=\"muted\">({esc(kind)})</span></h3>"
+                       if block_id is not None else "<h3>Other figures</h3>")
+        mime, b64 = data[stem]
+        caption = figure_caption(number, by_id.get(block_id) if block_id is not None else None, name,
+                                 bench or {}, helps or {}, rows)
+        out.append(f'<figure id="fig-{esc(stem)}"><img src="data:{mime};base64,{b64}" alt="{esc(stem)}">'
+                   f"<figcaption>{esc(caption)} <span class=\"muted\">[{esc(stem)}]</span></figcaption></figure>")
+    return "".join(out)
+
+
+def compared_axes(spec) -> list[tuple[str, str]]:
+    """``[(block id, axis)]``: the compared axes of a loaded spec (see the module docstring)."""
+    out = []
+    for exp in getattr(spec, "experiments", None) or []:
+        for axis in exp.axes:
+            if len(axis.keys) != 1 or len(axis.values) < 2:
+                continue
+            key = axis.keys[0]
+            if key in exp.slots or all(isinstance(v, str) for v in axis.values):
+                out.append((exp.id, axis.label))
+    return out
+
+
+def _compare_section(run, n_boot: int = 1000) -> str:
+    """The comparison tables of every compared axis ("" when there is none)."""
+    from .compare import compare, table_parts
+    from .errors import UserError
+    from .summary import sort_rows
+
+    axes = compared_axes(run.spec)
+    if not axes:
+        return ""
+    rows = sort_rows(run.rows, [line["point_id"] for line in run.summary])
+    out = ['<p class="muted">Per compared axis (a slot, or a parameter with text values, varied by the '
+           'grid): each metric side by side, with seed-paired differences against the first value '
+           '(as <code>harness compare RUN --by AXIS</code>).</p>']
+    for block_id, axis in axes:
+        block_rows = [r for r in rows if r.get("experiment_id") == block_id]
+        try:
+            comparisons = compare([(run.path.name, block_rows)], by=axis, n_boot=n_boot)
+        except UserError as exc:
+            out.append(f"<h3>{esc(block_id)}: by {esc(axis)}</h3><p class=\"muted\">{esc(exc)}</p>")
+            continue
+        out.append(f"<h3>{esc(block_id)}: by {esc(axis)}</h3>")
+        for c in comparisons:
+            header, body, notes = table_parts(c)
+            out.append(f"<h4>{esc(c.metric)}</h4>" + _table(header, body))
+            out.append("".join(f'<p class="muted">{esc(n)}</p>' for n in notes))
     return "".join(out)
 
 
@@ -254,8 +352,15 @@ def render_report(run_dir: str | Path) -> str:
         parts.append(f'<p class="bad">The spec no longer loads: {esc(run.spec_error)}</p>')
     parts.append('<h2 id="experiments">Experiment blocks</h2>' + _blocks_section(blocks))
     parts.append('<h2 id="status">Status</h2>' + _status_section(run.rows, blocks, expected))
-    parts.append('<h2 id="figures">Figures</h2>' + _figure_section(figures))
+    helps = {e.id: getattr(e.component, "help", "") for e in run.spec.experiments} if run.spec is not None else {}
+    parts.append('<h2 id="figures">Figures</h2>' + _figure_section(figures, blocks, bench, helps, run.rows))
+    thresholds = run.thresholds
+    if thresholds:
+        parts.append('<h2 id="thresholds">Thresholds</h2>' + _thresholds_section(thresholds))
     parts.append('<h2 id="summary">Summary</h2>' + _summary_section(run.summary))
+    compared = _compare_section(run) if run.spec is not None else ""
+    if compared:
+        parts.append('<h2 id="compare">Comparisons</h2>' + compared)
     parts.append('<h2 id="problems">Cells that did not finish ok</h2>' + _problem_section(run.rows))
     parts.append(f'<h2 id="spec">Spec</h2><pre>{esc(spec_text)}</pre>')
     parts.append(f'<h2 id="environment">Environment</h2><pre>{esc(json.dumps(env, indent=2, default=str))}</pre>')
@@ -263,10 +368,29 @@ def render_report(run_dir: str | Path) -> str:
     return "\n".join(parts)
 
 
+def _thresholds_section(lines: Sequence[Mapping[str, Any]]) -> str:
+    """thresholds.csv as one table per searched block, with the block's condition."""
+    out = []
+    for block_id in dict.fromkeys(t["experiment_id"] for t in lines):
+        members = [t for t in lines if t["experiment_id"] == block_id]
+        cols = [k for k in dict.fromkeys(k for t in members for k in t)
+                if k not in ("experiment_id", "condition")]
+        out.append(f"<h3>{esc(block_id)}</h3><p class=\"muted\">Threshold search: "
+                   f"{esc(members[0]['condition'])}. lower / upper: the final bracket; ci_low / "
+                   "ci_high: 95% bootstrap interval over repetitions; evaluations: axis value and "
+                   "aggregate of every value visited.</p>")
+        out.append(_table(cols, [[t.get(c) for c in cols] for t in members],
+                          [c not in ("axis", "status", "evaluations") for c in cols]))
+    return "".join(out)
+
+
 def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
     """Write the report of ``run_dir`` to ``output`` (default ``RUN_DIR/report.html``)."""
     from .errors import UserError
 
+    from .store import resolve_run_path
+
+    run_dir = resolve_run_path(run_dir)
     text = render_report(run_dir)
     target = Path(output) if output is not None else Path(run_dir) / REPORT_FILE
     tmp = target.with_name(target.name + ".tmp")

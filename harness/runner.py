@@ -14,6 +14,7 @@ seed (only ``elapsed`` and ``finished`` differ).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -100,7 +101,11 @@ def _executor_function(name: str, attribute: str | None = None):
 def check_executor(name: str, **options: Any) -> None:
     """Let executor ``name`` refuse early (before a run directory is made): its module's
     optional ``check(**options)`` raises a :class:`~harness.errors.UserError` when it cannot
-    run here (a missing package, an unreachable cluster)."""
+    run here (a missing package, an unreachable cluster).
+
+    Any executor refuses inside a process that is still starting up, importing a script's main
+    module (see :func:`check_not_bootstrapping`)."""
+    check_not_bootstrapping()
     check = _executor_function(name, "check")
     if check is not None:
         check(**options)
@@ -138,6 +143,52 @@ def execute_processes(cells: list[Cell], jobs: int = 1, timeout: float | None = 
                       registry=None, **options: Any) -> Iterator[dict[str, Any]]:
     """Each cell in one of ``jobs`` worker processes, stopped after ``timeout`` seconds."""
     yield from _Pool(min(jobs, len(cells)), threads_per_job(jobs), timeout).run(cells)
+
+
+def check_not_bootstrapping() -> None:
+    """A :class:`~harness.errors.UserError` when called while a ``spawn``-ed child process
+    imports its parent's main module: a script that calls ``harness.run`` at top level, without
+    the ``if __name__ == "__main__":`` guard, run in a process started by multiprocessing.
+
+    The harness's own worker processes never import the main module (:func:`_main_module_hidden`),
+    so this is for other pools (a Dask cluster, the user's own multiprocessing); without it each
+    such child would start a run of its own before failing."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        from .errors import UserError
+
+        raise UserError("harness.run was called while a new process was importing the main module: "
+                        "put the call under 'if __name__ == \"__main__\":' in your script")
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start worker processes without making them import the parent's main module.
+
+    ``spawn`` runs a child's main module again (as ``__mp_main__``) unless it has no file and no
+    module name; a worker needs nothing from it (it loads the plugins from entry points and
+    receives plain cells), and a script that calls ``harness.run(..., jobs=2)`` without the
+    ``if __name__ == "__main__":`` guard would otherwise start a run in every worker."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    missing = object()
+    saved = {key: getattr(main, key, missing) for key in ("__file__", "__spec__")}
+    try:
+        main.__spec__ = None
+        main.__file__ = None
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is missing:
+                try:
+                    delattr(main, key)
+                except AttributeError:
+                    pass
+            else:
+                setattr(main, key, value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,7 +269,8 @@ class _Worker:
         try:  # the child reads these when it first loads BLAS / OpenMP / Numba
             for key in THREAD_ENV_VARS:
                 os.environ[key] = str(threads)
-            self.process.start()
+            with _main_module_hidden():
+                self.process.start()
         finally:
             for key, value in saved.items():
                 if value is None:

@@ -37,6 +37,7 @@ Everything is validated when the file is loaded, before any cell runs; each mist
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -50,10 +51,13 @@ from .cells import Cell
 from .components import Experiment, Registry
 from .errors import PluginError, SpecError, suggest
 from .params import Param, resolve_params
+from .search import TRANSFORMS, Search
+from .seeds import canonical
 from .tomlwriter import dumps
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_EXPERIMENT_RESERVED = ("id", "experiment", "repetitions", "seed_by", "grid", "derived", "description")
+_EXPERIMENT_RESERVED = ("id", "experiment", "repetitions", "seed_by", "grid", "derived", "search",
+                        "description")
 
 BENCHMARK_PARAMS = (
     Param("name", str, help="benchmark name; run directories go to results/<name>/",
@@ -88,7 +92,16 @@ class ExperimentSpec:
     seed_by: list[str] | None
     description: str = ""
     points: list[dict[str, Any]] = field(default_factory=list)
-    """Per grid point: ``{"coords", "params", "components"}`` (resolved)."""
+    """Per grid point: ``{"coords", "params", "components"}`` (resolved). Empty for a searched
+    block, whose cells are made as its search goes (:mod:`harness.search`)."""
+    search: Search | None = None
+    """The ``[experiments.search]`` table, if the block searches an axis."""
+    search_points: list[dict[str, Any]] = field(default_factory=list)
+    """Per grid point of a searched block: ``{"base", "coords", "start"}``: the grid values, the
+    coordinates without the searched axis, and the resolved first value."""
+    resolve: Any = field(default=None, repr=False, compare=False)
+    """``resolve(coords) -> point``: derived values and parameters at any coordinates."""
+    _cells: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def grid(self) -> dict[str, list[Any]]:
@@ -98,7 +111,35 @@ class ExperimentSpec:
     def seed_axes(self) -> list[str]:
         if self.seed_by is not None:
             return list(self.seed_by)
-        return [k for a in self.axes for k in a.keys]
+        keys = [k for a in self.axes for k in a.keys]
+        return keys + [self.search.axis] if self.search is not None else keys
+
+    def cells_at(self, coords: Mapping[str, Any], root_seed: int) -> list[Cell]:
+        """Every repetition's cell at grid coordinates ``coords`` (derived values are computed)."""
+        key = canonical([root_seed, dict(coords)])
+        cells = self._cells.get(key)
+        if cells is None:
+            point = self.resolve(dict(coords))
+            full = point["coords"]
+            seed_coords = {k: full[k] for k in self.seed_axes()}
+            cells = [Cell(experiment_id=self.id, experiment=self.experiment, params=point["params"],
+                          components=point["components"], coords=full, repetition=rep,
+                          root_seed=root_seed, seed_coords=seed_coords)
+                     for rep in range(self.repetitions)]
+            self._cells[key] = cells
+        return cells
+
+    def point_searches(self, root_seed: int) -> list:
+        """One :class:`harness.search.PointSearch` per grid point of a searched block."""
+        from .search import PointSearch
+
+        out = []
+        for sp in self.search_points:
+            base = sp["base"]
+            out.append(PointSearch(
+                experiment_id=self.id, search=self.search, coords=dict(sp["coords"]), start=sp["start"],
+                make_cells=lambda x, base=base: self.cells_at({**base, self.search.axis: x}, root_seed)))
+        return out
 
 
 @dataclass
@@ -150,6 +191,8 @@ class Spec:
                 block["grid"] = exp.grid
             if exp.derived:
                 block["derived"] = dict(exp.derived)
+            if exp.search is not None:
+                block["search"] = exp.search.to_table()
             experiments.append(block)
         bench = {"name": self.name, "seed": self.seed, "repetitions": self.repetitions}
         if self.description:
@@ -368,10 +411,15 @@ def _validate_experiment(block: dict, index: int, source: str, registry: Registr
         if "." in key:
             _check_key_path(key, declared, slots_decl, source, f"{prefix}derived.{key}", derived[key])
 
+    search = None
+    if "search" in block:
+        search = _parse_search(block["search"], source, prefix, declared, slots_decl, targets, used)
+        targets[search.axis] = f"{prefix}search.axis"
+
     seed_by = block.get("seed_by")
     if seed_by is not None:
         Param("seed_by", list, item_type=str).validate(seed_by, source, prefix + "seed_by")
-        known = [k for a in axes for k in a.keys] + list(derived)
+        known = [k for a in axes for k in a.keys] + list(derived) + ([search.axis] if search else [])
         for item in seed_by:
             if item not in known:
                 raise SpecError(source, prefix + "seed_by", seed_by,
@@ -392,11 +440,115 @@ def _validate_experiment(block: dict, index: int, source: str, registry: Registr
 
     exp = ExperimentSpec(id=exp_id, experiment=name, component=component, repetitions=repetitions,
                          params=base, slots=slots, axes=axes, derived=dict(derived), seed_by=seed_by,
-                         description=description)
-    exp.points = _expand(exp, declared, slots_decl, source, prefix, registry, targets)
-    if not exp.points:
-        raise SpecError(source, prefix + "grid", grid_raw, "empty grid: no cell to run")
+                         description=description, search=search)
+    exp.resolve = functools.partial(_derive_and_resolve, exp, declared=declared, slots_decl=slots_decl,
+                                    source=source, prefix=prefix, registry=registry, targets=targets)
+    if search is None:
+        exp.points = [exp.resolve(coords) for coords in _grid_coords(exp)]
+        if not exp.points:
+            raise SpecError(source, prefix + "grid", grid_raw, "empty grid: no cell to run")
+    else:
+        exp.search_points = [_search_point(exp, coords, source, prefix) for coords in _grid_coords(exp)]
     return exp
+
+
+_SEARCH_KEYS = ("axis", "lower", "upper", "scale", "integer", "start", "growth", "tolerance", "max_steps",
+                "metric", "transform", "below", "above", "holds")
+
+
+def _parse_search(table: Any, source: str, prefix: str, declared: Mapping[str, Param],
+                  slots_decl: Mapping[str, Any], targets: Mapping[str, str], used: set[str]) -> Search:
+    """Validate an ``[experiments.search]`` table (see :mod:`harness.search`)."""
+    where = prefix + "search"
+    if not isinstance(table, dict):
+        raise SpecError(source, where, table, "expected a table: axis, lower, upper, metric, and below or above")
+    for key in table:
+        if key not in _SEARCH_KEYS:
+            raise SpecError(source, f"{where}.{key}", table[key], "unknown search key" + suggest(key, _SEARCH_KEYS)
+                            + "; allowed: " + ", ".join(_SEARCH_KEYS))
+    for key in ("axis", "lower", "upper", "metric"):
+        if key not in table:
+            raise SpecError(source, f"{where}.{key}", ..., "missing (a search needs axis, lower, upper, metric, "
+                            "and below or above)")
+    axis = Param("axis", str).validate(table["axis"], source, f"{where}.axis")
+    _check_key_path(axis, declared, slots_decl, source, f"{where}.axis", axis)
+    if axis in targets:
+        raise SpecError(source, f"{where}.axis", axis, f"{axis!r} is also set by {targets[axis]}: search an axis "
+                        "that the grid and derived tables do not set")
+    if _is_free(axis, declared, slots_decl) and _var_name(axis) not in used:
+        allowed = sorted(declared) + [f"{s}.<param>" for s in slots_decl]
+        raise SpecError(source, f"{where}.axis", axis, f"{axis!r} is neither a parameter{suggest(axis, allowed)} "
+                        "nor used by a derived expression; allowed: " + ", ".join(allowed))
+    number = Param("number", (int, float))
+    lower = number.validate(table["lower"], source, f"{where}.lower")
+    upper = number.validate(table["upper"], source, f"{where}.upper")
+    for key, v in (("lower", lower), ("upper", upper)):
+        if not math.isfinite(v):
+            raise SpecError(source, f"{where}.{key}", v, "expected a finite number")
+    if not lower < upper:
+        raise SpecError(source, f"{where}.upper", upper, f"must be greater than lower = {lower!r}")
+    scale = Param("scale", str, choices=("log", "linear")).validate(table.get("scale", "log"), source,
+                                                                    f"{where}.scale")
+    if scale == "log" and lower <= 0:
+        raise SpecError(source, f"{where}.lower", lower, "a log-scale search needs lower > 0 (or scale = 'linear')")
+    param = declared.get(axis)
+    int_axis = param is not None and param.type is int
+    integer = Param("integer", bool).validate(table.get("integer", int_axis), source, f"{where}.integer")
+    start = table.get("start")
+    if start is not None:
+        if isinstance(start, (int, float)) and not isinstance(start, bool):
+            start = repr(start)
+        start = Param("start", str).validate(start, source, f"{where}.start")
+        try:
+            expressions.check(start)
+        except expressions.ExpressionError as exc:
+            raise SpecError(source, f"{where}.start", start, str(exc)) from None
+    growth = Param("growth", (int, float)).validate(table.get("growth", 2.0), source, f"{where}.growth")
+    if not math.isfinite(growth) or growth <= (1.0 if scale == "log" else 0.0):
+        raise SpecError(source, f"{where}.growth", growth,
+                        "expected a factor > 1 (log scale)" if scale == "log" else "expected a step > 0")
+    tolerance = Param("tolerance", (int, float)).validate(table.get("tolerance", 0.05), source, f"{where}.tolerance")
+    if not math.isfinite(tolerance) or tolerance <= 0:
+        raise SpecError(source, f"{where}.tolerance", tolerance, "expected a number > 0")
+    max_steps = Param("max_steps", int, min=1, max=1000).validate(table.get("max_steps", 24), source,
+                                                                  f"{where}.max_steps")
+    metric = Param("metric", str).validate(table["metric"], source, f"{where}.metric")
+    transform = Param("transform", str, choices=TRANSFORMS).validate(table.get("transform", "log10"), source,
+                                                                     f"{where}.transform")
+    conditions = [k for k in ("below", "above") if k in table]
+    if len(conditions) != 1:
+        raise SpecError(source, where, table, "give exactly one of below = LEVEL or above = LEVEL (the condition "
+                        "on the repetitions' mean of transform(metric))")
+    condition = conditions[0]
+    level = number.validate(table[condition], source, f"{where}.{condition}")
+    if not math.isfinite(level):
+        raise SpecError(source, f"{where}.{condition}", level, "expected a finite number")
+    holds = Param("holds", str, choices=("low", "high")).validate(table.get("holds", "low"), source,
+                                                                  f"{where}.holds")
+    return Search(axis=axis, lower=lower, upper=upper, metric=metric, level=float(level), condition=condition,
+                  holds=holds, scale=scale, integer=integer, start=start, growth=float(growth),
+                  tolerance=float(tolerance), max_steps=max_steps, transform=transform)
+
+
+def _search_point(exp: ExperimentSpec, base: dict, source: str, prefix: str) -> dict:
+    """A searched block's grid point: validated at both bounds, with its resolved first value."""
+    s = exp.search
+    at_lower = exp.resolve({**base, s.axis: s.clamp(s.lower)})["coords"]
+    at_upper = exp.resolve({**base, s.axis: s.clamp(s.upper)})["coords"]
+    coords = {k: v for k, v in at_lower.items() if k != s.axis and at_upper.get(k) == v}
+    if s.start is None:
+        start = s.middle(s.lower, s.upper)
+    else:
+        env = {k: v for k, v in exp.params.items() if isinstance(v, (int, float, str, list))}
+        env.update({_var_name(k): v for k, v in coords.items()})
+        try:
+            start = expressions.evaluate(s.start, env)
+        except expressions.ExpressionError as exc:
+            raise SpecError(source, f"{prefix}search.start", s.start, f"{exc} (at grid point {_fmt(base)})") from None
+        if isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start):
+            raise SpecError(source, f"{prefix}search.start", s.start,
+                            f"expected a finite number, got {start!r} (at grid point {_fmt(base)})")
+    return {"base": base, "coords": coords, "start": s.clamp(start)}
 
 
 def _slot_spec(value: Any, slot: str, kind: str, source: str, prefix: str, registry: Registry,
@@ -512,10 +664,9 @@ def _coerce_integral(value: Any, param: Param | None) -> Any:
     return value
 
 
-def _expand(exp: ExperimentSpec, declared: Mapping[str, Param], slots_decl: Mapping[str, tuple],
-            source: str, prefix: str, registry: Registry, targets: Mapping[str, str]) -> list[dict]:
-    points = []
-    scalar_params = {k: v for k, v in exp.params.items() if isinstance(v, (int, float, str, list))}
+def _grid_coords(exp: ExperimentSpec) -> list[dict[str, Any]]:
+    """The grid's points (axis values only), in grid order."""
+    out = []
     for combo in itertools.product(*[a.values for a in exp.axes]):
         coords: dict[str, Any] = {}
         for axis, value in zip(exp.axes, combo):
@@ -523,20 +674,28 @@ def _expand(exp: ExperimentSpec, declared: Mapping[str, Param], slots_decl: Mapp
                 coords.update(zip(axis.keys, value))
             else:
                 coords[axis.keys[0]] = value
-        env = dict(scalar_params)
-        env.update({_var_name(k): v for k, v in coords.items()})
-        for key, text in exp.derived.items():
-            try:
-                value = expressions.evaluate(text, env)
-            except expressions.ExpressionError as exc:
-                raise SpecError(source, f"{prefix}derived.{key}", text,
-                                f"{exc} (at grid point {_fmt(coords)})") from None
-            param = declared.get(key) if "." not in key else None
-            value = _coerce_integral(value, param)
-            coords[key] = value
-            env[_var_name(key)] = value
-        points.append(_resolve_point(exp, coords, declared, slots_decl, source, prefix, registry, targets))
-    return points
+        out.append(coords)
+    return out
+
+
+def _derive_and_resolve(exp: ExperimentSpec, coords: Mapping[str, Any], *, declared: Mapping[str, Param],
+                        slots_decl: Mapping[str, tuple], source: str, prefix: str, registry: Registry,
+                        targets: Mapping[str, str]) -> dict:
+    """The point at ``coords`` (axis values): derived values added, parameters resolved."""
+    coords = dict(coords)
+    env = {k: v for k, v in exp.params.items() if isinstance(v, (int, float, str, list))}
+    env.update({_var_name(k): v for k, v in coords.items()})
+    for key, text in exp.derived.items():
+        try:
+            value = expressions.evaluate(text, env)
+        except expressions.ExpressionError as exc:
+            raise SpecError(source, f"{prefix}derived.{key}", text,
+                            f"{exc} (at grid point {_fmt(coords)})") from None
+        param = declared.get(key) if "." not in key else None
+        value = _coerce_integral(value, param)
+        coords[key] = value
+        env[_var_name(key)] = value
+    return _resolve_point(exp, coords, declared, slots_decl, source, prefix, registry, targets)
 
 
 def _fmt(coords: Mapping[str, Any]) -> str:

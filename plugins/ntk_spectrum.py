@@ -15,10 +15,23 @@ numerically singular), ``condition_k``, ``solver_k`` (the solver that produced t
 ``fallback_k`` (why ``auto`` fell back to eigvalsh, if it did), ``steps_k``, ``solver_seconds_k``;
 plus ``N``, ``d``, ``d2``, ``P`` (trainable parameters), ``L`` and ``ntk_seconds``.
 
+All kernels of a cell come from one engine pass (:func:`harness.engine.ntk.ntk_kernels`: one
+forward and backward pass, each layer's Gram block computed once and summed into every kernel
+that contains it), so ``kernels = ["full", "W1", "W2", "W3"]`` costs one pass plus one
+eigen-solve per kernel; ``full`` is, to round-off, the sum of the blocks (``trace_full`` is
+the sum of the blocks' traces, and by Weyl's inequality ``lambda_min_full`` is at least the sum
+of the blocks' ``lambda_min``).
+
 Figures: for each kernel, lambda_min against d^2 with one line per N (mean +- 1 std over
 repetitions) and a least-squares line through all repetitions per N, whose slope and 95%
 bootstrap confidence interval are in the legend (Theorem 3.1: lambda_min grows linearly in
-d^2 = n_{L-2} n_{L-1} once N polylog N = o(d^2)).
+d^2 = n_{L-2} n_{L-1} once N polylog N = o(d^2)). With two or more kernels, also
+``lambda_min_per_layer``: one column per N; top, one line per kernel (the full K and each
+block, mean +- 1 std) with its least-squares slope per unit d^2; bottom, each block's share
+lambda_min(K_block) / lambda_min(K) (a flat share next to a linearly growing full K: the block
+grows like d^2 too). Rows below the round-off floor are not drawn but counted in the legend
+(K_W3 = F_2 F_2^T has rank <= n_2, singular whenever n_2 < N). Kernels are ordered naturally:
+full, W1, W2, ..., W10.
 """
 from __future__ import annotations
 
@@ -102,7 +115,10 @@ class NTKSpectrum(Experiment):
                                "ntk_seconds": time.perf_counter() - t0}
         for name in list(kernels):
             K = kernels.pop(name)
-            res = extreme_eigenvalues(K, self.solver, block=self.krylov_block, tol=self.tol)
+            # K = J J^T over the kernel's layers: its rank is at most their parameter count
+            rank_bound = sum(int(np.prod(shapes[l - 1])) for l in groups[name])
+            res = extreme_eigenvalues(K, self.solver, block=self.krylov_block, tol=self.tol,
+                                      rank_bound=rank_bound)
             del K
             out.update(res.metrics("_" + name))
         return out
@@ -114,17 +130,38 @@ class NTKSpectrum(Experiment):
         widths = _widths(components, d)
         sizes = [d] + widths + [1]
         n_kernels = len(p["kernels"])
-        flops_ntk = 6.0 * N * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) \
-            + 2.0 * N * N * (sum(sizes[:-1]) + sum(widths))
-        flops_eig = n_kernels * (N ** 3 / 3.0 + 2.0 * N * N * 300)
+        from harness.engine import costs  # rates calibrated on this machine
+
+        seconds = costs.ntk_seconds(N, sizes, n_kernels)
+        if p["solver"] == "eigvalsh" or (p["solver"] == "auto" and N < 900):
+            seconds += n_kernels * 4.0 * N ** 3 / costs.ntk_rates()["gemm_flops_per_s"]
+        if p["dtype"] == "float32":
+            seconds *= 0.6
         return {"memory_bytes": int(8 * ((n_kernels + 1) * N * N + 3 * N * sum(sizes))),
-                "seconds": float(flops_ntk / 60e9 + flops_eig / 30e9 + 0.05)}
+                "seconds": float(seconds), "setup_key": "ntk_kernels",
+                "setup_seconds": costs.ntk_rates()["setup_s"]}
 
     def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
         ok = [r for r in rows if r.get("status") == "ok" and r.get("metrics")]
-        kernels = sorted({k[len("lambda_min_"):] for r in ok for k in r["metrics"]
-                          if k.startswith("lambda_min_")}, key=lambda k: (k != "full", k))
-        return {f"lambda_min_{k}": _lambda_min_figure(ok, k, context) for k in kernels}
+        kernels = kernel_order({k[len("lambda_min_"):] for r in ok for k in r["metrics"]
+                                if k.startswith("lambda_min_")})
+        out = {f"lambda_min_{k}": _lambda_min_figure(ok, k, context) for k in kernels}
+        if len(kernels) >= 2:
+            out["lambda_min_per_layer"] = _per_layer_figure(ok, kernels, context)
+        return out
+
+
+def kernel_order(kernels) -> list[str]:
+    """Natural order of kernel names: ``full`` first, then ``W1, W2, ..., W10`` by layer number
+    (anything else after them, alphabetically)."""
+    def key(k: str):
+        if k == "full":
+            return (0, 0, k)
+        if _KERNEL.match(k):
+            return (1, int(k[1:]), k)
+        return (2, 0, k)
+
+    return sorted(kernels, key=key)
 
 
 def _widths(components, d: int) -> list[int]:
@@ -143,6 +180,97 @@ def _widths(components, d: int) -> list[int]:
             except Exception:
                 out.append(d)
     return out
+
+
+def _per_layer_figure(rows, kernels: Sequence[str], context):
+    """Top row, one panel per N: lambda_min of each kernel against d^2 (mean +- 1 std, linear
+    axes) with its least-squares slope per unit d^2 in the legend. Bottom row (when the full K
+    is among the kernels): each block's share lambda_min(K_block) / lambda_min(K) per row, mean
+    +- 1 std: a share that stays flat while the full K grows linearly means the block grows
+    like d^2 too. Rows whose lambda_min is below the round-off floor are not drawn (counted in
+    the legend; e.g. K_W3 = F_2 F_2^T has rank <= n_2 < N)."""
+    from matplotlib.figure import Figure
+
+    from harness.fits import fit_slope
+
+    data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # N -> kernel -> d2 -> values
+    share: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # N -> block -> d2 -> shares
+    hidden: dict = defaultdict(int)  # (N, kernel) -> rows below the round-off floor (not drawn)
+    for r in rows:
+        m = r["metrics"]
+        N, d2 = int(m["N"]), int(m["d"]) ** 2
+        full = m.get("lambda_min_full")
+        full_ok = full is not None and np.isfinite(full) and full > 0 and not m.get("below_floor_full")
+        for k in kernels:
+            v = m.get(f"lambda_min_{k}")
+            if v is None or not np.isfinite(v):
+                continue
+            data[N].setdefault(k, defaultdict(list))
+            if m.get(f"below_floor_{k}") or v <= 0:
+                hidden[(N, k)] += 1
+                continue
+            data[N][k][d2].append(float(v))
+            if k != "full" and full_ok:
+                share[N][k][d2].append(float(v) / float(full))
+    Ns = sorted(data)
+    blocks = [k for k in kernels if k != "full"]
+    two_rows = "full" in kernels and bool(blocks)
+    ncol = max(len(Ns), 1)
+    fig = Figure(figsize=(4.3 * ncol + 0.4, 7.6 if two_rows else 4.4))
+    grid = fig.subplots(2 if two_rows else 1, ncol, squeeze=False)
+    colors = {k: ("black" if k == "full" else f"C{i}") for i, k in enumerate(kernels)}
+
+    def band(ax, series, color, label, lw=1.2):
+        d2 = np.array(sorted(series), dtype=float)
+        vals = [np.asarray(series[int(x)]) for x in d2]
+        mean = np.array([v.mean() for v in vals])
+        std = np.array([v.std(ddof=1) if v.size > 1 else 0.0 for v in vals])
+        ax.plot(d2, mean, "o-", color=color, ms=3, lw=lw, label=label)
+        ax.fill_between(d2, mean - std, mean + std, color=color, alpha=0.18, linewidth=0)
+        return [x for x, v in zip(d2, vals) for _ in v], [y for v in vals for y in v]
+
+    for col, N in enumerate(Ns):
+        ax = grid[0][col]
+        for k in kernels:
+            series = data[N].get(k)
+            label = "full K" if k == "full" else f"K_{k}"
+            if not series:
+                if hidden[(N, k)]:
+                    ax.plot([], [], " ", label=f"{label}: λ_min below the round-off floor in all "
+                                               f"{hidden[(N, k)]} rows (not drawn)")
+                continue
+            xs = sorted(series)
+            if len(xs) >= 2:
+                fit = fit_slope([x for x in xs for _ in series[x]], [y for x in xs for y in series[x]])
+                if np.isfinite(fit.slope):
+                    ci = (f" [{fit.ci_low:.3g}, {fit.ci_high:.3g}]"
+                          if np.isfinite(fit.ci_low) and np.isfinite(fit.ci_high) else "")
+                    label += f": slope {fit.slope:.3g}{ci} per d²"
+            if hidden[(N, k)]:
+                label += f" ({hidden[(N, k)]} row(s) below the floor not drawn)"
+            band(ax, series, colors[k], label, lw=1.6 if k == "full" else 1.2)
+        ax.set_title(f"N = {N}", fontsize=9)
+        ax.set_xlabel("d² (= n_{L-2} n_{L-1})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left")
+        if two_rows:
+            ax2 = grid[1][col]
+            for k in blocks:
+                if share[N].get(k):
+                    band(ax2, share[N][k], colors[k], f"K_{k}")
+            ax2.set_xlabel("d² (= n_{L-2} n_{L-1})")
+            ax2.set_ylim(-0.03, 1.03)
+            ax2.grid(alpha=0.3)
+            ax2.legend(fontsize=6.5, loc="center right")
+    grid[0][0].set_ylabel("λ_min: full NTK and per-layer blocks")
+    if two_rows:
+        grid[1][0].set_ylabel("share λ_min(K_block) / λ_min(K)")
+    fig.text(0.5, 0.005, context.caption("bands: mean ± 1 std over repetitions; top: least-squares "
+                                         "slope through all repetitions with 95% bootstrap CI; bottom: "
+                                         "each block's λ_min over the full K's, per row"),
+             ha="center", va="bottom", fontsize=6.5, wrap=True)
+    fig.tight_layout(rect=(0, 0.05 if two_rows else 0.08, 1, 1))
+    return fig
 
 
 def _lambda_min_figure(rows, kernel: str, context):

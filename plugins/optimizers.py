@@ -19,12 +19,30 @@ samples each step sees.
   guaranteed decrease while keeping a factor 2 from the edge, which absorbs the drift of ``K``
   during training of a wide network. For the MSE this is ``eta = N / (2 lambda_max(K_0))``:
   the residual evolves as ``r <- (I - (2 eta / N) K) r``, whose top mode is removed in one step.
+  This rule is *not* the paper's step (Bombari et al. 2022 state theirs only up to a constant,
+  see ``paper``); it is the classical step of smooth optimisation applied to the NTK at
+  initialisation.
+- ``rule = "paper"``: ``eta = c C (gamma N d n)^{-1}``, with ``n = n_{L-1}`` the last hidden
+  width (the output layer's fan-in) and ``gamma``, ``C`` expressions in ``N``, ``d``, ``n``
+  (defaults ``"1"``): the form of the step of Bombari, Amani and Mondelli's (2022)
+  gradient-descent theorem, ``eta <= C (gamma N d n_{L-1})^{-1}``, where ``gamma`` is the scale
+  of their initialisation (their eq. (18)) and ``C`` an unspecified constant. *Reconstruction*:
+  eq. (18) is not available here and is not reproduced; the network keeps whatever initializer
+  the benchmark names (the standard one in ours), so ``gamma`` is a free input and this is the
+  paper's *scaling* of the step, not a step the paper guarantees for our initialisation. The
+  step multiplies the gradient of the harness's loss as defined (the MSE is the *mean* of
+  (f - y)^2): if the theorem's loss is the sum 1/2 sum_i (f_i - y_i)^2, the same trajectory on
+  our mean loss needs ``C`` multiplied by ``N / 2``.
 - ``rule = "ntk"``: ``eta = c / lambda_max(K(theta_0))`` (loss-agnostic; for the MSE it is
   ``2 / N`` times more cautious than ``ntk_smooth`` at the same ``c``).
 - ``rule = "constant"``: ``eta = c``.
 
-The rule (as a formula) and the value are returned by ``prepare`` as ``eta_rule`` and ``eta``
-(with ``lambda_max_K0``), which the experiments write into every row.
+``prepare`` returns the rule (as a formula, with its constants) and the value as ``eta_rule``
+and ``eta``, with ``lambda_max_K0`` and, for reference, both theory rules at the same ``c``:
+``eta_ntk_smooth`` (``None`` when the loss has no curvature bound) and ``eta_paper``
+(``gamma_paper`` and ``C_paper`` are the values its expressions took). The rule ``constant``
+computes no eigenvalue and leaves the three reference values ``None``. The experiments write
+all of these into every row.
 
 ``sgd`` — ``W <- W - lr v``, ``v <- momentum v + g`` (plain SGD when ``momentum = 0``).
 
@@ -48,15 +66,32 @@ def _positive(x) -> str | None:
     return None if x > 0 else "must be > 0"
 
 
+def _size_expression(text) -> str | None:
+    """A ``gd_theory`` constant: a number or an expression in N, d, n."""
+    from harness.expressions import ExpressionError, check, names_in
+
+    try:
+        check(str(text))
+        unknown = names_in(str(text)) - {"N", "d", "n"}
+    except ExpressionError as exc:
+        return str(exc)
+    return f"uses {', '.join(sorted(unknown))}; allowed: N, d, n (= n_{{L-1}})" if unknown else None
+
+
 # ---- gradient descent with the theoretical step ----------------------------------------------
 
 class GDTheory(Optimizer):
     name = "gd_theory"
-    help = "full-batch GD with step set at initialisation, default eta = c N / (curvature lambda_max(K0))"
+    help = ("full-batch GD with step set at initialisation: rule ntk_smooth (default), "
+            "eta = c N / (curvature lambda_max(K0)); rule paper, eta = c C / (gamma N d n_{L-1})")
     params = (
-        Param("rule", str, "ntk_smooth", "step rule", choices=("ntk_smooth", "ntk", "constant")),
+        Param("rule", str, "ntk_smooth", "step rule", choices=("ntk_smooth", "paper", "ntk", "constant")),
         Param("c", float, 1.0, "multiplier of the rule (ntk_smooth: c < 2 keeps the linearised "
               "model monotone; c = 1 is the 1/smoothness step)", check=_positive),
+        Param("gamma", (str, float), "1", "rule paper: gamma, the initialisation scale of the paper's "
+              "eq. (18) (not reproduced), as an expression in N, d, n = n_{L-1}", check=_size_expression),
+        Param("C", (str, float), "1", "rule paper: the unspecified constant C, as an expression in "
+              "N, d, n = n_{L-1}", check=_size_expression),
         Param("method", str, "auto", "how lambda_max(K0) is computed",
               choices=("auto", "dense", "matvec")),
     )
@@ -64,16 +99,27 @@ class GDTheory(Optimizer):
 
     RULES = {
         "ntk_smooth": "eta = c N / (curvature lambda_max(K0))",
+        "paper": "eta = c C / (gamma N d n_{L-1})",
         "ntk": "eta = c / lambda_max(K0)",
         "constant": "eta = c",
     }
 
     eta: float | None = None
 
-    def prepare(self, problem) -> dict:
-        from harness.engine.step_size import ntk_lambda_max
+    def paper_constants(self, problem) -> tuple[dict, float, float]:
+        """``({N, d, n}, gamma, C)`` of rule ``paper`` for ``problem`` (``n = n_{L-1}``, the
+        number of columns of the output layer)."""
+        from harness.expressions import evaluate
 
-        lam = None
+        sizes = {"N": int(problem.X.shape[0]), "d": int(problem.X.shape[1]),
+                 "n": int(np.shape(problem.weights[-1])[1])}
+        gamma, C = (float(evaluate(str(v), sizes)) for v in (self.gamma, self.C))
+        return sizes, gamma, C
+
+    def prepare(self, problem) -> dict:
+        from harness.engine.step_size import ntk_lambda_max, ntk_smooth_step, paper_step
+
+        lam = eta_smooth = eta_paper = gamma = C = None
         if self.rule == "constant":
             eta = self.c
         else:
@@ -81,18 +127,31 @@ class GDTheory(Optimizer):
                                  problem.trainable, method=self.method)
             if not lam > 0:
                 raise ValueError(f"lambda_max(K0) = {lam}: cannot set a step from it")
+            sizes, gamma, C = self.paper_constants(problem)
+            eta_paper = paper_step(sizes["N"], sizes["d"], sizes["n"], gamma, C, self.c)
+            kappa = getattr(problem.loss, "curvature", None)
+            if kappa is not None:
+                eta_smooth = ntk_smooth_step(sizes["N"], lam, kappa, self.c)
             if self.rule == "ntk":
                 eta = self.c / lam
+            elif self.rule == "paper":
+                eta = eta_paper
             else:
-                kappa = getattr(problem.loss, "curvature", None)
                 if kappa is None:
                     raise UserError(f"gd_theory rule 'ntk_smooth' needs a smooth loss; loss "
-                                    f"{problem.loss.name!r} has no curvature bound (use rule 'ntk' "
-                                    f"or 'constant')")
-                eta = self.c * problem.X.shape[0] / (kappa * lam)
+                                    f"{problem.loss.name!r} has no curvature bound (use rule "
+                                    f"'paper', 'ntk' or 'constant')")
+                eta = eta_smooth
         self.eta = float(eta)
-        return {"eta_rule": f"{self.rule}: {self.RULES[self.rule]} (c = {self.c:g})",
-                "eta": self.eta, "lambda_max_K0": lam}
+        consts = f"c = {self.c:g}"
+        if self.rule == "paper":
+            for name, text, value in (("gamma", self.gamma, gamma), ("C", self.C, C)):
+                shown = f"{value:g}"
+                consts += f", {name} = " + (shown if str(text) == shown else f"{text} = {shown}")
+        return {"eta_rule": f"{self.rule}: {self.RULES[self.rule]} ({consts})",
+                "eta": self.eta, "lambda_max_K0": lam,
+                "eta_ntk_smooth": eta_smooth, "eta_paper": eta_paper,
+                "gamma_paper": gamma, "C_paper": C}
 
     def _eta(self) -> float:
         if self.eta is None:
@@ -108,6 +167,11 @@ class GDTheory(Optimizer):
             if g is not None:
                 W -= eta * g
         state["t"] += 1
+
+    @classmethod
+    def batch_stepper(cls, optimizers, stacks):
+        """Fused steps of a stack of members (see :mod:`harness.engine.batched_training`)."""
+        return _GDStack([o._eta() for o in optimizers])
 
     def reference_step(self, weights, grads, state):
         eta = self._eta()
@@ -153,6 +217,14 @@ class SGD(Optimizer):
             else:
                 W -= self.lr * g
         state["t"] += 1
+
+    @classmethod
+    def batch_stepper(cls, optimizers, stacks):
+        """Fused steps of a stack of members (see :mod:`harness.engine.batched_training`);
+        ``None`` when their momenta differ."""
+        if len({o.momentum for o in optimizers}) != 1:
+            return None
+        return _SGDStack([o.lr for o in optimizers], optimizers[0].momentum, stacks)
 
     def reference_step(self, weights, grads, state):
         new_w, new_buf = [], []
@@ -216,6 +288,14 @@ class Adam(Optimizer):
                   self.eps, sqrt_bc2)
         state["t"] = t
 
+    @classmethod
+    def batch_stepper(cls, optimizers, stacks):
+        """Fused steps of a stack of members (see :mod:`harness.engine.batched_training`);
+        ``None`` when their betas or eps differ (learning rates may differ)."""
+        if len({(o.beta1, o.beta2, o.eps) for o in optimizers}) != 1:
+            return None
+        return _AdamStack([o.lr for o in optimizers], optimizers[0], stacks)
+
     def reference_step(self, weights, grads, state):
         t = state["t"] + 1
         new_w, new_m, new_v = [], [], []
@@ -231,6 +311,126 @@ class Adam(Optimizer):
             new_m.append(m)
             new_v.append(v)
         return new_w, {"t": t, "m": new_m, "v": new_v}
+
+
+# ---- stacks of members (batched training) -------------------------------------------------------
+# The same arithmetic as the single-network kernels above, member by member over a stack
+# (R, n, k) of weight matrices, with per-member step sizes; members whose ``mask`` entry is
+# false are left untouched. Steppers keep one state entry per stack position (``select``
+# reorders them when members leave the stack).
+
+
+@njit(nogil=True, cache=True)
+def _adam_stack(W, g, m, v, step_size, beta1, beta2, eps_hat, sqrt_bc2, mask):
+    R, n, k = W.shape
+    for r in range(R):
+        if not mask[r]:
+            continue
+        s, c = step_size[r], sqrt_bc2[r]
+        for i in range(n):
+            for j in range(k):
+                gij = g[r, i, j]
+                mij = beta1 * m[r, i, j] + (1.0 - beta1) * gij
+                vij = beta2 * v[r, i, j] + (1.0 - beta2) * gij * gij
+                m[r, i, j] = mij
+                v[r, i, j] = vij
+                W[r, i, j] -= s * mij / (np.sqrt(vij) / c + eps_hat)
+
+
+@njit(nogil=True, cache=True)
+def _sgd_stack(W, g, lr, mask):
+    R, n, k = W.shape
+    for r in range(R):
+        if not mask[r]:
+            continue
+        a = lr[r]
+        for i in range(n):
+            for j in range(k):
+                W[r, i, j] -= a * g[r, i, j]
+
+
+@njit(nogil=True, cache=True)
+def _sgd_momentum_stack(W, g, buf, lr, momentum, mask):
+    R, n, k = W.shape
+    for r in range(R):
+        if not mask[r]:
+            continue
+        a = lr[r]
+        for i in range(n):
+            for j in range(k):
+                b = momentum * buf[r, i, j] + g[r, i, j]
+                buf[r, i, j] = b
+                W[r, i, j] -= a * b
+
+
+class _GDStack:
+    def __init__(self, etas):
+        self.lr = np.array(etas, dtype=np.float64)
+
+    def step(self, stacks, grads, mask):
+        lr = self.lr[:len(mask)]
+        for W, g in zip(stacks, grads):
+            if g is not None:
+                _sgd_stack(W, g, lr, mask)
+
+    def select(self, keep):
+        self.lr = self.lr[list(keep)]
+
+
+class _SGDStack(_GDStack):
+    def __init__(self, lrs, momentum, stacks):
+        super().__init__(lrs)
+        self.momentum = float(momentum)
+        self.buf = [np.zeros_like(W) for W in stacks] if self.momentum else None
+
+    def step(self, stacks, grads, mask):
+        if not self.momentum:
+            return super().step(stacks, grads, mask)
+        k = len(mask)
+        lr = self.lr[:k]
+        for W, g, b in zip(stacks, grads, self.buf):
+            if g is not None:
+                _sgd_momentum_stack(W, g, b[:k], lr, self.momentum, mask)
+
+    def select(self, keep):
+        super().select(keep)
+        if self.buf is not None:
+            n = len(keep)
+            for b in self.buf:
+                b[:n] = b[list(keep)]
+
+
+class _AdamStack:
+    def __init__(self, lrs, adam, stacks):
+        self.lr = [float(x) for x in lrs]
+        self.beta1, self.beta2, self.eps = adam.beta1, adam.beta2, adam.eps
+        self.t = [0] * len(self.lr)
+        self.m = [np.zeros_like(W) for W in stacks]
+        self.v = [np.zeros_like(W) for W in stacks]
+
+    def step(self, stacks, grads, mask):
+        k = len(mask)
+        step_size = np.zeros(k)
+        sqrt_bc2 = np.ones(k)
+        for r in range(k):
+            if mask[r]:  # the scalars exactly as Adam.step computes them
+                t = self.t[r] + 1
+                bc1 = 1.0 - self.beta1 ** t
+                sqrt_bc2[r] = np.sqrt(1.0 - self.beta2 ** t)
+                step_size[r] = self.lr[r] / bc1
+                self.t[r] = t
+        for W, g, m, v in zip(stacks, grads, self.m, self.v):
+            if g is not None:
+                _adam_stack(W, g, m[:k], v[:k], step_size, self.beta1, self.beta2, self.eps,
+                            sqrt_bc2, mask)
+
+    def select(self, keep):
+        keep = list(keep)
+        n = len(keep)
+        self.lr = [self.lr[i] for i in keep]
+        self.t = [self.t[i] for i in keep]
+        for a in (*self.m, *self.v):
+            a[:n] = a[keep]
 
 
 OPTIMIZERS = (GDTheory, SGD, Adam)

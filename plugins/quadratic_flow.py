@@ -30,6 +30,12 @@ Initial state: with ``flow = "overlaps"`` the initial overlaps are drawn directl
 same point) or when ``d < m + m*``. The metric ``initial_draw`` says which. Random streams:
 ``"student"``, ``"teacher"`` and ``"data"`` (training inputs and label noise).
 
+Figures: ``risk_curves``, ``recovery_vs_ratio`` (time to recovery against m/m*, one line per d,
+mean +- sample std over the recovered repetitions, unrecovered ones marked), ``recovery_vs_log_d``,
+``finite_sample`` and ``recovery_table`` (:meth:`QuadraticFlow.table`: every (init, d, m/m*) with the
+recovered fraction and the recovery time's mean, std, min and max); every caption states the
+conventions (:data:`CONVENTIONS`: the 1/m output, the 1/4 in R, mean-field time).
+
 Metrics: ``ratio`` (m/m*), ``initial_risk``, ``final_risk``, ``final_relative_risk``,
 ``time_to_recovery`` and ``recovered``, ``escape_time``, ``initial_subspace_overlap`` and
 ``final_subspace_overlap`` (fraction of the student's squared norm in the teacher subspace),
@@ -203,24 +209,55 @@ class QuadraticFlow(Experiment):
             "gd_train_loss": gd.train_loss.tolist(),
         }
 
+    @staticmethod
+    def table(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
+        """One line per (init, d, m/m*) over the ok rows of the population flow: repetitions,
+        recovered fraction, time to recovery over the recovered repetitions (mean, sample std,
+        min, max), escape time (mean) and median final relative risk R(t_max)/R(0)."""
+        groups: dict = defaultdict(list)
+        for r in rows:
+            if r.get("status") == "ok" and r.get("metrics") and not int(r["params"].get("n_train") or 0):
+                groups[(r["params"]["init"], *_key(r))].append(r["metrics"])
+        lines = []
+        for (init, d, ratio) in sorted(groups):
+            ms = groups[(init, d, ratio)]
+            t = [m["time_to_recovery"] for m in ms if m.get("time_to_recovery") is not None]
+            esc = [m["escape_time"] for m in ms if m.get("escape_time") is not None]
+            lines.append({
+                "init": init, "d": d, "m/m*": ratio, "n": len(ms),
+                "recovered": sum(bool(m.get("recovered")) for m in ms) / len(ms),
+                "t_rec_mean": float(np.mean(t)) if t else None,
+                "t_rec_std": float(np.std(t, ddof=1)) if len(t) > 1 else None,
+                "t_rec_min": float(min(t)) if t else None, "t_rec_max": float(max(t)) if t else None,
+                "t_escape_mean": float(np.mean(esc)) if esc else None,
+                "final_rel_risk_median": float(np.median([m["final_relative_risk"] for m in ms])),
+            })
+        return lines
+
     # -- cost for --dry-run
 
     def estimate(self, cell_params: Mapping[str, Any], components) -> dict:
         p = {prm.name: prm.default for prm in self.params}
         p.update(cell_params)
+        from harness.engine import costs  # rates calibrated on this machine
+
         d, m, ms = int(p["d"]), int(p["m"]), int(p["m_star"])
         speed = 1.0 if p["time_scale"] == "mean_field" else 1.0 / m
+        # measured: RK45 at the default tolerances takes 1300-3300 evaluations for t_max = 150
         evals = 12.0 * float(p["t_max"]) * speed + 100.0
+        rates = costs.ode_rates()
         if p["flow"] == "weights":
             flops, state = 4.0 * d * m * (m + ms), d * m
+            per_eval = costs.ode_eval_seconds(m) + flops * rates["gd_s_per_flop"]
         else:
             flops, state = 4.0 * m * m * (m + ms), m * (m + ms)
-        seconds = evals * (5e-5 + flops / 2e9)
+            per_eval = costs.ode_eval_seconds(m)
+        seconds = evals * per_eval
         memory = 8 * (10 * state + d * (m + ms) * (2 if p["flow"] == "weights" else 0))
         n = int(p["n_train"])
         if n > 0:
             steps = math.ceil(float(p["t_max"]) / float(p["gd_step"]))
-            seconds += steps * (6.0 * n * d * m + 4.0 * d * m * (m + ms)) / 2e9
+            seconds += steps * costs.gd_step_flops(n, d, m, ms) * rates["gd_s_per_flop"]
             memory += 8 * n * (d + 2 * m)
         return {"memory_bytes": int(memory), "seconds": float(seconds)}
 
@@ -233,6 +270,9 @@ class QuadraticFlow(Experiment):
         figs = {"risk_curves": _risk_curves_figure(ok, context)}
         if len({_key(r)[1] for r in ok}) >= 2:
             figs["recovery_vs_ratio"] = _recovery_vs_ratio_figure(ok, rows, context)
+        lines = self.table(rows)
+        if lines:
+            figs["recovery_table"] = _table_figure(lines, context)
         if len({_key(r)[0] for r in ok}) >= 2:
             figs["recovery_vs_log_d"] = _recovery_vs_log_d_figure(ok, context)
         if any("gd_risk" in r["curves"] for r in ok):
@@ -256,9 +296,36 @@ def _colors(values):
     return {v: cmap(0.9 * i / n) for i, v in enumerate(values)}
 
 
+CONVENTIONS = ("f_W(x) = (1/m) sum_j (w_j.x)^2, R = 1/4 E[(f_W - f*)^2] = 1/4 [(tr D)^2 + 2 ||D||_F^2]; "
+               "mean-field time: dw_j/dt = -(tr D I + 2 D) w_j (= -m grad_wj R); recovery: R(t) <= threshold R(0)")
+"""The conventions every quadratic-flow figure states in its caption."""
+
+
+def _table_figure(lines, context):
+    from matplotlib.figure import Figure
+
+    cols = list(lines[0])
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return "-" if v is None else str(v)
+
+    fig = Figure(figsize=(10.0, 1.0 + 0.2 * (len(lines) + 1)))
+    ax = fig.subplots()
+    ax.axis("off")
+    table = ax.table(cellText=[[fmt(l[c]) for c in cols] for l in lines], colLabels=cols,
+                     loc="upper center", bbox=(0, 0, 1, 1))
+    table.auto_set_font_size(False)
+    table.set_fontsize(7)
+    return _finish(fig, context, "recovered: fraction of repetitions; t_rec: time to recovery over the "
+                                 "recovered repetitions (std: sample std); final_rel_risk: R(t_max)/R(0)")
+
+
 def _finish(fig, context, bands: str):
     """Add the caption below the axes (about 0.45 inch, wrapped to the figure's width)."""
-    fig.text(0.5, 0.005, context.caption(bands), ha="center", va="bottom", fontsize=7, wrap=True)
+    fig.text(0.5, 0.005, context.caption(f"{bands}. {CONVENTIONS}"), ha="center", va="bottom", fontsize=7,
+             wrap=True)
     fig.tight_layout(rect=(0, min(0.5, 0.5 / fig.get_figheight()), 1, 1))
     return fig
 
@@ -370,7 +437,8 @@ def _recovery_vs_ratio_figure(ok, rows, context):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("m / m*")
     ax.set_ylabel("time to recovery")
-    ax.set_title("time to recovery (x: repetitions that did not recover by t_max)")
+    ax.set_title("time to recovery (mean-field time) against m/m*, per d\n"
+                 "(x: repetitions that did not recover by t_max)", fontsize=9)
     ax.legend(fontsize=7)
     failed = sum(1 for r in rows if r.get("status") != "ok")
     bands = "error bars: mean +- 1 std over the repetitions that recovered"

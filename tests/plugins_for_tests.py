@@ -2,7 +2,9 @@
 
 Experiments: ``echo`` (seeded draws, a curve, a nested dict, an optional sleep, a figure),
 ``sleep``, ``fail`` (raises), ``nan`` (a NaN metric), ``crash`` (kills its process),
-``threads`` (reports its thread limits), ``interrupt`` (a Ctrl-C), ``badfig`` (its figures raise). Dataset: ``tdata``.
+``threads`` (reports its thread limits), ``interrupt`` (a Ctrl-C), ``badfig`` (its figures raise),
+``ramp`` (a known threshold: loss = 10 ** ((n - c) / w) with seeded noise, for the threshold
+search). Dataset: ``tdata``.
 """
 from __future__ import annotations
 
@@ -140,6 +142,26 @@ class BadFig(Experiment):
         raise RuntimeError("cannot draw")
 
 
+class Ramp(Experiment):
+    name = "ramp"
+    help = "loss = 10 ** ((n - c * k) / w + noise * N(0, 1)): crosses 1 at n = c k (a known threshold)"
+    params = (Param("n", int, 1, min=1, help="the searched axis"),
+              Param("c", float, 100.0, help="threshold per unit of k"),
+              Param("k", float, 1.0, help="a grid axis the threshold scales with"),
+              Param("w", float, 10.0, help="decades per w units of n"),
+              Param("noise", float, 0.0, min=0.0, help="seeded noise in decades"),
+              Param("sleep", float, 0.0, min=0.0, help="seconds to sleep"),
+              Param("fail_above", int, 0, min=0, help="raise for n > fail_above (0: never)"))
+
+    def run(self, cell):
+        if self.sleep:
+            time.sleep(self.sleep)
+        if self.fail_above and self.n > self.fail_above:
+            raise ValueError("ramp failure")
+        noise = self.noise * float(cell.rng("data").standard_normal())
+        return {"loss": 10.0 ** ((self.n - self.c * self.k) / self.w + noise), "n": self.n}
+
+
 @hookimpl
 def harness_register_datasets(registry):
     registry.add(TData)
@@ -147,7 +169,7 @@ def harness_register_datasets(registry):
 
 @hookimpl
 def harness_register_experiments(registry):
-    for cls in (Echo, Sleep, Fail, NaN, Crash, Threads, Interrupt, BadFig):
+    for cls in (Echo, Sleep, Fail, NaN, Crash, Threads, Interrupt, BadFig, Ramp):
         registry.add(cls)
 
 

@@ -59,7 +59,7 @@ def test_run_writes_a_run_directory_and_show_prints_it(tmp_path, spec):
     assert shown.exit_code == 0, shown.output
     assert "cells: 6 of 6 (ok 6)" in shown.output
     table = shown.output.split("a (echo)")[1].splitlines()
-    assert table[1].split()[:4] == ["x", "rows", "ok", "x"]
+    assert table[1].split()[:4] == ["x", "rows", "ok", "x_mean"]  # the metric x, named apart from the axis x
     assert [line.split()[0] for line in table[3:6]] == ["1", "2", "3"]
 
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.compare import bootstrap_mean_ci, compare, format_comparisons, group_rows
+from harness.compare import bootstrap_mean_ci, compare, format_comparisons, group_rows, load_runs
 from harness.errors import UserError
 
 
@@ -61,6 +61,8 @@ def test_points_line_up_by_the_other_coordinates_and_a_pooled_line_follows():
             rows.append(row("fc", {"N": N}, float(s), spawn=s))
             rows.append(row("pyr", {"N": N}, s + shift, spawn=s))
     (c,) = compare([("r", rows)], metrics=["loss"])
+    assert [ln.point for ln in c.lines] == [{"N": 10}, {"N": 20}]  # the pooled line is opt-in
+    (c,) = compare([("r", rows)], metrics=["loss"], pooled=True)
     assert [ln.point for ln in c.lines] == [{"N": 10}, {"N": 20}, None]
     assert c.lines[0].diffs["pyr"].mean == pytest.approx(1.0)
     assert c.lines[0].diffs["pyr"].ci_low == pytest.approx(1.0)  # every diff equal: zero-width interval
@@ -129,14 +131,15 @@ def sample_rows():
 
 
 def test_formats_table_markdown_csv():
-    comps = compare([("r", sample_rows())], metrics=["loss", "steps"], n_boot=100)
+    comps = compare([("r", sample_rows())], metrics=["loss", "steps"], n_boot=100, pooled=True)
     table = format_comparisons(comps, "table")
     lines = table.splitlines()
     assert lines[0] == "loss"
     assert lines[1].split() == ["N", "fc", "pyr|x", "pyr|x", "−", "fc"]
     assert lines[3].split()[:4] == ["10", "2", "±", "1"]
-    assert "+1 [+1, +1] (3 pairs)" in lines[3]
+    assert "+1 [+1, +1] (3 pairs*)" in lines[3]  # * : fewer than 5 pairs
     assert any(ln.startswith("all") and "(6 pairs)" in ln for ln in lines)
+    assert "loss: 2 intervals rest on fewer than 5 pairs (marked *)" in table
     assert "\nsteps\n" in table
 
     md = format_comparisons(comps, "markdown")
@@ -185,7 +188,8 @@ def test_harness_compare_cli(tmp_path):
     assert result.exit_code == 0, result.output
     # runs are compared block by block: fc of two against fc of one, seed by seed
     assert "| experiment_id | N | one | two | two − one |" in result.output
-    assert "| fc | 10 | 2 ± 1 (n=3) | 2.5 ± 1 (n=3) | +0.5 [+0.5, +0.5] (3 pairs) |" in result.output
+    assert "| fc | 10 | 2 ± 1 (n=3) | 2.5 ± 1 (n=3) | +0.5 [+0.5, +0.5] (3 pairs\\*) |" in result.output
+    assert "fewer than 5 pairs (marked \\*)" in result.output
     assert "| pyr\\|x | 10 | 3 ± 1 (n=3) | - | - |" in result.output
     bad = runner.invoke(main, ["compare", str(one), "--by", "nope"])
     assert bad.exit_code == 2 and bad.output.startswith("error: --by 'nope'") and "Traceback" not in bad.output
@@ -203,3 +207,74 @@ def test_rows_without_the_by_key_belong_to_no_group():
     (c,) = compare([("r", capacity + other)], metrics=["loss"], by="model")
     assert c.groups == ["deep", "wide"]
     assert "N" not in c.point_keys and "ratio" in c.point_keys  # columns of the compared rows only
+
+
+def test_few_pairs_are_flagged_only_below_five():
+    def rows_with(n):
+        return ([row("a", {}, float(s), spawn=s) for s in range(n)]
+                + [row("b", {}, s + 0.5 + 0.1 * (s % 2), spawn=s) for s in range(n)])
+
+    (few,) = compare([("r", rows_with(4))], metrics=["loss"], n_boot=200)
+    (enough,) = compare([("r", rows_with(5))], metrics=["loss"], n_boot=200)
+    assert few.lines[0].diffs["b"].few_pairs and few.few_pair_intervals == 1
+    assert not enough.lines[0].diffs["b"].few_pairs and enough.few_pair_intervals == 0
+    assert "(4 pairs*)" in format_comparisons([few]) and "fewer than 5 pairs" in format_comparisons([few])
+    assert "*" not in format_comparisons([enough]) and "fewer than" not in format_comparisons([enough])
+    (one,) = compare([("r", rows_with(1))], metrics=["loss"])
+    assert not one.lines[0].diffs["b"].few_pairs  # one pair: no interval at all, nothing to flag
+
+
+def test_a_repeated_by_is_refused_not_dropped(tmp_path):
+    with pytest.raises(UserError, match=r"--by given 2 keys \(N, act\)"):
+        compare([("r", sample_rows())], by=["N", "act"])
+    assert compare([("r", sample_rows())], metrics=["loss"], by=["N", "N"])[0].by == "N"
+    one = write_run(tmp_path / "one", sample_rows())
+    result = CliRunner().invoke(main, ["compare", str(one), "--by", "N", "--by", "experiment_id"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith("error: --by given 2 keys (N, experiment_id): rows are grouped by one key")
+
+
+def test_cli_pooled_line_is_opt_in_and_csv_warns_on_stderr(tmp_path):
+    one = write_run(tmp_path / "one", sample_rows())
+    runner = CliRunner()
+    plain = runner.invoke(main, ["compare", str(one), "-m", "loss"])
+    assert plain.exit_code == 0 and not any(ln.startswith("all") for ln in plain.stdout.splitlines())
+    pooled = runner.invoke(main, ["compare", str(one), "-m", "loss", "--pooled"])
+    assert any(ln.startswith("all") and "(6 pairs)" in ln for ln in pooled.stdout.splitlines())
+    csv_out = runner.invoke(main, ["compare", str(one), "-m", "loss", "--format", "csv"])
+    assert csv_out.exit_code == 0 and "warning: loss: 2 intervals rest on fewer than 5 pairs" in csv_out.stderr
+    assert "warning" not in csv_out.stdout
+
+
+GRID_SPEC = """
+[benchmark]
+name = "order"
+seed = 1
+repetitions = 2
+
+[[experiments]]
+id = "a"
+experiment = "echo"
+[experiments.grid]
+x = [3.0, 1.0, 2.0]
+"""
+
+
+def test_groups_and_points_follow_the_grid_not_the_completion_order(tmp_path):
+    from harness import api
+
+    from plugins_for_tests import loaded_test_plugins
+
+    spec = tmp_path / "order.toml"
+    spec.write_text(GRID_SPEC)
+    with loaded_test_plugins():
+        run_dir = api.run(str(spec), results_dir=str(tmp_path / "results"), progress=False, figures=False).path
+        lines = (run_dir / "rows.jsonl").read_text().splitlines(keepends=True)
+        (run_dir / "rows.jsonl").write_text("".join(sorted(lines, key=lambda ln: json.loads(ln)["metrics"]["u"])))
+        ((_, rows),) = load_runs([run_dir])
+        assert [r["coords"]["x"] for r in rows] == [3.0, 3.0, 1.0, 1.0, 2.0, 2.0]
+        assert [r["repetition"] for r in rows] == [0, 1] * 3
+        (c,) = compare(load_runs([run_dir]), metrics=["u"], by="x")
+        assert c.groups == ["3.0", "1.0", "2.0"]
+        result = CliRunner().invoke(main, ["compare", "latest", "-m", "u"], env={"HARNESS_RESULTS_DIR": str(tmp_path / "results")})
+        assert result.exit_code == 0, result.output

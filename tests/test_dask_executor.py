@@ -27,7 +27,7 @@ from harness.runner import choose_executor, execute, threads_per_job
 from plugins_for_tests import ECHO_SPEC, HERE, MODULE, loaded_test_plugins, subprocess_env, write_spec
 
 HAVE_DASK = all(importlib.util.find_spec(m) is not None for m in ("dask", "distributed"))
-needs_dask = pytest.mark.skipif(not HAVE_DASK, reason="dask is not installed (pip install 'harness[dask]')")
+needs_dask = pytest.mark.skipif(not HAVE_DASK, reason='dask is not installed (pip install -e ".[dask]")')
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_missing_dask_is_a_clear_error_before_the_run_starts(registry, monkeypat
     from harness import api
 
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(UserError, match=r"pip install 'harness\[dask\]'"):
+    with pytest.raises(UserError, match=r'pip install -e "\.\[dask\]"'):
         list(execute([cell()], executor="dask"))
     spec = write_spec(tmp_path / "demo.toml", ECHO_SPEC)
     with pytest.raises(UserError, match=r"dask executor needs dask.distributed"):

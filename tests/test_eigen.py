@@ -232,3 +232,21 @@ def test_block_krylov_top_ritz_vectors():
                                                 vectors=True)
     assert ok and X.shape == (500, 3)
     np.testing.assert_allclose(np.abs(X[-3:, :]), np.eye(3)[::-1], atol=1e-5)
+
+
+def test_rank_bound_reports_an_exact_zero_and_lanczos_lambda_max():
+    """A kernel whose structure bounds its rank below N (the last layer's block F F^T) has
+    lambda_min = 0 exactly; the solver says so instead of returning round-off."""
+    from harness.engine.eigen import extreme_eigenvalues
+
+    rng = np.random.default_rng(3)
+    F = rng.standard_normal((300, 40))
+    K = F @ F.T
+    ref = np.linalg.eigvalsh(K)
+    res = extreme_eigenvalues(K, "auto", rank_bound=40)
+    assert res.solver == "rank_bound" and res.lambda_min == 0.0 and res.below_floor
+    assert res.lambda_max == pytest.approx(ref[-1], rel=1e-8)
+    assert abs(ref[0]) < res.floor  # what a solve would have returned: round-off
+    # a bound that does not prove singularity changes nothing; eigvalsh is never replaced
+    assert extreme_eigenvalues(K + np.eye(300), "auto", rank_bound=400).solver != "rank_bound"
+    assert extreme_eigenvalues(K, "eigvalsh", rank_bound=40).solver == "eigvalsh"

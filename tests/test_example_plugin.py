@@ -8,7 +8,6 @@ run in a benchmark.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import os
@@ -24,14 +23,34 @@ EXAMPLE = ROOT / "examples" / "harness-softplus"
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
 
+def _can_build_here() -> bool:
+    """Whether this environment's own setuptools can build the example's wheel (no download).
+
+    The example asks for setuptools >= 68, and building a wheel needs ``bdist_wheel``: part of
+    setuptools from 70.1, else the ``wheel`` package. A fresh ``python3 -m venv`` (setuptools
+    65.5, no ``wheel``) cannot, so pip then builds in an isolated environment with setuptools
+    from the index that installed the harness itself.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    def release(name: str) -> tuple[int, ...]:
+        try:
+            parts = version(name).split(".")
+        except PackageNotFoundError:
+            return ()
+        return tuple(int(p) for p in parts[:2] if p.isdigit())
+
+    setuptools = release("setuptools")
+    return setuptools >= (68,) and (setuptools >= (70, 1) or release("wheel") != ())
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("example_plugin")
     source = tmp / "src"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     target = tmp / "site"
-    # build with this environment's setuptools when it has one (no download needed)
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    isolation = ["--no-build-isolation"] if _can_build_here() else []
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", *isolation,
                            "--no-input", "--disable-pip-version-check", "--quiet", "--target", str(target),
                            str(source)], capture_output=True, text=True, timeout=300)

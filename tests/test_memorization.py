@@ -71,12 +71,21 @@ def test_memorization_rows(registry):
         assert c["loss_curve_epoch"] == list(range(m["stop_epoch"]))  # the full curve was kept
         assert losses[0] == m["initial_loss"]
         sums = [losses[k:k + 100].sum() for k in range(0, len(losses) - 99, 100)]
-        assert m["window_loss"] == pytest.approx(sums[-1] / 50, rel=1e-12)
+        assert m["windows"] == len(sums)
+        assert "window_loss" not in m and "best_window_loss" not in m
         if m["stop_reason"] == "window":
             assert sums[-1] > sums[-2] and all(b <= a for a, b in zip(sums[:-2], sums[1:-1]))
             assert m["stop_epoch"] % 100 == 0
+            # the authors' value: the window before the one that triggered the stop
+            k = len(sums) - 2
+            assert m["stop_window_loss"] == pytest.approx(sums[-1] / 50, rel=1e-12)
         else:
             assert m["stop_reason"] == "max_epochs" and m["stop_epoch"] == 3000
+            k = len(sums) - 1  # no stop: the last complete window
+            assert m["stop_window_loss"] is None
+        assert m["reported_loss"] == pytest.approx(sums[k] / 50, rel=1e-12)
+        assert (m["reported_window_start"], m["reported_window_end"]) == (100 * k, 100 * k + 100)
+        assert m["reported_loss"] == pytest.approx(losses[100 * k:100 * k + 100].mean() * 2, rel=1e-12)
     # P = 1740 >> N = 40 memorises; P = 52 << N = 400 cannot
     assert over["metrics"]["final_loss"] < 1e-3
     assert under["metrics"]["final_loss"] > 0.1
@@ -96,6 +105,9 @@ optimizer = { name = "adam", lr = 0.0123 }
 """)
     (row,) = run_all(text, registry)
     assert row["metrics"]["lr"] == 0.0123
+    for key in ("reported_loss", "reported_window_start", "reported_window_end", "stop_window_loss",
+                "windows"):  # no window rule: no authors' value
+        assert key in row["metrics"] and row["metrics"][key] is None
     text = spec_text(FIG2.format(epochs=30, window=0) + """N = 50
 d = 6
 optimizer = { name = "gd_theory", c = 1.0 }
@@ -117,6 +129,12 @@ optimizer = { name = "gd_theory", rule = "constant", c = 100.0 }
     (row,) = run_all(text, registry)
     assert row["status"] == "diverged"
     assert row["metrics"]["final_loss"] == math.inf and row["metrics"]["stop_reason"] == "diverged"
+    # with the window rule: the loss blows up at epoch 1, inside the first 5-epoch window, so
+    # no window is complete and there is no authors' value
+    (row,) = run_all(text.replace("window = 0", "window = 5"), registry)
+    m = row["metrics"]
+    assert row["status"] == "diverged" and m["stop_reason"] == "diverged" and m["stop_epoch"] == 2
+    assert m["windows"] == 0 and m["reported_loss"] is None and m["reported_window_start"] is None
 
 
 DANIELY = """id = "dan"
@@ -190,7 +208,7 @@ seed_by = []
 def test_capacity_rows_share_data_and_record_steps(registry):
     rows = run_all(spec_text(CAPACITY, """
 [experiments.grid]
-model = ["deep_adam", "deep_gd", "two_layer"]
+model = ["deep_adam", "deep_gd", "deep_gd_paper", "two_layer"]
 ratio = [0.5, 4.0]
 """), registry)
     assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
@@ -204,6 +222,14 @@ ratio = [0.5, 4.0]
     two = by[("two_layer", 4.0)]
     assert two["eta_rule"].startswith("sgd lr = ntk_smooth") and two["lr"] == two["eta"]
     assert by[("deep_gd", 4.0)]["eta"] == pytest.approx(60 / (2 * by[("deep_gd", 4.0)]["lambda_max_K0"]))
+    # deep_gd_paper: rule paper, eta = C / (gamma N d n_{L-1}) with the defaults gamma = 1, C = N/2;
+    # both rows carry both rules, computed on the same network
+    for ratio in (0.5, 4.0):
+        gd, paper = by[("deep_gd", ratio)], by[("deep_gd_paper", ratio)]
+        assert paper["eta_rule"].startswith("paper:") and gd["eta_rule"].startswith("ntk_smooth:")
+        assert paper["eta"] == pytest.approx((60 / 2) / (60 * 5 * paper["width"]), rel=1e-14)
+        assert paper["eta"] == gd["eta_paper"] and gd["eta"] == paper["eta_ntk_smooth"]
+        assert paper["initial_loss"] == gd["initial_loss"]
     assert by[("two_layer", 4.0)]["final_loss"] < by[("two_layer", 0.5)]["final_loss"]
 
 
@@ -240,7 +266,7 @@ N = [20, 40]
 d = [3, 5]
 """), registry)
     figs = registry.create("experiment", "memorization").figures(rows, context("memorization"))
-    assert set(figs) == {"heatmap", "heatmap_window_loss", "loss_vs_P_over_N"}
+    assert set(figs) == {"heatmap", "heatmap_final_loss", "loss_vs_P_over_N"}
     assert all(isinstance(f, Figure) for f in figs.values())
     labels = [line.get_label() for line in figs["heatmap"].axes[0].get_lines()]
     assert "P = N" in labels
@@ -297,7 +323,8 @@ def test_benchmark_files_load(registry):
 
     spec = load_spec(BENCHMARKS / "capacity.toml", registry=registry)
     (cap,) = spec.experiments
-    assert len(cap.points) == 15
+    assert len(cap.points) == 20
+    assert {p["params"]["model"] for p in cap.points} == {"deep_adam", "deep_gd", "deep_gd_paper", "two_layer"}
     cells = [c for c in spec.cells() if c.repetition == 0]
     assert len({c.spawn_key for c in cells}) == 1  # one seed per repetition: the same data everywhere
 
@@ -315,12 +342,16 @@ def test_memorisation_threshold_and_its_fit_on_the_heat_map():
     cells[(6, 32)] = [-1.0, -1.0]  # a hole: the threshold stops below it
     assert memorisation_threshold(cells)[6] == 16
 
-    rows = []
-    for (d, N), vals in cells.items():
-        for v in vals:
-            rows.append({"status": "ok", "coords": {"d": d, "N": N}, "params": {"d": d, "N": N},
-                         "metrics": {"final_loss": 10.0 ** v, "P": 3 * d * d + d, "d": d, "N": N}})
-    fig = _heatmap(rows, context("memorization"), "final_loss", "final loss")
+    def fake(d, N, v):  # the final loss is never memorised here: N* must come from reported_loss
+        return {"status": "ok", "coords": {"d": d, "N": N}, "params": {"d": d, "N": N},
+                "metrics": {"reported_loss": 10.0 ** v, "final_loss": 0.1, "P": 3 * d * d + d,
+                            "P_over_N": (3 * d * d + d) / N, "d": d, "N": N}}
+
+    rows = [fake(d, N, v) for (d, N), vals in cells.items() for v in vals]
+    figs = get_registry().create("experiment", "memorization").figures(rows, context("memorization"))
+    final_labels = [line.get_label() for line in figs["heatmap_final_loss"].axes[0].get_lines()]
+    assert not any(l.startswith("N*") for l in final_labels)  # no threshold on the final loss
+    fig = figs["heatmap"]
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     points = fig.axes[0].get_lines()[[i for i, l in enumerate(labels) if l.startswith("N*")][0]]
     np.testing.assert_array_equal(points.get_xdata(), [36, 64, 100, 144])
@@ -332,8 +363,51 @@ def test_memorisation_threshold_and_its_fit_on_the_heat_map():
     rows = [r for r in rows if r["coords"]["N"] < 256]
     for (d, N), vals in cells.items():
         if N >= 256:
-            rows += [{"status": "ok", "coords": {"d": d, "N": N}, "params": {"d": d, "N": N},
-                      "metrics": {"final_loss": 10.0 ** v, "P": 3 * d * d + d, "d": d, "N": N}} for v in vals]
-    fig = _heatmap(rows, context("memorization"), "final_loss", "final loss")
+            rows += [fake(d, N, v) for v in vals]
+    fig = _heatmap(rows, context("memorization"), "reported_loss", "reported loss", threshold=True)
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert not any(l.startswith("fit N*") for l in labels) and any(l.startswith("N*") for l in labels)
+
+
+def test_heat_maps_average_log10_of_reported_loss():
+    """Fig. 2's heat map is the mean over repetitions of log10(reported_loss) (not the log of the
+    mean, not final_loss); the final loss has its own map; memorised: that mean <= -3."""
+    from harness_plugins.memorization import MEMORISED_LOG10
+
+    assert MEMORISED_LOG10 == -3.0
+
+    def row(d, N, reported, final, status="ok"):
+        return {"status": status, "coords": {"d": d, "N": N}, "params": {"d": d, "N": N},
+                "metrics": {"reported_loss": reported, "final_loss": final, "P": 3 * d * d + d,
+                            "P_over_N": (3 * d * d + d) / N}}
+
+    rows = [
+        # (d=2, N=4): log10 -1 and -6 -> mean -3.5, memorised (log10 of the mean would be -1.3)
+        row(2, 4, 1e-1, 1e-2), row(2, 4, 1e-6, 1e-4),
+        # (d=2, N=8): -2 and -3.5 -> -2.75, not memorised
+        row(2, 8, 1e-2, 1e-8), row(2, 8, 10 ** -3.5, 1e-8),
+        # (d=3, N=4): -4 and -3 -> -3.5; (d=3, N=8): one repetition has no value -> blank
+        row(3, 4, 1e-4, 1.0), row(3, 4, 1e-3, 1.0),
+        row(3, 8, 1e-9, 1e-9), row(3, 8, None, 1e-9),
+    ]
+    figs = get_registry().create("experiment", "memorization").figures(rows, context("memorization"))
+    (mesh,) = figs["heatmap"].axes[0].collections
+    Z = np.ma.getdata(mesh.get_array()).reshape(2, 2)  # rows N = 4, 8; columns d = 2, 3
+    mask = np.ma.getmaskarray(mesh.get_array()).reshape(2, 2)
+    np.testing.assert_allclose(Z[0], [-3.5, -3.5], rtol=1e-12)
+    assert Z[1, 0] == pytest.approx(-2.75, rel=1e-12) and mask[1, 1] and not mask[1, 0]
+    assert "reported loss" in figs["heatmap"].axes[0].get_title()
+    (mesh,) = figs["heatmap_final_loss"].axes[0].collections
+    Zf = np.ma.getdata(mesh.get_array()).reshape(2, 2)
+    np.testing.assert_allclose(Zf, [[-3.0, 0.0], [-8.0, -9.0]], rtol=1e-12)
+    assert "final loss" in figs["heatmap_final_loss"].axes[0].get_title()
+
+    from harness_plugins.memorization import _grid_means, memorisation_threshold
+
+    cells, _ = _grid_means(rows, "reported_loss")
+    assert cells[(3, 8)] == [-9.0, math.inf]
+    assert memorisation_threshold(cells) == {2: 4, 3: 4}
+    # a diverged repetition counts as not memorised, whatever its reported value
+    rows[1] = row(2, 4, 1e-6, math.inf, status="diverged")
+    cells, _ = _grid_means(rows, "reported_loss")
+    assert cells[(2, 4)] == [-1.0, math.inf] and memorisation_threshold(cells) == {3: 4}

@@ -85,6 +85,31 @@ def test_layer_subsets_and_groups(registry):
         ntk_gram(weights, X, activation, [5])
 
 
+def test_per_layer_blocks_from_one_pass_sum_to_the_full_k(registry):
+    """Fig. 1's network (sigmoid, d -> d -> d -> 1, output weights N(0, 1)): the full K and the
+    blocks K_W1, K_W2, K_W3 from one ntk_kernels call; the blocks add up to the full K to
+    round-off, and each block is the Gram matrix of its layer's Jacobian columns."""
+    activation = registry.create("activation", "sigmoid")
+    rng = np.random.default_rng(7)
+    d, N = 12, 90
+    init = registry.create("initializer", "fan_in_gaussian", {"beta": 1.0, "output_variance": 1.0})
+    weights = init.initialize([(d, d), (d, d), (1, d)], rng)
+    X = rng.standard_normal((N, d))
+    out = ntk_kernels(weights, X, activation, {"full": None, "W1": [1], "W2": [2], "W3": [3]}, tile=32)
+    assert list(out) == ["full", "W1", "W2", "W3"]
+    total = out["W1"] + out["W2"] + out["W3"]
+    eps = np.finfo(np.float64).eps
+    assert np.abs(total - out["full"]).max() <= 8 * eps * np.abs(out["full"]).max()
+    J = jacobian(weights, X, activation)
+    off = parameter_offsets(weights)
+    for l in (1, 2, 3):
+        Jl = J[:, off[l - 1]:off[l]]
+        assert rel(out[f"W{l}"], Jl @ Jl.T) < 1e-12
+    # Weyl: lambda_min of the sum is at least the sum of the blocks' lambda_min
+    lam = {k: np.linalg.eigvalsh(K)[0] for k, K in out.items()}
+    assert lam["full"] >= lam["W1"] + lam["W2"] + lam["W3"] - 1e-10 * np.linalg.eigvalsh(out["full"])[-1]
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("tile,chunk", [(None, None), (7, 5), (64, 3), (1000, 1000)])
 def test_tiles_threads_and_chunks_do_not_change_k(registry, threads, tile, chunk):

@@ -124,7 +124,7 @@ def test_benchmark_file_is_the_papers_grid(registry):
     assert c.components["activation"]["name"] == "sigmoid"
     assert c.components["architecture"]["params"]["widths"] == ["d", "d"]
     assert c.components["initializer"]["params"]["output_variance"] == 1.0
-    assert c.params["kernels"] == ["full"]
+    assert c.params["kernels"] == ["full", "W1", "W2", "W3"]  # the full K and every per-layer block
     assert len({c.seed_sequence().spawn_key for c in cells}) == 600
     est = NTKSpectrum(N=3000, d=977).estimate(cells[-1].params, cells[-1].components)
     assert 8 * 3000 ** 2 < est["memory_bytes"] < 8 * 8 * 3000 ** 2
@@ -151,7 +151,7 @@ def test_figures_show_fits_per_n():
     ctx = FigureContext(benchmark="ntk_spectrum", experiment_id="fig1", experiment="ntk_spectrum",
                         grid={"N": [1000, 2000], "i": [5, 90, 250, 490]}, repetitions=3)
     figs = NTKSpectrum(N=1000, d=70).figures(fake_rows([1.4e-4, 1.1e-4]), ctx)
-    assert set(figs) == {"lambda_min_full", "lambda_min_W2"}
+    assert list(figs) == ["lambda_min_full", "lambda_min_W2", "lambda_min_per_layer"]
     ax = figs["lambda_min_full"].axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0] == "N = 1000"
@@ -164,3 +164,73 @@ def test_figures_show_fits_per_n():
     texts = " ".join(t.get_text() for t in figs["lambda_min_W2"].texts)
     assert "6 row(s) with λ_min below the round-off floor" in texts
     assert "mean ± 1 std" in texts and "3 repetition(s)" in texts
+
+
+def test_kernel_order_is_natural():
+    from harness_plugins.ntk_spectrum import kernel_order
+
+    assert kernel_order({"W10", "W2", "full", "W1", "W3"}) == ["full", "W1", "W2", "W3", "W10"]
+    rows = fake_rows([1.4e-4, 1.1e-4], reps=2)
+    for r in rows:
+        if r["metrics"]:
+            m = r["metrics"]
+            m.update({"lambda_min_W10": 1.0, "lambda_min_W1": m["lambda_min_full"] * 0.8})
+    ctx = FigureContext(benchmark="b", experiment_id="e", experiment="ntk_spectrum",
+                        grid={"N": [1000, 2000]}, repetitions=2)
+    figs = NTKSpectrum(N=1000, d=70).figures(rows, ctx)
+    assert list(figs) == ["lambda_min_full", "lambda_min_W1", "lambda_min_W2", "lambda_min_W10",
+                          "lambda_min_per_layer"]
+    ax = figs["lambda_min_per_layer"].axes[0]
+    labels = [t.get_text().split(":")[0] for t in ax.get_legend().get_texts()]
+    assert labels == ["full K", "K_W1", "K_W2", "K_W10"]
+
+
+def test_per_layer_figure(registry):
+    """One column per N: every kernel's lambda_min (mean over repetitions) with its slope per
+    d^2, and below each block's share of the full lambda_min; rows below the round-off floor
+    are left out and counted."""
+    from matplotlib.figure import Figure
+
+    rows = fake_rows([1.4e-4, 1.1e-4])
+    for r in rows:
+        if r["metrics"]:  # a numerically singular block, like K_W3 = F_2 F_2^T when n_2 < N
+            r["metrics"].update({"lambda_min_W3": -1e-11, "below_floor_W3": True})
+    ctx = FigureContext(benchmark="b", experiment_id="e", experiment="ntk_spectrum",
+                        grid={"N": [1000, 2000]}, repetitions=3)
+    fig = NTKSpectrum(N=1000, d=70).figures(rows, ctx)["lambda_min_per_layer"]
+    assert isinstance(fig, Figure)
+    top, bottom = fig.axes[:2], fig.axes[2:]
+    assert [ax.get_title() for ax in top] == ["N = 1000", "N = 2000"] and len(bottom) == 2
+    full_line, w2_line = [l for l in top[0].get_lines() if len(l.get_xdata())]
+    np.testing.assert_array_equal(full_line.get_xdata(), [70 ** 2, 300 ** 2, 500 ** 2, 700 ** 2])
+    at_700 = [r["metrics"] for r in rows if r["metrics"] and r["params"] == {"N": 1000, "d": 700}]
+    assert full_line.get_ydata()[-1] == pytest.approx(np.mean([m["lambda_min_full"] for m in at_700]))
+    texts = [t.get_text() for t in top[0].get_legend().get_texts()]
+    assert texts[0].startswith("full K: slope ")
+    assert float(texts[0].split("slope ")[1].split(" ")[0]) == pytest.approx(1.4e-4, rel=0.05)
+    assert texts[2] == "K_W3: λ_min below the round-off floor in all 12 rows (not drawn)"
+    (share_w2,) = bottom[0].get_lines()
+    np.testing.assert_allclose(share_w2.get_ydata(), 1 / 30)  # fake_rows: W2 = full / 30
+    assert "mean ± 1 std" in " ".join(t.get_text() for t in fig.texts)
+    # a single kernel: no per-layer figure
+    for r in rows:
+        if r["metrics"]:
+            del r["metrics"]["lambda_min_W2"], r["metrics"]["lambda_min_W3"]
+    assert list(NTKSpectrum(N=1000, d=70).figures(rows, ctx)) == ["lambda_min_full"]
+
+
+def test_one_pass_gives_every_block_and_they_sum_to_the_full_k(registry, monkeypatch):
+    """kernels = full, W1, W2, W3 in one row: one forward/backward pass; traces add up and
+    lambda_min_full is at least the sum of the blocks' lambda_min (Weyl)."""
+    import harness.engine.ntk as ntk
+
+    calls = []
+    real = ntk.ntk_factors
+    monkeypatch.setattr(ntk, "ntk_factors", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    (row,) = run_all(spec_text('N = 60\nd = 9\nkernels = ["W3", "full", "W1", "W2"]'), registry)
+    assert row["status"] == "ok", row.get("error")
+    assert calls == [[1, 2, 3]]
+    m = row["metrics"]
+    blocks = ("W1", "W2", "W3")
+    assert m["trace_full"] == pytest.approx(sum(m[f"trace_{k}"] for k in blocks), rel=1e-13)
+    assert m["lambda_min_full"] >= sum(m[f"lambda_min_{k}"] for k in blocks) * (1 - 1e-12)

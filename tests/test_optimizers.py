@@ -138,6 +138,39 @@ def test_gd_theory_step_size_rules(registry, trainable):
         np.testing.assert_allclose(W, W0 if g is None else W0 - info["eta"] * g, rtol=1e-15)
 
 
+def test_gd_theory_paper_rule_follows_its_formula(registry):
+    """Rule paper: eta = c C / (gamma N d n_{L-1}), gamma and C expressions in N, d, n; both
+    theory rules are recorded whichever one is used, and ntk_smooth is unchanged."""
+    from harness.engine.step_size import paper_step
+
+    problem = small_problem(registry, shapes=((8, 3), (7, 8), (1, 7)))  # N = 30, d = 3, n = 7
+    lam = lambda_max_autograd(problem)
+    gd = registry.create("optimizer", "gd_theory", {"rule": "paper", "c": 0.5, "gamma": "sqrt(n)",
+                                                    "C": "N/2 + d"})
+    info = gd.prepare(problem)
+    gamma, C = np.sqrt(7), 30 / 2 + 3
+    assert info["eta"] == pytest.approx(0.5 * C / (gamma * 30 * 3 * 7), rel=1e-14)
+    assert info["eta_paper"] == info["eta"] and (info["gamma_paper"], info["C_paper"]) == (gamma, C)
+    assert info["eta_ntk_smooth"] == pytest.approx(0.5 * 30 / (2.0 * lam), rel=1e-9)
+    assert info["eta_rule"] == ("paper: eta = c C / (gamma N d n_{L-1}) "
+                                "(c = 0.5, gamma = sqrt(n) = 2.64575, C = N/2 + d = 18)")
+    assert paper_step(30, 3, 7, 1.0, 2.0) == 2.0 / 630
+    plain = registry.create("optimizer", "gd_theory", {"rule": "paper", "C": 2.5}).prepare(problem)
+    assert plain["eta"] == pytest.approx(2.5 / (30 * 3 * 7), rel=1e-14)
+    # ntk_smooth (the default) is numerically what it was: c N / (2 lambda_max) for the MSE
+    smooth = registry.create("optimizer", "gd_theory", {"c": 1.5}).prepare(problem)
+    assert smooth["eta"] == smooth["eta_ntk_smooth"] == 1.5 * 30 / (2.0 * smooth["lambda_max_K0"])
+    assert smooth["eta_paper"] == pytest.approx(1.5 / (30 * 3 * 7), rel=1e-14)
+    # the paper rule needs no curvature bound; bad expressions are refused at configuration
+    hinge = registry.create("optimizer", "gd_theory", {"rule": "paper"}).prepare(
+        small_problem(registry, loss_name="hinge"))
+    assert hinge["eta"] == pytest.approx(1 / (30 * 3 * 8)) and hinge["eta_ntk_smooth"] is None
+    with pytest.raises(UserError, match="allowed: N, d, n"):
+        registry.create("optimizer", "gd_theory", {"rule": "paper", "C": "P / 2"})
+    with pytest.raises(ValueError, match="gamma"):
+        registry.create("optimizer", "gd_theory", {"rule": "paper", "gamma": "d - 3"}).prepare(problem)
+
+
 def test_gd_theory_needs_prepare_and_a_smooth_loss(registry):
     gd = registry.create("optimizer", "gd_theory")
     weights, grads = weights_and_grads()

@@ -49,3 +49,21 @@ def test_format_seconds():
     assert format_seconds(None) == "?"
     assert format_seconds(5) == "0:05"
     assert format_seconds(3725) == "1:02:05"
+
+
+def test_the_final_line_is_printed_once():
+    out = io.StringIO()
+    p = Progress(total=1, stream=out, interval=3600)
+    p.update({"status": "ok"})  # the first update prints: it is also the last
+    p.close()
+    p.close()
+    assert out.getvalue().splitlines() == [out.getvalue().splitlines()[0]]
+    assert out.getvalue().startswith("1/1 cells")
+    out = io.StringIO()
+    p = Progress(total=3, stream=out, interval=3600)
+    for _ in range(3):
+        p.update({"status": "ok"})
+    p.close()
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert [ln.split(",")[0] for ln in lines] == ["1/3 cells", "3/3 cells"]

@@ -211,3 +211,39 @@ def test_bad_parameters_are_rejected(key, value):
 
     with pytest.raises(SpecError):
         QuadraticFlow(**{key: value})
+
+
+def test_table_reports_every_ratio_and_d_with_recovery_spread():
+    from harness_plugins.quadratic_flow import QuadraticFlow as QF
+
+    rows = []
+    for d in (30, 60):
+        for ratio, times in ((0.5, [None, None]), (1.0, [10.0, 14.0])):
+            for t in times:
+                rows.append({"status": "ok", "params": {"d": d, "m": int(ratio * 4), "m_star": 4, "init": "orthonormal",
+                                                        "n_train": 0},
+                             "metrics": {"time_to_recovery": t, "recovered": t is not None, "escape_time": 2.0,
+                                         "final_relative_risk": 0.5 if t is None else 1e-15}})
+    lines = QF.table(rows)
+    assert [(l["d"], l["m/m*"]) for l in lines] == [(30, 0.5), (30, 1.0), (60, 0.5), (60, 1.0)]
+    assert lines[0]["recovered"] == 0 and lines[0]["t_rec_mean"] is None
+    assert lines[1]["recovered"] == 1 and lines[1]["t_rec_mean"] == 12.0
+    assert lines[1]["t_rec_std"] == pytest.approx(np.std([10.0, 14.0], ddof=1))
+    assert (lines[1]["t_rec_min"], lines[1]["t_rec_max"]) == (10.0, 14.0)
+
+
+def test_figure_captions_state_the_conventions():
+    from harness_plugins.quadratic_flow import CONVENTIONS
+
+    rows = []
+    for ratio in (1, 2):
+        out = _run(d=30, m=2 * ratio, m_star=2, t_max=30.0, n_points=31)
+        rows.append({"status": "ok", "params": {**QuadraticFlow(d=30, m=2 * ratio, m_star=2).config},
+                     "metrics": {k: v for k, v in out.items() if not isinstance(v, list)},
+                     "curves": {"t": out["t"], "risk": out["risk"]}})
+    context = FigureContext("quadratic_teacher_student", "orthonormal", "quadratic_flow", {"ratio": [1, 2]}, 1)
+    figs = QuadraticFlow().figures(rows, context)
+    assert {"recovery_vs_ratio", "recovery_table"} <= set(figs)
+    for fig in figs.values():
+        assert any(CONVENTIONS in t.get_text() for t in fig.texts)
+    assert "1/m" in CONVENTIONS and "1/4" in CONVENTIONS and "mean-field" in CONVENTIONS

@@ -218,3 +218,56 @@ def test_svg_only_figures_render_in_chromium(run_dir, tmp_path):
     (copy / "report.html").write_text(text)
     seen = render_in_browser(copy / "report.html", tmp_path)
     assert len(seen["widths"]) == 1 and all(w > 0 for w in seen["widths"])
+
+
+ORDER_SPEC = """
+[benchmark]
+name = "order"
+seed = 5
+repetitions = 2
+
+[[experiments]]
+id = "zeta"
+experiment = "echo"
+[experiments.grid]
+data = ["tdata", "sphere"]
+x = [1.0, 2.0]
+
+[[experiments]]
+id = "alpha"
+experiment = "echo"
+[experiments.grid]
+x = [1.0, 2.0]
+"""
+
+
+def test_figures_follow_the_blocks_with_captions_and_compared_axes_get_tables(tmp_path):
+    from harness.report import compared_axes, figure_order
+
+    spec = tmp_path / "order.toml"
+    spec.write_text(ORDER_SPEC)
+    with test_plugins():
+        path = api.run(str(spec), results_dir=str(tmp_path / "results"), progress=False).path
+        text = render_report(path)
+        run = api.load_run(path)
+        assert compared_axes(run.spec) == [("zeta", "data")]  # a slot varied by the grid; x is not compared
+    figures = text[text.index('id="figures"'):text.index('id="summary"')]
+    # block order (zeta before alpha), not the files' alphabetical order
+    assert figures.index("<h3>zeta") < figures.index("<h3>alpha")
+    assert figures.index('alt="zeta-u_vs_x"') < figures.index('alt="alpha-u_vs_x"')
+    caption = re.search(r'alt="zeta-u_vs_x"><figcaption>(.*?)</figcaption>', figures).group(1)
+    assert caption.startswith("Figure 1. u vs x: block zeta (echo: returns its parameters and a few seeded draws)")
+    assert "grid data: [&#x27;tdata&#x27;, &#x27;sphere&#x27;], x: [1.0, 2.0]; 2 repetition(s)" in caption
+    assert "from 8 rows (8 ok)" in caption
+    assert "Figure 2. u vs x: block alpha" in figures
+    compare = text[text.index('id="compare"'):text.index('id="problems"')]
+    assert "<h3>zeta: by data</h3>" in compare and "<h4>u</h4>" in compare
+    assert "<th>tdata</th><th>sphere</th><th>sphere − tdata</th>" in compare
+    assert "alpha" not in compare
+    assert figure_order(["fig1-extra-a", "fig1-b", "z", "fig1-extra-c"], ["fig1", "fig1-extra"]) == [
+        ("fig1", "fig1-b", "b"), ("fig1-extra", "fig1-extra-a", "a"), ("fig1-extra", "fig1-extra-c", "c"),
+        (None, "z", "z")]
+
+
+def test_no_compared_axis_no_comparison_section(run_dir):
+    assert 'id="compare"' not in render_report(run_dir)

@@ -119,7 +119,7 @@ def test_sigkill_then_resume_loses_nothing(tmp_path, reference, jobs):
     after = by_cell(raw_lines(run_dir))
     assert all(after[k] == v for k, v in kept.items())  # finished rows untouched
     env_json = json.loads(Path(run_dir, "env.json").read_text())
-    assert [s["jobs"] for s in env_json["sessions"]] == [jobs, 1]
+    assert [s["jobs"] for s in env_json["sessions"]] == [jobs, jobs]  # the resume remembers -j
 
 
 def test_torn_last_line_is_dropped_and_redone(tmp_path, reference):

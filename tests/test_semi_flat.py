@@ -98,7 +98,7 @@ def test_hessian_counts_at_an_interpolating_embedded_point():
 
 
 def test_require_target_without_any_reached_trial_reports_none():
-    out = run("relu", H=6, require_target=True, trials=2, hessian_trials=0)
+    out = run("relu", H=6, require_target=True, trials=2, hessian_trials=0, relu_start="random")
     assert out["target_reached"] == 0 and out["n_trials"] == 0 and out["ratio"] == []
     assert out["mean_ratio"] is None and out["sem_ratio"] is None
     assert out["hessian_zero"] is None
@@ -140,7 +140,7 @@ def test_figures_draw_one_line_per_activation_with_error_bars():
     figs = exp.figures(fake_rows(), context)
     assert set(figs) == {"ratio_vs_H", "hessian_vs_H"}
     ax = figs["ratio_vs_H"].axes[0]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text().split(" (")[0] for t in ax.get_legend().get_texts()]
     assert sorted(labels) == ["relu", "tanh"]
     assert len(ax.containers) == 2  # two error-bar plots
     texts = [t.get_text() for t in figs["ratio_vs_H"].texts]
@@ -159,9 +159,30 @@ def test_benchmark_file_shares_one_seed_over_the_grid():
     from harness.spec import load_spec
 
     spec = load_spec(BENCHMARK)
-    cells = spec.cells()
-    assert len(cells) == 2 * 26
+    cells = [c for c in spec.cells() if c.experiment_id == "embedding_ratio"]
+    assert len(cells) == 2 * 3 * 10
     assert {c.coords["activation"] for c in cells} == {"tanh", "relu"}
-    assert sorted({c.coords["H"] for c in cells}) == list(range(5, 31))
+    assert {c.coords["embedding"] for c in cells} == {"inactive_units", "unit_replication", "inactive_propagation"}
+    assert sorted({c.coords["H"] for c in cells})[0] == 5 and max(c.coords["H"] for c in cells) == 30
     assert len({c.spawn_key for c in cells}) == 1
     assert all(c.params["trials"] == 1000 and c.params["H0"] == 5 for c in cells)
+    assert all(c.params["relu_start"] == "constructive" for c in cells)
+    critical = [c for c in spec.cells() if c.experiment == "embedding_critical_point"]
+    assert {c.params["H0"] for c in critical} == {1}
+
+
+def test_ratio_figure_has_one_panel_per_map():
+    rows = fake_rows()
+    rows += [{**r, "params": {**r["params"], "embedding": "unit_replication"}} for r in rows if r["status"] == "ok"]
+    exp = get_registry().create("experiment", "embedding_generalization")
+    context = FigureContext("semi_flat_minima", "embedding_ratio", "embedding_generalization",
+                            {"activation": ["tanh", "relu"], "H": [5, 8]}, 1)
+    fig = exp.figures(rows, context)["ratio_vs_H"]
+    assert [a.get_title() for a in fig.axes] == ["inactive units", "unit replication"]
+
+
+def test_relu_rows_report_the_knot_certificate():
+    out = run("relu", H=6, trials=6, hessian_trials=0)
+    assert out["relu_impossible"] + out["relu_constructed"] + out["relu_searched"] + out["relu_not_found"] == 6
+    assert out["target_reached"] == out["relu_constructed"] + out["relu_searched"]
+    assert run("tanh", H=6, trials=2, hessian_trials=0)["relu_impossible"] is None

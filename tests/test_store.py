@@ -119,3 +119,32 @@ def test_create_in_unwritable_place_is_a_user_error(tmp_path):
     (tmp_path / "blocker").write_text("a file where a directory should be")
     with pytest.raises(UserError, match="cannot create a run directory"):
         RunDir.create(tmp_path / "blocker", "demo")
+
+
+def test_named_runs_meta_and_finding_the_latest(tmp_path):
+    import os
+    from pathlib import Path
+
+    from harness.store import check_label, find_runs, resolve_run_path
+
+    a = RunDir.create(tmp_path, "bench", label="first-try")
+    assert a.path.name.endswith("-first-try") and a.read_meta() == {}
+    a.write_meta("first-try", ["x"])
+    assert json.loads(a.meta_path.read_text())["tags"] == ["x"] and a.read_meta()["name"] == "first-try"
+    for run in (a,):
+        run.write_spec("[benchmark]\n")
+    b = RunDir.create(tmp_path, "bench")
+    b.write_spec("[benchmark]\n")
+    c = RunDir.create(tmp_path, "other")
+    c.write_spec("[benchmark]\n")
+    os.utime(a.spec_path, ns=(1, 1))  # same second: the spec's mtime breaks the tie
+    RunDir.create(tmp_path, "bench")  # no spec.toml yet: not a run directory
+    assert find_runs(tmp_path, "bench") == [a.path, b.path]
+    assert find_runs(tmp_path) == [a.path, b.path, c.path]
+    assert resolve_run_path("latest", tmp_path) == c.path
+    assert resolve_run_path("latest:bench", tmp_path) == b.path
+    assert resolve_run_path(a.path) == a.path and resolve_run_path("elsewhere") == Path("elsewhere")
+    with pytest.raises(UserError, match="--name 'a/b'"):
+        check_label("a/b")
+    with pytest.raises(UserError, match="--name"):
+        RunDir.create(tmp_path, "bench", label="-x")

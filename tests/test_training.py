@@ -35,26 +35,114 @@ def feed(rule, losses):
     return None
 
 
+def authors_value(losses, window=100):
+    """The authors' loop, written out independently of WindowRule: sum each window, stop when a
+    window's sum exceeds the previous one's, keep the last sum that did not; report it / 50
+    (window / 2). Returns (reported, its first epoch, epochs run) or (None, None, epochs)."""
+    prev, kept, start, running = None, None, None, 0.0
+    for epoch, loss in enumerate(losses):
+        running += loss
+        if (epoch + 1) % window == 0:
+            if prev is not None and running > prev:
+                return kept / (window / 2), start, epoch + 1
+            prev = kept = running
+            start, running = epoch + 1 - window, 0.0
+    return (None if kept is None else kept / (window / 2)), start, len(losses)
+
+
 def test_window_rule_stops_when_a_window_sum_exceeds_the_previous():
     rule = WindowRule(3)
     # window sums: 12, 6, 9 -> stop at the end of the third window (epoch 8)
     assert feed(rule, [5, 4, 3, 2, 2, 2, 3, 3, 3, 1, 1, 1]) == 8
     assert rule.sums == [12, 6, 9]
     summary = rule.summary()
-    assert summary["window_loss"] == pytest.approx(9 / 1.5)  # window sum / (window / 2)
-    assert summary["best_window_loss"] == pytest.approx(6 / 1.5)
+    # the authors' value is the window before the one that triggered the stop: 6 / (3 / 2)
+    assert summary["reported_loss"] == pytest.approx(6 / 1.5, rel=1e-15)
+    assert (summary["reported_window_start"], summary["reported_window_end"]) == (3, 6)
+    assert summary["stop_window_loss"] == pytest.approx(9 / 1.5, rel=1e-15)
     assert summary["windows"] == 3
+    assert "window_loss" not in summary and "best_window_loss" not in summary
+    assert rule.update(12, 0.0) is True and rule.sums == [12, 6, 9]  # a stopped rule stays stopped
 
 
-def test_window_rule_paper_scale_and_equal_sums():
+def test_window_rule_reported_loss_with_adam_spikes_at_paper_scale():
+    # window sums: w0 = 100, w1 = 10, w2 = 99 x 0.01 + 5 (a spike) = 5.99 < 10: no stop,
+    # w3 = 100 x 1e-4 = 0.01, w4 = 99 x 1e-6 + 0.5 (an Adam-like spike) = 0.500099 > 0.01: stop
+    loss = [1.0] * 100 + [0.1] * 100 + [0.01] * 100 + [1e-4] * 100 + [1e-6] * 100 + [1e-8] * 100
+    loss[250] = 5.0
+    loss[420] = 0.5
+    rule = WindowRule(100)
+    assert feed(rule, loss) == 499
+    assert rule.sums == pytest.approx([100.0, 10.0, 5.99, 0.01, 0.500099], rel=1e-12)
+    s = rule.summary()
+    assert s["reported_loss"] == pytest.approx(0.01 / 50, rel=1e-12)  # window 3, not the spike
+    assert (s["reported_window_start"], s["reported_window_end"]) == (300, 400)
+    assert s["stop_window_loss"] == pytest.approx(0.500099 / 50, rel=1e-12)  # about 1e-2
+    assert s["windows"] == 5
+    assert authors_value(loss) == (pytest.approx(2e-4, rel=1e-12), 300, 500)
+
+
+def test_window_rule_reported_loss_without_a_stop():
+    # decreasing with a spike inside windows 1 and 3 that never makes a window exceed its
+    # predecessor; the budget ends at 450 epochs: the incomplete window 4 is ignored
+    loss = [2.0] * 100 + [0.5] * 100 + [0.1] * 100 + [0.01] * 100 + [1e-7] * 50
+    loss[150] = 30.0  # window 1: 99 * 0.5 + 30 = 79.5 < 200
+    loss[330] = 5.0   # window 3: 99 * 0.01 + 5 = 5.99 < window 2's 10
+    rule = WindowRule(100)
+    assert feed(rule, loss) is None
+    s = rule.summary()
+    assert rule.sums == pytest.approx([200.0, 79.5, 10.0, 5.99], rel=1e-12)
+    assert s["reported_loss"] == pytest.approx(5.99 / 50, rel=1e-12)
+    assert (s["reported_window_start"], s["reported_window_end"]) == (300, 400)
+    assert s["stop_window_loss"] is None and s["windows"] == 4
+    assert authors_value(loss) == (pytest.approx(5.99 / 50, rel=1e-12), 300, 450)
+
+
+def test_window_rule_stop_at_the_second_window_and_equal_sums():
+    rule = WindowRule(100)
+    # window 0: 100 x 0.3 = 30; window 1: 99 x 0.2 + 20 = 39.8 > 30 -> stop at epoch 199
+    loss = [0.3] * 100 + [0.2] * 99 + [20.0] + [0.0] * 100
+    assert feed(rule, loss) == 199
+    s = rule.summary()
+    assert s["reported_loss"] == pytest.approx(30 / 50, rel=1e-12)
+    assert (s["reported_window_start"], s["reported_window_end"]) == (0, 100)
+    assert s["stop_window_loss"] == pytest.approx(39.8 / 50, rel=1e-12)
+    assert authors_value(loss) == (pytest.approx(0.6, rel=1e-12), 0, 200)
+
     rule = WindowRule(100)
     losses = [1.0] * 100 + [0.5] * 100 + [0.5] * 100 + [0.6] * 100
     assert feed(rule, losses) == 399  # equal sums do not stop; 60 > 50 does
-    assert rule.summary()["window_loss"] == pytest.approx(60 / 50)  # the paper's window sum / 50
-    assert feed(WindowRule(100), [1.0] * 99) is None
-    assert WindowRule(100).summary()["window_loss"] is None
+    s = rule.summary()
+    assert s["reported_loss"] == pytest.approx(50 / 50, rel=1e-12)  # the later of the equal windows
+    assert (s["reported_window_start"], s["reported_window_end"]) == (200, 300)
+    assert s["stop_window_loss"] == pytest.approx(60 / 50, rel=1e-12)
     with pytest.raises(ValueError):
         WindowRule(0)
+
+
+def test_window_rule_without_a_complete_window_and_at_divergence():
+    rule = WindowRule(100)
+    assert feed(rule, [1.0] * 99) is None
+    s = rule.summary()
+    assert s["reported_loss"] is None and s["reported_window_start"] is None
+    assert s["reported_window_end"] is None and s["stop_window_loss"] is None and s["windows"] == 0
+    assert WindowRule(100).summary()["reported_loss"] is None
+    # the loss blows up inside window 2: that incomplete window is ignored, the last complete
+    # window (1) is reported, as the authors' loop (which would stop on the infinite sum) does
+    rule = WindowRule(100)
+    assert feed(rule, [1.0] * 100 + [0.4] * 100 + [0.1] * 10 + [math.inf]) is None
+    s = rule.summary()
+    assert s["reported_loss"] == pytest.approx(40 / 50, rel=1e-12)
+    assert (s["reported_window_start"], s["reported_window_end"]) == (100, 200)
+    # a window whose sum is not finite stops the rule and is never reported
+    rule = WindowRule(2)
+    assert feed(rule, [3.0, 1.0, 1.0, math.nan]) == 3
+    s = rule.summary()
+    assert s["reported_loss"] == pytest.approx(4.0, rel=1e-15) and s["reported_window_end"] == 2
+    assert math.isnan(s["stop_window_loss"])
+    rule = WindowRule(2)
+    assert feed(rule, [math.inf, 1.0]) == 1  # the first window is not finite: nothing to report
+    assert rule.summary()["reported_loss"] is None
 
 
 def test_tolerance_max_epochs_and_divergence_rules():
@@ -149,6 +237,10 @@ def test_stopping_rules_in_the_loop(registry, setup):
     window = train(weights, X, y, act, loss, adam, max_epochs=400, rules=[WindowRule(10)])
     assert window.rules["windows"] == window.epochs // 10
     assert window.stop_reason in ("window", "max_epochs")
+    reported, start, epochs = authors_value(window.losses.tolist(), 10)
+    assert epochs == window.epochs and window.rules["reported_window_start"] == start
+    assert window.rules["reported_loss"] == pytest.approx(reported, rel=1e-12)
+    assert window.rules["reported_window_end"] == start + 10
 
 
 def test_divergence_is_detected(registry, setup):

@@ -445,17 +445,31 @@ def cholesky_krylov(K: np.ndarray, *, block: int | None = None, tol: float = 1e-
 
 
 def extreme_eigenvalues(K: np.ndarray, solver: str = "auto", *, block: int | None = None,
-                        tol: float = 1e-9, seed: int = 0) -> SpectrumResult:
+                        tol: float = 1e-9, seed: int = 0, rank_bound: int | None = None) -> SpectrumResult:
     """lambda_min and lambda_max of the symmetric PSD matrix ``K`` (N, N) with ``solver``
     (one of :data:`SOLVERS`). ``block``, ``tol`` and ``seed`` tune ``cholesky_krylov``: block
     size (default: its own), relative tolerance and the seed of its random start (results do
-    not depend on it beyond ``tol``)."""
+    not depend on it beyond ``tol``).
+
+    ``rank_bound``: an upper bound on the rank of ``K`` known from its structure (a layer block
+    ``(F F^T) o (B B^T)`` has rank at most ``n_{l-1} n_l``). When it is below N, lambda_min is
+    exactly 0 in exact arithmetic: it is reported as 0.0 with solver ``rank_bound`` (lambda_max
+    from block Lanczos), instead of an eigen-solve of a singular matrix that would only return
+    round-off (and, with ``auto``, fail the Cholesky factorisation first)."""
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; expected one of {', '.join(SOLVERS)}")
     t0 = time.perf_counter()
     K = _check_matrix(K)
     N = K.shape[0]
     fallback = None
+    if rank_bound is not None and rank_bound < N and solver != "eigvalsh":
+        with blas_threads(1):
+            lmax, steps, err, ok = block_krylov_top(lambda V: K.T @ V, N, 1, tol=tol,
+                                                    rng=np.random.default_rng([seed, 1]), dtype=K.dtype)
+        if ok:
+            return _result("rank_bound", 0.0, lmax, K, time.perf_counter() - t0, steps=steps,
+                           estimated_error=float(err), extra={"rank_bound": int(rank_bound)})
+        fallback = f"Lanczos for lambda_max did not converge (estimated error {err:.2e})"
     if solver == "cholesky_krylov" or (solver == "auto" and N >= AUTO_MIN_N):
         try:
             return cholesky_krylov(K, block=block, tol=tol, seed=seed)

@@ -1,4 +1,6 @@
-"""The largest NTK eigenvalue at initialisation, for theory-set gradient-descent steps.
+"""Theory-set gradient-descent steps: the largest NTK eigenvalue at initialisation and the
+step rules built on it (:func:`ntk_smooth_step`) or on the network's sizes only
+(:func:`paper_step`).
 
 ``K = sum_l K_l`` over the trainable layers, ``K_l = (F_{l-1} F_{l-1}^T) o (B_l B_l^T)`` (N, N)
 (see :mod:`harness.engine.network`). Two ways to get ``lambda_max(K)``:
@@ -85,3 +87,25 @@ def _top_eigenvalue(op, N: int, tol: float) -> float:
 
     v0 = np.ones(N) / np.sqrt(N)  # deterministic start; K's top direction is rarely orthogonal
     return float(eigsh(op, k=1, which="LA", tol=tol, v0=v0, return_eigenvectors=False)[0])
+
+
+def ntk_smooth_step(N: int, lambda_max: float, curvature: float, c: float = 1.0) -> float:
+    """Rule ``ntk_smooth``: ``eta = c N / (curvature lambda_max(K(theta_0)))``, one over the
+    smoothness ``curvature lambda_max(K) / N`` of the mean loss of the linearised model."""
+    return float(c * N / (curvature * lambda_max))
+
+
+def paper_step(N: int, d: int, n: int, gamma: float, C: float, c: float = 1.0) -> float:
+    """Rule ``paper``: ``eta = c C (gamma N d n)^{-1}`` with ``n = n_{L-1}`` the last hidden width.
+
+    The form of the step in Bombari, Amani and Mondelli's (2022) gradient-descent theorem,
+    ``eta <= C (gamma N d n_{L-1})^{-1}``, with ``gamma`` the scale of their initialisation
+    (eq. (18)) and ``C`` an unspecified constant. *Reconstruction*: eq. (18) itself is not
+    available to us and is not reproduced (the networks here use the standard initialisation),
+    so ``gamma`` and ``C`` are free inputs; ``c`` (default 1) is the common multiplier of every
+    ``gd_theory`` rule.
+    """
+    for name, v in (("N", N), ("d", d), ("n", n), ("gamma", gamma), ("C", C), ("c", c)):
+        if not (v > 0 and np.isfinite(v)):
+            raise ValueError(f"paper step: {name} = {v} must be finite and > 0")
+    return float(c * C / (gamma * N * d * n))

@@ -6,11 +6,28 @@ numbers it wants recorded. Rules are stateful: build a fresh one per training ru
 
 - :class:`WindowRule`: the early stopping of Bombari, Amani and Mondelli (2022): the losses are
   summed over consecutive windows of ``window`` epochs (100 in the paper); training stops at the
-  end of the first window whose sum exceeds the previous window's. The paper reports the
-  window sum divided by 50, i.e. ``2 x`` the window's mean loss; ``summary()`` gives that value
-  (``window_sum / (window / 2)``) for the last complete window (the one that triggered the
-  stop, or the last one before the epoch budget ran out) as ``window_loss``, and the smallest
-  over all windows as ``best_window_loss``.
+  end of the first window whose sum exceeds the previous window's (or is not finite). Window k
+  covers epochs ``k * window`` (inclusive) to ``(k + 1) * window`` (exclusive), epochs counted
+  from 0. ``summary()`` gives:
+
+  - ``reported_loss``: **the authors' value**, the sum of the last complete window that did
+    *not* exceed its predecessor, divided by ``window / 2`` (= 50 for the paper's 100-epoch
+    windows, i.e. twice the window's mean loss). At a window stop it is the window *before* the
+    one that triggered the stop; with no window stop (epoch budget, tolerance, divergence) it
+    is the last complete window (the first window counts: it has no predecessor to exceed; an
+    incomplete window at the end is ignored, as is a window whose sum is not finite). ``None``
+    when no window qualifies (fewer than ``window`` epochs, or a first window that is not
+    finite): there is no value to report, and ``None`` keeps a missing value apart from a
+    measured one in the result rows.
+  - ``reported_window_start``, ``reported_window_end``: that window's epochs, start inclusive,
+    end exclusive (``None`` with ``reported_loss``).
+  - ``stop_window_loss``: the window that triggered the stop, sum / (``window`` / 2); it comes
+    right after a loss spike and is *not* what the paper reports. ``None`` when the rule did
+    not stop training.
+  - ``windows``: the number of complete windows.
+
+  Once the rule has fired it stays fired: later ``update`` calls return ``True`` and change
+  nothing.
 - :class:`ToleranceRule`: stop once the loss is ``<= tol``.
 - :class:`MaxEpochs`: stop after ``max_epochs`` epochs.
 - :class:`DivergenceRule`: stop when the loss is not finite or exceeds ``factor`` times the
@@ -41,23 +58,36 @@ class WindowRule(StoppingRule):
             raise ValueError(f"window must be >= 1, got {window}")
         self.window = int(window)
         self.sums: list[float] = []
+        self.reported: int | None = None  # index of the window the paper reports
+        self.stopped: int | None = None  # index of the window that triggered the stop
         self._current = 0.0
         self._count = 0
 
     def update(self, epoch: int, loss: float) -> bool:
+        if self.stopped is not None:  # the paper's loop ends here: later losses change nothing
+            return True
         self._current += loss
         self._count += 1
         if self._count < self.window:
             return False
         self.sums.append(self._current)
         self._current, self._count = 0.0, 0
-        return len(self.sums) >= 2 and self.sums[-1] > self.sums[-2]
+        k = len(self.sums) - 1
+        total = self.sums[k]
+        if math.isfinite(total) and (k == 0 or total <= self.sums[k - 1]):
+            self.reported = k
+            return False
+        self.stopped = k
+        return True
 
     def summary(self) -> dict:
         scale = self.window / 2.0
+        k = self.reported
         return {
-            "window_loss": self.sums[-1] / scale if self.sums else None,
-            "best_window_loss": min(self.sums) / scale if self.sums else None,
+            "reported_loss": self.sums[k] / scale if k is not None else None,
+            "reported_window_start": k * self.window if k is not None else None,
+            "reported_window_end": (k + 1) * self.window if k is not None else None,
+            "stop_window_loss": self.sums[self.stopped] / scale if self.stopped is not None else None,
             "windows": len(self.sums),
         }
 

@@ -1,0 +1,414 @@
+"""Batched training: many small networks of one shape trained as one problem.
+
+The repetitions of a grid point (and any other networks with the same layer shapes, the same
+number of samples and the same kind of optimizer) are trained together: the weights of layer l
+are stacked as one array ``(R, n_l, n_{l-1})``, the data as ``X (R, N, d)``, ``y (R, N)``, and
+one epoch runs the forward and backward passes and the optimizer update of the whole stack:
+
+- the products are batched matrix products (``np.matmul`` on the stacks: one call per layer
+  and direction, NumPy hands each member to BLAS with exactly the call the single-network path
+  makes, so the results are the same to the last bit);
+- the element-wise work runs as fused Numba kernels over the whole stack: the activation and its
+  derivative (:mod:`harness.engine.pointwise`, on the stack seen as one (R N, n) matrix),
+  the output signal ``(r w_L^T) * phi'(G_{L-1})`` (:func:`outer_times_stack`) and the optimizer
+  update (the optimizer's ``batch_stepper``, see below);
+- the loss and its gradient in the outputs go through the Loss component, member by member
+  (N numbers each, the very calls the single path makes).
+
+Every member keeps its own data, initial weights, optimizer (learning rate), stopping rules
+(window rule, tolerance, epoch and step budgets, divergence) and, in mini-batch training, its
+own shuffling generator. A member whose rules fire is *frozen*: its result (weights, final
+output and loss, the rules' summaries) is recorded at its own stop, and it is dropped from the
+stacks (the remaining members are moved down, so the cost follows the members still training).
+Each member's :class:`~harness.engine.training.TrainResult` is the one
+:func:`harness.engine.training.train` gives for that member alone: the same operations on the
+same numbers, so the same trajectory bit for bit (tested for Adam, SGD with momentum and
+mini-batches, and gradient descent; ``seconds`` is the member's share of the batch's time:
+each epoch's time divided among the members training in it).
+
+Threads: the members are split into ``threads`` contiguous chunks trained independently on
+Python threads (BLAS single-threaded inside; the kernels release the GIL), so the threads never
+wait on each other; with one chunk, BLAS uses its threads for large products as the single
+path does.
+
+Optimizers: an optimizer class may provide ``batch_stepper(optimizers, stacks)`` (a class
+method) returning an object with ``step(stacks, grads, mask)`` (update the members whose
+``mask`` entry is true, in place; ``stacks`` and ``grads`` are lists over the layers of arrays
+with the current member count as their first axis, ``None`` for a frozen layer) and
+``select(keep)`` (keep the state of these member positions, in this order), or ``None`` when it
+cannot batch these optimizers (then :class:`MemberStepper` calls each member's own ``step``
+on its slices of the stacks: correct for any optimizer, only slower).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numba
+import numpy as np
+
+from .gradients import GradientEngine
+from .pointwise import phi_dphi_inplace
+from .stopping import DivergenceRule, MaxEpochs, StoppingRule
+from .threads import blas_threads, engine_threads, run_in_threads
+from .training import SMALL_STEP_FLOPS, TrainResult, engine_flops
+
+__all__ = ["Member", "train_batch", "StackedGradientEngine", "MemberStepper", "batch_key_of",
+           "outer_times_stack"]
+
+
+@dataclass
+class Member:
+    """One network of a batch: what :func:`harness.engine.training.train` takes for it.
+
+    ``weights`` (not modified), ``X`` (N, d), ``y`` (N,), an ``optimizer`` component (its own
+    instance: its own learning rate), fresh stopping ``rules``, the budgets and the
+    ``divergence_factor``, ``rng`` (mini-batch shuffling; required in mini-batch) and
+    ``prepared`` (``optimizer.prepare``'s result when the caller already ran it)."""
+
+    weights: Sequence[np.ndarray]
+    X: np.ndarray
+    y: np.ndarray
+    optimizer: Any
+    rules: Sequence[StoppingRule] = ()
+    max_epochs: int = 1000
+    max_steps: int | None = None
+    rng: np.random.Generator | None = None
+    divergence_factor: float = 1e8
+    prepared: dict | None = None
+
+
+def batch_key_of(member: Member) -> tuple:
+    """Members with equal keys can share a stack: layer shapes, N, dtype, the optimizer's class
+    and batch size."""
+    return (tuple(tuple(np.shape(W)) for W in member.weights), int(member.X.shape[0]),
+            np.dtype(member.X.dtype).str, type(member.optimizer),
+            getattr(member.optimizer, "batch_size", None))
+
+
+# ----------------------------------------------------------------------------------------------
+# fused kernels over the stack
+
+
+@numba.njit(nogil=True, cache=True)
+def _outer_times_stack(r, w, M, out):
+    R, n_rows, n_cols = out.shape
+    for k in range(R):
+        for i in range(n_rows):
+            ri = r[k, i]
+            for j in range(n_cols):
+                out[k, i, j] = ri * w[k, j] * M[k, i, j]
+
+
+def outer_times_stack(r: np.ndarray, w: np.ndarray, M: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[k] = (r[k] w[k]^T) * M[k]`` for every member k: ``r`` (R, N), ``w`` (R, n), ``M`` and
+    ``out`` (R, N, n) (the stacked :func:`harness.engine.pointwise.outer_times`)."""
+    _outer_times_stack(r, w, M, out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# loss and gradients of a stack
+
+
+class StackedGradientEngine:
+    """Loss and gradients of up to ``members`` networks of one shape at once.
+
+    ``shapes`` ``[(n_1, d), ..., (1, n_{L-1})]``; buffers ``(members, rows, n_l)`` are made per
+    row count on first use (full batch: N; mini-batch: the batch size and the last, smaller
+    batch). :meth:`loss_and_grads` returns the engine's buffers (overwritten by the next call).
+    """
+
+    def __init__(self, shapes: Sequence[tuple[int, int]], activation, members: int,
+                 trainable: Sequence[bool] | None = None, dtype=np.float64) -> None:
+        self.shapes = [(int(a), int(b)) for a, b in shapes]
+        if self.shapes[-1][0] != 1:
+            raise ValueError(f"the output layer must have one unit, got shape {self.shapes[-1]}")
+        self.L = len(self.shapes)
+        self.activation = activation
+        self.trainable = list(trainable) if trainable is not None else [True] * self.L
+        self.dtype = np.dtype(dtype)
+        self.members = int(members)
+        idx = [l for l, t in enumerate(self.trainable) if t]
+        self.lowest = min(idx) if idx else self.L
+        self.grads = [np.empty((self.members, *s), dtype=self.dtype) if t else None
+                      for s, t in zip(self.shapes, self.trainable)]
+        self._bufs: dict[int, dict] = {}
+
+    def _buffers(self, rows: int) -> dict:
+        b = self._bufs.get(rows)
+        if b is None:
+            R, hidden = self.members, [n for n, _ in self.shapes[:-1]]
+            b = {"F": [np.empty((R, rows, n), dtype=self.dtype) for n in hidden],
+                 "P": [np.empty((R, rows, n), dtype=self.dtype) for n in hidden],
+                 "D": [np.empty((R, rows, n), dtype=self.dtype) for n in hidden],
+                 "out": np.empty((R, rows, 1), dtype=self.dtype),
+                 "r": np.empty((R, 1, rows), dtype=self.dtype)}
+            self._bufs[rows] = b
+        return b
+
+    def forward(self, W: Sequence[np.ndarray], X: np.ndarray, k: int):
+        """Forward pass of the first ``k`` members on ``X`` (k, rows, d): ``(F, P, out)`` with
+        ``F = [X, F_1, ..]`` and ``out`` (k, rows) (views of the buffers)."""
+        rows = X.shape[1]
+        b = self._buffers(rows)
+        F = [X] + [f[:k] for f in b["F"]]
+        P = [None] + [p[:k] for p in b["P"]]
+        for l in range(self.L - 1):
+            np.matmul(F[l], W[l][:k].transpose(0, 2, 1), out=F[l + 1])
+            G = F[l + 1].reshape(-1, F[l + 1].shape[2])
+            phi_dphi_inplace(G, self.activation, P[l + 1].reshape(G.shape))
+        out = b["out"][:k]
+        np.matmul(F[-1], W[-1][:k].transpose(0, 2, 1), out=out)
+        return F, P, out[:, :, 0]
+
+    def loss_and_grads(self, W: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, loss,
+                       k: int) -> tuple[list[float], np.ndarray, list]:
+        """Losses (k floats), outputs (k, rows) and gradients (per layer (k, n_l, n_{l-1}) or
+        ``None``) of the first ``k`` members on ``X`` (k, rows, d), ``y`` (k, rows)."""
+        F, P, out = self.forward(W, X, k)
+        rows = X.shape[1]
+        b = self._buffers(rows)
+        r = b["r"][:k]
+        values = []
+        for i in range(k):  # the Loss component, member by member: the single path's calls
+            r[i, 0] = loss.grad(out[i], y[i])
+            values.append(float(loss.value(out[i], y[i])))
+        L = self.L
+        grads = [None if g is None else g[:k] for g in self.grads]
+        if self.trainable[L - 1]:
+            np.matmul(r, F[L - 1], out=grads[L - 1])
+        if self.lowest < L - 1:
+            D = b["D"][L - 2][:k]
+            outer_times_stack(r[:, 0, :], W[L - 1][:k, 0, :], P[L - 1], D)
+            for l in range(L - 2, self.lowest - 1, -1):
+                D = b["D"][l][:k]
+                if self.trainable[l]:
+                    np.matmul(D.transpose(0, 2, 1), F[l], out=grads[l])
+                if l > self.lowest:
+                    Dn = b["D"][l - 1][:k]
+                    np.matmul(D, W[l][:k], out=Dn)
+                    Dn *= P[l]
+        return values, out, grads
+
+
+# ----------------------------------------------------------------------------------------------
+# optimizer steps over the stack
+
+
+class MemberStepper:
+    """The fallback stepper: each member's own ``optimizer.step`` on its slices of the stacks."""
+
+    def __init__(self, optimizers: Sequence[Any], stacks: Sequence[np.ndarray]) -> None:
+        self.optimizers = list(optimizers)
+        self.states = [opt.init_state([W[i] for W in stacks]) for i, opt in enumerate(self.optimizers)]
+
+    def step(self, stacks, grads, mask) -> None:
+        for i in np.flatnonzero(mask):
+            self.optimizers[i].step([W[i] for W in stacks],
+                                    [None if g is None else g[i] for g in grads], self.states[i])
+
+    def select(self, keep) -> None:
+        self.optimizers = [self.optimizers[i] for i in keep]
+        self.states = [self.states[i] for i in keep]
+
+
+def make_stepper(optimizers: Sequence[Any], stacks: Sequence[np.ndarray]):
+    """The optimizer class's ``batch_stepper`` when it has one and accepts these optimizers,
+    else a :class:`MemberStepper`."""
+    make = getattr(type(optimizers[0]), "batch_stepper", None)
+    stepper = make(list(optimizers), stacks) if make is not None else None
+    return stepper if stepper is not None else MemberStepper(optimizers, stacks)
+
+
+# ----------------------------------------------------------------------------------------------
+# the training loop of a chunk of members
+
+
+class _Chunk:
+    """Members of one shape trained together on one thread."""
+
+    def __init__(self, members: Sequence[Member], activation, loss, trainable) -> None:
+        self.members = list(members)
+        first = self.members[0]
+        self.activation, self.loss = activation, loss
+        self.shapes = [tuple(np.shape(W)) for W in first.weights]
+        self.trainable = list(trainable) if trainable is not None else [True] * len(self.shapes)
+        self.N = first.X.shape[0]
+        self.dtype = first.X.dtype
+        R = len(self.members)
+        self.W = [np.stack([np.asarray(m.weights[l], dtype=self.dtype) for m in self.members])
+                  for l in range(len(self.shapes))]
+        self.X = np.stack([m.X for m in self.members])
+        self.y = np.stack([np.asarray(m.y) for m in self.members])
+        batch = getattr(first.optimizer, "batch_size", None)
+        self.full_batch = batch is None or batch >= self.N
+        self.batch = self.N if self.full_batch else int(batch)
+        if not self.full_batch and any(m.rng is None for m in self.members):
+            raise ValueError("mini-batch training needs an rng to shuffle the samples")
+        self.engine = StackedGradientEngine(self.shapes, activation, R, self.trainable, self.dtype)
+        self.single = GradientEngine(self.shapes, activation, self.trainable, dtype=self.dtype,
+                                     max_rows=self.N)  # final outputs, exactly as train() does
+        self.stepper = make_stepper([m.optimizer for m in self.members], self.W)
+        self.results: list[TrainResult | None] = [None] * R
+
+    def flops(self) -> float:
+        return len(self.members) * engine_flops(self.shapes, self.batch)
+
+    def run(self) -> list[TrainResult]:
+        from ..components import TrainingProblem
+
+        start = time.perf_counter()
+        R, N = len(self.members), self.N
+        pos = list(range(R))             # stack position -> member index
+        prepared, rules, losses = [], [], []
+        for m in self.members:
+            p = m.prepared
+            if p is None:
+                p = m.optimizer.prepare(TrainingProblem(m.X, m.y, [np.array(W) for W in m.weights],
+                                                        self.activation, self.trainable, self.loss)) or {}
+            prepared.append(dict(p))
+            rules.append([DivergenceRule(m.divergence_factor), *m.rules, MaxEpochs(m.max_epochs)])
+            losses.append([])
+        initial = [None] * R
+        if not self.full_batch:
+            for i, m in enumerate(self.members):
+                initial[i] = float(self.loss.value(self.single.predict(m.weights, m.X), m.y))
+        steps = [0] * R
+        seconds = [0.0] * R
+        setup = time.perf_counter() - start
+        for i in range(R):
+            seconds[i] = setup / R
+        epoch = 0
+        if not self.full_batch:
+            Xp = np.empty_like(self.X)
+            yp = np.empty_like(self.y)
+        while pos:
+            t0 = time.perf_counter()
+            k = len(pos)
+            if self.full_batch:
+                values, _, grads = self.engine.loss_and_grads(self.W, self.X[:k], self.y[:k], self.loss, k)
+                mask = np.array([math.isfinite(v) for v in values], dtype=np.bool_)
+                self.stepper.step([W[:k] for W in self.W], grads, mask)
+                for j in np.flatnonzero(mask):
+                    steps[pos[j]] += 1
+                epoch_losses = values
+            else:
+                for j in range(k):
+                    perm = self.members[pos[j]].rng.permutation(N)
+                    np.take(self.X[j], perm, axis=0, out=Xp[j])
+                    np.take(self.y[j], perm, out=yp[j])
+                total, seen = [0.0] * k, [0] * k
+                going = np.ones(k, dtype=np.bool_)
+                for s in range(0, N, self.batch):
+                    e = min(N, s + self.batch)
+                    values, _, grads = self.engine.loss_and_grads(
+                        self.W, Xp[:k, s:e], yp[:k, s:e], self.loss, k)
+                    for j in np.flatnonzero(going):
+                        total[j] += values[j] * (e - s)
+                        seen[j] += e - s
+                        if not math.isfinite(values[j]):
+                            going[j] = False
+                    self.stepper.step([W[:k] for W in self.W], grads, going)
+                    for j in np.flatnonzero(going):
+                        i = pos[j]
+                        steps[i] += 1
+                        ms = self.members[i].max_steps
+                        if ms is not None and steps[i] >= ms:
+                            going[j] = False
+                    if not going.any():
+                        break
+                epoch_losses = [total[j] / seen[j] for j in range(k)]
+            stopped = []
+            for j in range(k):
+                i = pos[j]
+                value = epoch_losses[j]
+                losses[i].append(value)
+                fired = [r.reason for r in rules[i] if r.update(epoch, value)]
+                ms = self.members[i].max_steps
+                if ms is not None and steps[i] >= ms:
+                    fired.insert(len(fired) - (fired[-1:] == ["max_epochs"]), "max_steps")
+                if fired:
+                    stopped.append((j, fired[0]))
+            share = (time.perf_counter() - t0) / k
+            for j in range(k):
+                seconds[pos[j]] += share
+            if stopped:
+                for j, reason in stopped:
+                    t1 = time.perf_counter()
+                    i = pos[j]
+                    self.results[i] = self._result(i, j, reason, losses[i], steps[i], initial[i],
+                                                   prepared[i], rules[i])
+                    seconds[i] += time.perf_counter() - t1
+                    self.results[i].seconds = seconds[i]
+                gone = {j for j, _ in stopped}
+                keep = [j for j in range(k) if j not in gone]
+                self._compact(keep)
+                pos = [pos[j] for j in keep]
+            epoch += 1
+        return list(self.results)
+
+    def _result(self, i, j, reason, losses, steps, initial, prepared, rules) -> TrainResult:
+        m = self.members[i]
+        weights = [np.array(W[j]) for W in self.W]
+        final_output = self.single.predict(weights, m.X)
+        final_loss = (float(self.loss.value(final_output, m.y)) if np.all(np.isfinite(final_output))
+                      else math.inf)
+        summaries: dict = {}
+        for r in rules:
+            summaries.update(r.summary())
+        return TrainResult(weights=weights, losses=np.asarray(losses), epochs=len(losses),
+                           steps=steps, stop_reason=reason,
+                           initial_loss=losses[0] if self.full_batch else initial,
+                           final_loss=final_loss, final_output=final_output, prepared=prepared,
+                           rules=summaries)
+
+    def _compact(self, keep: list[int]) -> None:
+        n = len(keep)
+        if n == 0 or keep == list(range(n)):
+            self.stepper.select(keep)
+            return
+        for A in (*self.W, self.X, self.y):
+            A[:n] = A[keep]
+        self.stepper.select(keep)
+
+
+def train_batch(members: Sequence[Member], activation, loss, *,
+                trainable: Sequence[bool] | None = None, threads: int | None = None) -> list[TrainResult]:
+    """Train every member (see :class:`Member`) and return one
+    :class:`~harness.engine.training.TrainResult` per member, in order: each equal to
+    ``train(m.weights, m.X, m.y, activation, loss, m.optimizer, ...)`` on its own.
+
+    Members that cannot share a stack (:func:`batch_key_of` differs) are trained in separate
+    stacks. ``threads`` (default: :func:`harness.engine.threads.engine_threads`) splits each
+    stack into that many chunks trained on parallel threads.
+    """
+    members = list(members)
+    results: list[TrainResult | None] = [None] * len(members)
+    groups: dict[tuple, list[int]] = {}
+    for i, m in enumerate(members):
+        groups.setdefault(batch_key_of(m), []).append(i)
+    threads = engine_threads(threads)
+    for idx in groups.values():
+        parts = max(1, min(threads, len(idx)))
+        bounds = np.linspace(0, len(idx), parts + 1).round().astype(int)
+        chunks = [[idx[a] for a in range(bounds[p], bounds[p + 1])] for p in range(parts)]
+        chunks = [c for c in chunks if c]
+        runners = [_Chunk([members[i] for i in c], activation, loss, trainable) for c in chunks]
+
+        def work(_state, item):
+            c, runner = item
+            for i, res in zip(c, runner.run()):
+                results[i] = res
+
+        items = list(zip(chunks, runners))
+        if len(items) > 1:
+            run_in_threads(work, items, len(items))
+        else:
+            small = runners[0].flops() < SMALL_STEP_FLOPS
+            with blas_threads(1) if small else contextlib.nullcontext():
+                work(None, items[0])
+    return results  # type: ignore[return-value]

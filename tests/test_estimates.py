@@ -1,0 +1,175 @@
+"""Cost estimates of --dry-run: the calibration cache, the -j schedule, and estimate vs measured
+time on a tiny benchmark of every built-in experiment."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from harness import api, calibration
+from harness.runner import cpu_count
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(calibration.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(calibration.RECALIBRATE_ENV, raising=False)
+    calibration._memo.clear()
+    yield tmp_path / "cache" / calibration.CACHE_FILE
+    calibration._memo.clear()
+    calibration.recalibrate(False)
+
+
+def test_rates_are_probed_once_then_read_from_the_cache(cache, monkeypatch):
+    calls = []
+
+    def probe():
+        calls.append(1)
+        return {"op_s": 1e-3 * len(calls)}
+
+    assert calibration.rates("unit", probe) == {"op_s": 1e-3}
+    assert cache.is_file() and len(calls) == 1
+    calibration._memo.clear()  # a new process: reads the file, does not probe
+    assert calibration.rates("unit", probe) == {"op_s": 1e-3} and len(calls) == 1
+    calibration._memo.clear()
+    assert calibration.rates("unit", probe, version=2) == {"op_s": 2e-3}  # a changed probe
+    monkeypatch.setenv(calibration.RECALIBRATE_ENV, "1")
+    calibration._memo.clear()
+    assert calibration.rates("unit", probe, version=2) == {"op_s": 3e-3}
+    monkeypatch.delenv(calibration.RECALIBRATE_ENV)
+    calibration._memo.clear()
+    assert calibration.rates("unit", probe, version=2) == {"op_s": 3e-3} and len(calls) == 3
+
+
+def test_probes_run_on_one_thread_and_keys_name_the_machine(cache):
+    seen = {}
+
+    def probe():
+        from threadpoolctl import threadpool_info
+
+        seen["threads"] = {i["num_threads"] for i in threadpool_info()}
+        return {"x": 1.0}
+
+    calibration.rates("threads", probe)
+    assert seen["threads"] <= {1}
+    key = calibration.machine_key()
+    assert f"cores={cpu_count()}" in key and "harness=" in key and "numpy=" in key
+
+
+def test_schedule_spreads_cells_over_jobs_and_pays_setup_once_per_worker():
+    cells = [{"seconds": 1.0, "setup_key": "k", "setup_seconds": 4.0} for _ in range(4)]
+    assert calibration.schedule(cells, 1) == pytest.approx(8.0)
+    # two workers: each pays the set-up and its worker start-up, then half the cells
+    assert calibration.schedule(cells, 2) == pytest.approx(calibration.WORKER_START_SECONDS + 4.0 + 2.0)
+    assert calibration.schedule([{"seconds": None}], 2) is None
+    assert calibration.speedup(1e12, 1) == 1.0 and 1.0 < calibration.speedup(1e12, 2) < 2.0
+    assert calibration.speedup(1e3, 2) < 1.01
+
+
+TINY = """
+[benchmark]
+name = "tiny_estimates"
+seed = 7
+repetitions = 1
+
+[[experiments]]
+id = "mem"
+experiment = "memorization"
+max_epochs = 3000
+window = 100
+architecture = { name = "fc", widths = ["d", "d", "d"] }
+[experiments.grid]
+N = [100, 300]
+d = [8, 16]
+
+[[experiments]]
+id = "cap"
+experiment = "capacity"
+N = 100
+d = 5
+max_epochs = 400
+[experiments.grid]
+model = ["deep_adam", "deep_gd", "two_layer"]
+ratio = [1.0, 4.0]
+
+[[experiments]]
+id = "daniely"
+experiment = "two_layer_memorization"
+m = 100
+d = 10
+steps = 1500
+architecture = { name = "two_layer", q = 20 }
+optimizer = { name = "sgd", lr = 1.0, batch_size = 10 }
+
+[[experiments]]
+id = "flow"
+experiment = "quadratic_flow"
+d = 50
+m_star = 4
+t_max = 40.0
+[experiments.grid]
+m = [2, 8]
+
+[[experiments]]
+id = "ntk"
+experiment = "ntk_spectrum"
+N = 950
+d = 30
+kernels = ["full", "W2"]
+
+[[experiments]]
+id = "flat"
+experiment = "embedding_generalization"
+trials = 15
+hessian_trials = 15
+n_test = 500
+[experiments.grid]
+H = [5, 20]
+"""
+
+
+def test_estimates_are_within_3x_of_measured_cpu_time_on_a_tiny_benchmark(tmp_path):
+    """Each cell runs here on one thread (as with -j cores); the comparison is with CPU time,
+    which a machine shared with other jobs inflates far less than wall time. The second pass
+    is timed: compiled kernels and trained students (the estimates' set-up costs) are then in
+    place, as they are after the first cells of a run."""
+    from harness.execute import run_cell
+    from harness.plugin_manager import get_registry
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY, encoding="utf-8")
+    entries = api.plan(spec, jobs=cpu_count())  # one thread per job
+    assert all(e["seconds"] is not None and e["error"] is None for e in entries), entries
+    registry = get_registry()
+    measured: dict[str, float] = {}
+    with calibration.limited_threads(1):
+        for e in entries:
+            run_cell(e["cell"], registry)
+        for e in entries:
+            t0 = time.process_time()
+            row = run_cell(e["cell"], registry)
+            assert row["status"] == "ok", row["error"]
+            block = e["cell"].experiment_id
+            measured[block] = measured.get(block, 0.0) + time.process_time() - t0
+    estimated: dict[str, float] = {}
+    for e in entries:
+        estimated[e["cell"].experiment_id] = estimated.get(e["cell"].experiment_id, 0.0) + e["seconds"]
+    report = ", ".join(f"{b}: {estimated[b]:.2f} s vs {measured[b]:.2f} s" for b in measured)
+    total_est, total = sum(estimated.values()), sum(measured.values())
+    assert total / 3 <= total_est <= 3 * total, report
+    for block in measured:  # per block, looser: small blocks are noisier
+        assert measured[block] / 6 <= estimated[block] <= 6 * measured[block] + 0.05, report
+
+
+def test_dry_run_names_the_jobs_actually_requested(tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY, encoding="utf-8")
+    for jobs in ("1", "3"):
+        result = CliRunner().invoke(main, ["run", str(spec), "--dry-run", "-j", jobs])
+        assert result.exit_code == 0, result.output
+        threads = max(1, cpu_count() // int(jobs))
+        assert f"with -j {jobs} ({threads} thread" in result.stdout.splitlines()[-1]
