@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
               "run it on a machine with a GPU, or pass --device cpu to try the script")
         return 0
 
-    from harness.plugin_manager import get_registry
+    from harness.plugin_manager import load_registry
 
-    registry = get_registry()
+    registry = load_registry()
     cpu = registry.create("backend", "numba")
     gpu = registry.create("backend", "torch", {"device": args.device})
     device = gpu.torch_device()

@@ -3,15 +3,30 @@
 Public API (also what the CLI calls): components and parameters for plugin authors
 (``hookimpl``, ``Param``, ``Activation``, ...), and the run API (``run``, ``load_run``).
 """
-from .components import (Activation, Architecture, Backend, CellContext, Component, Dataset,
-                         Experiment, Initializer, Loss, Optimizer, Registry, TrainingProblem)
+from .components import (
+    Activation,
+    Architecture,
+    Backend,
+    CellContext,
+    Component,
+    Dataset,
+    Experiment,
+    Initializer,
+    Loss,
+    Optimizer,
+    Registry,
+    Skip,
+    SkipCell,
+    TrainingProblem,
+    warm_up,
+)
 from .errors import PluginError, SpecError, UserError
 from .hookspecs import hookimpl
 from .params import REQUIRED, Param
 
 __version__ = "0.1.0"
 
-_API = ("run", "load_run", "plan", "plot")
+_API = ("run", "load_run", "plan", "plot", "compare", "fit", "report", "describe_plugins", "check_plugin")
 
 
 def __getattr__(name):  # the run API, imported on first use: ``harness.run(...)``
@@ -24,6 +39,6 @@ def __getattr__(name):  # the run API, imported on first use: ``harness.run(...)
 
 __all__ = [
     "Activation", "Architecture", "Backend", "CellContext", "Component", "Dataset", "Experiment",
-    "Initializer", "Loss", "Optimizer", "Registry", "TrainingProblem", "PluginError", "SpecError",
-    "UserError", "hookimpl", "REQUIRED", "Param", "__version__", *_API,
+    "Initializer", "Loss", "Optimizer", "Registry", "Skip", "SkipCell", "TrainingProblem", "warm_up",
+    "PluginError", "SpecError", "UserError", "hookimpl", "REQUIRED", "Param", "__version__", *_API,
 ]

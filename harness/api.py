@@ -1,3 +1,5 @@
+# Length: about 470 lines in one module because the run orchestration (run and resume, plan, plot)
+# shares the run's state; analysis, catalogue, views, runs and integrity are modules of their own.
 """The Python API behind the CLI: run a benchmark, resume a run, plan one, load one back.
 
     import harness.api as h
@@ -7,13 +9,39 @@
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .errors import UserError
+from .analysis import compare, few_pairs_warning, fit, fits_json, format_comparisons, format_fits, load_runs, report  # noqa: F401
+from .catalogue import check_plugin, describe_plugins  # noqa: F401  (public API)
+from .errors import RunStopped, UserError
+from .integrity import (  # noqa: F401
+    _is_search_row,
+    check_components_available,
+    check_rows_belong,
+    check_unchanged,
+    component_versions,
+    spec_identity,
+)
+from .runs import (  # noqa: F401
+    EXPORT_FORMATS,
+    Run,
+    _check_meta,
+    _import_pandas,
+    _search_order,
+    export,
+    format_runs,
+    list_runs,
+    load_run,
+    remembered_jobs,
+    resolve_run,
+)
 from .store import RunDir
+from .views import plan_lines, show_lines  # noqa: F401  (public API)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -35,8 +63,21 @@ def _check_options(jobs: int, timeout: float | None) -> None:
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise UserError(f"jobs must be a whole number >= 1, got {jobs!r}")
     if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
-                                or not timeout > 0):
-        raise UserError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+                                or not timeout > 0 or not math.isfinite(timeout)):
+        raise UserError(f"--timeout {timeout!r}: must be a finite number of seconds > 0 (leave it out for "
+                        "no timeout)")
+
+
+def _registry(registry, plugins: Sequence[Any]):
+    """The registry a call works with: the one given, or a fresh one of the installed plugins
+    plus ``plugins``."""
+    if registry is not None:
+        if plugins:
+            raise UserError("give either plugins or a registry built from them, not both")
+        return registry
+    from .plugin_manager import load_registry
+
+    return load_registry(plugins)
 
 
 def _load(spec, overrides: Sequence[str], registry):
@@ -54,11 +95,18 @@ def _load(spec, overrides: Sequence[str], registry):
 def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float | None = None,
         resume: str | Path | None = None, results_dir: str | Path = "results", progress: bool = True,
         figures: bool = True, executor: str | None = None, scheduler: str | None = None,
-        name: str | None = None, tags: Sequence[str] = ()) -> RunDir:
+        name: str | None = None, tags: Sequence[str] = (), force: bool = False,
+        retry_failed: bool = False, worker_wait: float | None = None, plugins: Sequence[Any] = (),
+        registry=None) -> RunDir:
     """Run a benchmark (a file path or a :class:`harness.spec.Spec`) and return its run directory.
 
-    ``executor``: ``"serial"``, ``"processes"`` or ``"dask"`` (``None``: serial for one job
-    without a timeout, else processes; dask when a ``scheduler`` is given). ``scheduler``: the
+    ``plugins``: plugin modules (or module names, or objects) to use besides the installed ones;
+    the run builds its own registry from them (:func:`harness.plugin_manager.load_registry`),
+    and worker processes rebuild it from the same list. ``registry``: an already built one.
+
+    ``executor``: ``"serial"`` (one reused worker process), ``"processes"``, ``"dask"`` or
+    ``"inline"`` (this process: no crash isolation, for debugging) (``None``: serial for one
+    job, else processes; dask when a ``scheduler`` is given). ``scheduler``: the
     address of a Dask scheduler (``tcp://HOST:PORT``); with ``executor="dask"`` and no address
     a local Dask cluster of ``jobs`` worker processes runs the cells.
 
@@ -68,9 +116,21 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
 
     ``name`` (part of the directory name) and ``tags`` are kept in ``meta.json`` and shown by
     :func:`list_runs`; a resumed run keeps its own.
+
+    Integrity: the run directory is locked while this runs (a second writer gets a
+    :class:`UserError` naming this one); a resume of a run whose ``spec.toml`` was edited, or
+    whose components' versions changed, is refused naming what changed (cell ids cover
+    everything that determines a result, :mod:`harness.cells`). ``retry_failed`` (with
+    ``resume``): cells whose row is ``failed`` or ``timeout`` run again (the new row replaces
+    the old). A full disk raises :class:`~harness.errors.RunStopped` with the resume command;
+    so does a Dask run left without any worker for ``worker_wait`` seconds (default
+    :data:`harness.dask_executor.WORKER_WAIT`). Whether every cell is ok: :func:`run_status`.
+
+    Before anything runs, each cell's memory estimate is compared with the machine's memory
+    (:func:`harness.resources.check_memory`): a cell that cannot fit is a :class:`UserError`
+    unless ``force``.
     """
     from . import envinfo
-    from .plugin_manager import get_registry
     from .progress import Progress
     from .runner import check_executor, choose_executor, cpu_count, execute, threads_per_job
 
@@ -78,8 +138,15 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
     tags = _check_meta(name, tags, resume)
     executor = choose_executor(executor, jobs, timeout, scheduler)
     options = {"scheduler": scheduler, "log": _log if progress else None} if executor == "dask" else {}
+    if retry_failed and resume is None:
+        raise UserError("--retry-failed reruns the failed cells of a run: use it with --resume RUN_DIR")
+    if worker_wait is not None and (not isinstance(worker_wait, (int, float)) or isinstance(worker_wait, bool)
+                                    or not 0 < worker_wait < math.inf):
+        raise UserError(f"the wait for a Dask worker must be a finite number of seconds > 0, got {worker_wait!r}")
+    if worker_wait is not None and executor == "dask":
+        options["worker_wait"] = float(worker_wait)
     check_executor(executor, **options)
-    registry = get_registry()
+    registry = _registry(registry, plugins)
     if resume is not None:
         if spec is not None:
             raise UserError("give either a benchmark file or a run directory to resume, not both")
@@ -88,17 +155,36 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
         from .spec import load_spec
 
         run_dir = RunDir.open(resume)
-        spec_obj = load_spec(run_dir.spec_path, registry=registry)
-        check_components_available(spec_obj.cells(), registry)
-        run_dir.repair()
-        rows = run_dir.read_rows()
+        run_dir.lock()  # one writer at a time: before anything is repaired or appended
+        if run_dir.stale_lock and progress:
+            _log(f"note: took over the stale lock of pid {run_dir.stale_lock.get('pid')} (no longer running)")
+        with _unlock_on_error(run_dir):
+            spec_obj = load_spec(run_dir.spec_path, registry=registry)
+            check_unchanged(run_dir, spec_obj)
+            check_components_available(spec_obj.cells(), registry)
+            _check_memory(spec_obj, registry, force, progress)
+            run_dir.repair()
+            rows = run_dir.read_rows()
+            check_rows_belong(run_dir, spec_obj, rows)
+        if retry_failed:  # their cells run again; the new rows replace these
+            rows = [r for r in rows if r.get("status") not in RETRIED_STATUSES]
     else:
         spec_obj = _load(spec, overrides, registry)
         check_components_available(spec_obj.cells(), registry)
+        _check_memory(spec_obj, registry, force, progress)
         run_dir = RunDir.create(results_dir, spec_obj.name, label=name)
-        run_dir.write_meta(name, tags)
-        run_dir.write_spec(spec_obj.to_toml())
+        run_dir.lock()
+        with _unlock_on_error(run_dir):
+            run_dir.write_meta(name, tags)
+            run_dir.write_spec(spec_obj.to_toml())
+            run_dir.write_identity(spec_identity(spec_obj))
         rows = []
+    if executor in ("serial", "processes"):  # worker processes kept from one round to the next
+        from .runner import WorkerPools
+
+        options["workers"] = workers = WorkerPools()
+    else:
+        workers = None
 
     from .search import pending_cells
 
@@ -124,7 +210,8 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
     else:
         env = envinfo.collect(jobs, threads, timeout)
         env["sessions"] = [session]
-    run_dir.write_env(env)
+    with _unlock_on_error(run_dir):
+        run_dir.write_env(env)
 
     if progress:
         verb = "resuming" if resume is not None else "writing"
@@ -140,6 +227,8 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
                    quiet=not progress)
     all_rows = {r["cell_id"]: r for r in rows}
     while todo:
+        # cells learn their run directory (CellContext.run_dir: saved arrays); not their identity
+        todo = [dataclasses.replace(c, run_dir=str(run_dir.path)) for c in todo]
         stream = execute(todo, jobs=jobs, timeout=timeout, registry=registry, executor=executor, **options)
         try:
             for row in stream:
@@ -150,9 +239,20 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
             stream.close()
             run_dir.close()
             bar.close()
+            _stop(workers)
             finished = len(run_dir.read_rows())
-            _write_summary(run_dir, cells, spec_obj)
+            try:
+                _write_summary(run_dir, cells, spec_obj)
+            finally:
+                run_dir.unlock()
             raise Interrupted(run_dir, finished, bar.total) from None
+        except RunStopped as exc:  # a full disk, no Dask worker left: the finished rows are kept
+            stream.close()
+            bar.close()
+            _stop(workers)
+            run_dir.unlock()
+            raise RunStopped(f"{exc}; the finished rows are kept: resume with: "
+                             f"harness run --resume {run_dir.path}") from None
         finally:
             stream.close()
             run_dir.close()
@@ -160,49 +260,79 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
         todo = pending_cells(spec_obj, all_rows.values()) if searching else []
         bar.total += len(todo)
     bar.close()
-    all_rows = _write_summary(run_dir, cells, spec_obj)
+    _stop(workers)
+    try:
+        all_rows = _write_summary(run_dir, cells, spec_obj)
+    except RunStopped as exc:
+        run_dir.unlock()
+        raise RunStopped(f"{exc}; every row is kept: write the summary again with: "
+                         f"harness run --resume {run_dir.path}") from None
     if figures:
         report = _draw(run_dir, all_rows, spec_obj, registry)
         for warning in report.warnings:
             _log(f"warning: {warning}")
-    _write_report(run_dir)
+    _write_report(run_dir, registry)
+    run_dir.unlock()
     return run_dir
 
 
-def check_components_available(cells, registry) -> None:
-    """Raise the :class:`~harness.errors.PluginError` of the first component the cells use whose
-    optional dependencies are missing here (``Component.check_available``), before anything runs."""
-    seen: set[tuple[str, str]] = set()
-    for cell in cells:
-        try:
-            cls = registry.get("experiment", cell.experiment)
-        except Exception:
-            continue  # run_cell reports it as a failed row
-        for slot, chosen in cell.components.items():
-            kind = dict(cls.slots).get(slot, (None,))[0]
-            if kind is None or (kind, chosen["name"]) in seen:
-                continue
-            seen.add((kind, chosen["name"]))
-            try:
-                component = registry.get(kind, chosen["name"])
-            except Exception:
-                continue
-            component.check_available()
+RETRIED_STATUSES = ("failed", "timeout")
+"""The statuses whose cells ``--retry-failed`` runs again."""
+OK_STATUSES = ("ok", "skipped")
+"""The statuses of a successful cell: a skipped cell is one the experiment declares it does not
+run (:class:`harness.components.Skip`), not a failure."""
 
 
-def _write_report(run_dir: RunDir) -> None:
+@contextlib.contextmanager
+def _unlock_on_error(run_dir: RunDir):
+    try:
+        yield
+    except BaseException:
+        run_dir.unlock()
+        raise
+
+
+def _stop(workers) -> None:
+    if workers is not None:
+        workers.close()
+
+
+def run_status(rows) -> tuple[dict[str, int], dict[str, Any] | None]:
+    """``(counts by status, first row not ok)`` of a run's rows; ``None`` when every cell is ok
+    (or ``skipped``). ``harness run`` exits with 0 then, with 3 otherwise."""
+    counts: dict[str, int] = {}
+    first = None
+    for r in rows:
+        status = r.get("status", "?")
+        counts[status] = counts.get(status, 0) + 1
+        if first is None and status not in OK_STATUSES:
+            first = r
+    return counts, first
+
+
+def describe_failure(row: Mapping[str, Any]) -> str:
+    """One line about a row that is not ok: block, coordinates, repetition and the error's first line."""
+    coords = ", ".join(f"{k}={v}" for k, v in (row.get("coords") or {}).items())
+    error = str(row.get("error") or "").strip().splitlines()
+    text = (f"{row.get('experiment_id')} [{coords or 'no grid'}] repetition {row.get('repetition')}: "
+            f"{row.get('status')}" + (f": {error[0]}" if error else ""))
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _check_memory(spec, registry, force: bool, progress: bool) -> None:
+    from .resources import check_memory
+
+    check_memory(spec, registry, force=force, log=_log if progress else None)
+
+
+def _write_report(run_dir: RunDir, registry=None) -> None:
     """Write ``report.html``; a failure is a warning, never a lost run."""
     try:
         from .report import write_report
 
-        write_report(run_dir.path)
+        write_report(load_run(run_dir, registry))
     except Exception as exc:
         _log(f"warning: report.html could not be written: {type(exc).__name__}: {exc}")
-
-
-def _is_search_row(spec, row) -> bool:
-    exp = next((e for e in spec.experiments if e.id == row.get("experiment_id")), None)
-    return exp is not None and exp.search is not None
 
 
 def _write_summary(run_dir: RunDir, cells, spec=None) -> list[dict[str, Any]]:
@@ -215,23 +345,6 @@ def _write_summary(run_dir: RunDir, cells, spec=None) -> list[dict[str, Any]]:
 
         run_dir.write_text("thresholds.csv", thresholds_csv(thresholds(spec, rows)))
     return rows
-
-
-def _search_order(spec, rows, order: list[str]) -> list[str]:
-    """Grid order for the points of searched blocks too: by block, grid point, then axis value."""
-    if spec is None or not any(e.search is not None for e in spec.experiments):
-        return order
-    from .search import replay
-
-    by_id = {r["cell_id"]: r for r in rows}
-    out = list(order)
-    for exp in spec.experiments:
-        if exp.search is None:
-            continue
-        for point in exp.point_searches(spec.seed):
-            for x in sorted(replay(point, by_id).evaluated):
-                out.append(point.make_cells(x)[0].point_id)
-    return out
 
 
 def _draw(run_dir: RunDir, rows, spec, registry):
@@ -247,18 +360,56 @@ def _draw(run_dir: RunDir, rows, spec, registry):
         return report
 
 
-def plot(run_dir: str | Path):
+def plot(run_dir: str | Path, plugins: Sequence[Any] = (), registry=None):
     """(Re)draw the figures of a run directory and refresh its report.html; returns a
     :class:`harness.figures.FigureReport`."""
-    result = load_run(run_dir)
-    from .plugin_manager import get_registry
-
-    drawn = _draw(result.run_dir, result.rows, result.spec, get_registry())
-    _write_report(result.run_dir)
+    registry = _registry(registry, plugins)
+    result = load_run(run_dir, registry)
+    drawn = _draw(result.run_dir, result.rows, result.spec, registry)
+    _write_report(result.run_dir, registry)
     return drawn
 
 
-def plan(spec, overrides: Sequence[str] = (), jobs: int = 1) -> list[dict[str, Any]]:
+def plot_metric(run_dir: str | Path, metric: str, x: str, hue: str | None = None, log: bool = False,
+                experiment_id: str | None = None, plugins: Sequence[Any] = (), registry=None) -> list[Path]:
+    """Draw ``metric`` against ``x`` (one line per ``hue`` value, one panel per combination of
+    the other grid axes; :mod:`harness.metric_plot`) into ``RUN/figures/<block>-plot_...`` (one
+    figure per experiment block, or only ``experiment_id``); returns the paths written."""
+    from .figures import FORMATS, _close, save_figure
+    from .metric_plot import figure_stem, metric_figure
+
+    registry = _registry(registry, plugins)
+    result = load_run(run_dir, registry)
+    blocks: dict = {}
+    for row in result.rows:
+        blocks.setdefault(row.get("experiment_id"), []).append(row)
+    if experiment_id is not None:
+        if experiment_id not in blocks:
+            raise UserError(f"no experiment block {experiment_id!r} in {run_dir}; "
+                            f"blocks: {', '.join(map(str, blocks))}")
+        blocks = {experiment_id: blocks[experiment_id]}
+    written: list[Path] = []
+    problems = []
+    out_dir = result.run_dir.path / "figures"
+    for block, rows in blocks.items():
+        try:
+            fig = metric_figure(rows, metric, x, hue, log, title=f"{block}: {metric} against {x}")
+        except ValueError as exc:
+            problems.append(f"{block}: {exc}")
+            continue
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            stem = f"{block}-{figure_stem(metric, x, hue, log)}"
+            written += save_figure(fig, {fmt: out_dir / f"{stem}.{fmt}" for fmt in FORMATS})
+        finally:
+            _close(fig)
+    if not written:
+        raise UserError("nothing to draw: " + "; ".join(problems))
+    return written
+
+
+def plan(spec, overrides: Sequence[str] = (), jobs: int = 1, plugins: Sequence[Any] = (),
+         registry=None) -> list[dict[str, Any]]:
     """The cells a run would execute, each with its cost estimate (``--dry-run``).
 
     A block with a threshold search contributes the cells of an expected search path
@@ -273,10 +424,10 @@ def plan(spec, overrides: Sequence[str] = (), jobs: int = 1) -> list[dict[str, A
     (:mod:`harness.calibration`); :func:`harness.calibration.schedule` turns them into a wall time.
     """
     from . import calibration
-    from .plugin_manager import get_registry
+    from .execute import cell_context
     from .runner import threads_per_job
 
-    registry = get_registry()
+    registry = _registry(registry, plugins)
     spec_obj = _load(spec, overrides, registry)
     out = []
     cache: dict[str, Any] = {}
@@ -296,8 +447,8 @@ def plan(spec, overrides: Sequence[str] = (), jobs: int = 1) -> list[dict[str, A
             key = cell.point_id
             if key not in cache:
                 try:
-                    cls = registry.get("experiment", cell.experiment)
-                    cache[key] = dict(cls(**cell.params).estimate(cell.params, cell.components) or {})
+                    experiment = cell_context(cell, registry)[0]
+                    cache[key] = dict(experiment.estimate(cell.params, cell.components) or {})
                 except Exception as exc:
                     cache[key] = {"error": f"{type(exc).__name__}: {exc}"}
             est = cache[key]
@@ -310,262 +461,8 @@ def plan(spec, overrides: Sequence[str] = (), jobs: int = 1) -> list[dict[str, A
     return out
 
 
-@dataclass
-class Run:
-    """A run directory loaded back: its rows, summary, spec and environment."""
+def recalibrate() -> None:
+    """Forget the cost rates measured on this machine: the next plan measures them again."""
+    from . import calibration
 
-    run_dir: RunDir
-    rows: list[dict[str, Any]]
-    env: dict[str, Any]
-    spec: Any = None
-    spec_error: str | None = None
-    summary: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def path(self) -> Path:
-        return self.run_dir.path
-
-    @property
-    def total(self) -> int | None:
-        """Cells in the spec (``None`` when the spec cannot be loaded); for threshold searches,
-        the cells visited so far plus those the searches need next."""
-        if self.spec is None:
-            return None
-        from .search import searched_cell_ids
-
-        visited, pending = searched_cell_ids(self.spec, self.rows)
-        return len(self.spec.cells()) + len(visited) + pending
-
-    @property
-    def missing(self) -> int | None:
-        if self.spec is None:
-            return None
-        from .search import pending_cells
-
-        have = {r["cell_id"] for r in self.rows}
-        return (sum(1 for c in self.spec.cells() if c.cell_id not in have)
-                + len(pending_cells(self.spec, self.rows)))
-
-    @property
-    def thresholds(self) -> list[dict[str, Any]]:
-        """One line per searched grid point (:func:`harness.search.thresholds`); empty without
-        a search or a loadable spec."""
-        if self.spec is None:
-            return []
-        from .search import thresholds
-
-        return thresholds(self.spec, self.rows)
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """``meta.json``: the run's ``name`` and ``tags`` (``{}`` for an older run)."""
-        return self.run_dir.read_meta()
-
-    def to_records(self) -> tuple[list[str], list[dict[str, Any]]]:
-        """``(columns, records)``: one flat record per row, in the grid's order
-        (:func:`harness.summary.tidy` says which columns)."""
-        from .summary import tidy
-
-        return tidy(self.rows, [line["point_id"] for line in self.summary])
-
-    def to_pandas(self):
-        """The rows as one tidy :class:`pandas.DataFrame` (:meth:`to_records`); needs pandas."""
-        pd = _import_pandas("Run.to_pandas()")
-        cols, records = self.to_records()
-        return pd.DataFrame.from_records(records, columns=cols)
-
-    def status_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for r in self.rows:
-            counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
-        return counts
-
-
-def load_run(path: str | Path | RunDir) -> Run:
-    """Load a run directory (its spec is re-validated; if that fails ``spec`` is ``None`` and
-    ``spec_error`` says why)."""
-    from .errors import UserError as _UserError
-    from .summary import summarize
-
-    run_dir = RunDir.open(path.path if isinstance(path, RunDir) else path)
-    rows = run_dir.read_rows()
-    spec, spec_error = None, None
-    try:
-        from .spec import load_spec
-
-        spec = load_spec(run_dir.spec_path)
-    except _UserError as exc:
-        spec_error = str(exc)
-    order = list(dict.fromkeys(c.point_id for c in spec.cells())) if spec is not None else None
-    if spec is not None:
-        order = _search_order(spec, rows, order)
-    return Run(run_dir=run_dir, rows=rows, env=run_dir.read_env(), spec=spec, spec_error=spec_error,
-               summary=summarize(rows, order))
-
-
-# ----------------------------------------------------------------------------------------------
-# finding runs, exporting them
-
-
-def _check_meta(name: str | None, tags: Sequence[str], resume) -> list[str]:
-    from .store import check_label, check_tags
-
-    if isinstance(tags, str):
-        tags = [tags]
-    if resume is not None and (name or tags):
-        raise UserError("--name and --tag label a new run; a resumed run keeps the name and tags it has")
-    if name is not None:
-        check_label(name)
-    return check_tags(tags)
-
-
-def resolve_run(path: str | Path, results_dir: str | Path | None = None) -> Path:
-    """The run directory ``path`` names: a path, ``latest`` (the newest run under the results
-    folder) or ``latest:BENCHMARK`` (the newest run of one benchmark). A :class:`UserError`
-    when it is not a run directory."""
-    from .store import resolve_run_path
-
-    return RunDir.open(resolve_run_path(path, results_dir)).path
-
-
-def list_runs(benchmark: str | None = None, results_dir: str | Path | None = None,
-              tags: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """The runs under ``results_dir`` (default ``$HARNESS_RESULTS_DIR`` or ``results``), oldest
-    first; with ``benchmark`` only its runs, with ``tags`` only runs holding every one of them.
-
-    One dict per run: ``path``, ``benchmark``, ``started`` (local time, ``YYYY-mm-dd HH:MM:SS``),
-    ``rows`` (cells finished), ``status`` (counts by status), ``commit`` (the harness's git
-    commit, from ``env.json``), ``dirty``, ``name`` and ``tags`` (from ``meta.json``),
-    ``sessions`` (the first run and each resume) and ``jobs`` (of the last session)."""
-    from datetime import datetime
-
-    from .store import find_runs, run_sort_key
-
-    out = []
-    for path in find_runs(results_dir, benchmark):
-        run_dir = RunDir(path)
-        meta, env = run_dir.read_meta(), run_dir.read_env()
-        run_tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
-        if any(t not in run_tags for t in tags):
-            continue
-        counts: dict[str, int] = {}
-        try:
-            rows = run_dir.read_rows()
-        except UserError:
-            rows = None
-        for r in rows or ():
-            counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
-        sessions = env.get("sessions") if isinstance(env.get("sessions"), list) else []
-        started = None
-        if sessions and isinstance(sessions[0], dict) and sessions[0].get("started"):
-            try:
-                started = datetime.fromisoformat(sessions[0]["started"]).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-            except (TypeError, ValueError):
-                started = None
-        if started is None:
-            stamp = run_sort_key(path)[0]
-            started = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}"
-        git = env.get("git") if isinstance(env.get("git"), dict) else {}
-        out.append({"path": path, "benchmark": path.parent.name, "started": started,
-                    "rows": None if rows is None else len(rows), "status": counts,
-                    "commit": git.get("commit"), "dirty": git.get("dirty"), "name": meta.get("name"),
-                    "tags": run_tags, "sessions": len(sessions),
-                    "jobs": sessions[-1].get("jobs") if sessions and isinstance(sessions[-1], dict) else None})
-    return out
-
-
-def format_runs(runs: Sequence[Mapping[str, Any]], results_dir: str | Path | None = None, width: int = 100) -> str:
-    """The table ``harness runs`` prints (:func:`list_runs`): run, started, rows, statuses, git
-    commit (``*`` when it had uncommitted changes), name and tags; at most ``width`` characters
-    a line (long names and tags are cut)."""
-    root = Path(results_dir) if results_dir is not None else None
-    header = ["run", "started", "rows", "status", "commit", "name / tags"]
-    table = []
-    for r in runs:
-        path = Path(r["path"])
-        try:
-            shown = str(path.relative_to(root)) if root is not None else f"{r['benchmark']}/{path.name}"
-        except ValueError:
-            shown = str(path)
-        status = " ".join(f"{k} {v}" for k, v in sorted(r["status"].items())) or ("-" if r["rows"] == 0 else "?")
-        commit = (r["commit"] or "")[:7] + ("*" if r.get("dirty") else "") if r.get("commit") else "-"
-        label = ", ".join(([r["name"]] if r.get("name") else []) + [f"#{t}" for t in r.get("tags") or []])
-        table.append([shown, r["started"][:16], "?" if r["rows"] is None else str(r["rows"]), status, commit, label])
-    widths = [max(len(row[i]) for row in [header] + table) for i in range(len(header))]
-    lines = []
-    for row in [header] + table:
-        text = "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
-        lines.append(text if len(text) <= width else text[: width - 1] + "…")
-    lines.append(f"{len(runs)} run{'s' if len(runs) != 1 else ''}; the last is 'latest'"
-                 + (f" (or 'latest:{runs[-1]['benchmark']}')" if runs else ""))
-    return "\n".join(lines)
-
-
-def remembered_jobs(run_dir: str | Path) -> int:
-    """The ``jobs`` of the last session of a run (``env.json``), for a resume that does not say;
-    1 when it is not recorded (a Dask cluster's session records none)."""
-    env = RunDir.open(run_dir).read_env()
-    sessions = env.get("sessions") if isinstance(env.get("sessions"), list) else []
-    for session in reversed(sessions):
-        jobs = session.get("jobs") if isinstance(session, dict) else None
-        if isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1:
-            return jobs
-    return 1
-
-
-EXPORT_FORMATS = ("csv", "parquet")
-
-
-def _import_pandas(what: str, parquet: bool = False):
-    try:
-        import pandas as pd
-    except ImportError:
-        extra = " pyarrow" if parquet else ""
-        raise UserError(f"{what} needs pandas{' and pyarrow' if parquet else ''}, which is not installed: "
-                        f"pip install pandas{extra}") from None
-    if parquet:
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise UserError(f"{what} needs pyarrow, which is not installed: pip install pyarrow") from None
-    return pd
-
-
-def export(run_dir: str | Path | RunDir, fmt: str = "csv", output: str | Path | None = None) -> str | Path:
-    """Write the run's tidy table (:meth:`Run.to_records`), one line per row.
-
-    ``fmt="csv"`` (needs no pandas): returns the CSV text when ``output`` is ``None``, else writes
-    ``output`` and returns its path. ``fmt="parquet"`` (needs pandas and pyarrow) writes ``output``
-    (default ``RUN_DIR/rows.parquet``) and returns its path."""
-    if fmt not in EXPORT_FORMATS:
-        raise UserError(f"--format {fmt!r}: choose from {', '.join(EXPORT_FORMATS)}")
-    if fmt == "parquet":
-        if output is not None and str(output) == "-":
-            raise UserError("--format parquet -o -: parquet is written to a file; give -o FILE.parquet")
-        pd = _import_pandas("--format parquet", parquet=True)
-    result = load_run(run_dir)
-    if fmt == "csv":
-        from .summary import tidy_csv
-
-        text = tidy_csv(result.rows, [line["point_id"] for line in result.summary])
-        if output is None:
-            return text
-        target = Path(output)
-        try:
-            target.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot write {target}: {exc.strerror or exc}") from None
-        return target
-    target = Path(output) if output is not None else result.path / "rows.parquet"
-    cols, records = result.to_records()
-    frame = pd.DataFrame.from_records(records, columns=cols)
-    for col in frame.columns:  # a column mixing text and numbers (blocks differ) is stored as text
-        if frame[col].dtype == object:
-            kinds = {type(v) for v in frame[col] if v is not None}
-            if len(kinds) > 1:
-                frame[col] = [None if v is None else str(v) for v in frame[col]]
-    try:
-        frame.to_parquet(target, index=False)
-    except OSError as exc:
-        raise UserError(f"cannot write {target}: {exc.strerror or exc}") from None
-    return target
+    calibration.recalibrate()

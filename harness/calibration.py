@@ -49,6 +49,30 @@ _threads: int | None = None
 _memo: dict[tuple, dict[str, float]] = {}
 _recalibrate = False
 _consulted: set[str] = set()
+_no_probes = False
+
+
+class _Unmeasured(dict):
+    """What :func:`rates` gives inside :func:`no_probes` for a probe never measured here: 1.0
+    for every rate (the seconds estimated from it mean nothing; memory estimates are unaffected)."""
+
+    def __missing__(self, key):
+        return 1.0
+
+    def get(self, key, default=None):
+        return super().get(key, 1.0)
+
+
+@contextlib.contextmanager
+def no_probes() -> Iterator[None]:
+    """Inside the block :func:`rates` never runs a probe: cached rates are used, unmeasured ones
+    read as 1.0. For estimates wanted only for their memory (``harness run``'s memory check)."""
+    global _no_probes
+    previous, _no_probes = _no_probes, True
+    try:
+        yield
+    finally:
+        _no_probes = previous
 
 
 def cache_dir() -> Path:
@@ -192,6 +216,8 @@ def rates(name: str, probe: Callable[[], Mapping[str, float]], version: int = 1)
         if isinstance(entry, dict) and entry.get("version") == version and isinstance(entry.get("rates"), dict):
             _memo[memo_key] = {k: float(v) for k, v in entry["rates"].items()}
             return dict(_memo[memo_key])
+    if _no_probes:
+        return _Unmeasured()
     t0 = time.perf_counter()
     with limited_threads(1):
         measured = {k: float(v) for k, v in dict(probe()).items()}

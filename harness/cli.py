@@ -1,16 +1,19 @@
+# Length: about 400 lines in one module because one click group; most of the length is the
+# commands' option declarations, and each command only parses, calls the API and prints.
 """The ``harness`` command line: a thin face over :mod:`harness.api`.
 
     harness run FILE [--set key.path=value ...] [--jobs N] [--timeout S] [--dry-run]
                      [--executor serial|processes|dask] [--scheduler tcp://HOST:PORT]
-    harness run FILE [--name NAME] [--tag TAG ...]
+    harness run FILE [--name NAME] [--tag TAG ...] [--force]
     harness run --resume RUN_DIR [-j N]
     harness runs [BENCHMARK] [--tag TAG ...] [--results-dir DIR]
-    harness show RUN_DIR [--experiment ID ...] [--where KEY=VALUE ...] [--columns a,b,c] [--width N]
+    harness show RUN_DIR [--experiment ID ...] [--where KEY=VALUE ...] [--columns a,b,c] [--width N] [--timings]
     harness export RUN_DIR [--format csv|parquet] [-o FILE]
     harness plugins [--json]
     harness plot RUN_DIR
     harness report RUN_DIR
-    harness compare RUN_DIR [RUN_DIR ...] [--metric M] [--by KEY] [--pooled] [--format table|csv|markdown]
+    harness compare RUN_DIR [RUN_DIR ...] [--metric M] [--by KEY] [--pooled] [--timings]
+                    [--format table|csv|markdown]
     harness fit RUN_DIR --metric M --axis A [--log]
     harness check-plugin NAME [--kind KIND]
 
@@ -18,7 +21,11 @@ Wherever a RUN_DIR is accepted, ``latest`` names the newest run under the result
 (``$HARNESS_RESULTS_DIR`` or ``results``) and ``latest:BENCHMARK`` the newest run of a benchmark.
 
 A mistake in the input (a bad file, key, value or option) prints ``error: <message>`` on stderr
-and exits with code 2, without a traceback.
+and exits with code 2, without a traceback. ``harness run`` exits with 0 when every cell is ok
+(``skipped`` counts as ok), 3 when some cells failed, timed out or diverged (the first is
+printed), 4 when the run had to stop (a full disk, no Dask worker left) and 130 when
+interrupted; a resume of an edited spec, or of a run directory another process is writing,
+is an input mistake (2).
 """
 from __future__ import annotations
 
@@ -31,6 +38,11 @@ import click
 from .errors import UserError
 
 EXIT_INTERRUPTED = 130
+EXIT_CELLS_FAILED = 3
+"""``harness run``: the run finished, but some cells failed, timed out or diverged."""
+EXIT_STOPPED = 4
+"""``harness run``: the run had to stop (a full disk, no Dask worker left); resume it
+(:class:`harness.errors.RunStopped`)."""
 
 
 class _Group(click.Group):
@@ -57,9 +69,10 @@ def main() -> None:
                    "the run's last session].")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop a cell after this many seconds (its row gets status timeout).")
-@click.option("--executor", type=click.Choice(["serial", "processes", "dask"]), default=None,
-              help="Where cells run: here one by one, in --jobs worker processes, or on a Dask "
-                   "cluster (default: serial for one job without --timeout, else processes).")
+@click.option("--executor", type=click.Choice(["serial", "processes", "dask", "inline"]), default=None,
+              help="Where cells run: one by one in a worker process (serial), in --jobs worker processes, "
+                   "on a Dask cluster, or in this process without crash isolation (inline, for debugging) "
+                   "(default: serial for one job, else processes).")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="With --executor dask: the scheduler of an existing Dask cluster "
                    "(without it, a local cluster of --jobs worker processes is started).")
@@ -69,6 +82,12 @@ def main() -> None:
                    "calibration (see harness.calibration; also HARNESS_RECALIBRATE=1).")
 @click.option("--resume", "resume", metavar="RUN_DIR", default=None,
               help="Finish an interrupted run: only cells without a row run.")
+@click.option("--retry-failed", is_flag=True,
+              help="With --resume: also run again the cells whose row is failed or timeout (the new row "
+                   "replaces the old).")
+@click.option("--worker-wait", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="With --executor dask: stop (resumable) when no worker has been connected for this long "
+                   "[default: 60].")
 @click.option("--results-dir", default="results", show_default=True, metavar="DIR", envvar="HARNESS_RESULTS_DIR",
               help="Where run directories are created (DIR/<benchmark>/<timestamp-id>[-NAME]); "
                    "also $HARNESS_RESULTS_DIR.")
@@ -79,9 +98,16 @@ def main() -> None:
               help="A tag for the run, kept in meta.json and shown by harness runs (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--no-figures", is_flag=True, help="Do not draw figures at the end.")
+@click.option("--force", is_flag=True,
+              help="Run even cells whose memory estimate exceeds this machine's memory (refused otherwise).")
 def run(file, overrides, jobs, timeout, executor, scheduler, dry_run, recalibrate, resume, results_dir, quiet,
-        no_figures, name, tags):
-    """Run the benchmark FILE (or resume a run with --resume RUN_DIR)."""
+        no_figures, name, tags, force, retry_failed, worker_wait):
+    """Run the benchmark FILE (or resume a run with --resume RUN_DIR).
+
+    Exit status: 0 when every cell is ok (or skipped), 3 when some cells failed, timed out or
+    diverged (the first is printed), 2 for a mistake in the input (also an edited spec on
+    --resume, or a run directory another process is writing), 4 when the run had to stop
+    (a full disk, no Dask worker left: resume it), 130 when interrupted."""
     from . import api
 
     if file is None and resume is None:
@@ -92,10 +118,8 @@ def run(file, overrides, jobs, timeout, executor, scheduler, dry_run, recalibrat
         if resume is not None:
             raise UserError("--dry-run lists the cells of a benchmark FILE; it cannot be combined with --resume")
         if recalibrate:
-            from . import calibration
-
-            calibration.recalibrate()
-        _print_plan(api.plan(file, overrides, jobs=jobs), jobs)
+            api.recalibrate()
+        _echo(api.plan_lines(api.plan(file, overrides, jobs=jobs), jobs))
         return
     if jobs is None:  # a resume runs with the -j of the run's last session unless told
         jobs = api.remembered_jobs(resume) if file is None else 1
@@ -106,7 +130,8 @@ def run(file, overrides, jobs, timeout, executor, scheduler, dry_run, recalibrat
     try:
         run_dir = api.run(file, overrides=overrides, jobs=jobs, timeout=timeout, resume=resume,
                           results_dir=results_dir, progress=not quiet, figures=not no_figures,
-                          executor=executor, scheduler=scheduler, name=name, tags=tags)
+                          executor=executor, scheduler=scheduler, name=name, tags=tags, force=force,
+                          retry_failed=retry_failed, worker_wait=worker_wait)
     except api.Interrupted as exc:
         click.echo(f"interrupted: {exc.done} of {exc.total} cells finished and kept in {exc.run_dir.path}; "
                    f"finish with: harness run --resume {exc.run_dir.path}", err=True)
@@ -114,77 +139,27 @@ def run(file, overrides, jobs, timeout, executor, scheduler, dry_run, recalibrat
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    counts, first = api.run_status(run_dir.read_rows())
     if not quiet:
-        counts: dict[str, int] = {}
-        for row in run_dir.read_rows():
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
         parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         click.echo(f"done: {run_dir.path} ({parts or 'no rows'})", err=True)
     click.echo(str(run_dir.path))
+    if first is not None:
+        bad = sum(v for k, v in counts.items() if k not in api.OK_STATUSES)
+        click.echo(f"{bad} cell{'s' if bad != 1 else ''} not ok; the first: {api.describe_failure(first)}", err=True)
+        if any(k in api.RETRIED_STATUSES for k in counts):
+            click.echo(f"(run them again with: harness run --resume {run_dir.path} --retry-failed)", err=True)
+        sys.exit(EXIT_CELLS_FAILED)
 
 
 def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
-def _fmt_bytes(n) -> str:
-    if n is None:
-        return "?"
-    n = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def _fmt_seconds(s) -> str:
-    if s is None:
-        return "?"
-    from .progress import format_seconds
-
-    return f"{s:.2g} s" if s < 60 else format_seconds(s)
-
-
-def _print_plan(entries, jobs: int) -> None:
-    header = ["#", "experiment", "rep", "coords", "memory", "time"]
-    table = []
-    for i, e in enumerate(entries, start=1):
-        cell = e["cell"]
-        coords = ", ".join(f"{k}={v}" for k, v in cell.coords.items()) or "-"
-        table.append([str(i), cell.experiment_id, str(cell.repetition), coords,
-                      _fmt_bytes(e["memory_bytes"]), _fmt_seconds(e["seconds"])])
-    widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
-    for r in [header] + table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    from .calibration import cache_path, consulted, schedule
-    from .runner import threads_per_job
-
-    known = [e["seconds"] for e in entries if e["seconds"] is not None]
-    mems = [e["memory_bytes"] for e in entries if e["memory_bytes"] is not None]
-    text = f"{len(entries)} cells"
-    if known:
-        threads = threads_per_job(jobs)
-        total = sum(known) + sum(dict(((e.get("setup_key"), e.get("setup_seconds") or 0.0)
-                                       for e in entries if e.get("setup_key") is not None)).values())
-        text += (f"; estimated time about {_fmt_seconds(schedule(entries, jobs))} with -j {jobs} "
-                 f"({threads} thread{'s' if threads > 1 else ''} per job; cells add up to {_fmt_seconds(total)})")
-        if len(known) < len(entries):
-            text += f" (no estimate for {len(entries) - len(known)} cells)"
-    if mems:
-        text += f"; memory per cell up to {_fmt_bytes(max(mems))}"
-    click.echo(text)
-    searched = sum(1 for e in entries if e.get("searched"))
-    if searched:
-        click.echo(f"({searched} of these cells are threshold searches along an expected path: the "
-                   "real searches visit about as many axis values, where their results lead)")
-    if consulted():
-        click.echo(f"(times from rates measured on this machine, cached in {cache_path()}; "
-                   "--recalibrate measures again)", err=True)
-    for e in entries:
-        if e["error"]:
-            click.echo(f"warning: estimate failed for {e['cell'].experiment_id}: {e['error']}", err=True)
-            break
+def _echo(lines) -> None:
+    """Print ``(text, to_stderr)`` lines (what the API's ``*_lines`` functions return)."""
+    for text, err in lines:
+        click.echo(text, err=err)
 
 
 @main.command()
@@ -199,43 +174,14 @@ def _print_plan(entries, jobs: int) -> None:
 @click.option("--width", type=click.IntRange(min=0), default=None, metavar="N",
               help="Fit the tables into N characters (0: no limit) [default: the terminal's width, "
                    "100 when not a terminal].")
-def show(run_dir, experiments, where, columns_, width):
+@click.option("--timings", is_flag=True, help="Also summarise the rows' timings (wall-clock seconds, as "
+              "timings.<name>); left out by default.")
+def show(run_dir, experiments, where, columns_, width, timings):
     """Print the summary of a run directory as a table (RUN_DIR may be latest or latest:BENCHMARK)."""
     from . import api
-    from .search import format_thresholds
-    from .summary import filter_lines, format_blocks
 
-    if width is None:
-        width = _terminal_width()
-    cols = [c.strip() for c in columns_.split(",") if c.strip()] if columns_ is not None else None
-    if columns_ is not None and not cols:
-        raise UserError("--columns '': name at least one column, e.g. --columns N,rows,loss")
-    result = api.load_run(run_dir)
-    shown = filter_lines(result.summary, experiments, where)
-    tables = format_blocks(shown, max_width=width or None, columns_=cols)  # checks --columns
-    counts = result.status_counts()
-    parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no rows"
-    total = result.total
-    click.echo(f"run: {result.path}")
-    click.echo(f"cells: {len(result.rows)}" + (f" of {total}" if total is not None else "") + f" ({parts})")
-    if result.spec_error:
-        click.echo(f"warning: the run's spec no longer loads: {result.spec_error}", err=True)
-    missing = result.missing
-    if missing:
-        click.echo(f"incomplete: {missing} cells missing; finish with: harness run --resume {result.path}")
-    if shown:
-        click.echo("")
-        click.echo(tables)
-    else:
-        click.echo("(no grid point matches)" if result.summary else "(no rows yet)")
-    searched = [t for t in result.thresholds if not experiments or t["experiment_id"] in experiments]
-    for block_id in dict.fromkeys(t["experiment_id"] for t in searched):
-        lines = [{k: v for k, v in t.items() if k not in ("experiment_id", "condition", "evaluations")}
-                 for t in searched if t["experiment_id"] == block_id]
-        click.echo("")
-        condition = next(t["condition"] for t in searched if t["experiment_id"] == block_id)
-        click.echo(f"{block_id}: threshold search ({condition}; thresholds.csv)")
-        click.echo(format_thresholds(lines, max_width=width or None))
+    _echo(api.show_lines(run_dir, experiments, where, columns_, _terminal_width() if width is None else width,
+                         timings))
 
 
 def _terminal_width() -> int:
@@ -285,10 +231,26 @@ def export(run_dir, fmt, output):
 
 @main.command()
 @click.argument("run_dir", metavar="RUN_DIR")
-def plot(run_dir):
-    """(Re)draw the figures of a run directory into RUN_DIR/figures."""
+@click.option("--metric", "-m", default=None, metavar="NAME",
+              help="Draw this metric (instead of redrawing the experiments' figures).")
+@click.option("--x", "x_axis", default=None, metavar="KEY", help="With --metric: the x axis (a grid axis, "
+              "parameter or metric).")
+@click.option("--hue", default=None, metavar="KEY", help="With --metric: one line per value of KEY (a grid "
+              "axis, parameter, slot such as architecture, or slot.param).")
+@click.option("--log", is_flag=True, help="With --metric: logarithmic y axis.")
+@click.option("--experiment", "experiment_id", default=None, metavar="ID", help="With --metric: only this "
+              "experiment block.")
+def plot(run_dir, metric, x_axis, hue, log, experiment_id):
+    """(Re)draw the figures of a run directory into RUN_DIR/figures, or, with --metric M --x
+    AXIS [--hue KEY] [--log], draw one metric (other grid axes get their own panels)."""
     from . import api
 
+    if metric is not None or x_axis is not None or hue is not None or log or experiment_id is not None:
+        if metric is None or x_axis is None:
+            raise click.UsageError("--metric and --x go together (--hue, --log, --experiment need them)")
+        for path in api.plot_metric(run_dir, metric, x_axis, hue, log, experiment_id):
+            click.echo(str(path))
+        return
     report = api.plot(run_dir)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -299,40 +261,13 @@ def plot(run_dir):
         click.echo("no figures written", err=True)
 
 
-def _version(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except (metadata.PackageNotFoundError, ValueError):
-        return None
-
-
-def _describe_plugins() -> dict:
-    from .plugin_manager import get_registry
-
-    registry = get_registry()
-    kinds: dict[str, list] = {}
-    versions: dict[str, str | None] = {}
-    for kind, name, component, provider in registry:
-        if provider not in versions:
-            versions[provider] = _version(provider) if not provider.startswith("<") else None
-        entry = component.describe()
-        entry["provider"] = provider
-        entry["version"] = versions[provider]
-        slots = getattr(component, "slots", None)
-        if kind == "experiment" and slots is not None:
-            entry["slots"] = {s: {"kind": k, "default": d} for s, (k, d) in dict(slots).items()}
-        kinds.setdefault(kind, []).append(entry)
-    return {"components": kinds,
-            "failures": [{"plugin": name, "error": error} for name, error in registry.failures]}
-
-
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def plugins(as_json):
     """List every component by kind, with its parameters and the distribution providing it."""
-    info = _describe_plugins()
+    from .api import describe_plugins
+
+    info = describe_plugins()
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
@@ -363,10 +298,9 @@ def plugins(as_json):
 @click.option("--output", "-o", default=None, metavar="FILE", help="Where to write (default RUN_DIR/report.html).")
 def report(run_dir, output):
     """Write RUN_DIR/report.html, one self-contained page."""
-    from .api import resolve_run
-    from .report import write_report
+    from .api import report as write_report
 
-    click.echo(str(write_report(resolve_run(run_dir), output)))
+    click.echo(str(write_report(run_dir, output)))
 
 
 @main.command()
@@ -385,13 +319,15 @@ def report(run_dir, output):
 @click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True, help="Confidence level of the intervals.")
 @click.option("--pooled", is_flag=True, help="Add a line 'all' pooling every point.")
-def compare(run_dirs, metrics, by, baseline, fmt, n_boot, level, pooled):
+@click.option("--timings", is_flag=True, help="Also compare the rows' timings (wall-clock seconds, as "
+              "timings.<name>); left out by default.")
+def compare(run_dirs, metrics, by, baseline, fmt, n_boot, level, pooled, timings):
     """Compare groups of rows side by side, with paired differences (in the grid's order)."""
-    from .compare import compare as compare_runs, few_pairs_warning, format_comparisons, load_runs, one_key
+    from .api import compare as compare_runs
+    from .api import few_pairs_warning, format_comparisons
 
-    key = one_key(by)  # a repeated --by is refused before anything is loaded
-    comparisons = compare_runs(load_runs(run_dirs), metrics=list(metrics), by=key, baseline=baseline,
-                               n_boot=n_boot, level=level, pooled=pooled)
+    comparisons = compare_runs(run_dirs, metrics=list(metrics), by=by, baseline=baseline,
+                               n_boot=n_boot, level=level, pooled=pooled, timings=timings)
     click.echo(format_comparisons(comparisons, fmt).rstrip("\n"))
     if fmt == "csv":  # the table and markdown formats say it in their notes
         for c in comparisons:
@@ -413,27 +349,13 @@ def compare(run_dirs, metrics, by, baseline, fmt, n_boot, level, pooled):
               help="Also draw the data and the fits into FILE (.png, .svg or .pdf).")
 def fit(run_dir, metric, axis, log, n_boot, level, as_json, plot_file):
     """Fit a metric against an axis, with a bootstrap interval."""
-    from .compare import load_runs
-    from .fits import check_plot_path, fit_rows, format_fits, grid_keys
+    from .api import fit as fit_run
+    from .api import fits_json, format_fits
 
-    from .api import resolve_run
-
-    if plot_file:
-        check_plot_path(plot_file)
-    run_dir = str(resolve_run(run_dir))
-    (_, rows), = load_runs([run_dir])
-    keys = grid_keys(run_dir)
-    fits = fit_rows(rows, metric, axis, log=log, grid_keys=keys, n_boot=n_boot, level=level)
-    if as_json:
-        from .fits import fits_json
-
-        click.echo(fits_json(fits))
-    else:
-        click.echo(format_fits(fits, metric, axis))
-    if plot_file:
-        from .fits import save_fit_plot
-
-        click.echo(str(save_fit_plot(fits, metric, axis, log, run_dir, plot_file)), err=True)
+    fits, drawn = fit_run(run_dir, metric, axis, log=log, n_boot=n_boot, level=level, plot=plot_file)
+    click.echo(fits_json(fits) if as_json else format_fits(fits, metric, axis))
+    if drawn is not None:
+        click.echo(str(drawn), err=True)
 
 
 @main.command("check-plugin")
@@ -442,39 +364,19 @@ def fit(run_dir, metric, axis, log, n_boot, level, as_json, plot_file):
               help="The component's kind, when the name is used by several kinds.")
 def check_plugin(name, kind):
     """Run the conformance checks on one component (exit 1 on a failure)."""
-    from .components import KINDS
-    from .conformance import check_component
-    from .errors import suggest
-    from .plugin_manager import get_registry
+    from .api import check_plugin as check
 
-    registry = get_registry()
-    if kind is not None and kind not in KINDS:
-        raise UserError(f"--kind {kind!r}: not a plugin kind{suggest(kind, KINDS)}; kinds: {', '.join(KINDS)}")
-    kinds = [kind] if kind else [k for k in KINDS if name in registry.names(k)]
-    if kind and name not in registry.names(kind):
-        registry.get(kind, name)  # raises a PluginError with close names
-    if not kinds:
-        every = sorted({n for k in KINDS for n in registry.names(k)})
-        raise UserError(f"no component named {name!r}{suggest(name, every)}; list them with: harness plugins")
-    if len(kinds) > 1:
-        raise UserError(f"{name!r} is registered as {' and '.join(kinds)}; choose one with --kind")
-    kind = kinds[0]
-    click.echo(f"{kind} {name} [{registry.provider_of(kind, name)}]")
-    results = check_component(kind, name, registry)
-    for result in results:
+    found = check(name, kind)
+    click.echo(f"{found.kind} {name} [{found.provider}]")
+    for result in found.results:
         click.echo(f"  {result}")
-    failed = sum(1 for r in results if not r.passed)
-    skipped = sum(1 for r in results if r.skipped)
-    click.echo(f"{len(results) - failed - skipped} passed, {failed} failed, {skipped} skipped")
-    if failed:
+    click.echo(f"{found.passed} passed, {found.failed} failed, {found.skipped} skipped")
+    if found.failed:
         sys.exit(1)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
-_BENCHMARKS = {"ntk": "harness.benchmarking.ntk_speed:cli", "adam": "harness.benchmarking.adam_speed:main"}
+_BENCHMARKS = {"ntk": "harness.benchmarking.ntk_speed:cli", "adam": "harness.benchmarking.adam_speed:main",
+               "train": "harness.benchmarking.train_speed:main"}
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -489,6 +391,8 @@ def bench(ctx: click.Context, name: str) -> None:
         the measured DGEMM rate; peak memory; lambda_min solver vs eigvalsh
     harness bench adam [--d 122] [--N 12000] [--threads T] [--dtypes float64,float32]
         one full-batch Adam epoch of the Figure 2 network vs PyTorch on the CPU (if installed)
+    harness bench train [--sizes 22x400,38x1200] [--R 1,10] [--threads T] [--repeats R]
+        many small networks: batched training vs one at a time, plain NumPy and torch (CPU)
 
     Options after NAME go to that benchmark.
     """
@@ -496,3 +400,7 @@ def bench(ctx: click.Context, name: str) -> None:
 
     module, _, func = _BENCHMARKS[name].partition(":")
     getattr(importlib.import_module(module), func)(list(ctx.args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,3 +1,5 @@
+# Length: about 460 lines in one module because one computation (grouping, pairing by seed,
+# bootstrap) and the three formats it is printed in.
 """Side-by-side comparison of result rows: one or several runs, grouped by a key.
 
 Rows are grouped by ``by`` (the experiment block ``experiment_id`` by default; also ``run``,
@@ -16,7 +18,11 @@ the same random streams). An interval that rests on fewer than :data:`MIN_PAIRS`
 marked ``*`` and named in a note: a bootstrap over so few pairs is unreliable.
 
 Groups and points follow the grid's order (the order of the cells in the run's spec), not the
-order in which the cells finished: :func:`load_runs` sorts each run's rows so.
+order in which the cells finished: :func:`harness.api.load_runs` sorts each run's rows so.
+
+Timings (wall-clock seconds, a row's ``timings``) are not compared unless asked for
+(``timings=True``, ``harness compare --timings``): then each is one more metric,
+``timings.<name>``.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -169,10 +175,12 @@ def _point(row: Mapping[str, Any], by: str) -> dict[str, Any]:
     return point
 
 
-def _value(row: Mapping[str, Any], metric: str) -> float | None:
+def _value(row: Mapping[str, Any], metric: str, timings: bool = False) -> float | None:
+    from .execute import row_metrics
+
     if row.get("status") not in METRIC_STATUSES:
         return None
-    v = (row.get("metrics") or {}).get(metric)  # a boolean counts as 0 or 1: its mean is a fraction
+    v = row_metrics(row, timings).get(metric)  # a boolean counts as 0 or 1: its mean is a fraction
     if not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return float(v)
@@ -226,13 +234,13 @@ def one_key(by: str | Sequence[str] | None) -> str:
 def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Sequence[str] | None = None,
             by: str | Sequence[str] = "experiment_id", baseline: str | None = None, n_boot: int = 2000,
             level: float = 0.95, rng: np.random.Generator | int | None = None,
-            pooled: bool = False) -> list[MetricComparison]:
+            pooled: bool = False, timings: bool = False) -> list[MetricComparison]:
     """Compare ``runs`` (``[(run label, rows), ...]``) metric by metric (see the module docstring).
 
     ``metrics`` defaults to every numeric metric; ``baseline`` (a group label) to the first
     group; ``pooled`` adds the line ``all`` pooled over every point. Groups and points come in
     the order of the rows. Unknown metrics, keys or baselines, or more than one key, raise
-    :class:`UserError`.
+    :class:`UserError`. Timings are left out unless ``timings`` (then ``timings.<name>``).
     """
     by = one_key(by)
     if not 0 < level < 1:
@@ -240,7 +248,9 @@ def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Se
     all_rows = [r for _, rows in runs for r in rows]
     if not all_rows:
         raise UserError("no result rows to compare")
-    known = metric_names(all_rows)
+    from .execute import row_metrics
+
+    known = metric_names([{"metrics": row_metrics(r, timings)} for r in all_rows])
     if not metrics:
         metrics = known
         if not metrics:
@@ -271,7 +281,7 @@ def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Se
         table: dict[str, dict[str, list[tuple[tuple | None, float]]]] = {g: {} for g in names}
         for g in names:
             for r in groups[g]:
-                v = _value(r, metric)
+                v = _value(r, metric, timings)
                 if v is not None:
                     table[g].setdefault(_hashable(_point(r, by)), []).append((_seed_key(r), v))
         lines: list[Line] = []
@@ -451,17 +461,3 @@ def format_comparisons(comparisons: Sequence[MetricComparison], fmt: str = "tabl
     if fmt == "markdown":
         return format_markdown(comparisons)
     raise UserError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
-
-
-def load_runs(paths: Iterable[str | Path]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """``[(run label, rows)]`` for run directories (a :class:`UserError` for a bad path), each
-    run's rows in the grid's order (the spec's cells; file order when the spec does not load).
-    ``latest`` and ``latest:BENCHMARK`` name the newest runs."""
-    from .api import load_run
-    from .summary import sort_rows
-
-    paths = [str(p) for p in paths]
-    runs = [load_run(p) for p in paths]
-    resolved = [str(r.path) for r in runs]
-    return [(run_label(path, resolved), sort_rows(r.rows, [line["point_id"] for line in r.summary]))
-            for path, r in zip(resolved, runs)]

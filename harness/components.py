@@ -1,3 +1,5 @@
+# Length: about 730 lines in one module because the interface of every plugin kind (one class
+# each), the registry and the cell context: the plugin author's reference in one place.
 """The plugin component kinds and the registry that holds them.
 
 A component is a class: its class attributes ``name``, ``help`` and ``params`` declare it, and an
@@ -11,11 +13,13 @@ Shapes used throughout: ``X`` is ``(N, d)``; a network's weights are a list
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .engine.problem import TrainingProblem  # noqa: F401  (re-exported for plugin authors)
 from .errors import PluginError, suggest
 from .params import Param, resolve_params
 
@@ -47,6 +51,11 @@ class Component:
     def describe(cls) -> dict:
         return {"kind": cls.kind, "name": cls.name, "help": cls.help,
                 "params": [p.describe() for p in cls.params]}
+
+    def bind(self, cell: "CellContext") -> None:
+        """Called once by the cell that uses this component, before the experiment runs: a
+        component that builds other components by name creates them here with
+        :meth:`CellContext.create`, so that the row records them. The default does nothing."""
 
     @classmethod
     def check_available(cls) -> None:
@@ -98,32 +107,175 @@ class Initializer(Component):
         the conformance suite checks drawn weights against it statistically."""
         return [None] * len(shapes)
 
+    def initialize_biases(self, shapes: Sequence[tuple[int, int]], rng: np.random.Generator,
+                          dtype: Any = np.float64) -> list[np.ndarray]:
+        """The biases of a network that has some, one ``(n_l, 1)`` array per shape in forward
+        order, drawn from ``rng`` *after* :meth:`initialize` drew the weights (so a network's
+        weights do not depend on whether it has biases). The default: zeros (an initializer
+        that knows biases overrides it, and :meth:`expected_bias_variances`)."""
+        return [np.zeros(tuple(s), dtype=dtype) for s in shapes]
+
+    def expected_bias_variances(self, shapes: Sequence[tuple[int, int]]) -> list[float | None]:
+        """The entry variance of each bias (``0.0`` for the default zero biases)."""
+        return [0.0] * len(shapes)
+
 
 class Architecture(Component):
-    """A bias-free feed-forward network shape.
+    """A feed-forward network with one output. Three ways to declare one:
 
-    ``layer_shapes(d)`` gives ``[(n_1, d), (n_2, n_1), ..., (1, n_{L-1})]``; ``trainable(d)``
-    says which layers are trained (a frozen output layer for the two-layer network).
+    - ``layer_shapes(d)`` (and ``trainable(d)``): a bias-free chain
+      ``[(n_1, d), (n_2, n_1), ..., (1, n_{L-1})]`` (``fc``, ``two_layer``);
+    - ``network(d)``: a :class:`harness.engine.network.Network` of dense layers with optional
+      biases, per-layer activations and residual blocks ``h <- h + alpha phi(W h + b)``
+      (``residual``, ``fc`` with ``bias = true``); ``layer_shapes`` and ``trainable`` then follow
+      from it;
+    - ``forward(params, X, activation)`` overridden with ``layer_shapes(d)`` giving the shapes
+      of its parameter arrays: any forward. It runs on the *generic path* (autograd Jacobian and
+      gradients, :mod:`harness.engine.generic`), slower but exact; never as a chain.
+
+    The structured engine (NTK, gradients, batched training) computes every network it can
+    describe; :meth:`ntk_path` says which path a network takes (rows record it as ``ntk_path``).
+    Overriding ``forward`` *and* ``network`` declares the same network twice: :meth:`problem`
+    refuses it when they disagree, as it refuses shapes that do not chain.
+
+    Parameters are a flat list in forward order ``[W1, b1, W2, ...]`` (:meth:`parameter_names`;
+    weights ``(fan_out, fan_in)``, biases ``(fan_out, 1)``, the output layer last).
     """
 
     kind = "architecture"
 
+    def _overrides(self, method: str) -> bool:
+        return getattr(type(self), method) is not getattr(Architecture, method)
+
+    def network(self, d: int):
+        """The network at input dimension ``d`` as a :class:`~harness.engine.network.Network`,
+        or ``None`` when only ``forward`` describes it (the generic path). The default: the
+        bias-free chain of :meth:`layer_shapes`, unless ``forward`` is overridden."""
+        if self._overrides("forward"):
+            return None
+        from .engine.network import Network
+
+        return Network.chain(self.layer_shapes(d), self.trainable(d))
+
     def layer_shapes(self, d: int) -> list[tuple[int, int]]:
+        """Weight shapes ``(fan_out, fan_in)`` per dense layer (a generic architecture: the
+        shapes of its parameter arrays)."""
+        if self._overrides("network"):
+            return self.network(d).layer_shapes()
         raise NotImplementedError
 
     def trainable(self, d: int) -> list[bool]:
+        if self._overrides("network"):
+            return self.network(d).trainable_layers()
         return [True] * len(self.layer_shapes(d))
 
+    def model(self, d: int):
+        """What the engine runs: the :meth:`network`, or a
+        :class:`~harness.engine.structured.GenericModel` of :meth:`forward` (generic path)."""
+        net = self.network(d)
+        if net is not None:
+            return net
+        from .engine.structured import GenericModel
+
+        return GenericModel(self.forward, self.layer_shapes(d), self.trainable(d), self.name)
+
+    def ntk_path(self, d: int) -> str:
+        """``"structured"`` (the NTK formula per dense layer, Numba) or ``"generic"`` (autograd)."""
+        return "generic" if self.network(d) is None else "structured"
+
+    def parameter_shapes(self, d: int) -> list[tuple[int, int]]:
+        return self.model(d).parameter_shapes()
+
+    def parameter_names(self, d: int) -> list[str]:
+        return self.model(d).parameter_names()
+
+    def parameter_trainable(self, d: int) -> list[bool]:
+        return self.model(d).parameter_trainable()
+
     def param_count(self, d: int, trainable_only: bool = True) -> int:
-        shapes = self.layer_shapes(d)
-        mask = self.trainable(d) if trainable_only else [True] * len(shapes)
-        return int(sum(a * b for (a, b), t in zip(shapes, mask) if t))
+        model = self.model(d)
+        mask = model.parameter_trainable()
+        return int(sum(int(np.prod(s)) for s, t in zip(model.parameter_shapes(), mask)
+                       if t or not trainable_only))
 
-    def forward(self, weights: Sequence[np.ndarray], X: np.ndarray, activation: Activation) -> np.ndarray:
-        """Network output, shape ``(N,)``."""
-        from .engine.network import forward
+    def init_parameters(self, d: int, initializer: "Initializer", rng: np.random.Generator,
+                        dtype: Any = np.float64) -> list[np.ndarray]:
+        """The initial parameters in forward order: ``initializer.initialize`` on the weight
+        shapes (the same draws as a bias-free network), then ``initialize_biases`` on the bias
+        shapes (zeros unless the initializer knows biases)."""
+        net = self.network(d)
+        if net is None:
+            return list(initializer.initialize(self.layer_shapes(d), rng, dtype))
+        weights = list(initializer.initialize(net.layer_shapes(), rng, dtype))
+        bias_shapes = [(l.fan_out, 1) for l in net.layers if l.bias]
+        biases = list(initializer.initialize_biases(bias_shapes, rng, dtype)) if bias_shapes else []
+        params = []
+        for l, layer in enumerate(net.layers):
+            params.append(weights[l])
+            if layer.bias:
+                params.append(np.asarray(biases.pop(0), dtype=dtype).reshape(layer.fan_out, 1))
+        return params
 
-        return forward(weights, X, activation).output
+    def problem(self, d: int) -> str | None:
+        """Why this architecture cannot run at input dimension ``d`` (shapes that do not chain,
+        a ``network`` and a ``forward`` that disagree, a forward that is not ``(N,)``), or
+        ``None``. Experiments call it from their ``check``, so the file is refused at load."""
+        from .engine.network import Network
+
+        try:
+            net = self.network(d)
+        except (ValueError, TypeError) as exc:
+            return f"network({d}): {exc}"
+        if net is not None and not isinstance(net, Network):
+            return f"network({d}) returned {type(net).__name__}, expected harness.engine.network.Network or None"
+        if net is not None:
+            if net.d != d:
+                return f"network({d}) takes inputs of dimension {net.d}"
+            if self._overrides("network"):
+                for what in ("layer_shapes", "trainable"):
+                    if self._overrides(what):
+                        mine = [tuple(s) for s in self.layer_shapes(d)] if what == "layer_shapes" else \
+                            [bool(t) for t in self.trainable(d)]
+                        theirs = net.layer_shapes() if what == "layer_shapes" else net.trainable_layers()
+                        if mine != theirs:
+                            return f"{what}({d}) = {mine} disagrees with network({d}): {theirs}"
+        else:
+            shapes = self.layer_shapes(d)
+            if not shapes or any(len(s) < 1 or any(isinstance(v, bool) or int(v) < 1 for v in s)
+                                 for s in shapes):
+                return f"layer_shapes({d}) = {shapes} is not a list of positive integer shapes"
+            if len(self.trainable(d)) != len(shapes):
+                return f"trainable({d}) has {len(self.trainable(d))} flags for {len(shapes)} parameters"
+        if self._overrides("forward"):
+            rng = np.random.default_rng(0)
+            from .engine.network import _ProbeTanh
+
+            shapes = self.parameter_shapes(d)
+            params = [rng.standard_normal(tuple(s)) / np.sqrt(s[-1]) for s in shapes]
+            X = rng.standard_normal((3, d))
+            try:
+                out = np.asarray(self.forward(params, X, _ProbeTanh()), dtype=float)
+            except Exception as exc:  # noqa: BLE001 - the plugin's forward is at fault
+                return f"forward fails on parameters of shapes {shapes}: {type(exc).__name__}: {exc}"
+            if out.shape != (3,):
+                return f"forward gives shape {out.shape} on 3 inputs, expected (3,)"
+            if net is not None:
+                ref = net.forward(params, X, _ProbeTanh())
+                if not np.allclose(out, ref, rtol=1e-8, atol=1e-10):
+                    return (f"forward disagrees with network({d}) (by {np.max(np.abs(out - ref)):.3g}): "
+                            f"the two declarations describe different networks")
+        return None
+
+    def forward(self, params: Sequence[np.ndarray], X: np.ndarray, activation: Activation) -> np.ndarray:
+        """Network output, shape ``(N,)`` (the default: :meth:`network`'s forward; for a
+        subclass that overrides ``forward`` and calls this one, the chain of ``layer_shapes``)."""
+        d = int(np.shape(X)[1])
+        net = self.network(d)
+        if net is None:
+            from .engine.network import Network
+
+            net = Network.chain(self.layer_shapes(d), self.trainable(d))
+        return net.forward(params, X, activation)
 
 
 class Dataset(Component):
@@ -184,18 +336,6 @@ class Optimizer(Component):
         raise NotImplementedError
 
 
-@dataclass
-class TrainingProblem:
-    """What an optimizer may look at before training (data and network at initialisation)."""
-
-    X: np.ndarray
-    y: np.ndarray
-    weights: list[np.ndarray]
-    activation: Activation
-    trainable: list[bool]
-    loss: Loss
-
-
 class Backend(Component):
     """Where the numerical kernels run (the default is ``numba``, the CPU engine).
 
@@ -223,6 +363,22 @@ class Backend(Component):
         default calls :meth:`ntk` once per group; a backend may share work between groups."""
         return {name: self.ntk(weights, X, activation, layers, dtype) for name, layers in groups.items()}
 
+    def supports_model(self, model) -> bool:
+        """Whether :meth:`model_kernels` can compute ``model`` (an ``Architecture.model(d)``):
+        the default, a plain bias-free chain only (what :meth:`ntk_kernels` computes)."""
+        return bool(getattr(model, "plain", False))
+
+    def model_kernels(self, model, params, X, activation, groups: Mapping[str, Sequence[int] | None],
+                      dtype=np.float64) -> tuple[dict, str]:
+        """``({name: sum_{p in group} K_p}, ntk_path)`` for ``groups`` of 0-based *parameter*
+        indices (``None``: all) of ``model``. The default runs a plain network through
+        :meth:`ntk_kernels` (parameter ``p`` is layer ``p + 1``) and refuses anything else."""
+        if not self.supports_model(model):
+            raise NotImplementedError(f"backend {self.name!r} computes bias-free chains only")
+        n = len(params)
+        layer_groups = {k: [p + 1 for p in (range(n) if v is None else v)] for k, v in groups.items()}
+        return self.ntk_kernels(list(params), X, activation, layer_groups, dtype), "structured"
+
     def gradient_engine(self, shapes: Sequence[tuple[int, int]], activation: "Activation",
                         trainable: Sequence[bool] | None = None, dtype: Any = np.float64,
                         max_rows: int | None = None):
@@ -249,7 +405,18 @@ class Experiment(Component):
     e.g. ``{"activation": ("activation", "sigmoid")}``; the benchmark file picks a component per
     slot. ``run(cell)`` gets a :class:`CellContext` and returns a flat dict: scalar values
     (float, int, bool, str or None) become metrics, lists of numbers become curves. A NaN or
-    infinite metric marks the row ``diverged``.
+    infinite metric marks the row ``diverged``. Two keys are reserved:
+
+    - ``"timings"``: ``{name: seconds}`` of anything measured with a clock (they go to the row's
+      ``timings``, never to its metrics, so that the same cell gives the same metrics); keep
+      compilation and warm-up out of them (:func:`warm_up` helps);
+    - ``"resolved"``: ``{key path: value}`` of values decided only when the cell runs or
+      computed from expressions (``"optimizer.lr"``, ``"architecture.widths"``): a
+      ``slot.param`` key replaces that parameter in the row's ``components`` (the row shows
+      what was used), and every entry is kept in the row's ``resolved``.
+
+    :meth:`check` refuses impossible points when the file is loaded; raise :class:`SkipCell` in
+    ``run`` to record a cell as ``skipped`` with a reason.
     """
 
     kind = "experiment"
@@ -258,8 +425,52 @@ class Experiment(Component):
     """A small, fast cell for the conformance suite: ``{"params": {...}, "components":
     {slot: {"name": .., "params": {...}}}}`` (missing parts take their defaults)."""
 
+    context: "CellContext | None" = None
+    """The cell this instance runs or is planned for (set by :meth:`bind`): ``estimate`` may
+    look at the cell's configured components (``self.context.architecture``) through it."""
+
+    def bind(self, cell: "CellContext") -> None:
+        self.context = cell
+
     def run(self, cell: "CellContext") -> dict:
         raise NotImplementedError
+
+    @classmethod
+    def batch_key(cls, params: Mapping[str, Any], components: Mapping[str, Mapping[str, Any]]):
+        """Optional batching (:func:`harness.execute.run_cells`): a hashable key, equal for
+        cells of one experiment block that :meth:`run_batch` can run together (the same shapes),
+        or ``None`` (the default) for a cell that runs alone. ``params`` are the cell's resolved
+        parameters, ``components`` slot -> ``{"name", "params"}``; keep it cheap."""
+        return None
+
+    @classmethod
+    def run_batch(cls, members: Sequence[tuple["Experiment", "CellContext"]]) -> list:
+        """Run several cells at once (cells whose :meth:`batch_key` agree): ``members`` holds
+        ``(experiment configured with the cell's parameters, its CellContext)``; return one
+        entry per member, in order: what ``run`` returns for it alone (the same result), or an
+        exception for a member that failed (the runner then runs that cell alone). The default
+        calls ``run`` on each."""
+        out: list = []
+        for experiment, context in members:
+            try:
+                out.append(experiment.run(context))
+            except Exception as exc:  # noqa: BLE001 - the runner reruns this member alone
+                out.append(exc)
+        return out
+
+    def check(self, params: Mapping[str, Any], components: Mapping[str, "Component"]):
+        """Cross-parameter constraints of one resolved grid point, checked when the benchmark
+        file is loaded (for every grid point, and for every cell a threshold search makes), so
+        that a cell that cannot run is refused before any cell runs.
+
+        ``self`` is configured with the point's parameters (also given as ``params``);
+        ``components`` maps each slot to its configured component. Return ``None`` when the
+        point can run, a problem (a string, or ``(key, problem)`` naming the parameter at fault,
+        ``"kernels"`` or ``"architecture.widths"``), or :class:`Skip` to record the point's cells
+        as ``skipped`` with a reason instead of running them. Raising
+        :class:`~harness.errors.SpecError` also works. Keep it cheap: no data, no training.
+        """
+        return None
 
     def estimate(self, cell_params: Mapping[str, Any], components: Mapping[str, Mapping[str, Any]]) -> dict:
         """Rough cost of one cell for ``--dry-run``: ``{"memory_bytes": .., "seconds": ..}``.
@@ -269,7 +480,7 @@ class Experiment(Component):
         ``setup_key`` and ``setup_seconds``, a cost a worker process pays once for all cells
         with the same key (compiling kernels, an in-process cache; with ``"setup_scope":
         "seed"`` only cells with the same seed share it). Seconds should come from rates
-        measured on the machine (:func:`harness.calibration.rates`, :mod:`harness.engine.costs`)
+        measured on the machine (:func:`harness.calibration.rates`, :mod:`harness.costs`)
         for cells running with :func:`harness.calibration.threads` threads each.
         """
         return {}
@@ -282,6 +493,43 @@ class Experiment(Component):
         as PNG and SVG in the run's ``figures/`` folder.
         """
         return {}
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Returned by :meth:`Experiment.check`: the point's cells are recorded as ``skipped`` with
+    ``reason`` instead of running."""
+
+    reason: str
+
+
+class SkipCell(Exception):
+    """Raised by :meth:`Experiment.run`: the cell is recorded as ``skipped`` with this reason."""
+
+
+_WARMED: set = set()
+WARM_UP_LISTENERS: list = []
+"""Callables told the seconds of each :func:`warm_up` (:mod:`harness.runner`'s workers)."""
+
+
+def warm_up(key: Any, fn) -> float:
+    """Call ``fn()`` once per process for ``key`` (compiling kernels, filling caches) and return
+    the seconds it took (0.0 when ``key`` was already warmed up): run it before timing a cell's
+    work so that one-time costs stay out of the cell's ``timings``."""
+    import time
+
+    if key in _WARMED:
+        return 0.0
+    t0 = time.perf_counter()
+    fn()
+    _WARMED.add(key)
+    seconds = time.perf_counter() - t0
+    for listener in WARM_UP_LISTENERS:  # a worker's timeout clock leaves this time out
+        try:
+            listener(seconds)
+        except Exception:
+            pass
+    return seconds
 
 
 @dataclass
@@ -297,6 +545,38 @@ class CellContext:
     components: dict[str, Component]
     seed: np.random.SeedSequence
     coords: dict[str, Any] = field(default_factory=dict)
+    registry: Registry | None = field(default=None, repr=False)
+    created: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Components made by :meth:`create`, ``{label: {"name", "params"}}``: the row records
+    them in its ``components`` next to the slots'."""
+    cell_id: str | None = None
+    """The cell's id (the row's ``cell_id``)."""
+    run_dir: str | None = None
+    """The run directory the cell's row goes to (``None`` outside a run, e.g. the conformance
+    suite): where an experiment may write files next to the rows, see :meth:`array_path`."""
+
+    def array_path(self, folder: str = "arrays", suffix: str = ".npz"):
+        """``<run_dir>/<folder>/<cell_id><suffix>`` (the folder created), or ``None`` when the
+        cell runs outside a run directory."""
+        if not self.run_dir or not self.cell_id:
+            return None
+        from pathlib import Path
+
+        path = Path(self.run_dir) / folder
+        path.mkdir(parents=True, exist_ok=True)
+        return path / f"{self.cell_id}{suffix}"
+
+    def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None,
+               label: str | None = None) -> Component:
+        """Create a component by name (one the experiment or another component builds itself,
+        such as the capacity study's architecture or the teacher network's activation) and
+        record it under ``label`` (default ``kind``) in the row's ``components``."""
+        if self.registry is None:
+            raise RuntimeError("this CellContext has no registry to create components with")
+        component = self.registry.create(kind, name, params)
+        component.bind(self)
+        self.created[label or kind] = {"name": name, "params": dict(component.config)}
+        return component
 
     def rng(self, stream: str = "default") -> np.random.Generator:
         from .seeds import stream_key
@@ -334,7 +614,8 @@ class FigureContext:
             cond = f"below {s['below']:g}" if "below" in s else f"above {s['above']:g}"
             axes += (f"; {s['axis']} searched in [{s['lower']:g}, {s['upper']:g}] for mean "
                      f"{s['transform']}({s['metric']}) {cond}")
-        text = f"{self.benchmark} / {self.experiment_id} ({self.experiment}); grid {axes}; {self.repetitions} repetition(s)"
+        text = (f"{self.benchmark} / {self.experiment_id} ({self.experiment}); grid {axes}; "
+                f"{self.repetitions} repetition(s)")
         return text + (f"; {bands}" if bands else "")
 
 
@@ -342,6 +623,18 @@ def _fmt_axis(values: Any) -> str:
     if isinstance(values, list) and len(values) > 4:
         return f"{len(values)} values {values[0]}..{values[-1]}"
     return str(values)
+
+
+@functools.lru_cache(maxsize=None)
+def _distribution_version(dist: str) -> str:
+    if dist.startswith("<"):
+        return dist
+    from importlib import metadata
+
+    try:
+        return f"{dist} {metadata.version(dist)}"
+    except Exception:
+        return dist
 
 
 KINDS: dict[str, type[Component]] = {
@@ -364,6 +657,9 @@ class Registry:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self.provider = "<unknown>"
         self.failures: list[tuple[str, str]] = []
+        self.plugins: tuple = ()
+        """The plugins given besides the installed ones (module names or objects): a worker
+        process rebuilds this registry with ``harness.plugin_manager.load_registry(plugins)``."""
 
     def add(self, component: type[Component]) -> None:
         """Register a component class (``registry.add(Sigmoid)``)."""
@@ -396,10 +692,42 @@ class Registry:
     def provider_of(self, kind: str, name: str) -> str:
         return self._entries[kind][name].provider
 
+    def version_of(self, kind: str, name: str) -> str:
+        """The version of component ``name`` that determines its results (part of a cell's
+        identity, :mod:`harness.cells`): ``"<distribution> <version>"`` of the distribution
+        providing it, plus the component's own ``version`` attribute when it sets one
+        (``"harness 0.1.0; ntk_spectrum 2"``). A component registered from a module that is not
+        installed (``HARNESS_PLUGINS``) gives ``"<local>"`` (and its ``version``, if any)."""
+        entry = self._entries[kind][name]
+        own = getattr(entry.component, "version", None)
+        text = _distribution_version(entry.provider)
+        if isinstance(own, (str, int, float)) and not isinstance(own, bool) and str(own):
+            text += f"; {name} {own}"
+        return text
+
     def __iter__(self) -> Iterator[tuple[str, str, type[Component], str]]:
         for kind, entries in self._entries.items():
             for name in sorted(entries):
                 yield kind, name, entries[name].component, entries[name].provider
 
     def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Component:
-        return self.get(kind, name)(**dict(params or {}))
+        """The component ``name`` of ``kind`` configured with ``params`` (validated, including
+        the parameters that name other components, :meth:`check_names`)."""
+        component = self.get(kind, name)(**dict(params or {}))
+        self.check_names(type(component), component.config, f"{kind}.{name}.")
+        return component
+
+    def check_names(self, cls: type[Component], config: Mapping[str, Any], prefix: str,
+                    source: str | None = None) -> None:
+        """A :class:`~harness.errors.SpecError` at ``prefix + param`` when a parameter declared
+        with ``Param(component=KIND)`` names no registered component of that kind."""
+        from .errors import SpecError
+
+        for p in cls.params:
+            value = config.get(p.name)
+            if p.component is None or value is None:
+                continue
+            try:
+                self.get(p.component, value)
+            except PluginError as exc:
+                raise SpecError(source, prefix + p.name, value, str(exc)) from None

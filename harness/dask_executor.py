@@ -5,7 +5,9 @@ without one, a :class:`distributed.LocalCluster` of ``jobs`` worker processes (o
 each) is started for the run and closed after it. Each cell is one task,
 ``harness.execute.run_cell(cell)``, submitted with ``pure=False``: the workers compute the rows
 and this process (the client) yields each row as its task completes, so the caller writes it at
-once and an interrupted run resumes exactly as with the local executors. Rows do not depend on
+once and an interrupted run resumes exactly as with the local executors. Cells that run together
+(:func:`harness.execute.group_cells`) go as one task, ``run_cells``, returning one row per cell;
+a group whose task fails is submitted again as single cells. Rows do not depend on
 the executor (a cell is a pure function of its parameters and seed).
 
 Worker death: a cell whose worker dies (a crash, the out-of-memory killer, a lost node) is run
@@ -13,7 +15,8 @@ again by the scheduler. The local cluster allows one such retry and sends a work
 cells it can run at once (:data:`LOCAL_SCHEDULER_CONFIG`), so that a death touches only the
 cell running there; an existing cluster uses its scheduler's settings (Dask's defaults: 3
 retries, and a worker may hold one cell queued behind its running ones, which a death also
-counts against). A cell that still kills its worker gets a ``failed`` row and the run goes on. An exception in a task (``run_cell`` turns cell errors into rows itself) is
+counts against). A cell that still kills its worker gets a ``failed`` row and the run goes on.
+An exception in a task (``run_cell`` turns cell errors into rows itself) is
 retried once (``retries=1``) and then becomes a ``failed`` row.
 
 Threads: each cell limits its BLAS and Numba threads to its share of its host's cores,
@@ -32,7 +35,7 @@ from typing import Any, Callable, Iterator
 
 from .cells import Cell
 from .errors import UserError
-from .execute import format_exception, make_row, run_cell
+from .execute import format_exception, group_cells, make_row, run_cell, run_cells
 
 INSTALL_HINT = 'pip install -e ".[dask]" in the harness checkout (dask and distributed)'
 """The PyPI name ``harness`` belongs to another project: install the extra from the checkout."""
@@ -71,13 +74,18 @@ def check(scheduler: str | None = None, **options: Any) -> None:
 
 def execute(cells: list[Cell], jobs: int = 1, timeout: float | None = None, registry=None,
             scheduler: str | None = None, log: Callable[[str], None] | None = None,
-            **options: Any) -> Iterator[dict[str, Any]]:
+            worker_wait: float | None = None, **options: Any) -> Iterator[dict[str, Any]]:
     """Run ``cells`` on a Dask cluster and yield each row as its task completes.
 
     ``scheduler``: the address of an existing cluster's scheduler, or ``None`` to start a local
-    cluster of ``jobs`` worker processes. ``registry`` is not used (each worker loads the
-    plugins itself). ``log`` receives one line describing the cluster.
+    cluster of ``jobs`` worker processes. Each task rebuilds ``registry`` on its worker from
+    its plugin list (``registry.plugins``, :func:`harness.plugin_manager.load_registry`).
+    ``log`` receives one line describing the cluster.
     Closing the generator cancels the cells still queued or running.
+
+    ``worker_wait`` (default :data:`WORKER_WAIT`): when no worker has been connected for this
+    many seconds while cells remain, stop with a :class:`~harness.errors.RunStopped` (the rows
+    so far are kept; a resume finishes the run) instead of waiting forever.
     """
     if timeout is not None:
         raise UserError("the dask executor does not support a timeout (a running Dask task "
@@ -90,6 +98,11 @@ def execute(cells: list[Cell], jobs: int = 1, timeout: float | None = None, regi
     cells = list(cells)
     if not cells:
         return
+    if registry is None:
+        from .plugin_manager import load_registry
+
+        registry = load_registry()
+    plugins = tuple(registry.plugins)
     distributed = _distributed()
     cluster = client = None
     futures: dict[Any, Cell] = {}
@@ -110,14 +123,48 @@ def execute(cells: list[Cell], jobs: int = 1, timeout: float | None = None, regi
                 or "cores // task slots of each host")
             log(f"running on the {where}; BLAS/Numba threads per cell: {limit}")
         token = secrets.token_hex(4)
-        for cell in cells:
-            future = client.submit(run_cell_on_worker, cell, threads, pure=False, retries=1,
-                                   key=f"harness-cell-{cell.cell_id}-{token}")
-            futures[future] = cell
-        for future in distributed.as_completed(list(futures), loop=client.loop):
-            cell = futures.pop(future)
-            yield _row(future, cell)
-            future.release()
+
+        def submit(cell):
+            return client.submit(run_cell_on_worker, cell, threads, plugins, pure=False, retries=1,
+                                 key=f"harness-cell-{cell.cell_id}-{token}")
+
+        try:
+            slots = jobs if scheduler is None else max(1, sum(client.nthreads().values()))
+        except Exception:
+            slots = 1
+        # cells that can run together go as one task (harness.execute.group_cells), one row each
+        for group in group_cells(cells, registry, parts=slots):
+            if len(group) == 1:
+                futures[submit(group[0])] = group[0]
+            else:
+                future = client.submit(run_cells_on_worker, group, threads, plugins, pure=False, retries=1,
+                                       key=f"harness-group-{group[0].cell_id}-{len(group)}-{token}")
+                futures[future] = group
+        wait = WORKER_WAIT if worker_wait is None else float(worker_wait)
+        done = distributed.as_completed(list(futures), loop=client.loop)
+        watch = _WorkerWatch(client, wait)
+        while futures:
+            batch = done.next_batch(block=False)
+            if not batch:
+                watch.check()
+                with done.thread_condition:  # woken when a future completes
+                    done.thread_condition.wait(timeout=0.2)
+                continue
+            for future in batch:
+                cell = futures.pop(future)
+                if isinstance(cell, list):  # a group: its rows, or its cells again, each alone
+                    if future.status == "finished":
+                        yield from future.result()
+                    elif future.status == "cancelled":
+                        yield _row(future, cell[0])
+                    else:
+                        for member in cell:
+                            again = submit(member)
+                            futures[again] = member
+                            done.add(again)
+                else:
+                    yield _row(future, cell)
+                future.release()
     finally:
         if client is not None and futures:
             try:
@@ -129,6 +176,42 @@ def execute(cells: list[Cell], jobs: int = 1, timeout: float | None = None, regi
             client.close()
         if cluster is not None:
             cluster.close()
+
+
+WORKER_WAIT = 60.0
+"""Seconds a run waits while no Dask worker is connected before it stops (``--worker-wait``)."""
+
+
+class _WorkerWatch:
+    """Raises :class:`~harness.errors.RunStopped` once no worker has been connected for ``wait``
+    seconds (asking the scheduler at most every few seconds)."""
+
+    def __init__(self, client, wait: float) -> None:
+        import time
+
+        self.client, self.wait = client, wait
+        self.clock = time.monotonic
+        self.asked = self.clock()
+        self.since: float | None = None
+
+    def check(self) -> None:
+        now = self.clock()
+        if now - self.asked < min(2.0, self.wait / 4):
+            return
+        self.asked = now
+        try:
+            alive = len(self.client.nthreads())
+        except Exception:  # the scheduler itself is gone: as good as no worker
+            alive = 0
+        if alive:
+            self.since = None
+            return
+        self.since = now if self.since is None else self.since
+        if now - self.since >= self.wait:
+            from .errors import RunStopped
+
+            raise RunStopped(f"no Dask worker has been connected for {self.wait:g} s (all died, or none "
+                             "joined); the cells still to run were cancelled")
 
 
 def _row(future, cell: Cell) -> dict[str, Any]:
@@ -232,7 +315,7 @@ def host_threads(workers: dict[str, dict], cores: dict[str, int]) -> dict[str, i
 # on the workers
 
 
-def run_cell_on_worker(cell: Cell, threads: int | dict[str, int]) -> dict[str, Any]:
+def run_cell_on_worker(cell: Cell, threads: int | dict[str, int], plugins: tuple = ()) -> dict[str, Any]:
     """The task: limit this worker's BLAS and Numba threads, then run the cell.
 
     ``threads``: a number, or one per host (:func:`host_threads`); a worker on a host not listed
@@ -248,7 +331,32 @@ def run_cell_on_worker(cell: Cell, threads: int | dict[str, int]) -> dict[str, A
         except ImportError:
             pass
     runner._set_numba_threads(threads)
-    return run_cell(cell)
+    return run_cell(cell, _worker_registry(plugins))
+
+
+def run_cells_on_worker(cells: list[Cell], threads: int | dict[str, int], plugins: tuple = ()) -> list[dict[str, Any]]:
+    """The task of a group of cells run together (:func:`harness.execute.run_cells`): their
+    rows, in order. A group whose task fails (its worker died) is submitted again as single
+    cells by the client."""
+    from . import runner
+
+    if not isinstance(threads, int):
+        threads = _worker_threads(threads)
+    _apply_thread_limit(threads)
+    if "numba" not in sys.modules:
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            pass
+    runner._set_numba_threads(threads)
+    return run_cells(cells, _worker_registry(plugins))
+
+
+def _worker_registry(plugins: tuple):
+    """The run's registry, rebuilt on this worker from its plugin list."""
+    from .plugin_manager import load_registry
+
+    return load_registry(plugins)
 
 
 _APPLIED: int | None = None

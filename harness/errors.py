@@ -36,7 +36,17 @@ class SpecError(UserError):
             where += f": {self.key}"
             if self.value is not ...:
                 where += f" = {_short_repr(self.value)}"
-        return f"{where}: {self.problem}" if self.problem else where
+        return shorten(f"{where}: {self.problem}" if self.problem else where)
+
+
+MAX_MESSAGE = 400
+"""Characters of an error message (longer ones are cut, ending in ``...``)."""
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line of at most ``limit`` characters."""
+    text = " ".join(str(text).split("\n"))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class PluginError(UserError):
@@ -54,3 +64,11 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     if not close:
         return ""
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+class RunStopped(UserError):
+    """A run that had to stop before it finished, through no fault of its cells (the disk is
+    full, no Dask worker is left): the finished rows are kept and ``harness run --resume RUN_DIR``
+    finishes it. The CLI prints the message on one line and exits with code 4."""
+
+    exit_code = 4

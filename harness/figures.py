@@ -8,9 +8,9 @@ Speed (text layout is most of a figure's cost, and Matplotlib 3.11 lays out each
 every pass): the tight bounding box is computed once per figure and used for both formats (with
 ``bbox_inches="tight"`` each format draws the figure twice), SVG keeps text as ``<text>``
 elements (``svg.fonttype = "none"``; the text stays text, in the DejaVu Sans font family, and the
-file is about 3x smaller than with every glyph as a path), and wrapped text (``wrap=True``,
-e.g. captions) is wrapped greedily word by word (:func:`_greedy_wrapping`): Matplotlib's own
-wrapping measures every prefix of each line, quadratic in the number of words.
+file is about 3x smaller than with every glyph as a path), wrapped text (``wrap=True``,
+e.g. captions) is wrapped word by word and text metrics are shared between the passes at one
+dpi (:func:`_faster_text`).
 """
 from __future__ import annotations
 
@@ -73,15 +73,12 @@ def _use_agg() -> None:
 
 
 def draw(run_dir: str | Path, rows: Sequence[Mapping[str, Any]], blocks: Sequence[Block],
-         benchmark: str, registry=None) -> FigureReport:
-    """Draw every block's figures from ``rows`` into ``run_dir/figures``."""
+         benchmark: str, registry) -> FigureReport:
+    """Draw every block's figures from ``rows`` into ``run_dir/figures``, with the experiments
+    of ``registry`` (the run's)."""
     from .components import Experiment, FigureContext
 
     report = FigureReport()
-    if registry is None:
-        from .plugin_manager import get_registry
-
-        registry = get_registry()
     out_dir = Path(run_dir) / "figures"
     for block in blocks:
         block_rows = [r for r in rows if r.get("experiment_id") == block.experiment_id]
@@ -100,7 +97,7 @@ def draw(run_dir: str | Path, rows: Sequence[Mapping[str, Any]], blocks: Sequenc
                                     repetitions=block.repetitions, search=block.search,
                                     thresholds=list(block.thresholds))
             _use_agg()
-            with _greedy_wrapping():
+            with _faster_text():
                 figures = dict(experiment.figures(block_rows, context) or {})
             if block.search is not None and "thresholds" not in figures:
                 figures["thresholds"] = threshold_figure(context)
@@ -127,41 +124,67 @@ def save_figure(fig: Any, paths: Mapping[str, Path]) -> list[Path]:
     import matplotlib
 
     written = []
-    with matplotlib.rc_context({"svg.fonttype": "none"}), _greedy_wrapping():
+    engine = fig.get_layout_engine()
+    with matplotlib.rc_context({"svg.fonttype": "none"}), _faster_text():
         bbox = _tight_bbox(fig)
-        for fmt, path in paths.items():
-            fig.savefig(path, format=fmt, bbox_inches=bbox)
-            written.append(Path(path))
+        try:
+            if bbox != "tight" and engine is not None:
+                fig.set_layout_engine(None)  # a placeholder (left by tight_layout()) does nothing
+            for fmt, path in paths.items():  # but would make each save draw the figure twice
+                fig.savefig(path, format=fmt, bbox_inches=bbox)
+                written.append(Path(path))
+        finally:
+            if fig.get_layout_engine() is not engine:
+                fig.set_layout_engine(engine)
     return written
 
 
 def _tight_bbox(fig: Any):
-    """What ``bbox_inches="tight"`` crops to, from one layout pass (``"tight"`` itself when the
-    figure has a layout engine: that one runs at every save anyway)."""
+    """What ``bbox_inches="tight"`` crops to, from one layout pass; ``"tight"`` itself when the
+    figure has a layout engine that lays it out at every draw (then each save lays it out)."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    if fig.get_layout_engine() is not None:
+    try:
+        from matplotlib.layout_engine import PlaceHolderLayoutEngine
+    except ImportError:
+        return "tight"
+    engine = fig.get_layout_engine()
+    if engine is not None and not isinstance(engine, PlaceHolderLayoutEngine):
+        return "tight"
+    if matplotlib.rcParams["figure.autolayout"] or matplotlib.rcParams["figure.constrained_layout.use"]:
         return "tight"
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
-    fig.draw_without_rendering()  # positions that only a draw computes (e.g. text wrapping)
+    fig.draw_without_rendering()  # as "tight" does: positions that only a draw computes
     bbox = fig.get_tightbbox(fig.canvas.get_renderer())
     return bbox.padded(matplotlib.rcParams["savefig.pad_inches"])
 
 
 @contextlib.contextmanager
-def _greedy_wrapping():
-    """Wrap ``wrap=True`` text greedily, measuring each word once, inside the block.
+def _faster_text():
+    """Inside the block, lay out text faster, with the same result:
 
-    The same lines as Matplotlib's wrapping up to rounding (a line's width is taken as the sum
-    of its words and spaces, without kerning across them); text with mathtext or TeX is left
-    to Matplotlib. Restores Matplotlib's own method on exit."""
+    - ``wrap=True`` text is wrapped greedily, measuring each word once (Matplotlib measures
+      every prefix of each line: quadratic in the number of words). The same lines up to
+      rounding (a line's width is taken as the sum of its words and spaces, without kerning
+      across them); text with mathtext or TeX is left to Matplotlib.
+    - Text metrics from the Agg renderer are shared between renderers of the same dpi (the
+      layout in ``tight_layout``, the tight bounding box and the PNG: Matplotlib keeps one
+      cache per renderer, and a new renderer is made for each).
+
+    Matplotlib's own functions are restored on exit; where its private names are not there
+    (another version) nothing is changed."""
+    import matplotlib
+    import matplotlib.text as mtext
+
     try:
+        from matplotlib.backends.backend_agg import RendererAgg
         from matplotlib.text import Text
 
-        original = Text.__dict__["_get_wrapped_text"]
-        Text._get_rendered_text_width  # noqa: B018  (both are private: check they exist)
+        original_wrap = Text.__dict__["_get_wrapped_text"]
+        original_metrics = mtext._get_text_metrics_with_cache
+        Text._get_rendered_text_width  # noqa: B018  (private: check they exist)
         Text._get_wrap_line_width  # noqa: B018
     except (ImportError, AttributeError, KeyError):
         yield
@@ -170,17 +193,31 @@ def _greedy_wrapping():
     def wrapped_text(self) -> str:
         text = self.get_text()
         if not self.get_wrap() or self.get_usetex() or "$" in text:
-            return original(self)
+            return original_wrap(self)
         try:
             return _wrap_words(text, self._get_wrap_line_width(), self._get_rendered_text_width)
         except Exception:
-            return original(self)
+            return original_wrap(self)
+
+    shared: dict = {}
+
+    def text_metrics(renderer, text, fontprop, ismath, dpi):
+        if type(renderer) is not RendererAgg or ismath is not False:
+            return original_metrics(renderer, text, fontprop, ismath, dpi)
+        prop = fontprop.copy()
+        key = (renderer.dpi, dpi, matplotlib.rcParams["text.hinting"], text, prop)
+        found = shared.get(key)
+        if found is None:
+            found = shared[key] = original_metrics(renderer, text, prop, ismath, dpi)
+        return found
 
     Text._get_wrapped_text = wrapped_text
+    mtext._get_text_metrics_with_cache = text_metrics
     try:
         yield
     finally:
-        Text._get_wrapped_text = original
+        Text._get_wrapped_text = original_wrap
+        mtext._get_text_metrics_with_cache = original_metrics
 
 
 def _wrap_words(text: str, line_width: float, width) -> str:
@@ -233,13 +270,22 @@ def threshold_figure(context, x: str | None = None, xlabel: str | None = None):
 
     if not numeric:
         ax.set_xticks(range(len(values)), [str(v) for v in values], rotation=20, fontsize=8)
-    found = [t for t in lines if t.get("threshold") is not None and x in t]
-    if found:
+    # one series per combination of the other grid axes (never pooled)
+    others = [k.strip() for label in keys for k in label.split(",") if k.strip() != x]
+    series: dict = {}
+    for t in lines:
+        series.setdefault(tuple((k, t.get(k)) for k in others), []).append(t)
+    for n, (key, members) in enumerate(series.items()):
+        found = [t for t in members if t.get("threshold") is not None and x in t]
+        if not found:
+            continue
         xs = [position(t) for t in found]
         ys = [float(t["threshold"]) for t in found]
         lo = [y - float(t["lower"]) for t, y in zip(found, ys)]
         hi = [float(t["upper"]) - y for t, y in zip(found, ys)]
-        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label="threshold (bracket as error bar)")
+        name = ", ".join(f"{k}={v}" for k, v in key)
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-" if numeric else "o", capsize=3, color=f"C{n % 10}",
+                    label=f"threshold{' (' + name + ')' if name else ''}")
     for status, marker in (("above_upper", "^"), ("below_lower", "v")):
         pts = [t for t in lines if t.get("status") == status and x in t]
         if pts:

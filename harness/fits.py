@@ -1,3 +1,5 @@
+# Length: about 480 lines in one module because one kind of fit (least squares with a bootstrap
+# interval) with its grouping, text and plot.
 """Scaling-law fits: a straight line through ``(x, y)``, or through ``(log x, log y)``.
 
 :func:`fit_slope` fits ``y = intercept + slope * x`` by least squares (with ``log=True``,
@@ -333,22 +335,12 @@ def fit_rows(rows: Sequence[Mapping[str, Any]], metric: str, axis: str, log: boo
     return out
 
 
-def grid_keys(run_dir: str | Path) -> dict[str, list[str]] | None:
-    """Experiment id -> its grid axis keys (tied axes split), from ``RUN_DIR/spec.toml``;
-    ``None`` when the spec cannot be read."""
-    import tomllib
-
-    try:
-        raw = tomllib.loads((Path(run_dir) / "spec.toml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+def grid_keys(run) -> dict[str, list[str]] | None:
+    """Experiment id -> its grid axis keys (tied axes split), from a loaded run's spec
+    (:class:`harness.runs.Run`); ``None`` when the spec did not load."""
+    if run.spec is None:
         return None
-    out: dict[str, list[str]] = {}
-    for block in raw.get("experiments") or []:
-        if isinstance(block, dict):
-            grid = block.get("grid") if isinstance(block.get("grid"), dict) else {}
-            out[str(block.get("id", block.get("experiment")))] = [
-                k.strip() for label in grid for k in label.split(",")]
-    return out
+    return {e.id: [k for axis in e.axes for k in axis.keys] for e in run.spec.experiments}
 
 
 def plot_fits(fits: Sequence[GroupFit], metric: str, axis: str, log: bool = False, caption: str = "") -> Any:
@@ -391,30 +383,20 @@ def plot_fits(fits: Sequence[GroupFit], metric: str, axis: str, log: bool = Fals
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
-def run_caption(run_dir: str | Path, experiment_ids: Iterable[str] | None = None) -> str:
-    """What was run, one line per experiment block (:meth:`FigureContext.caption`), from
-    ``RUN_DIR/spec.toml``; ``""`` when it cannot be read."""
-    import tomllib
-
+def run_caption(run, experiment_ids: Iterable[str] | None = None) -> str:
+    """What was run, one line per experiment block (:meth:`FigureContext.caption`), from a
+    loaded run's spec (:class:`harness.runs.Run`); ``""`` when the spec did not load."""
     from .components import FigureContext
 
-    try:
-        raw = tomllib.loads((Path(run_dir) / "spec.toml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    if run.spec is None:
         return ""
-    bench = raw.get("benchmark") if isinstance(raw.get("benchmark"), dict) else {}
     wanted = set(experiment_ids) if experiment_ids is not None else None
     lines = []
-    for block in raw.get("experiments") or []:
-        if not isinstance(block, dict):
+    for e in run.spec.experiments:
+        if wanted is not None and e.id not in wanted:
             continue
-        block_id = str(block.get("id", block.get("experiment")))
-        if wanted is not None and block_id not in wanted:
-            continue
-        context = FigureContext(benchmark=str(bench.get("name", "")), experiment_id=block_id,
-                                experiment=str(block.get("experiment", "")),
-                                grid=dict(block.get("grid") or {}),
-                                repetitions=int(block.get("repetitions", bench.get("repetitions", 1))))
+        context = FigureContext(benchmark=run.spec.name, experiment_id=e.id, experiment=e.experiment,
+                                grid={axis.label: axis.values for axis in e.axes}, repetitions=e.repetitions)
         lines.append(context.caption())
     return "\n".join(lines)
 
@@ -449,11 +431,12 @@ def check_plot_path(path: str | Path) -> Path:
     return target
 
 
-def save_fit_plot(fits: Sequence[GroupFit], metric: str, axis: str, log: bool, run_dir: str | Path,
+def save_fit_plot(fits: Sequence[GroupFit], metric: str, axis: str, log: bool, run,
                   path: str | Path) -> Path:
-    """Draw :func:`plot_fits` with the run's caption into ``path`` (its suffix picks the format)."""
+    """Draw :func:`plot_fits` with the loaded run's caption into ``path`` (its suffix picks the
+    format)."""
     target = check_plot_path(path)
-    caption = run_caption(run_dir, [g.experiment_id for g in fits])
+    caption = run_caption(run, [g.experiment_id for g in fits])
     fig = plot_fits(fits, metric, axis, log, caption)
     try:
         fig.savefig(target, bbox_inches="tight")

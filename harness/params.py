@@ -38,7 +38,9 @@ class Param:
     an ``int`` is accepted where a ``float`` is declared. For lists, ``item_type``,
     ``choices``, ``min`` and ``max`` apply to each item. ``default=None`` marks an optional
     parameter that is unset by default; ``REQUIRED`` (the default) means it must be given.
-    ``check`` is an optional extra validator returning an error text or ``None``.
+    ``check`` is an optional extra validator returning an error text or ``None``; ``component``
+    names a plugin kind when the value names a component of it. Numbers must
+    be finite (NaN is never accepted; ``inf`` only with ``finite=False``).
     """
 
     name: str
@@ -51,6 +53,10 @@ class Param:
     item_type: type | tuple[type, ...] | None = None
     min_length: int = 0
     check: Callable[[Any], str | None] | None = None
+    finite: bool = True
+    component: str | None = None
+    """The value names a registered component of this kind (``"activation"``): checked against
+    the run's registry when the benchmark file loads (:meth:`harness.components.Registry.create`)."""
 
     @property
     def required(self) -> bool:
@@ -128,6 +134,8 @@ class Param:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and math.isnan(value):
                 raise SpecError(source, key, value, f"NaN is not allowed, expected {self.allowed()}")
+            if isinstance(value, float) and math.isinf(value) and self.finite:
+                raise SpecError(source, key, value, f"not a finite number, expected {self.allowed()}")
             if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
                 raise SpecError(source, key, value, f"out of range, expected {self.allowed()}")
 
@@ -143,6 +151,7 @@ class Param:
             "min": self.min,
             "max": self.max,
             "help": self.help,
+            "component": self.component,
         }
 
 

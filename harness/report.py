@@ -311,11 +311,9 @@ def _blocks_section(blocks: Sequence[Mapping[str, Any]]) -> str:
     return _table(header, body)
 
 
-def render_report(run_dir: str | Path) -> str:
-    """The HTML text of the report of ``run_dir`` (see the module docstring)."""
-    from .api import load_run
-
-    run = load_run(run_dir)
+def render_report(run) -> str:
+    """The HTML text of the report of a loaded run (:class:`harness.runs.Run`; see the module
+    docstring)."""
     path = Path(run.path)
     try:
         spec_text = (path / "spec.toml").read_text(encoding="utf-8")
@@ -384,15 +382,13 @@ def _thresholds_section(lines: Sequence[Mapping[str, Any]]) -> str:
     return "".join(out)
 
 
-def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
-    """Write the report of ``run_dir`` to ``output`` (default ``RUN_DIR/report.html``)."""
+def write_report(run, output: str | Path | None = None) -> Path:
+    """Write the report of a loaded run (:class:`harness.runs.Run`) to ``output`` (default
+    ``RUN_DIR/report.html``)."""
     from .errors import UserError
 
-    from .store import resolve_run_path
-
-    run_dir = resolve_run_path(run_dir)
-    text = render_report(run_dir)
-    target = Path(output) if output is not None else Path(run_dir) / REPORT_FILE
+    text = render_report(run)
+    target = Path(output) if output is not None else Path(run.path) / REPORT_FILE
     tmp = target.with_name(target.name + ".tmp")
     try:
         tmp.write_text(text, encoding="utf-8")

@@ -1,3 +1,5 @@
+# Length: about 420 lines in one module because one algorithm (the threshold search): bracketing,
+# its replay from rows on resume, and its report share the search state.
 """Threshold search: bracket and bisect one axis of an experiment block instead of gridding it.
 
 A benchmark block may declare, next to (or instead of) its grid::
@@ -53,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .cells import Cell
+from .errors import UserError
 
 STATUSES = ("found", "above_upper", "below_lower", "max_steps", "failed", "incomplete")
 TRANSFORMS = ("log10", "none")
@@ -185,6 +188,7 @@ class Outcome:
     upper: Any = None
     threshold: float | None = None
     samples: dict[Any, list[float]] = field(default_factory=dict)  # axis value -> per repetition
+    error: str | None = None  # why a search stopped as failed before its cells ran
 
 
 def replay(point: PointSearch, rows_by_id: Mapping[str, Mapping[str, Any]]) -> Outcome:
@@ -195,7 +199,12 @@ def replay(point: PointSearch, rows_by_id: Mapping[str, Mapping[str, Any]]) -> O
     n_cells = 0
     x = s.clamp(point.start)
     for _ in range(s.max_steps):
-        cells = point.make_cells(x)
+        try:
+            cells = point.make_cells(x)
+        except UserError as exc:  # a value between the bounds the experiment refuses
+            outcome = _finish(s, "failed", evaluated, n_cells, samples)
+            outcome.error = f"{s.axis} = {x}: {exc}"
+            return outcome
         rows = [rows_by_id.get(c.cell_id) for c in cells]
         missing = [c for c, r in zip(cells, rows) if r is None]
         n_cells += len(cells) - len(missing)
@@ -351,6 +360,8 @@ def thresholds(spec, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                                              f"{'<=' if s.condition == 'below' else '>='} {s.level:g}"
                                              f" holds at {s.holds} {s.axis}",
                                 "evaluations": ";".join(f"{x}:{m:.4g}" for x, m in sorted(outcome.evaluated.items()))}
+        if outcome.error:
+            line["error"] = outcome.error[:300]
         lines.append(line)
     return lines
 

@@ -5,7 +5,9 @@ status (``n_ok``, ``n_diverged``, ...), and for every numeric metric ``<m>_mean`
 (sample standard deviation, ddof=1; empty when fewer than two values) and ``<m>_n`` (how many
 values entered). Metric values come from the ``ok`` and ``diverged`` rows; NaN and infinite
 values are left out (the status counts say how many rows diverged). Booleans count as 0/1, so
-their mean is a fraction.
+their mean is a fraction. Timings (a row's ``timings``: wall-clock seconds) are left out unless
+asked for (``timings=True``, ``harness show --timings``): then they are summarised as
+``timings.<name>`` like metrics.
 """
 from __future__ import annotations
 
@@ -16,13 +18,15 @@ import math
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import UserError, suggest
-from .execute import STATUSES
+from .execute import STATUSES, row_metrics
 
 METRIC_STATUSES = ("ok", "diverged")
 
 
-def summarize(rows: Iterable[Mapping[str, Any]], order: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """One dict per grid point, in ``order`` (point ids; others follow in first-seen order)."""
+def summarize(rows: Iterable[Mapping[str, Any]], order: Iterable[str] | None = None,
+              timings: bool = False) -> list[dict[str, Any]]:
+    """One dict per grid point, in ``order`` (point ids; others follow in first-seen order);
+    with ``timings``, the rows' timings too (as ``timings.<name>``)."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for pid in order or ():
         groups.setdefault(pid, [])
@@ -44,7 +48,7 @@ def summarize(rows: Iterable[Mapping[str, Any]], order: Iterable[str] | None = N
         for r in members:
             if r.get("status") not in METRIC_STATUSES:
                 continue
-            for name, value in (r.get("metrics") or {}).items():
+            for name, value in row_metrics(r, timings).items():
                 if isinstance(value, (int, float)):
                     values.setdefault(name, [])
                     if math.isfinite(value):
@@ -299,6 +303,8 @@ def tidy_record(row: Mapping[str, Any]) -> dict[str, Any]:
     rec["status"] = row.get("status")
     for k, v in (row.get("metrics") or {}).items():
         rec[f"metrics.{k}"] = _scalar(v)
+    for k, v in (row.get("timings") or {}).items():
+        rec[f"timings.{k}"] = _scalar(v)
     flat: dict[str, Any] = {}
     for k, v in (row.get("params") or {}).items():
         _flatten(f"params.{k}", v, flat)
@@ -332,13 +338,15 @@ def sort_rows(rows: Iterable[Mapping[str, Any]], order: Sequence[str] | None) ->
     return [r for _, r in sorted(enumerate(rows), key=key)]
 
 
-def tidy(rows: Iterable[Mapping[str, Any]], order: Sequence[str] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+def tidy(rows: Iterable[Mapping[str, Any]],
+         order: Sequence[str] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
     """``(columns, records)``: one flat record per result row, in ``order`` (point ids: the grid's
     order), repetitions in order within a point; rows of other points follow in file order.
 
     Columns: ``experiment_id``, ``experiment``, ``repetition``, the grid coordinates (bare axis
     names), ``status``, ``metrics.<name>``, ``params.<name>`` (nested values flattened with dots),
-    ``components.<slot>`` (the component's name) and ``components.<slot>.<param>``, ``seed.root``,
+    ``components.<slot>`` (the component's name) and ``components.<slot>.<param>``, ``timings.<name>``
+    (wall-clock seconds, where rows have them), ``seed.root``,
     ``seed.spawn_key``, ``elapsed``, ``finished``, ``error``, ``cell_id``, ``point_id``. Curves are
     left out; lists and dicts are JSON text. A column a row lacks is ``None``."""
     rows = sort_rows(rows, order)
@@ -348,10 +356,11 @@ def tidy(rows: Iterable[Mapping[str, Any]], order: Sequence[str] | None = None) 
         for k in rec:
             seen.setdefault(k, None)
     middle = [k for k in seen if k not in TIDY_FIRST and k not in TIDY_LAST]
-    coords = [k for k in middle if k != "status" and not k.startswith(("metrics.", "params.", "components."))]
+    coords = [k for k in middle if k != "status"
+              and not k.startswith(("metrics.", "params.", "components.", "timings."))]
     cols = (list(TIDY_FIRST) + coords + ["status"] + [k for k in middle if k.startswith("metrics.")]
             + [k for k in middle if k.startswith("params.")] + [k for k in middle if k.startswith("components.")]
-            + list(TIDY_LAST))
+            + [k for k in middle if k.startswith("timings.")] + list(TIDY_LAST))
     return cols, [{k: rec.get(k) for k in cols} for rec in records]
 
 

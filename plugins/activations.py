@@ -9,9 +9,16 @@ ReLU's derivatives at the kink ``x = 0`` are taken as ``dphi(0) = 0`` and ``d2ph
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 from harness import Activation, hookimpl
+
+
+def expit(x):
+    """:func:`scipy.special.expit`, imported on first use (importing ``scipy.special`` takes
+    a few tenths of a second, which every ``harness`` command would pay for loading plugins)."""
+    from scipy.special import expit as _expit
+
+    return _expit(x)
 
 
 def _float_array(x) -> np.ndarray:

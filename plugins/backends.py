@@ -25,6 +25,23 @@ class NumbaBackend(Backend):
 
         return ntk_kernels(weights, X, activation, groups, dtype)
 
+    def supports_model(self, model) -> bool:
+        return True
+
+    def model_kernels(self, model, params, X, activation, groups, dtype=np.float64):
+        """Structured networks (biases, residual blocks) by
+        :func:`harness.engine.ntk.network_kernels`; a generic forward by autograd
+        (:func:`harness.engine.generic.generic_kernels`)."""
+        from harness.engine.network import Network
+
+        if isinstance(model, Network):
+            from harness.engine.ntk import network_kernels
+
+            return network_kernels(model, params, X, activation, groups, dtype), "structured"
+        from harness.engine.generic import generic_kernels
+
+        return generic_kernels(model.forward, params, X, activation, groups, dtype), "generic"
+
 
 @hookimpl
 def harness_register_backends(registry):

@@ -27,21 +27,49 @@ from harness import Dataset, Param, PluginError, SpecError, hookimpl
 TARGETS = ("gaussian", "sign", "teacher", "zero")
 
 
+def _teacher_widths(values) -> str | None:
+    from harness_plugins.architectures import check_widths
+
+    return check_widths(values)
+
+
+def dataset_problem(dataset, d: int):
+    """``(key, problem)`` if ``dataset`` cannot draw data at input dimension ``d`` (a teacher
+    width below 1 there), else ``None``; for experiments' ``check``."""
+    check = getattr(dataset, "problem_at", None)
+    return check(d) if check is not None else None
+
+
 class _TargetedDataset(Dataset):
     """The target options shared by every input distribution."""
 
     params = (
         Param("targets", str, "gaussian", "how y is drawn", choices=TARGETS),
         Param("teacher_widths", list, [1], "hidden widths of the teacher network (ints or expressions in d)",
-              item_type=(int, str), min=1),
-        Param("teacher_activation", str, "relu", "activation of the teacher network (a registered name)"),
-        Param("teacher_initializer", str, "lecun", "initializer of the teacher's weights (a registered name)"),
+              item_type=(int, str), min=1, check=_teacher_widths),
+        Param("teacher_activation", str, "relu", "activation of the teacher network (a registered name)",
+              component="activation"),
+        Param("teacher_initializer", str, "lecun", "initializer of the teacher's weights (a registered name)",
+              component="initializer"),
         Param("noise_std", float, 0.0, "standard deviation of Gaussian noise added to the targets", min=0.0),
     )
 
     def inputs(self, n: int, d: int, rng: np.random.Generator) -> np.ndarray:
         """Inputs ``X`` of shape ``(n, d)``, float64."""
         raise NotImplementedError
+
+    def problem_at(self, d: int):
+        """``("dataset.teacher_widths", problem)`` when the teacher's widths fail at ``d``."""
+        if self.targets != "teacher":
+            return None
+        from harness_plugins.architectures import resolve_width
+
+        for i, w in enumerate(self.teacher_widths):
+            try:
+                resolve_width(w, d, f"dataset.teacher_widths[{i}]")
+            except SpecError as exc:
+                return "dataset.teacher_widths", f"item {i}: {exc.problem}"
+        return None
 
     def sample(self, n, d, rng, dtype=np.float64):
         n, d = int(n), int(d)
@@ -58,32 +86,42 @@ class _TargetedDataset(Dataset):
             y = y + self.noise_std * rng.standard_normal(n)
         return X.astype(dtype, copy=False), y.astype(dtype, copy=False)
 
-    def teacher_outputs(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Draw a teacher network from ``rng`` and return its outputs on ``X``, shape ``(n,)``."""
-        from harness.engine.network import forward
-        from harness.plugin_manager import get_registry
-
-        registry = get_registry()
+    def bind(self, cell) -> None:
+        """With teacher targets: create the teacher network's activation, initializer and ``fc``
+        architecture through the cell, which records them in the row's ``components`` (as
+        ``dataset.teacher_activation``, ``dataset.teacher_initializer``, ``dataset.teacher``)."""
+        self._teacher = None
+        if self.targets != "teacher":
+            return
         prefix = f"dataset.{self.name}."
-        activation = _lookup(registry, "activation", self.teacher_activation, prefix + "teacher_activation")
-        initializer = _lookup(registry, "initializer", self.teacher_initializer, prefix + "teacher_initializer")
+        activation = cell.create("activation", self.teacher_activation, label="dataset.teacher_activation")
+        initializer = cell.create("initializer", self.teacher_initializer, label="dataset.teacher_initializer")
         try:
-            architecture = registry.create("architecture", "fc", {"widths": list(self.teacher_widths)})
-            shapes = architecture.layer_shapes(X.shape[1])
+            architecture = cell.create("architecture", "fc", {"widths": list(self.teacher_widths)},
+                                       label="dataset.teacher")
         except SpecError as exc:
             raise SpecError(None, prefix + "teacher_widths", self.teacher_widths, exc.problem) from None
         except PluginError as exc:
             raise SpecError(None, prefix + "teacher_widths", self.teacher_widths,
                             f"the teacher needs the 'fc' architecture: {exc}") from None
+        self._teacher = (activation, initializer, architecture)
+
+    def teacher_outputs(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Draw a teacher network from ``rng`` and return its outputs on ``X``, shape ``(n,)``;
+        the dataset must be bound to its cell (:meth:`bind`)."""
+        from harness.engine.network import forward
+
+        teacher = getattr(self, "_teacher", None)
+        if teacher is None:
+            raise RuntimeError(f"dataset {self.name!r} with teacher targets builds its teacher through its cell: "
+                               "create it with cell.create('dataset', ...) (a slot's component is bound for you)")
+        activation, initializer, architecture = teacher
+        try:
+            shapes = architecture.layer_shapes(X.shape[1])
+        except SpecError as exc:
+            raise SpecError(None, f"dataset.{self.name}.teacher_widths", self.teacher_widths, exc.problem) from None
         weights = initializer.initialize(shapes, rng, np.float64)
         return forward(weights, X, activation).output
-
-
-def _lookup(registry, kind: str, name: str, key: str):
-    try:
-        return registry.create(kind, name)
-    except PluginError as exc:
-        raise SpecError(None, key, name, str(exc)) from None
 
 
 class GaussianInputs(_TargetedDataset):

@@ -8,13 +8,14 @@ numbers, rounded).
 
 - ``fan_in_gaussian``: hidden ``N(0, beta^2 / fan_in)``, output ``N(0, output_variance)``
   (variance 1 by default, not 1 / fan_in: the setting of Bombari, Amani and Mondelli, 2022);
+  biases (networks that have them) ``N(0, bias_variance)``, zero by default, drawn after the
+  weights (``initialize_biases``; the other initializers give zero biases);
 - ``lecun`` / ``he``: ``N(0, 1 / fan_in)`` / ``N(0, 2 / fan_in)`` in every layer;
 - ``orthogonal``: Haar-distributed semi-orthogonal matrices times ``gain``;
 - ``daniely_symmetric``: Daniely's (2020) symmetric two-layer initialisation, whose network
   output is zero at initialisation.
 """
 from __future__ import annotations
-
 
 import numpy as np
 
@@ -41,7 +42,17 @@ class FanInGaussian(Initializer):
         Param("beta", float, 1.0, "hidden-layer scale: entry variance beta^2 / fan_in", min=0.0),
         Param("output_variance", float, 1.0, "entry variance of the output layer (not divided by fan-in)",
               min=0.0),
+        Param("bias_variance", float, 0.0, "entry variance of every bias (networks with biases; "
+              "0: zero biases)", min=0.0),
     )
+
+    def initialize_biases(self, shapes, rng, dtype=np.float64):
+        if not self.bias_variance:
+            return [np.zeros(tuple(s), dtype=dtype) for s in shapes]
+        return _gaussian_layers([tuple(s) for s in shapes], rng, dtype, [self.bias_variance] * len(shapes))
+
+    def expected_bias_variances(self, shapes):
+        return [float(self.bias_variance)] * len(shapes)
 
     def expected_variances(self, shapes):
         shapes = _shape_list(shapes)

@@ -13,9 +13,16 @@ identity, which is what the theoretical GD step of ``gd_theory`` uses.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 from harness import Loss, Param, hookimpl
+
+
+def expit(x):
+    """:func:`scipy.special.expit`, imported on first use (importing ``scipy.special`` takes
+    a few tenths of a second, which every ``harness`` command would pay for loading plugins)."""
+    from scipy.special import expit as _expit
+
+    return _expit(x)
 
 
 def _pair(f, y) -> tuple[np.ndarray, np.ndarray]:

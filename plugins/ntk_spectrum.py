@@ -1,3 +1,5 @@
+# Length: about 480 lines in one module because one experiment and its figures, estimates and
+# saved arrays.
 """NTK spectrum at initialisation: Bombari, Amani and Mondelli (NeurIPS 2022), Figure 1.
 
 ``ntk_spectrum`` draws ``N`` inputs from the dataset slot (stream ``"data"``) and a network
@@ -6,14 +8,27 @@ Gram matrices named in ``kernels`` on the backend slot (``numba``, the default, 
 :func:`harness.engine.ntk.ntk_kernels`; ``torch`` runs the same formula on a torch device) and their
 extreme eigenvalues with :func:`harness.engine.eigen.extreme_eigenvalues`.
 
-Kernels: ``"full"`` is ``K = J J^T`` over every trainable weight matrix (the paper's figure);
+Kernels: ``"full"`` is ``K = J J^T`` over every trainable parameter (the paper's figure);
 ``"W1"``, ``"W2"``, ... is the block ``K_l`` of one weight matrix (1-based; ``"W2"`` is what the
 script published with the paper computes, about 30 times smaller than the full K at the
-paper's sizes). Metrics per kernel ``k``: ``lambda_min_k``, ``lambda_max_k``, ``trace_k``,
+paper's sizes); ``"b1"``, ``"b2"``, ... the block of a bias (networks with biases). Any
+architecture works: the structured engine for networks it describes (biases, residual blocks,
+:mod:`harness.engine.network`), the generic autograd path for any other forward; the metric
+``ntk_path`` says which. With ``save_arrays = true`` the cell writes ``arrays/<cell_id>.npz``
+in the run directory: ``X``, the full ``K`` and the parameters ``W1, b1, W2, ...`` in forward
+order (the output layer last, ``(1, n)``). Metrics per kernel ``k``: ``lambda_min_k``, ``lambda_max_k``, ``trace_k``,
 ``floor_k`` (``eps * N * lambda_max``), ``below_floor_k`` (lambda_min below the round-off floor:
 numerically singular), ``condition_k``, ``solver_k`` (the solver that produced the numbers),
-``fallback_k`` (why ``auto`` fell back to eigvalsh, if it did), ``steps_k``, ``solver_seconds_k``;
-plus ``N``, ``d``, ``d2``, ``P`` (trainable parameters), ``L`` and ``ntk_seconds``.
+``fallback_k`` (why ``auto`` fell back to eigvalsh, if it did), ``steps_k``; plus ``N``, ``d``,
+``d2``, ``P`` (trainable parameters) and ``L``. Wall-clock times go to the row's ``timings``
+(``ntk_seconds``, ``solver_seconds_k``; the engine's kernels are compiled once per process
+before the clock starts, ``warmup_seconds``), never to its metrics. The row's ``resolved``
+holds the hidden widths (``architecture.widths``, also written into the row's components) and
+the layers each kernel sums (``kernel_layers``). ``krylov_block`` is unset by default: the
+solver then uses its own tuned block (what the speed table in the README measures).
+
+Kernels are checked against the network when the file is loaded (``kernels = ["W9"]`` on a
+three-layer network is refused then, as is a width expression below 1 at some ``d``).
 
 All kernels of a cell come from one engine pass (:func:`harness.engine.ntk.ntk_kernels`: one
 forward and backward pass, each layer's Gram block computed once and summed into every kernel
@@ -31,7 +46,9 @@ block, mean +- 1 std) with its least-squares slope per unit d^2; bottom, each bl
 lambda_min(K_block) / lambda_min(K) (a flat share next to a linearly growing full K: the block
 grows like d^2 too). Rows below the round-off floor are not drawn but counted in the legend
 (K_W3 = F_2 F_2^T has rank <= n_2, singular whenever n_2 < N). Kernels are ordered naturally:
-full, W1, W2, ..., W10.
+full, W1, W2, ..., W10. Any other grid axis (architecture, activation, ...) is never pooled:
+lines get one colour per value (:func:`harness.series.split_rows`; line style: N) and the
+per-layer figure is drawn once per value.
 """
 from __future__ import annotations
 
@@ -43,14 +60,14 @@ import numpy as np
 
 from harness import Experiment, Param, hookimpl
 
-_KERNEL = re.compile(r"^(full|W[1-9][0-9]*)$")
+_KERNEL = re.compile(r"^(full|[Wb][1-9][0-9]*)$")
 DTYPES = ("float64", "float32")
 
 
 def _check_kernels(values) -> str | None:
     for i, v in enumerate(values):
         if not isinstance(v, str) or not _KERNEL.match(v):
-            return f"item {i}: {v!r} is not 'full' or 'W<layer>' (W1, W2, ...)"
+            return f"item {i}: {v!r} is not 'full', 'W<layer>' (W1, W2, ...) or 'b<layer>' (b1, ...)"
     if len(set(values)) != len(values):
         return "kernels are repeated"
     return None
@@ -75,6 +92,31 @@ def kernel_layers(kernels: Sequence[str], trainable: Sequence[bool]) -> dict[str
     return out
 
 
+def kernel_params(kernels: Sequence[str], model) -> dict[str, list[int]]:
+    """The 0-based parameter indices summed by each kernel name of ``model`` (an
+    ``Architecture.model(d)``): ``full`` = every trainable parameter (weights and biases),
+    ``W<l>`` = the weight of layer ``l``, ``b<l>`` = its bias. Raises ValueError for a
+    parameter the network does not have."""
+    names = model.parameter_names()
+    trainable = model.parameter_trainable()
+    out = {}
+    for k in kernels:
+        if k == "full":
+            ps = [p for p, t in enumerate(trainable) if t]
+            if not ps:
+                raise ValueError("the network has no trainable parameter")
+        elif k in names:
+            ps = [names.index(k)]
+        else:
+            L = len([n for n in names if n.startswith("W")])
+            what = f"the network has layers W1..W{L}"
+            if len(names) > L or k.startswith("b"):
+                what += f" (parameters: {', '.join(names)})"
+            raise ValueError(f"kernel {k!r}: {what}")
+        out[k] = ps
+    return out
+
+
 class NTKSpectrum(Experiment):
     name = "ntk_spectrum"
     help = "extreme eigenvalues of the empirical NTK Gram matrix (full and per-layer) at initialisation"
@@ -91,13 +133,36 @@ class NTKSpectrum(Experiment):
               "eigvalsh), 'cholesky_krylov' or the reference 'eigvalsh'",
               choices=("auto", "eigvalsh", "cholesky_krylov")),
         Param("dtype", str, "float64", "floating type of data, weights and kernels", choices=DTYPES),
-        Param("krylov_block", int, 8, "block size of the Krylov iteration", min=1),
+        Param("krylov_block", int, None, "block size of the Krylov iteration (unset: the solver's own, "
+              "tuned default)", min=1),
         Param("tol", float, 1e-9, "relative tolerance of the Krylov iteration on lambda_min",
               min=1e-15, max=1e-2),
+        Param("save_arrays", bool, False, "write arrays/<cell_id>.npz in the run directory: X, the "
+              "full K and every parameter (W1, b1, W2, ... in forward order)"),
     )
     example = {"params": {"N": 300, "d": 12, "kernels": ["full", "W2"]},
                "components": {"architecture": {"name": "fc", "params": {"widths": [24, 16]}},
                               "dataset": {"name": "gaussian", "params": {"targets": "zero"}}}}
+
+    def check(self, params, components):
+        """The kernels name layers the network has; widths and the dataset work at this d."""
+        from harness_plugins.datasets import dataset_problem
+
+        arch = components["architecture"]
+        arch.layer_shapes(self.d)  # a width below 1 at this d: SpecError
+        problem = arch.problem(self.d)
+        if problem:
+            return "architecture", problem
+        model = arch.model(self.d)
+        try:
+            kernel_params(self.kernels, model)
+        except ValueError as exc:
+            return "kernels", str(exc)
+        backend = components.get("backend")
+        if backend is not None and not backend.supports_model(model):
+            return "backend", (f"backend {backend.name!r} cannot compute this network "
+                               f"({arch.ntk_path(self.d)} path); use backend 'numba'")
+        return dataset_problem(components.get("dataset"), self.d)
 
     def run(self, cell) -> dict:
         import time
@@ -105,32 +170,56 @@ class NTKSpectrum(Experiment):
         from harness.engine.eigen import extreme_eigenvalues
         N, d, dtype = self.N, self.d, np.dtype(self.dtype)
         arch = cell.architecture
-        shapes, trainable = arch.layer_shapes(d), arch.trainable(d)
-        groups = kernel_layers(self.kernels, trainable)
+        model = arch.model(d)
+        shapes = arch.layer_shapes(d)
+        pshapes = model.parameter_shapes()
+        groups = kernel_params(self.kernels, model)
+        save = self.save_arrays and "full" not in groups
+        if save:  # the saved K is always the full one
+            groups["full"] = kernel_params(["full"], model)["full"]
         X, _ = cell.dataset.sample(N, d, cell.rng("data"), dtype=dtype)
-        weights = cell.initializer.initialize(shapes, cell.rng("init"), dtype=dtype)
+        params = arch.init_parameters(d, cell.initializer, cell.rng("init"), dtype=dtype)
+        warmup = _warm_up_kernels(cell.backend, cell.activation, shapes, dtype)
         t0 = time.perf_counter()
-        kernels = cell.backend.ntk_kernels(weights, X, cell.activation, groups, dtype)
+        kernels, path = cell.backend.model_kernels(model, params, X, cell.activation, groups, dtype)
+        timings = {"ntk_seconds": time.perf_counter() - t0}
+        if warmup:
+            timings["warmup_seconds"] = warmup
+        if self.save_arrays:
+            save_arrays(cell, X=X, K=kernels["full"], params=params, names=model.parameter_names())
+        if save:
+            del kernels["full"], groups["full"]
         out: dict[str, Any] = {"N": N, "d": d, "d2": d * d, "P": arch.param_count(d), "L": len(shapes),
-                               "ntk_seconds": time.perf_counter() - t0}
+                               "ntk_path": path}
         for name in list(kernels):
             K = kernels.pop(name)
-            # K = J J^T over the kernel's layers: its rank is at most their parameter count
-            rank_bound = sum(int(np.prod(shapes[l - 1])) for l in groups[name])
+            # K = J J^T over the kernel's parameters: its rank is at most their number
+            rank_bound = sum(int(np.prod(pshapes[p])) for p in groups[name])
             res = extreme_eigenvalues(K, self.solver, block=self.krylov_block, tol=self.tol,
                                       rank_bound=rank_bound)
             del K
-            out.update(res.metrics("_" + name))
+            metrics = res.metrics("_" + name)
+            timings[f"solver_seconds_{name}"] = metrics.pop(f"solver_seconds_{name}")
+            out.update(metrics)
+        out["timings"] = timings
+        names, layer_of = model.parameter_names(), _parameter_layers(model)
+        out["resolved"] = {**hidden_widths_resolved(arch, shapes),
+                           "kernel_layers": {k: sorted({layer_of[p] for p in v}) for k, v in groups.items()}}
+        if len(names) != len(shapes):  # biases: name the parameters each kernel sums
+            out["resolved"]["kernel_params"] = {k: [names[p] for p in v] for k, v in groups.items()}
         return out
 
     def estimate(self, cell_params: Mapping[str, Any], components) -> dict:
         p = {prm.name: prm.default for prm in self.params}
         p.update(cell_params)
         N, d = int(p["N"]), int(p["d"])
-        widths = _widths(components, d)
+        try:  # the cell's configured architecture when bound (any architecture), else the fc widths
+            widths = [n for n, _ in self.context.components["architecture"].layer_shapes(d)[:-1]]
+        except Exception:
+            widths = _widths(components, d)
         sizes = [d] + widths + [1]
         n_kernels = len(p["kernels"])
-        from harness.engine import costs  # rates calibrated on this machine
+        from harness import costs  # rates calibrated on this machine
 
         seconds = costs.ntk_seconds(N, sizes, n_kernels)
         if p["solver"] == "eigvalsh" or (p["solver"] == "auto" and N < 900):
@@ -145,10 +234,76 @@ class NTKSpectrum(Experiment):
         ok = [r for r in rows if r.get("status") == "ok" and r.get("metrics")]
         kernels = kernel_order({k[len("lambda_min_"):] for r in ok for k in r["metrics"]
                                 if k.startswith("lambda_min_")})
-        out = {f"lambda_min_{k}": _lambda_min_figure(ok, k, context) for k in kernels}
+        from harness.series import slug, split_rows
+
+        # any grid axis besides N and d (architecture, activation, ...) gets its own lines
+        groups = split_rows(ok, lambda r: (int(r["metrics"]["N"]), int(r["metrics"]["d"])))
+        out = {f"lambda_min_{k}": _lambda_min_figure(ok, k, context, groups) for k in kernels}
         if len(kernels) >= 2:
-            out["lambda_min_per_layer"] = _per_layer_figure(ok, kernels, context)
+            for i, (label, part) in enumerate(groups):
+                suffix = f"-{slug(label, i + 1)}" if label else ""
+                part_kernels = [k for k in kernels if any(f"lambda_min_{k}" in r["metrics"] for r in part)]
+                out["lambda_min_per_layer" + suffix] = _per_layer_figure(part, part_kernels, context, label)
         return out
+
+
+def _warm_up_kernels(backend, activation, shapes, dtype) -> float:
+    """Compile the backend's NTK kernels for this activation, depth and dtype once per process
+    (on a tiny bias-free chain: the structured engine's kernels are the same for every network),
+    so that compilation stays out of ``ntk_seconds``; returns the seconds spent (0.0 when
+    already done)."""
+    from harness import warm_up
+
+    key = ("ntk_kernels", type(backend).__name__, repr(backend), type(activation).__name__, repr(activation),
+           len(shapes), str(np.dtype(dtype)))
+
+    def run():
+        rng = np.random.default_rng(0)
+        sizes = [3] + [3] * (len(shapes) - 1) + [1]
+        tiny = [rng.standard_normal((sizes[l + 1], sizes[l])).astype(dtype) for l in range(len(shapes))]
+        L = len(tiny)
+        backend.ntk_kernels(tiny, rng.standard_normal((4, 3)).astype(dtype), activation,
+                            {"full": None, **{f"W{l}": [l] for l in range(1, L + 1)}}, dtype)
+
+    return warm_up(key, run)
+
+
+def hidden_widths_resolved(arch, shapes) -> dict:
+    """The hidden widths for the row's ``resolved``: ``architecture.widths`` (into the row's
+    components) when the architecture has a ``widths`` parameter, ``architecture.width`` for
+    one ``width``; always ``hidden_widths``."""
+    widths = [int(n) for n, _ in shapes[:-1]]
+    config = getattr(arch, "config", {}) or {}
+    if "widths" in config:
+        return {"architecture.widths": widths}
+    out: dict = {"hidden_widths": widths}
+    if "width" in config and widths:
+        out["architecture.width"] = widths[0]
+    return out
+
+
+def _parameter_layers(model) -> list[int]:
+    """The 1-based layer of each parameter (a generic model: parameter i is 'layer' i + 1)."""
+    layers = getattr(model, "parameter_layers", None)
+    return layers() if layers is not None else list(range(1, model.n_params + 1))
+
+
+def save_arrays(cell, *, X, K=None, params, names, **extra) -> str | None:
+    """Write ``arrays/<cell_id>.npz`` in the run directory (:meth:`CellContext.array_path`):
+    ``X``, ``K`` (if given), every parameter under its name (``W1, b1, W2, ...``, forward order,
+    the output layer last) and ``extra``; returns the path, or ``None`` outside a run."""
+    path = cell.array_path() if hasattr(cell, "array_path") else None
+    if path is None:
+        return None
+    arrays = {"X": np.asarray(X)}
+    if K is not None:
+        arrays["K"] = np.asarray(K)
+    arrays.update({name: np.asarray(p) for name, p in zip(names, params)})
+    arrays.update({k: np.asarray(v) for k, v in extra.items()})
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    return str(path)
 
 
 def kernel_order(kernels) -> list[str]:
@@ -182,7 +337,7 @@ def _widths(components, d: int) -> list[int]:
     return out
 
 
-def _per_layer_figure(rows, kernels: Sequence[str], context):
+def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
     """Top row, one panel per N: lambda_min of each kernel against d^2 (mean +- 1 std, linear
     axes) with its least-squares slope per unit d^2 in the legend. Bottom row (when the full K
     is among the kernels): each block's share lambda_min(K_block) / lambda_min(K) per row, mean
@@ -249,7 +404,7 @@ def _per_layer_figure(rows, kernels: Sequence[str], context):
             if hidden[(N, k)]:
                 label += f" ({hidden[(N, k)]} row(s) below the floor not drawn)"
             band(ax, series, colors[k], label, lw=1.6 if k == "full" else 1.2)
-        ax.set_title(f"N = {N}", fontsize=9)
+        ax.set_title(f"N = {N}" + (f"\n{series}" if series else ""), fontsize=9 if not series else 7)
         ax.set_xlabel("d² (= n_{L-2} n_{L-1})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="upper left")
@@ -261,7 +416,8 @@ def _per_layer_figure(rows, kernels: Sequence[str], context):
             ax2.set_xlabel("d² (= n_{L-2} n_{L-1})")
             ax2.set_ylim(-0.03, 1.03)
             ax2.grid(alpha=0.3)
-            ax2.legend(fontsize=6.5, loc="center right")
+            if ax2.get_legend_handles_labels()[0]:
+                ax2.legend(fontsize=6.5, loc="center right")
     grid[0][0].set_ylabel("λ_min: full NTK and per-layer blocks")
     if two_rows:
         grid[1][0].set_ylabel("share λ_min(K_block) / λ_min(K)")
@@ -273,36 +429,50 @@ def _per_layer_figure(rows, kernels: Sequence[str], context):
     return fig
 
 
-def _lambda_min_figure(rows, kernel: str, context):
+def _lambda_min_figure(rows, kernel: str, context, groups=None):
+    """lambda_min of ``kernel`` against d^2: one line per N and per group of rows that differ in
+    another grid axis (``groups`` from :func:`harness.series.split_rows`; colours by group, then
+    by N; line styles by N)."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     from harness.fits import fit_slope, plot_fit
 
     key = f"lambda_min_{kernel}"
-    by_n: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    groups = groups or [("", rows)]
+    by_n: dict = defaultdict(lambda: defaultdict(list))  # (group, N) -> d2 -> values
     flagged = 0
-    for r in rows:
-        m = r["metrics"]
-        if m.get(key) is None:
-            continue
-        by_n[int(m["N"])][int(m["d"]) ** 2].append(float(m[key]))
-        flagged += bool(m.get(f"below_floor_{kernel}"))
-    fig = Figure(figsize=(6.4, 4.6))
+    for g, (_, part) in enumerate(groups):
+        for r in part:
+            m = r["metrics"]
+            if m.get(key) is None:
+                continue
+            by_n[(g, int(m["N"]))][int(m["d"]) ** 2].append(float(m[key]))
+            flagged += bool(m.get(f"below_floor_{kernel}"))
+    several = len(groups) > 1
+    fig = Figure(figsize=(7.4, 5.0) if several else (6.4, 4.6))
     ax = fig.subplots()
     cmap = colormaps["viridis"]
-    Ns = sorted(by_n)
-    for i, N in enumerate(Ns):
-        color = cmap(0.85 * i / max(len(Ns) - 1, 1))
-        d2 = np.array(sorted(by_n[N]), dtype=float)
-        vals = [np.asarray(by_n[N][int(x)]) for x in d2]
+    Ns = sorted({N for _, N in by_n})
+    styles = ["-", "--", ":", "-."]
+    for g, N in sorted(by_n):
+        i = Ns.index(N)
+        if several:
+            color, ls = f"C{g}", styles[i % len(styles)]
+            label = f"{groups[g][0]}, N = {N}"
+        else:
+            color, ls = cmap(0.85 * i / max(len(Ns) - 1, 1)), "-"
+            label = f"N = {N}"
+        series = by_n[(g, N)]
+        d2 = np.array(sorted(series), dtype=float)
+        vals = [np.asarray(series[int(x)]) for x in d2]
         mean = np.array([v.mean() for v in vals])
         std = np.array([v.std(ddof=1) if v.size > 1 else 0.0 for v in vals])
-        ax.plot(d2, mean, "o-", color=color, ms=3, lw=1.4, label=f"N = {N}")
+        ax.plot(d2, mean, "o", ls=ls, color=color, ms=3, lw=1.4, label=label)
         ax.fill_between(d2, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
         xs = [x for x, v in zip(d2, vals) for _ in v]
         ys = [y for v in vals for y in v]
-        if len(set(xs)) >= 2:
+        if len(set(xs)) >= 2 and not several:
             fit = fit_slope(xs, ys)
             plot_fit(ax, fit, label=f"fit N = {N}", color=color, band=False, lw=1.0)
     ax.set_xlabel("d² (= n_{L-2} n_{L-1})")
@@ -312,9 +482,9 @@ def _lambda_min_figure(rows, kernel: str, context):
     ax.grid(alpha=0.3)
     note = (f"; {flagged} row(s) with λ_min below the round-off floor eps·N·λ_max"
             if flagged else "")
-    fig.text(0.5, 0.005, context.caption("bands: mean ± 1 std over repetitions; dashed: least-squares "
-                                         "line through all repetitions, slope with 95% bootstrap CI"
-                                         + note),
+    lines = ("colour: the other grid axes, line style: N (solid, dashed, dotted, ...)" if several else
+             "dashed: least-squares line through all repetitions, slope with 95% bootstrap CI")
+    fig.text(0.5, 0.005, context.caption("bands: mean ± 1 std over repetitions; " + lines + note),
              ha="center", va="bottom", fontsize=6.5, wrap=True)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig

@@ -1,3 +1,5 @@
+# Length: about 440 lines in one module because GD, SGD, Adam and gd_theory share the step
+# kernels, the batched steppers and the step-size rules.
 """Built-in optimizers: gradient descent with a theory-set step, SGD and Adam.
 
 All follow :class:`harness.Optimizer`: ``prepare(problem)`` (what to record in the row),
@@ -52,11 +54,10 @@ all of these into every row.
 """
 from __future__ import annotations
 
-
 import numpy as np
-from numba import njit
 
 from harness import Optimizer, Param, hookimpl
+from harness.engine.jit import njit  # Numba kernels loaded on first call, cached on disk
 from harness.errors import UserError
 
 _BATCH = Param("batch_size", int, None, "samples per step; unset: full batch", min=1)
@@ -124,7 +125,8 @@ class GDTheory(Optimizer):
             eta = self.c
         else:
             lam = ntk_lambda_max(problem.weights, problem.X, problem.activation,
-                                 problem.trainable, method=self.method)
+                                 problem.trainable, method=self.method,
+                                 network=getattr(problem, "network", None))
             if not lam > 0:
                 raise ValueError(f"lambda_max(K0) = {lam}: cannot set a step from it")
             sizes, gamma, C = self.paper_constants(problem)

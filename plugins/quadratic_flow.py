@@ -1,3 +1,5 @@
+# Length: about 490 lines in one module because one experiment: the reduced flow, the weight flow
+# and finite-sample GD are compared on the same cells.
 """Quadratic teacher-student networks under population gradient flow (Martin, Bach, Biroli).
 
 Components:
@@ -239,7 +241,7 @@ class QuadraticFlow(Experiment):
     def estimate(self, cell_params: Mapping[str, Any], components) -> dict:
         p = {prm.name: prm.default for prm in self.params}
         p.update(cell_params)
-        from harness.engine import costs  # rates calibrated on this machine
+        from harness import costs  # rates calibrated on this machine
 
         d, m, ms = int(p["d"]), int(p["m"]), int(p["m_star"])
         speed = 1.0 if p["time_scale"] == "mean_field" else 1.0 / m

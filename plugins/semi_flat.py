@@ -1,3 +1,6 @@
+# Length: about 720 lines in one module because one experiment (embedding a narrow network into a
+# wider one) with its Hessian counts, table and figures; a split like plugins/memorization/ is the
+# next step.
 """Semi-flat minima by embedding (Fukumizu, Yamaguchi, Mototake and Tanaka, NeurIPS 2019).
 
 Experiment ``embedding_generalization``: a one-hidden-layer network ``N_H0`` with ``H0`` units is
@@ -253,10 +256,10 @@ class EmbeddingGeneralization(Experiment):
         Hessians); the training of the trials' students is a set-up cost (``setup_key`` scoped
         by the cell's seed): a worker process trains them once for all the cells that share the
         seed and the training parameters (the in-process cache). Rates: the ``shallow_lm`` probe
-        of :mod:`harness.engine.costs`; Levenberg-Marquardt iterations per trial as measured on
+        of :mod:`harness.costs`; Levenberg-Marquardt iterations per trial as measured on
         benchmarks/semi_flat_minima.toml (about 600 for tanh, which mostly reaches the target
         after 1-3 starts; about 235 for ReLU, whose 11 starts stall quickly)."""
-        from harness.engine import costs
+        from harness import costs
 
         p = {prm.name: prm.default for prm in self.params}
         p.update(cell_params)
@@ -681,8 +684,9 @@ class EmbeddingCriticalPoint(Experiment):
 
             out.append({"activation": act, "H0": p["H0"], "H": p["H"], "map": p["embedding"],
                         "split": p["split"] if p["embedding"] == "unit_replication" else None,
-                        "kept": m["n_kept"], "narrow n/z/p": f"{m['narrow_negative_max']}/{m['narrow_zero']}/"
-                                                             f"{m['narrow_positive']}", "minimum": m["minimum"], "flat": m["flat_directions"],
+                        "kept": m["n_kept"],
+                        "narrow n/z/p": f"{m['narrow_negative_max']}/{m['narrow_zero']}/{m['narrow_positive']}",
+                        "minimum": m["minimum"], "flat": m["flat_directions"],
                         "saddle": m["saddle"], "not critical": m["not_critical"],
                         "neg": span("hessian_negative"), "zero": span("hessian_zero"), "pos": span("hessian_positive"),
                         "grad (rel)": m["embedded_gradient_max"], "zero <=": m["zero_rel_max"],

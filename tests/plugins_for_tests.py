@@ -2,13 +2,17 @@
 
 Experiments: ``echo`` (seeded draws, a curve, a nested dict, an optional sleep, a figure),
 ``sleep``, ``fail`` (raises), ``nan`` (a NaN metric), ``crash`` (kills its process),
+``segfault`` (a real SIGSEGV through ctypes), ``leak`` (runs out of memory under its own
+RLIMIT_AS), ``hang`` (never returns),
 ``threads`` (reports its thread limits), ``interrupt`` (a Ctrl-C), ``badfig`` (its figures raise),
 ``ramp`` (a known threshold: loss = 10 ** ((n - c) / w) with seeded noise, for the threshold
-search). Dataset: ``tdata``.
+search), ``timed`` (timings, resolved values, a ``check`` with a skip, a memory estimate).
+Dataset: ``tdata``.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import time
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import Dataset, Experiment, Param, hookimpl
+from harness import Dataset, Experiment, Param, Skip, SkipCell, hookimpl
 
 HERE = Path(__file__).resolve().parent
 MODULE = "plugins_for_tests"
@@ -105,6 +109,64 @@ class Crash(Experiment):
         os._exit(3)
 
 
+class Segfault(Experiment):
+    name = "segfault"
+    help = "dereferences a null pointer (a real SIGSEGV; only run it in a worker)"
+    params = (Param("i", int, 0, help="an index, to make many cells"),
+              Param("at", int, -1, help="crash only at i == at (-1: always)"))
+
+    def run(self, cell):
+        if self.at in (-1, self.i):
+            import ctypes
+            import faulthandler
+
+            faulthandler.disable()  # a plain segfault: no traceback dump on stderr
+            ctypes.string_at(0)
+        return {"i": self.i, "u": float(cell.rng().uniform())}
+
+
+class Leak(Experiment):
+    name = "leak"
+    help = ("allocates memory until it runs out, under an address-space limit (RLIMIT_AS) of its "
+            "process's current size + limit_mb (only in a worker)")
+    params = (Param("limit_mb", int, 256, min=16, help="memory it may add, in MB"),
+              Param("kill", bool, False, help="act as the out-of-memory killer: SIGKILL itself on MemoryError"))
+
+    def run(self, cell):
+        import resource
+        import signal
+
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = size + self.limit_mb * 2 ** 20
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        hoard = []
+        try:
+            while True:
+                hoard.append(np.ones(16 * 2 ** 20, dtype=np.uint8))  # touched: really resident
+        except MemoryError:
+            hoard.clear()
+            if self.kill:
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise
+        finally:
+            hoard.clear()
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))  # the worker goes on unlimited
+
+
+class Hang(Experiment):
+    name = "hang"
+    help = "never returns (needs --timeout)"
+    params = (Param("i", int, 0),)
+
+    def run(self, cell):
+        while True:
+            time.sleep(1.0)
+
+
 class Threads(Experiment):
     name = "threads"
     help = "reports the thread limits it runs under"
@@ -151,7 +213,13 @@ class Ramp(Experiment):
               Param("w", float, 10.0, help="decades per w units of n"),
               Param("noise", float, 0.0, min=0.0, help="seeded noise in decades"),
               Param("sleep", float, 0.0, min=0.0, help="seconds to sleep"),
-              Param("fail_above", int, 0, min=0, help="raise for n > fail_above (0: never)"))
+              Param("fail_above", int, 0, min=0, help="raise for n > fail_above (0: never)"),
+              Param("refuse", list, [], item_type=int, help="[lo, hi]: check() refuses lo <= n <= hi"))
+
+    def check(self, params, components):
+        if self.refuse and self.refuse[0] <= self.n <= self.refuse[1]:
+            return ("n", f"refused: {self.refuse[0]} <= n <= {self.refuse[1]}")
+        return None
 
     def run(self, cell):
         if self.sleep:
@@ -162,6 +230,34 @@ class Ramp(Experiment):
         return {"loss": 10.0 ** ((self.n - self.c * self.k) / self.w + noise), "n": self.n}
 
 
+class Timed(Experiment):
+    name = "timed"
+    help = "timings and resolved values in its result; check: k <= n, n = 13 skipped; memory estimate"
+    params = (Param("n", int, 1, min=1, help="a number"),
+              Param("k", int, 1, min=1, help="at most n"),
+              Param("memory", int, 1000, min=0, help="its memory estimate, bytes"),
+              Param("skip_at_run", bool, False, help="raise SkipCell in run"))
+    slots = {"data": ("dataset", "tdata")}
+
+    def check(self, params, components):
+        if self.k > self.n:
+            return "k", f"k = {self.k} exceeds n = {self.n}"
+        if self.n == 13:
+            return Skip("n = 13 is skipped")
+        return None
+
+    def run(self, cell):
+        if self.skip_at_run:
+            raise SkipCell("nothing to do here")
+        t0 = time.perf_counter()
+        value = float(cell.rng("data").uniform())
+        return {"n": self.n, "value": value, "timings": {"work_seconds": time.perf_counter() - t0 + 1e-6},
+                "resolved": {"data.value": 0.25 * self.n, "width": [self.n, self.n]}}
+
+    def estimate(self, cell_params, components):
+        return {"memory_bytes": cell_params["memory"], "seconds": 0.01}
+
+
 @hookimpl
 def harness_register_datasets(registry):
     registry.add(TData)
@@ -169,7 +265,7 @@ def harness_register_datasets(registry):
 
 @hookimpl
 def harness_register_experiments(registry):
-    for cls in (Echo, Sleep, Fail, NaN, Crash, Threads, Interrupt, BadFig, Ramp):
+    for cls in (Echo, Sleep, Fail, NaN, Crash, Threads, Interrupt, BadFig, Ramp, Segfault, Leak, Hang, Timed):
         registry.add(cls)
 
 
@@ -193,15 +289,13 @@ def loaded_test_plugins():
     os.environ["HARNESS_PLUGINS"] = MODULE
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
-    plugin_manager.get_registry(reload=True)
     try:
-        yield plugin_manager.get_registry()
+        yield plugin_manager.load_registry()
     finally:
         if saved is None:
             os.environ.pop("HARNESS_PLUGINS", None)
         else:
             os.environ["HARNESS_PLUGINS"] = saved
-        plugin_manager.get_registry(reload=True)
 
 
 def write_spec(path: Path, text: str) -> Path:
@@ -222,3 +316,26 @@ x = 1.0
 [experiments.grid]
 x = [1.0, 2.0, 3.0]
 """
+
+
+TIMED_SPEC = """
+[benchmark]
+name = "timed"
+seed = 1
+repetitions = 2
+
+[[experiments]]
+id = "t"
+experiment = "timed"
+k = 2
+[experiments.grid]
+n = [2, 3, 13]
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def installed_registry():
+    """The registry of the installed plugins, built once per test session (tests only read it)."""
+    from harness.plugin_manager import load_registry
+
+    return load_registry()

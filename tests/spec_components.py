@@ -1,5 +1,5 @@
 """Small components for the spec tests, registered in-process (not through entry points)."""
-from harness import Activation, Architecture, Experiment, Param, hookimpl
+from harness import Activation, Architecture, Experiment, Param, Skip, hookimpl
 
 
 class Lin(Activation):
@@ -36,6 +36,30 @@ class Probe(Experiment):
         return {"N": self.N, "u": float(cell.rng("data").uniform())}
 
 
+class Checked(Experiment):
+    """Declares cross-parameter constraints (``check``) and skips N = 13."""
+
+    name = "checked"
+    help = "k <= N, architecture depth <= 5; N = 13 is skipped"
+    params = (Param("N", int, min=1), Param("k", int, 1, min=1), Param("memory", int, 0, min=0))
+    slots = {"architecture": ("architecture", "chain")}
+
+    def check(self, params, components):
+        if self.k > self.N:
+            return "k", f"k = {self.k} exceeds N = {self.N}"
+        if components["architecture"].depth > 5:
+            return "architecture.depth", "at most 5 layers"
+        if self.N == 13:
+            return Skip("N = 13 is skipped on purpose")
+        return None
+
+    def run(self, cell):
+        return {"N": self.N, "k": self.k}
+
+    def estimate(self, cell_params, components):
+        return {"memory_bytes": cell_params["memory"]}
+
+
 @hookimpl
 def harness_register_activations(registry):
     registry.add(Lin)
@@ -49,3 +73,4 @@ def harness_register_architectures(registry):
 @hookimpl
 def harness_register_experiments(registry):
     registry.add(Probe)
+    registry.add(Checked)

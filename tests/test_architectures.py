@@ -1,13 +1,13 @@
 """Built-in architectures: layer shapes, widths as expressions in d, trainable layers, errors."""
 import numpy as np
 import pytest
+from plugins_for_tests import installed_registry
 
 from harness import SpecError
-from harness.plugin_manager import get_registry
 
 
 def _arch(name, **params):
-    return get_registry().create("architecture", name, params)
+    return installed_registry().create("architecture", name, params)
 
 
 def test_fc_default_is_depth_three_of_width_d():
@@ -28,13 +28,13 @@ def test_fc_without_hidden_layers_is_linear():
     assert arch.layer_shapes(4) == [(1, 4)]
     W = [np.arange(4.0)[None, :]]
     X = np.random.default_rng(0).standard_normal((3, 4))
-    np.testing.assert_allclose(arch.forward(W, X, get_registry().create("activation", "tanh")), X @ W[0][0])
+    np.testing.assert_allclose(arch.forward(W, X, installed_registry().create("activation", "tanh")), X @ W[0][0])
 
 
 def test_fc_forward_matches_a_direct_computation():
     rng = np.random.default_rng(1)
     arch = _arch("fc", widths=["d", 3])
-    relu = get_registry().create("activation", "relu")
+    relu = installed_registry().create("activation", "relu")
     W = [rng.standard_normal(s) for s in arch.layer_shapes(4)]
     X = rng.standard_normal((6, 4))
     direct = np.maximum(np.maximum(X @ W[0].T, 0) @ W[1].T, 0) @ W[2][0]
@@ -105,7 +105,7 @@ def test_two_layer_bad_q(q, fragment):
 def test_two_layer_forward_is_sum_of_units():
     rng = np.random.default_rng(2)
     arch = _arch("two_layer", q=5)
-    tanh = get_registry().create("activation", "tanh")
+    tanh = installed_registry().create("activation", "tanh")
     W, u = (rng.standard_normal(s) for s in arch.layer_shapes(3))
     X = rng.standard_normal((4, 3))
     direct = np.array([sum(u[0, i] * np.tanh(W[i] @ x) for i in range(5)) for x in X])

@@ -67,11 +67,9 @@ def cli():
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(Path(__file__).parent))
         mp.setenv(plugin_manager.EXTRA_PLUGINS_ENV, Path(__file__).stem)
-        plugin_manager.get_registry(reload=True)
         runner = CliRunner()
         yield lambda *args: runner.invoke(main, ["check-plugin", *args])
         mp.undo()
-    plugin_manager.get_registry(reload=True)
 
 
 def test_a_conforming_builtin_passes_every_check(cli):

@@ -8,18 +8,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from plugins_for_tests import ECHO_SPEC, subprocess_env, write_spec
 
 from harness.cli import main
-
-from plugins_for_tests import ECHO_SPEC, loaded_test_plugins, subprocess_env, write_spec
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registry():
-    with loaded_test_plugins() as reg:
-        yield reg
+USES_TEST_PLUGINS = True  # the registry fixture (conftest.py) loads tests/plugins_for_tests.py
+pytestmark = pytest.mark.usefixtures("registry")
 
 
 @pytest.fixture
@@ -79,7 +76,14 @@ def test_dry_run_lists_cells_with_estimates_and_runs_nothing(tmp_path, spec):
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["#", "experiment", "rep", "coords", "memory", "time"]
     assert lines[3].split()[:4] == ["3", "a", "0", "x=3.0"] and "3.0 kB" in lines[3]
-    assert "6 cells; estimated time 3 s serial, about 1.5 s with --jobs 2" in lines[-1]
+    # echo's estimate is 0.5 s a cell: 3 cells per worker, plus each worker's start-up
+    from harness.calibration import WORKER_START_SECONDS
+    from harness.runner import threads_per_job
+
+    wall = f"{1.5 + WORKER_START_SECONDS:.2g} s"
+    assert (f"6 cells; estimated time about {wall} with -j 2 ({threads_per_job(2)} thread"
+            in lines[-1]), lines[-1]
+    assert "cells add up to 3 s" in lines[-1]
     assert not (tmp_path / "results").exists()
 
 
@@ -99,7 +103,8 @@ id = "fig"
 experiment = "badfig"
 """)
     result = invoke("run", spec, "--results-dir", tmp_path)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # some cells not ok
+    assert "2 cells not ok; the first: bad [no grid] repetition 0: failed: ValueError: boom" in result.stderr
     assert "warning: figures of 'fig' (badfig) failed: RuntimeError: cannot draw" in result.stderr
     assert "done:" in result.stderr and "diverged 1, failed 1, ok 1" in result.stderr
     run_dir = Path(result.stdout.strip())
@@ -190,3 +195,54 @@ def test_bench_rejects_unknown_name():
 
     result = CliRunner().invoke(main, ["bench", "nope"])
     assert result.exit_code == 2 and "'nope' is not one of" in result.output
+
+
+# ---- refused before anything runs (issue 13): one line, exit 2, no run directory
+
+@pytest.fixture
+def timed(tmp_path):
+    from plugins_for_tests import TIMED_SPEC
+
+    return write_spec(tmp_path / "timed.toml", TIMED_SPEC.replace("n = [2, 3, 13]", "n = [2, 3]"))
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--set", "experiments.t.k=5"], ["error: --set experiments.t.k: experiments.t.k = 5: k = 5 exceeds n = 2 "
+                                      "(at grid point n=2)"]),
+    (["--set", "experiments.t.grid.n=[2, 2]"], ["--set experiments.t.grid.n", "value 2 appears twice"]),
+    (["--set", "benchmark.name=.."], ["--set benchmark.name: benchmark.name = '..'"]),
+    (["--set", "experiments.t.grid.n={start=1, stop=2, step=1e-9}"], ["has about 1e+09 values; at most 100000"]),
+    (["--set", "experiments.t.derived.memory=\"10**10**10\""], ["experiments.t.derived.memory = '10**10**10'",
+                                                                 "more than 300 digits"]),
+    (["--timeout", "inf"], ["--timeout inf: must be a finite number of seconds > 0"]),
+    (["--set", "experiments.t.memory=1000000000000000"], ["experiments.t at n=2: a cell needs about 1000.0 TB",
+                                                          "nothing was run", "--force"]),
+])
+def test_bad_input_is_refused_before_anything_runs(tmp_path, timed, args, fragments):
+    results = tmp_path / "results"
+    result = invoke("run", timed, "--results-dir", results, "-q", *args)
+    assert_user_error(result, *fragments)
+    assert len(result.output.strip().splitlines()) == 1 and len(result.output) < 500
+    assert not results.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["timed.toml"]
+
+
+def test_force_runs_cells_that_do_not_fit(tmp_path, timed):
+    result = invoke("run", timed, "--results-dir", tmp_path / "results", "-q", "--no-figures", "--force",
+                    "--set", "experiments.t.memory=1000000000000000")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (Path(result.stdout.strip()) / "rows.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    plan = invoke("run", timed, "--dry-run", "--set", "experiments.t.memory=1000000000000000")
+    assert plan.exit_code == 0 and "harness run refuses them unless --force" in plan.output
+
+
+def test_show_and_compare_leave_timings_out_unless_asked(tmp_path, timed):
+    result = invoke("run", timed, "--results-dir", tmp_path / "results", "-q", "--no-figures")
+    assert result.exit_code == 0, result.output
+    run_dir = result.stdout.strip()
+    shown = invoke("show", run_dir, "--width", "0")
+    assert shown.exit_code == 0 and "value" in shown.output and "seconds" not in shown.output
+    assert "timings.work_seconds" in invoke("show", run_dir, "--width", "0", "--timings").output
+    compared = invoke("compare", run_dir, "--by", "n")
+    assert compared.exit_code == 0 and "seconds" not in compared.output
+    assert "timings.work_seconds" in invoke("compare", run_dir, "--by", "n", "--timings").output

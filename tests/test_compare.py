@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from harness.api import load_runs
 from harness.cli import main
-from harness.compare import bootstrap_mean_ci, compare, format_comparisons, group_rows, load_runs
+from harness.compare import bootstrap_mean_ci, compare, format_comparisons, group_rows
 from harness.errors import UserError
 
 
@@ -261,9 +262,9 @@ x = [3.0, 1.0, 2.0]
 
 
 def test_groups_and_points_follow_the_grid_not_the_completion_order(tmp_path):
-    from harness import api
-
     from plugins_for_tests import loaded_test_plugins
+
+    from harness import api
 
     spec = tmp_path / "order.toml"
     spec.write_text(GRID_SPEC)

@@ -4,26 +4,22 @@ import time
 
 import numpy as np
 import pytest
+from plugins_for_tests import installed_registry
 from scipy.special import expit
 
-from harness import (Activation, Architecture, Backend, Dataset, Experiment, Initializer, Loss, Optimizer,
-                     Param)
+from harness import Activation, Architecture, Backend, Dataset, Experiment, Initializer, Loss, Optimizer, Param
 from harness.components import KINDS
-from harness.conformance import KIND_CHECKS, assert_conforms, check_component
+from harness.conformance import KIND_CHECKS, assert_conforms, check_component, parametrize_with_checks
 from harness.engine.network import backward_signals, forward
-from harness.plugin_manager import get_registry
 
-REGISTRY = get_registry()
+REGISTRY = installed_registry()
 COMMON = 3  # declaration, defaults validate, construct with defaults
 
 
-@pytest.mark.parametrize("kind,name", [pytest.param(kind, name, id=f"{kind}-{name}")
-                                       for kind, name, _, _ in REGISTRY])
-def test_registered_component_conforms(kind, name):
-    results = assert_conforms(kind, name)
-    specific = results[COMMON:]
-    if not specific or all(r.skipped for r in specific):
-        pytest.skip("; ".join(r.detail for r in results if r.skipped) or "no check applies")
+@parametrize_with_checks([(kind, name) for kind, name, _, _ in REGISTRY], REGISTRY)
+def test_registered_component_conforms(component, check):
+    """One item per check of every registered component (the only place they are all run)."""
+    check(component)
 
 
 def test_every_kind_has_checks():
@@ -221,7 +217,16 @@ class ShortMask(BadCount):
 
 
 class ScaledForward(BadCount):
+    """Declares the chain network (``network``) but computes twice its output (``forward``):
+    two declarations of different networks (an architecture that only overrides ``forward``
+    is a valid generic one, run on the autograd path)."""
+
     param_count = Architecture.param_count
+
+    def network(self, d):
+        from harness.engine.network import Network
+
+        return Network.chain(self.layer_shapes(d), self.trainable(d))
 
     def forward(self, weights, X, activation):
         return 2 * super().forward(weights, X, activation)
@@ -229,7 +234,7 @@ class ScaledForward(BadCount):
 
 @pytest.mark.parametrize("cls,check", [
     (TwoOutputs, "layer shapes"), (BrokenChain, "layer shapes"), (BadCount, "trainable and param_count"),
-    (ShortMask, "trainable and param_count"), (ScaledForward, "forward"),
+    (ShortMask, "layer shapes"), (ScaledForward, "layer shapes"),
 ])
 def test_broken_architecture_is_caught(cls, check):
     assert check in _failed("architecture", cls)
@@ -378,7 +383,15 @@ class GoodExperiment(Experiment):
         X, y = cell.dataset.sample(self.n, 3, cell.rng("data"))
         f = cell.activation.phi(X @ cell.rng("init").standard_normal(3))
         return {"mean": float(f.mean()), "n": self.n, "curve": [float(v) for v in f], "status_note": "ok",
-                "nan_metric": float("nan"), "seconds": time.perf_counter() - start}
+                "nan_metric": float("nan"), "timings": {"seconds": time.perf_counter() - start},
+                "resolved": {"activation.scale": 1.0}}
+
+
+class TimingAsMetric(GoodExperiment):
+    def run(self, cell):
+        out = super().run(cell)
+        out["run_seconds"] = out.pop("timings")["seconds"]
+        return out
 
 
 class GlobalRandomExperiment(GoodExperiment):
@@ -416,6 +429,11 @@ def test_good_experiment_passes():
 @pytest.mark.parametrize("cls", [GlobalRandomExperiment, NestedExperiment, ArrayCurveExperiment, BadSlot])
 def test_broken_experiment_is_caught(cls):
     assert "example cell" in _failed("experiment", cls)
+
+
+def test_wall_clock_metric_is_caught():
+    failed = [str(r) for r in check_component("experiment", TimingAsMetric, REGISTRY) if not r.passed]
+    assert failed and "'run_seconds' looks like a wall-clock time" in failed[0]
 
 
 def test_experiment_without_example_is_skipped():

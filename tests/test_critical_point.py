@@ -2,18 +2,18 @@
 embedded by each map, has zero gradient to round-off and is classified from the Hessian."""
 import numpy as np
 import pytest
+from plugins_for_tests import installed_registry
 
+import harness_plugins.semi_flat as semi_flat
 from harness.components import CellContext, FigureContext
 from harness.engine import shallow
-from harness.plugin_manager import get_registry
 from harness.seeds import cell_seed
-import harness_plugins.semi_flat as semi_flat
 
 RELU_DEAD = {"new_bias": -10.0, "new_output_weight": 1.0, "new_input_weight": 1.0}
 
 
 def run(activation="tanh", **params):
-    reg = get_registry()
+    reg = installed_registry()
     exp = reg.create("experiment", "embedding_critical_point", {"trials": 4, **params})
     return exp.run(CellContext({"activation": reg.create("activation", activation)}, cell_seed(5, {}, 0), {}))
 
@@ -47,7 +47,7 @@ def test_inactive_unit_with_output_weight_on_tanh_is_not_critical():
 
 
 def test_hessian_at_the_embedded_saddle_matches_finite_differences():
-    reg = get_registry()
+    reg = installed_registry()
     act = reg.create("activation", "tanh")
     rng = np.random.default_rng(0)
     x = rng.standard_normal(10)
@@ -75,7 +75,7 @@ def test_classify_uses_the_relative_floor():
 
 
 def test_table_and_figure():
-    reg = get_registry()
+    reg = installed_registry()
     rows = []
     for emb in ("unit_replication", "inactive_units"):
         exp = reg.create("experiment", "embedding_critical_point", {"trials": 2, "embedding": emb})
@@ -83,8 +83,8 @@ def test_table_and_figure():
         rows.append({"status": "ok", "params": dict(exp.config), "metrics": out,
                      "components": {"activation": {"name": "tanh", "params": {}}}})
     lines = semi_flat.EmbeddingCriticalPoint.table(rows)
-    assert [l["map"] for l in lines] == ["unit_replication", "inactive_units"]
-    assert lines[0]["saddle"] == 2 and lines[0]["split"] == 0.5 and lines[1]["split"] is None
+    assert [l["map"] for l in lines] == ["inactive_units", "unit_replication"]  # EMBEDDINGS order
+    assert lines[1]["saddle"] == 2 and lines[1]["split"] == 0.5 and lines[0]["split"] is None
     context = FigureContext("semi_flat_minima", "critical_point", "embedding_critical_point",
                             {"embedding": ["unit_replication", "inactive_units"]}, 1)
     figs = reg.create("experiment", "embedding_critical_point", {}).figures(rows, context)

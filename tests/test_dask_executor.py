@@ -18,22 +18,18 @@ import threading
 import time
 
 import pytest
+from plugins_for_tests import ECHO_SPEC, HERE, MODULE, subprocess_env, write_spec
 
 from harness.cells import Cell
 from harness.errors import UserError
 from harness.execute import TIMING_FIELDS
 from harness.runner import choose_executor, execute, threads_per_job
 
-from plugins_for_tests import ECHO_SPEC, HERE, MODULE, loaded_test_plugins, subprocess_env, write_spec
-
 HAVE_DASK = all(importlib.util.find_spec(m) is not None for m in ("dask", "distributed"))
 needs_dask = pytest.mark.skipif(not HAVE_DASK, reason='dask is not installed (pip install -e ".[dask]")')
 
 
-@pytest.fixture(scope="module")
-def registry():
-    with loaded_test_plugins() as reg:
-        yield reg
+USES_TEST_PLUGINS = True  # the registry fixture (conftest.py) loads tests/plugins_for_tests.py
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +89,7 @@ def wait_for_workers(client, n: int, timeout: float = 30.0) -> None:
 def test_choose_executor():
     assert choose_executor(None) == "serial"
     assert choose_executor(None, jobs=2) == "processes"
-    assert choose_executor(None, timeout=3.0) == "processes"
+    assert choose_executor(None, timeout=3.0) == "serial"  # one worker process: timeouts work
     assert choose_executor(None, scheduler="tcp://h:1") == "dask"
     assert choose_executor("dask", jobs=4) == "dask"
     for args, message in [
@@ -101,7 +97,8 @@ def test_choose_executor():
         (("processes", 1, None, "tcp://h:1"), "scheduler address is for the dask executor"),
         (("dask", 3, None, "tcp://h:1"), "with a scheduler address the cluster's workers decide"),
         (("serial", 2), "one cell at a time"),
-        (("serial", 1, 2.0), "timeout needs worker processes"),
+        (("inline", 1, 2.0), "timeout needs a worker process"),
+        (("inline", 2), "one cell at a time in this process"),
         (("daks",), "did you mean 'dask'"),
     ]:
         with pytest.raises(UserError, match=message):
@@ -226,7 +223,6 @@ def test_closing_the_stream_cancels_the_remaining_cells(registry, cluster, clien
 @needs_dask
 def test_workers_without_harness_are_reported(registry, cluster, monkeypatch, tmp_path):
     import harness.dask_executor as dx
-
     from harness import api
 
     monkeypatch.setattr(dx, "_probe", _no_harness_probe)

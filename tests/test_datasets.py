@@ -3,13 +3,15 @@ import math
 
 import numpy as np
 import pytest
+from plugins_for_tests import installed_registry
 
-from harness import SpecError
-from harness.plugin_manager import get_registry
+from harness import CellContext, SpecError
 
 
 def _ds(name, **params):
-    return get_registry().create("dataset", name, params)
+    """The dataset created through a cell (a teacher dataset builds its teacher network there)."""
+    cell = CellContext({}, np.random.SeedSequence(0), registry=installed_registry())
+    return cell.create("dataset", name, params)
 
 
 def _within(estimate, expected, se, label=""):
@@ -133,17 +135,23 @@ def test_teacher_initializer_is_used():
     ({"teacher_initializer": "glorot_magic"}, "dataset.gaussian.teacher_initializer"),
     ({"teacher_widths": ["2*n"]}, "dataset.gaussian.teacher_widths"),
 ])
-def test_bad_teacher_is_reported_when_sampling(params, key):
-    ds = _ds("gaussian", targets="teacher", **params)
+def test_bad_teacher_is_refused_when_configured(params, key):
+    # refused when the dataset is configured (i.e. when the benchmark file loads), not when sampling
     with pytest.raises(SpecError) as info:
-        ds.sample(5, 3, np.random.default_rng(0))
+        _ds("gaussian", targets="teacher", **params)
     assert key in str(info.value)
 
 
 def test_unknown_activation_suggests_a_name():
-    ds = _ds("gaussian", targets="teacher", teacher_activation="relux")
     with pytest.raises(SpecError, match="did you mean 'relu'"):
-        ds.sample(5, 3, np.random.default_rng(0))
+        _ds("gaussian", targets="teacher", teacher_activation="relux")
+
+
+def test_teacher_widths_are_checked_at_each_d():
+    ds = _ds("gaussian", targets="teacher", teacher_widths=["d - 4"])
+    assert ds.problem_at(5) is None
+    key, problem = ds.problem_at(4)
+    assert key == "dataset.teacher_widths" and "gives 0 at d = 4" in problem
 
 
 @pytest.mark.parametrize("params,key", [({"targets": "labels"}, "targets"), ({"noise_std": -1.0}, "noise_std"),

@@ -2,16 +2,16 @@
 stationary (under the conditions each map documents), for tanh and ReLU."""
 import numpy as np
 import pytest
+from plugins_for_tests import installed_registry
 
 from harness.engine import embedding, shallow
 from harness.engine.levenberg_marquardt import levenberg_marquardt
-from harness.plugin_manager import get_registry
 
 ACTIVATIONS = ["tanh", "relu"]
 
 
 def activation(name):
-    return get_registry().create("activation", name)
+    return installed_registry().create("activation", name)
 
 
 def narrow(seed=0, H0=3):

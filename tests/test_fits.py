@@ -199,16 +199,16 @@ def test_fit_plot_shows_points_fits_and_what_was_run(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
+    from types import SimpleNamespace as NS
+
     import matplotlib.pyplot as plt
 
     from harness.fits import plot_fits, run_caption
 
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "spec.toml").write_text('[benchmark]\nname = "t"\nseed = 1\nrepetitions = 2\n\n[[experiments]]\n'
-                                   'id = "a"\nexperiment = "toy"\n[experiments.grid]\nN = [10, 20, 40]\n')
+    # a loaded run (harness.runs.Run) needs only its spec here
+    block = NS(id="a", experiment="toy", repetitions=2, axes=[NS(label="N", keys=("N",), values=[10, 20, 40])])
+    run = NS(spec=NS(name="t", experiments=[block]))
     rows = [_row("a", {"N": N}, 2.0 * N + r, rep=r) for N in (10, 20, 40) for r in range(2)]
-    (run / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     caption = run_caption(run)
     assert caption == "t / a (toy); grid N: [10, 20, 40]; 2 repetition(s)"
     fits = fit_rows(rows, "m", "N")
@@ -222,6 +222,11 @@ def test_fit_plot_shows_points_fits_and_what_was_run(tmp_path):
     assert list(points.get_xdata()) == [10, 20, 40] and list(points.get_ydata()) == [20.5, 40.5, 80.5]
     plt.close(fig)
 
+    run = tmp_path / "run"  # a run directory (its spec names an unknown experiment: no caption)
+    run.mkdir()
+    (run / "spec.toml").write_text('[benchmark]\nname = "t"\nseed = 1\nrepetitions = 2\n\n[[experiments]]\n'
+                                   'id = "a"\nexperiment = "toy"\n[experiments.grid]\nN = [10, 20, 40]\n')
+    (run / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "fit.png"
     result = CliRunner().invoke(main, ["fit", str(run), "-m", "m", "-a", "N", "--plot", str(out)])
     assert result.exit_code == 0, result.output

@@ -3,15 +3,14 @@ against autograd, for deep networks and the two-layer network with a frozen outp
 import autograd.numpy as anp
 import numpy as np
 import pytest
+from activations_for_tests import Softplus  # noqa: E402
 from autograd import grad, jacobian
 
 from harness import Activation
 from harness.engine.gradients import GradientEngine, loss_and_gradients
-from harness.engine.pointwise import fused_kernel
 from harness.engine.network import forward
+from harness.engine.pointwise import fused_kernel
 from harness.engine.step_size import ntk_lambda_max
-from harness.plugin_manager import get_registry
-from activations_for_tests import Softplus  # noqa: E402
 
 AG_PHI = {
     "relu": lambda x: anp.maximum(x, 0.0),
@@ -49,11 +48,6 @@ def problem(shapes, loss_name, seed=0, N=23):
         y = np.where(y < 0, -1.0, 1.0)
     weights = [rng.standard_normal(s) / np.sqrt(s[1]) for s in shapes]
     return X, y, weights
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return get_registry()
 
 
 @pytest.mark.parametrize("shapes, trainable", [(DEEP, None), (DEEP, [False, True, False, True]),

@@ -4,11 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from plugins_for_tests import installed_registry
 from threadpoolctl import threadpool_limits
 
 from harness import SpecError
 from harness.engine.network import forward
-from harness.plugin_manager import get_registry
 
 SHAPES = [(300, 120), (200, 300), (1, 200)]
 
@@ -21,7 +21,7 @@ def _one_blas_thread():
 
 
 def _init(name, **params):
-    return get_registry().create("initializer", name, params)
+    return installed_registry().create("initializer", name, params)
 
 
 def _draws(init, shapes, n_draws, seed=0):
@@ -119,7 +119,7 @@ def test_daniely_symmetric_statistics():
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
 def test_daniely_initial_output_is_zero(activation):
-    act = get_registry().create("activation", activation)
+    act = installed_registry().create("activation", activation)
     rng = np.random.default_rng(7)
     q, d = 64, 10
     weights = _init("daniely_symmetric", B=3.0).initialize([(q, d), (1, q)], rng)
@@ -130,7 +130,7 @@ def test_daniely_initial_output_is_zero(activation):
     assert np.all(np.abs(fp.output) <= 1e-13 * scale)
     assert np.all(scale > 0)  # the units are active: the cancellation is not trivial
     # a non-symmetric draw of the same scale gives outputs of order scale / sqrt(q)
-    other = get_registry().create("initializer", "fan_in_gaussian").initialize([(q, d), (1, q)], rng)
+    other = installed_registry().create("initializer", "fan_in_gaussian").initialize([(q, d), (1, q)], rng)
     assert np.median(np.abs(forward(other, X, act).output)) > 1e-3
 
 

@@ -2,10 +2,10 @@
 10-point problem, stopping reasons and restarts."""
 import numpy as np
 import pytest
+from plugins_for_tests import installed_registry
 
 from harness.engine import shallow
 from harness.engine.levenberg_marquardt import levenberg_marquardt, train_with_restarts
-from harness.plugin_manager import get_registry
 
 
 def linear(seed=0, M=12, P=5):
@@ -49,7 +49,7 @@ def test_target_stops_early_and_max_iterations_counts_jacobians():
 def ten_point_problem(name, seed):
     """The semi-flat-minima training set: 10 inputs x ~ N(0, 1), one-unit teacher phi(x) plus
     N(0, 0.01) noise; a 5-unit student started from N(0, 1)."""
-    act = get_registry().create("activation", name)
+    act = installed_registry().create("activation", name)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(10)
     y = act.phi(x) + 0.1 * rng.standard_normal(10)

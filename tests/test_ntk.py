@@ -4,6 +4,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from activations_for_tests import Softplus  # noqa: E402
 
 from harness import Activation
 from harness.engine.autograd_reference import autograd_jacobian, autograd_ntk
@@ -11,15 +12,8 @@ from harness.engine.gram import hadamard_gram_sums
 from harness.engine.jacobian import jacobian, jacobian_ntk, parameter_offsets
 from harness.engine.ntk import check_network, ntk_blocks, ntk_factors, ntk_gram, ntk_kernels
 from harness.engine.pointwise import KERNELS, fused_kernel, phi_dphi_inplace
-from harness.plugin_manager import get_registry
-from activations_for_tests import Softplus  # noqa: E402
 
 ACTIVATIONS = ["sigmoid", "relu", "tanh", "quadratic", "identity"]
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return get_registry()
 
 
 def rel(a, b):

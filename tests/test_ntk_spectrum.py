@@ -11,16 +11,10 @@ from harness.conformance import check_component
 from harness.engine.eigen import eigvalsh_extremes
 from harness.engine.jacobian import jacobian_ntk
 from harness.execute import run_cell
-from harness.plugin_manager import get_registry
 from harness.spec import load_spec, parse_spec
 from harness_plugins.ntk_spectrum import NTKSpectrum, kernel_layers
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return get_registry()
 
 
 def spec_text(params: str, grid: str = "", reps: int = 1) -> str:
@@ -68,13 +62,14 @@ def test_rows_match_an_independent_computation(registry):
         assert m[f"lambda_min_{name}"] == pytest.approx(lo, rel=1e-8, abs=1e-12 * hi)
         assert m[f"lambda_max_{name}"] == pytest.approx(hi, rel=1e-8)
         assert m[f"trace_{name}"] == pytest.approx(w.sum(), rel=1e-10)
-        assert m[f"solver_{name}"] in ("cholesky_krylov", "eigvalsh")
+        assert m[f"solver_{name}"] in ("cholesky_krylov", "eigvalsh", "rank_bound")
     # K = K_1 + K_2 + K_3 with PSD blocks: traces add, lambda_min(K) >= each block's
     assert m["trace_full"] == pytest.approx(m["trace_W1"] + m["trace_W2"] + m["trace_W3"], rel=1e-12)
     assert m["lambda_min_full"] >= max(m["lambda_min_W1"], m["lambda_min_W2"], m["lambda_min_W3"])
-    # W3's block is F_2 F_2^T of rank <= 35 < N: numerically singular, flagged, solved by fallback
-    assert m["below_floor_W3"] and m["solver_W3"] == "eigvalsh"
-    assert m["fallback_W3"] is None or "NotPositiveDefinite" in m["fallback_W3"]
+    # W3's block is F_2 F_2^T of rank <= 35 < N: lambda_min = 0 exactly, said by its rank bound
+    # (the eigvalsh value above is round-off below the floor), no eigen-solve of a singular K
+    assert m["below_floor_W3"] and m["solver_W3"] == "rank_bound" and m["lambda_min_W3"] == 0.0
+    assert all(m[f"solver_{k}"] != "rank_bound" for k in ("full", "W1", "W2"))
     assert not m["below_floor_full"]
 
 
@@ -107,8 +102,9 @@ def test_kernel_names(registry):
     for bad in ('["W0"]', '["full", "full"]', '["w2"]', "[]"):
         with pytest.raises(SpecError):
             parse_spec(spec_text(f"N = 10\nd = 3\nkernels = {bad}"), registry=registry)
-    (row,) = run_all(spec_text('N = 10\nd = 3\nkernels = ["W4"]'), registry)
-    assert row["status"] == "failed" and "W1..W3" in row["error"]
+    # a kernel the network does not have is refused when the file loads, not a failed row
+    with pytest.raises(SpecError, match=r"kernels = \['W4'\]: kernel 'W4': the network has layers W1..W3"):
+        parse_spec(spec_text('N = 10\nd = 3\nkernels = ["W4"]'), registry=registry)
 
 
 def test_benchmark_file_is_the_papers_grid(registry):
@@ -234,3 +230,14 @@ def test_one_pass_gives_every_block_and_they_sum_to_the_full_k(registry, monkeyp
     blocks = ("W1", "W2", "W3")
     assert m["trace_full"] == pytest.approx(sum(m[f"trace_{k}"] for k in blocks), rel=1e-13)
     assert m["lambda_min_full"] >= sum(m[f"lambda_min_{k}"] for k in blocks) * (1 - 1e-12)
+
+
+def test_rows_keep_timings_apart_and_record_resolved_layers(registry):
+    (row,) = run_all(spec_text('N = 12\nd = 4\nkernels = ["full", "W2"]\n'
+                               'architecture = { name = "fc", widths = ["d", "2*d"] }'), registry)
+    assert row["status"] == "ok"
+    assert not any("seconds" in k for k in row["metrics"])
+    assert {"ntk_seconds", "solver_seconds_full", "solver_seconds_W2"} <= set(row["timings"])
+    assert row["resolved"] == {"architecture.widths": [4, 8], "kernel_layers": {"full": [1, 2, 3], "W2": [2]}}
+    assert row["components"]["architecture"]["params"]["widths"] == [4, 8]
+    assert row["params"]["krylov_block"] is None  # the solver's own tuned block unless set

@@ -10,14 +10,8 @@ from autograd import jacobian
 from harness import TrainingProblem, UserError
 from harness.conformance import check_component
 from harness.engine.gradients import loss_and_gradients
-from harness.plugin_manager import get_registry
 
 SHAPES = [(6, 4), (5, 6), (1, 5)]
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return get_registry()
 
 
 def weights_and_grads(seed=0, frozen=()):

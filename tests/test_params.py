@@ -41,3 +41,13 @@ def test_resolve_params_defaults_unknown_and_missing():
         resolve_params(decl, {}, prefix="x.")
     assert Param("a", int).required and Param("a", int).default is REQUIRED
     assert Param("b", float, 0.5, min=0).describe()["min"] == 0
+
+
+def test_infinite_numbers_are_refused_unless_allowed():
+    import math
+
+    with pytest.raises(SpecError, match="t_max = inf: not a finite number"):
+        Param("t_max", float, 1.0).validate(math.inf, "f.toml", "t_max")
+    with pytest.raises(SpecError, match="not a finite number"):
+        Param("xs", list, item_type=float).validate([1.0, -math.inf], "f.toml", "xs")
+    assert Param("limit", float, 1.0, finite=False).validate(math.inf) == math.inf

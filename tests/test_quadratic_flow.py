@@ -4,13 +4,13 @@ import io
 
 import numpy as np
 import pytest
+from plugins_for_tests import installed_registry
 
 from harness import Activation, CellContext
 from harness.components import FigureContext
 from harness.conformance import assert_conforms
 from harness.engine import quadratic as q
 from harness.engine.network import forward
-from harness.plugin_manager import get_registry
 from harness_plugins.quadratic_flow import QuadraticFlow, QuadraticStudent, QuadraticStudentInit
 
 
@@ -40,7 +40,7 @@ def _run(seed=0, **params):
                                        ("initializer", "quadratic_student_init"),
                                        ("experiment", "quadratic_flow")])
 def test_registered_and_conforms(kind, name):
-    registry = get_registry()
+    registry = installed_registry()
     assert registry.provider_of(kind, name) == "harness"
     assert_conforms(kind, name, registry)
 
@@ -172,7 +172,7 @@ def test_figures():
                             experiment="quadratic_flow", grid={"d": [60, 300], "ratio": [0.5, 1, 2]},
                             repetitions=2)
     figs = QuadraticFlow().figures(_rows(), context)
-    assert set(figs) == {"risk_curves", "recovery_vs_ratio", "recovery_vs_log_d"}
+    assert set(figs) == {"risk_curves", "recovery_vs_ratio", "recovery_vs_log_d", "recovery_table"}
     for fig in figs.values():
         assert isinstance(fig, Figure)
         texts = [t.get_text() for t in fig.texts]

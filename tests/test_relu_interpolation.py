@@ -3,13 +3,13 @@ H ReLU units cannot interpolate when K* > H), the constructive interpolating sta
 semi-flat study reaching the paper's 1e-29 target with ReLU on a fixed data set."""
 import numpy as np
 import pytest
+from plugins_for_tests import installed_registry
 
 from harness.engine import relu_interpolation as ri
 from harness.engine import shallow
-from harness.plugin_manager import get_registry
 from harness_plugins.semi_flat import train_student
 
-RELU = get_registry().create("activation", "relu")
+RELU = installed_registry().create("activation", "relu")
 
 
 def benchmark_like(seed, n=10):

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from harness import api, plugin_manager
 from harness.cli import main
 from harness.report import REPORT_FILE, render_report, write_report
+from harness.runs import load_run
 
 SPEC = """
 [benchmark]
@@ -42,12 +43,10 @@ def test_plugins():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(plugin_manager.EXTRA_PLUGINS_ENV, "plugins_for_tests")
         mp.syspath_prepend(str(Path(__file__).parent))
-        plugin_manager.get_registry(reload=True)
         try:
             yield
         finally:
             mp.undo()
-            plugin_manager.get_registry(reload=True)
 
 
 test_plugins.__test__ = False
@@ -84,7 +83,7 @@ def test_run_writes_the_report_with_every_section(run_dir):
 
 
 def test_report_embeds_every_figure_as_its_own_png(run_dir):
-    text = render_report(run_dir)
+    text = render_report(load_run(run_dir))
     pngs = sorted((run_dir / "figures").glob("*.png"))
     assert [p.name for p in pngs] == ["curves-u_vs_x.png"]
     sources = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
@@ -93,7 +92,7 @@ def test_report_embeds_every_figure_as_its_own_png(run_dir):
 
 
 def test_every_text_from_the_run_is_escaped(run_dir):
-    text = render_report(run_dir)
+    text = render_report(load_run(run_dir))
     assert "<script" not in text.lower()
     assert "onerror=" not in text.replace("onerror=&quot;", "")  # only as escaped text
     assert len(re.findall(r"<img ", text)) == 1  # the figure; the payload's <img> is text
@@ -109,7 +108,7 @@ def test_counts_per_block_include_the_cells_not_run(run_dir, tmp_path):
     lines = (copy / "rows.jsonl").read_text().splitlines()
     (copy / "rows.jsonl").write_text("\n".join(line for line in lines if '"repetition": 1' not in line) + "\n")
     with test_plugins():
-        text = render_report(copy)
+        text = render_report(load_run(copy))
     # block "curves": 3 of 6 cells have a row; the table row is: block, experiment, rows,
     # ok, diverged, failed, timeout, skipped, not run
     status = text[text.index('id="status"'):text.index('id="figures"')]
@@ -122,7 +121,7 @@ def test_empty_run_without_figures(tmp_path):
     run.mkdir()
     (run / "spec.toml").write_text('[benchmark]\nname = "x"\nseed = 1\n')
     (run / "rows.jsonl").write_text("")
-    out = write_report(run)
+    out = write_report(load_run(run))
     text = out.read_text()
     assert out == run / REPORT_FILE
     assert "No result rows." in text and "No figures in this run directory" in text
@@ -199,7 +198,7 @@ def render_in_browser(html_file: Path, tmp_path: Path) -> dict:
 
 def test_report_renders_in_chromium_with_figures_loaded_and_no_script_run(run_dir, tmp_path):
     report = tmp_path / "report.html"
-    report.write_text(render_report(run_dir))
+    report.write_text(render_report(load_run(run_dir)))
     seen = render_in_browser(report, tmp_path)
     assert len(seen["widths"]) == 1 and all(w > 0 for w in seen["widths"])
     assert seen["scripts"] == 1  # only the checking script: the payload stayed text
@@ -213,7 +212,7 @@ def test_svg_only_figures_render_in_chromium(run_dir, tmp_path):
     shutil.copytree(run_dir, copy)
     for png in (copy / "figures").glob("*.png"):
         png.unlink()
-    text = render_report(copy)
+    text = render_report(load_run(copy))
     assert text.count('<img src="data:image/svg+xml;base64,') == 1
     (copy / "report.html").write_text(text)
     seen = render_in_browser(copy / "report.html", tmp_path)
@@ -248,7 +247,7 @@ def test_figures_follow_the_blocks_with_captions_and_compared_axes_get_tables(tm
     spec.write_text(ORDER_SPEC)
     with test_plugins():
         path = api.run(str(spec), results_dir=str(tmp_path / "results"), progress=False).path
-        text = render_report(path)
+        text = render_report(load_run(path))
         run = api.load_run(path)
         assert compared_axes(run.spec) == [("zeta", "data")]  # a slot varied by the grid; x is not compared
     figures = text[text.index('id="figures"'):text.index('id="summary"')]
@@ -270,4 +269,4 @@ def test_figures_follow_the_blocks_with_captions_and_compared_axes_get_tables(tm
 
 
 def test_no_compared_axis_no_comparison_section(run_dir):
-    assert 'id="compare"' not in render_report(run_dir)
+    assert 'id="compare"' not in render_report(load_run(run_dir))

@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from plugins_for_tests import subprocess_env, write_spec
 
 from harness import api
 from harness.errors import UserError
 from harness.execute import TIMING_FIELDS
-
-from plugins_for_tests import loaded_test_plugins, subprocess_env, write_spec
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 
@@ -39,10 +38,8 @@ experiment = "fail"
 TOTAL = 12  # 5 points x 2 repetitions + 1 point x 2 repetitions
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registry():
-    with loaded_test_plugins() as reg:
-        yield reg
+USES_TEST_PLUGINS = True  # the registry fixture (conftest.py) loads tests/plugins_for_tests.py
+pytestmark = pytest.mark.usefixtures("registry")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +110,7 @@ def test_sigkill_then_resume_loses_nothing(tmp_path, reference, jobs):
 
     done = subprocess.run([HARNESS, "run", "--resume", str(run_dir), "-q", "--no-figures"], env=env,
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 3, done.stderr  # the "fail" block's cells failed (exit code 3)
     assert "Traceback" not in done.stderr
     assert_same_as_reference(run_dir, reference)
     after = by_cell(raw_lines(run_dir))
@@ -167,8 +164,8 @@ at = 3
 [experiments.grid]
 i = [0, 1, 2, 3, 4, 5]
 """)
-    with pytest.raises(api.Interrupted) as info:
-        api.run(spec, results_dir=tmp_path / "results", progress=False, figures=False)
+    with pytest.raises(api.Interrupted) as info:  # inline: the cell's Ctrl-C reaches this process
+        api.run(spec, results_dir=tmp_path / "results", progress=False, figures=False, executor="inline")
     exc = info.value
     assert isinstance(exc, KeyboardInterrupt)
     assert (exc.done, exc.total) == (3, 6)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -11,13 +10,7 @@ from harness.cells import Cell
 from harness.execute import TIMING_FIELDS, make_row, run_cell, split_result, to_jsonable
 from harness.runner import cpu_count, execute, threads_per_job
 
-from plugins_for_tests import loaded_test_plugins
-
-
-@pytest.fixture(scope="module")
-def registry():
-    with loaded_test_plugins() as reg:
-        yield reg
+USES_TEST_PLUGINS = True  # the registry fixture (conftest.py) loads tests/plugins_for_tests.py
 
 
 def cell(experiment="echo", params=None, components=None, coords=None, rep=0, seed=7, exp_id="a"):
@@ -82,10 +75,13 @@ def test_exception_becomes_failed_row_with_type_message_and_traceback(registry):
 def test_nan_metric_is_diverged_and_metrics_kept(registry):
     row = run_cell(cell("nan", {"x": 0.0}), registry)
     assert row["status"] == "diverged"
-    assert math.isnan(row["metrics"]["loss"]) and row["metrics"]["growth"] == math.inf
+    # strict JSON: non-finite values are null, and the row names where they were
+    assert row["metrics"]["loss"] is None and row["metrics"]["growth"] is None
     assert row["metrics"]["steps"] == 3
-    assert row["curves"]["trace"] == [1.0, math.inf]
-    assert "loss" in row["error"] and "growth" in row["error"]
+    assert row["curves"]["trace"] == [1.0, None]
+    assert row["nonfinite"] == ["metrics.loss", "metrics.growth", "curves.trace"]
+    assert "loss=nan" in row["error"] and "growth=inf" in row["error"]
+    json.dumps(row, allow_nan=False)
 
 
 def test_unknown_experiment_or_bad_parameter_is_a_failed_row(registry):
@@ -173,3 +169,79 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         list(execute([cell()], timeout=0))
     assert list(execute([], jobs=3)) == []
+
+
+# ---- honest rows (issue 13): timings apart, resolved values, skipped cells, strict JSON
+
+def _timed_rows(tmp_path, **options):
+    from plugins_for_tests import TIMED_SPEC, write_spec
+
+    from harness import api
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    spec = write_spec(tmp_path / "timed.toml", TIMED_SPEC)
+    run_dir = api.run(spec, results_dir=tmp_path / "results", progress=False, figures=False, **options)
+    return sorted(run_dir.read_rows(), key=lambda r: (r["coords"]["n"], r["repetition"])), run_dir
+
+
+def test_timings_resolved_values_and_skips_in_rows(registry, tmp_path):
+    rows, run_dir = _timed_rows(tmp_path)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert [r["coords"]["n"] for r in ok] == [2, 2, 3, 3]
+    for r in ok:
+        assert set(r["timings"]) == {"work_seconds"} and r["timings"]["work_seconds"] > 0
+        assert not any("seconds" in k for k in r["metrics"])  # timings never in metrics
+        n = r["coords"]["n"]
+        assert r["resolved"] == {"data.value": 0.25 * n, "width": [n, n]}
+        assert r["components"]["data"]["params"]["value"] == 0.25 * n  # what was used
+        assert r["nonfinite"] == []
+    skipped = [r for r in rows if r["coords"]["n"] == 13]
+    assert [r["status"] for r in skipped] == ["skipped", "skipped"]
+    assert skipped[0]["error"] == "n = 13 is skipped" and skipped[0]["metrics"] == {}
+    for line in run_dir.rows_path.read_text().splitlines():  # strict JSON
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    # the summary leaves timings out unless asked
+    from harness.summary import summarize
+
+    line = summarize(rows)[0]
+    assert "value_mean" in line and not any(k.startswith("timings") or "seconds" in k for k in line)
+    assert "timings.work_seconds_mean" in summarize(rows, timings=True)[0]
+
+
+def test_rows_differ_only_in_timing_fields_across_executors(registry, tmp_path):
+    serial, _ = _timed_rows(tmp_path / "a")
+    pooled, _ = _timed_rows(tmp_path / "b", jobs=2)
+    assert "timings" in TIMING_FIELDS
+    assert [strip(r) for r in serial] == [strip(r) for r in pooled]
+
+
+def test_skip_cell_raised_in_run(registry):
+    c = Cell(experiment_id="t", experiment="timed", params={"skip_at_run": True}, components={}, coords={},
+             repetition=0, root_seed=1)
+    row = run_cell(c, registry)
+    assert row["status"] == "skipped" and row["error"] == "nothing to do here"
+
+
+def test_compare_ignores_timings_unless_asked(registry, tmp_path):
+    from harness.compare import compare
+
+    rows, _ = _timed_rows(tmp_path)
+    assert [c.metric for c in compare([("r", rows)], by="n")] == ["n", "value"]
+    with_timings = compare([("r", rows)], by="n", timings=True)
+    assert [c.metric for c in with_timings] == ["n", "value", "timings.work_seconds"]
+    from harness.errors import UserError
+
+    with pytest.raises(UserError, match="no such numeric metric"):
+        compare([("r", rows)], metrics=["timings.work_seconds"], by="n")
+
+
+def test_timing_metrics_of_older_rows_are_treated_as_timings():
+    from harness.execute import row_metrics
+    from harness.summary import summarize
+
+    old = {"cell_id": "c", "point_id": "p", "status": "ok", "coords": {},
+           "metrics": {"lambda_min_full": 1.0, "ntk_seconds": 2.0, "solver_seconds_full": 0.1}}
+    assert row_metrics(old) == {"lambda_min_full": 1.0}
+    assert row_metrics(old, timings=True) == {"lambda_min_full": 1.0, "timings.ntk_seconds": 2.0,
+                                              "timings.solver_seconds_full": 0.1}
+    assert not any("seconds" in k for k in summarize([old])[0])

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from plugins_for_tests import ECHO_SPEC, write_spec
 
 from harness import api
 from harness.cli import main
 from harness.errors import UserError
 from harness.store import RunDir, find_runs, resolve_run_path
-
-from plugins_for_tests import ECHO_SPEC, loaded_test_plugins, write_spec
 
 TWO_BLOCKS = """
 [benchmark]
@@ -38,10 +37,8 @@ x = 5.0
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registry():
-    with loaded_test_plugins() as reg:
-        yield reg
+USES_TEST_PLUGINS = True  # the registry fixture (conftest.py) loads tests/plugins_for_tests.py
+pytestmark = pytest.mark.usefixtures("registry")
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,12 @@ import json
 import multiprocessing
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from plugins_for_tests import ECHO_SPEC, subprocess_env, write_spec
 
 from harness.errors import UserError
 from harness.runner import check_executor
-
-from plugins_for_tests import ECHO_SPEC, subprocess_env, write_spec
 
 SCRIPT = """
 import harness

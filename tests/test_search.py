@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+from plugins_for_tests import subprocess_env, write_spec
 
 from harness import api
 from harness.errors import SpecError
 from harness.execute import TIMING_FIELDS
 from harness.search import pending_cells, thresholds
 from harness.spec import parse_spec
-
-from plugins_for_tests import loaded_test_plugins, subprocess_env, write_spec
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 
@@ -55,10 +54,8 @@ def ramp(reps=1, noise=0.0, sleep=0.0, extra=""):
     return RAMP.format(reps=reps, noise=noise, sleep=sleep, extra=extra)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registry():
-    with loaded_test_plugins() as reg:
-        yield reg
+USES_TEST_PLUGINS = True  # the registry fixture (conftest.py) loads tests/plugins_for_tests.py
+pytestmark = pytest.mark.usefixtures("registry")
 
 
 def run_search(spec, registry, rows=None):
@@ -142,6 +139,16 @@ def test_censored_and_failed_points(registry):
     lines = thresholds(spec, rows.values())
     assert lines[0]["status"] == "found" and lines[1]["status"] == "failed"
     assert any(r["status"] == "failed" for r in rows.values())  # failures stay rows
+
+
+def test_a_value_the_experiment_refuses_mid_search_fails_that_point_only(registry):
+    # the bounds pass the experiment's check at load; 141 (k = 1's first bisection) does not
+    spec = parse_spec(ramp().replace("noise = 0.0", "noise = 0.0\nrefuse = [130, 150]"), "ramp.toml",
+                      registry=registry)
+    lines = thresholds(spec, run_search(spec, registry).values())
+    assert [t["status"] for t in lines] == ["failed", "found", "found"]
+    assert "n = 141" in lines[0]["error"] and "refused" in lines[0]["error"]
+    assert lines[0]["evaluations"].startswith("50:") and lines[0]["threshold"] is None
 
 
 def test_incomplete_until_rows_arrive(registry):

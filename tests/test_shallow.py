@@ -4,15 +4,15 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
+from plugins_for_tests import installed_registry
 
 from harness.engine import shallow
-from harness.plugin_manager import get_registry
 
 AUTOGRAD_PHI = {"tanh": anp.tanh, "relu": lambda z: anp.maximum(z, 0.0)}
 
 
 def activation(name):
-    return get_registry().create("activation", name)
+    return installed_registry().create("activation", name)
 
 
 def reference_output(theta, x, name):

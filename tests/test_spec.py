@@ -7,6 +7,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import spec_components  # noqa: E402
+
 from harness.components import Registry  # noqa: E402
 from harness.errors import SpecError  # noqa: E402
 from harness.plugin_manager import make_plugin_manager  # noqa: E402
@@ -168,3 +169,118 @@ def test_override_slot_given_by_name_becomes_table():
     raw = {"benchmark": {}, "experiments": [{"id": "e", "experiment": "probe", "activation": "lin"}]}
     apply_override(raw, "experiments.e.activation.scale=2", "b.toml")
     assert raw["experiments"][0]["activation"] == {"name": "lin", "scale": 2}
+
+
+# ---- one resolve-and-validate pass (issue 13): bounded, complete, blaming the right input
+
+CHECKED = """
+[benchmark]
+name = "c"
+seed = 1
+
+[[experiments]]
+id = "e"
+experiment = "checked"
+k = 2
+[experiments.grid]
+N = [4, 8]
+"""
+
+
+def test_duplicate_grid_values_are_refused_naming_them(registry):
+    msg = error_of(BASE.replace("scale = [1.0, 2.0]", "scale = [1.0, 2.0, 1]"), registry)
+    assert msg.startswith("b.toml: experiments.e.grid.scale = [1.0, 2.0, 1]: value 1 appears twice (items 0 and 2)")
+    msg = error_of(BASE.replace("scale = [1.0, 2.0]", '"N, scale" = [[1, 1.0], [1, 1.0]]'), registry)
+    assert "appears twice" in msg and "grid.N, scale" in msg
+
+
+@pytest.mark.parametrize("axis, expected", [
+    ("scale = { start = 0, stop = 1, num = 100000000 }", "grid.scale.num = 100000000: 100000000 values; at most 100000"),
+    ("scale = { start = 1, stop = 2, step = 1e-9 }", "grid.scale.step = 1e-09: the range from 1 to 2 in steps of 1e-09 has about 1e+09 values"),
+    ("scale = { start = 0, stop = inf, step = 1 }", "grid.scale.stop = inf: expected a finite number"),
+    ("scale = { start = 1, stop = 1000 }\nx = { start = 1, stop = 1000 }\ny = { start = 1, stop = 1000 }\n"
+     "[experiments.derived]\nN = \"x + y\"", "grid: 1000000000 grid points (1000 x 1000 x 1000); at most 100000"),
+])
+def test_grid_size_is_capped_before_anything_is_allocated(registry, axis, expected):
+    import time
+
+    t0 = time.perf_counter()
+    msg = error_of(BASE.replace("scale = [1.0, 2.0]", axis), registry)
+    assert time.perf_counter() - t0 < 2.0
+    assert expected in msg
+
+
+def test_total_cells_are_capped(registry):
+    from harness.spec import MAX_CELLS
+
+    msg = error_of(BASE.replace("repetitions = 2", f"repetitions = {MAX_CELLS}"), registry)
+    assert f"at most {MAX_CELLS}" in msg
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("10**10**10", "more than 300 digits"),
+    ("min([4]*3*10**8)", "more than 10000 items"),
+    ("+".join(["1"] * 3000), "too long"),
+])
+def test_hostile_derived_expressions_are_refused_at_load(registry, expression, expected):
+    text = BASE + f'[experiments.derived]\nN = "{expression}"\n'
+    msg = error_of(text, registry)
+    assert msg.startswith("b.toml: experiments.e.derived.N = ") and expected in msg
+    assert len(msg) <= 400
+
+
+def test_long_values_are_cut_in_messages(registry):
+    msg = error_of(BASE.replace("N = 10", "N = " + str(list(range(2000)))), registry)
+    assert msg.startswith("b.toml: experiments.e.N = [0, 1, 2") and "..." in msg and len(msg) <= 400
+
+
+def test_infinite_parameters_are_refused(registry):
+    msg = error_of(BASE.replace("scale = [1.0, 2.0]", "scale = [1.0, inf]"), registry)
+    assert "experiments.e.grid.scale = inf: not a finite number" in msg
+    assert "not a finite number" in error_of(BASE.replace("N = 10", "N = 10\nscale = inf").replace(
+        "[experiments.grid]\nscale = [1.0, 2.0]", ""), registry)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../up", "a/b", ".hidden"])
+def test_benchmark_names_outside_results_are_refused(registry, name):
+    msg = error_of(BASE.replace('name = "t"', f'name = "{name}"'), registry)
+    assert msg.startswith(f"b.toml: benchmark.name = {name!r}: use 1 to 100 letters")
+
+
+def test_experiment_check_runs_at_every_point_and_names_the_key(registry):
+    spec = parse(CHECKED, registry)
+    assert [c.params["N"] for c in spec.cells()] == [4, 8]
+    msg = error_of(CHECKED.replace("N = [4, 8]", "N = [4, 1]"), registry)
+    assert msg == "b.toml: experiments.e.k = 2: k = 2 exceeds N = 1 (at grid point N=1)"
+    msg = error_of(CHECKED.replace("k = 2", 'architecture = { name = "chain" }')
+                   .replace("N = [4, 8]", "N = [4]\n\"architecture.depth\" = [2, 9]"), registry)
+    assert msg.startswith("b.toml: experiments.e.grid.architecture.depth = 9: at most 5 layers (at grid point")
+
+
+def test_values_from_set_are_blamed_on_set(registry):
+    msg = error_of(CHECKED, registry, ["experiments.e.k=6"])
+    assert msg.startswith("--set experiments.e.k: experiments.e.k = 6: k = 6 exceeds N = 4")
+    msg = error_of(CHECKED, registry, ["experiments.0.grid.N=[4, 4]"])
+    assert msg.startswith("--set experiments.0.grid.N: experiments.e.grid.N = [4, 4]: value 4 appears twice")
+    msg = error_of(BASE, registry, ["benchmark.name=.."])
+    assert msg.startswith("--set benchmark.name: benchmark.name = '..'")
+    # a mistake in the file stays the file's, whatever else --set changed
+    assert error_of(CHECKED.replace("N = [4, 8]", "N = [1]"), registry, ["benchmark.seed=3"]).startswith("b.toml:")
+
+
+def test_a_check_can_mark_points_skipped(registry):
+    spec = parse(CHECKED.replace("N = [4, 8]", "N = [4, 13]"), registry)
+    skips = {c.params["N"]: c.skip for c in spec.cells()}
+    assert skips == {4: None, 13: "N = 13 is skipped on purpose"}
+
+
+def test_search_points_are_checked_at_both_bounds(registry):
+    search = CHECKED.replace("k = 2", "k = 5").replace("[experiments.grid]\nN = [4, 8]", """[experiments.search]
+axis = "N"
+lower = {lower}
+upper = 100
+metric = "N"
+below = 1""")
+    assert len(parse(search.format(lower=10), registry).experiments[0].search_points) == 1
+    msg = error_of(search.format(lower=2), registry)
+    assert msg.startswith("b.toml: experiments.e.k = 5: k = 5 exceeds N = 2 (at grid point N=2)")

@@ -89,9 +89,31 @@ def test_nan_and_numpy_values_round_trip(tmp_path):
 
     run = RunDir.create(tmp_path, "demo")
     with run:
-        run.append_row(row("0", loss=math.nan, big=math.inf, other=np.float64(0.5)))
+        run.append_row(row("0", loss=math.nan, big=-math.inf, other=np.float64(0.5)))
+    text = run.rows_path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    back = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} token in rows.jsonl"))
+    assert back["metrics"] == {"loss": None, "big": None, "other": 0.5}
+    assert back["nonfinite"] == ["metrics.loss", "metrics.big"]
+    assert run.read_rows()[0]["metrics"] == back["metrics"]
+
+
+def test_rows_written_with_nan_tokens_by_older_versions_still_read(tmp_path):
+    import math
+
+    run = RunDir.create(tmp_path, "demo")
+    run.rows_path.write_text('{"cell_id": "0", "point_id": "p0", "experiment_id": "a", "experiment": "echo", '
+                             '"coords": {}, "repetition": 0, "status": "diverged", '
+                             '"metrics": {"loss": NaN, "big": Infinity}, "curves": {}}\n')
     metrics = run.read_rows()[0]["metrics"]
-    assert math.isnan(metrics["loss"]) and metrics["big"] == math.inf and metrics["other"] == 0.5
+    assert math.isnan(metrics["loss"]) and metrics["big"] == math.inf
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../x", "a/b", "", "-x", ".hidden"])
+def test_benchmark_names_that_would_leave_the_results_folder_are_refused(tmp_path, name):
+    with pytest.raises(UserError, match="benchmark name"):
+        RunDir.create(tmp_path / "results", name)
+    assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) in ([], [tmp_path / "results"])
 
 
 def test_atomic_text_files_and_sessions(tmp_path):

@@ -83,14 +83,12 @@ def test_missing_torch_is_a_clear_plugin_error(registry, no_torch):
 
 
 def test_choosing_torch_without_torch_stops_before_the_run(registry, no_torch, tmp_path, monkeypatch):
-    from harness import api, plugin_manager
-
-    monkeypatch.setattr(plugin_manager, "_REGISTRY", registry)
+    from harness import api
     spec = tmp_path / "b.toml"
     spec.write_text('[benchmark]\nname = "t"\nseed = 1\n\n[[experiments]]\nexperiment = "test_ntk_probe"\n'
                     'backend = "torch"\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"torch backend needs PyTorch.*harness\[torch\]"):
-        api.run(str(spec), results_dir=tmp_path / "results", progress=False, figures=False)
+        api.run(str(spec), registry=registry, results_dir=tmp_path / "results", progress=False, figures=False)
     assert not (tmp_path / "results").exists()  # no run directory was started
 
 
@@ -292,9 +290,7 @@ def test_torch_backend_conforms():
 
 @needs_torch
 def test_benchmark_file_selects_the_backend_and_rows_agree(registry, tmp_path, monkeypatch):
-    from harness import api, plugin_manager
-
-    monkeypatch.setattr(plugin_manager, "_REGISTRY", registry)
+    from harness import api
     metrics = {}
     for backend in ("numba", "torch"):
         spec = tmp_path / f"{backend}.toml"
@@ -303,7 +299,8 @@ def test_benchmark_file_selects_the_backend_and_rows_agree(registry, tmp_path, m
                         if backend == "torch" else
                         f'[benchmark]\nname = "{backend}"\nseed = 3\nrepetitions = 2\n\n[[experiments]]\n'
                         f'experiment = "test_ntk_probe"\nbackend = "{backend}"\n', encoding="utf-8")
-        run_dir = api.run(str(spec), results_dir=tmp_path / "results", progress=False, figures=False)
+        run_dir = api.run(str(spec), registry=registry, results_dir=tmp_path / "results", progress=False, figures=False,
+                          executor="inline")  # this process's patched registry runs the cells
         rows = sorted(run_dir.read_rows(), key=lambda r: r["repetition"])
         assert [r["status"] for r in rows] == ["ok", "ok"], rows[0]["error"]
         metrics[backend] = [(r["metrics"]["trace"], r["metrics"]["lambda_min"]) for r in rows]

@@ -8,14 +8,8 @@ from harness.engine.gradients import loss_and_gradients
 from harness.engine.network import forward
 from harness.engine.stopping import DivergenceRule, MaxEpochs, ToleranceRule, WindowRule
 from harness.engine.training import subsample_curve, train
-from harness.plugin_manager import get_registry
 
 SHAPES = [(9, 4), (9, 9), (1, 9)]
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return get_registry()
 
 
 @pytest.fixture

@@ -43,9 +43,9 @@ class HarnessEpoch:
     """Full-batch Adam epochs with the harness engine and the ``adam`` optimizer plugin."""
 
     def __init__(self, X, y, weights, lr: float) -> None:
-        from ..plugin_manager import get_registry
+        from ..plugin_manager import load_registry
 
-        registry = get_registry()
+        registry = load_registry()
         self.activation = registry.create("activation", "relu")
         self.loss = registry.create("loss", "mse")
         self.optimizer = registry.create("optimizer", "adam", {"lr": lr})

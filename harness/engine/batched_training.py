@@ -1,3 +1,5 @@
+# Length: about 460 lines in one module because one training loop over a stack of networks; its
+# freezing and stepping share the loop's state.
 """Batched training: many small networks of one shape trained as one problem.
 
 The repetitions of a grid point (and any other networks with the same layer shapes, the same
@@ -5,9 +7,12 @@ number of samples and the same kind of optimizer) are trained together: the weig
 are stacked as one array ``(R, n_l, n_{l-1})``, the data as ``X (R, N, d)``, ``y (R, N)``, and
 one epoch runs the forward and backward passes and the optimizer update of the whole stack:
 
-- the products are batched matrix products (``np.matmul`` on the stacks: one call per layer
-  and direction, NumPy hands each member to BLAS with exactly the call the single-network path
-  makes, so the results are the same to the last bit);
+- the products are batched matrix products (``np.matmul`` on blocks of the stack: one call per
+  block, layer and direction; NumPy hands each member to BLAS with exactly the call the
+  single-network path makes, so the results are the same to the last bit). Blocks are sized
+  so that their activations stay in cache (:data:`CACHE_BYTES`): at d = 38, N = 1200 a block is
+  one member, at d = 10, N = 100 the whole stack (docs/engine.md); a group of one member runs
+  :func:`~harness.engine.training.train` itself;
 - the element-wise work runs as fused Numba kernels over the whole stack: the activation and its
   derivative (:mod:`harness.engine.pointwise`, on the stack seen as one (R N, n) matrix),
   the output signal ``(r w_L^T) * phi'(G_{L-1})`` (:func:`outer_times_stack`) and the optimizer
@@ -44,7 +49,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numba
@@ -54,7 +59,7 @@ from .gradients import GradientEngine
 from .pointwise import phi_dphi_inplace
 from .stopping import DivergenceRule, MaxEpochs, StoppingRule
 from .threads import blas_threads, engine_threads, run_in_threads
-from .training import SMALL_STEP_FLOPS, TrainResult, engine_flops
+from .training import SMALL_STEP_FLOPS, TrainResult, engine_flops, train
 
 __all__ = ["Member", "train_batch", "StackedGradientEngine", "MemberStepper", "batch_key_of",
            "outer_times_stack"]
@@ -114,16 +119,27 @@ def outer_times_stack(r: np.ndarray, w: np.ndarray, M: np.ndarray, out: np.ndarr
 # loss and gradients of a stack
 
 
+CACHE_BYTES = 2 ** 19
+"""The activations, derivatives and signals of one block of members should fit in this many
+bytes (about half of a core's L2 cache): the members are processed in blocks of
+``max(1, CACHE_BYTES // (3 rows sum(n_l) itemsize))``, a whole block per call (the measurement
+behind the size: docs/engine.md)."""
+
+
 class StackedGradientEngine:
     """Loss and gradients of up to ``members`` networks of one shape at once.
 
-    ``shapes`` ``[(n_1, d), ..., (1, n_{L-1})]``; buffers ``(members, rows, n_l)`` are made per
-    row count on first use (full batch: N; mini-batch: the batch size and the last, smaller
-    batch). :meth:`loss_and_grads` returns the engine's buffers (overwritten by the next call).
+    ``shapes`` ``[(n_1, d), ..., (1, n_{L-1})]``. The members go through the products in blocks
+    of ``block`` (default from :data:`CACHE_BYTES`), each block one batched product per layer and
+    direction; buffers ``(block, rows, n_l)`` are made per row count on first use (full batch:
+    N; mini-batch: the batch size and the last, smaller batch) and reused by every block, so
+    they stay in cache. :meth:`loss_and_grads` returns the engine's buffers (overwritten by the
+    next call).
     """
 
     def __init__(self, shapes: Sequence[tuple[int, int]], activation, members: int,
-                 trainable: Sequence[bool] | None = None, dtype=np.float64) -> None:
+                 trainable: Sequence[bool] | None = None, dtype=np.float64,
+                 block: int | None = None, rows: int | None = None) -> None:
         self.shapes = [(int(a), int(b)) for a, b in shapes]
         if self.shapes[-1][0] != 1:
             raise ValueError(f"the output layer must have one unit, got shape {self.shapes[-1]}")
@@ -132,6 +148,10 @@ class StackedGradientEngine:
         self.trainable = list(trainable) if trainable is not None else [True] * self.L
         self.dtype = np.dtype(dtype)
         self.members = int(members)
+        if block is None:
+            per_member = 3 * max(1, int(rows or 1)) * sum(n for n, _ in self.shapes[:-1]) * self.dtype.itemsize
+            block = CACHE_BYTES // max(1, per_member)
+        self.block = max(1, min(self.members, int(block)))
         idx = [l for l, t in enumerate(self.trainable) if t]
         self.lowest = min(idx) if idx else self.L
         self.grads = [np.empty((self.members, *s), dtype=self.dtype) if t else None
@@ -141,7 +161,7 @@ class StackedGradientEngine:
     def _buffers(self, rows: int) -> dict:
         b = self._bufs.get(rows)
         if b is None:
-            R, hidden = self.members, [n for n, _ in self.shapes[:-1]]
+            R, hidden = self.block, [n for n, _ in self.shapes[:-1]]
             b = {"F": [np.empty((R, rows, n), dtype=self.dtype) for n in hidden],
                  "P": [np.empty((R, rows, n), dtype=self.dtype) for n in hidden],
                  "D": [np.empty((R, rows, n), dtype=self.dtype) for n in hidden],
@@ -151,8 +171,8 @@ class StackedGradientEngine:
         return b
 
     def forward(self, W: Sequence[np.ndarray], X: np.ndarray, k: int):
-        """Forward pass of the first ``k`` members on ``X`` (k, rows, d): ``(F, P, out)`` with
-        ``F = [X, F_1, ..]`` and ``out`` (k, rows) (views of the buffers)."""
+        """Forward pass of the first ``k <= block`` members on ``X`` (k, rows, d): ``(F, P,
+        out)`` with ``F = [X, F_1, ..]`` and ``out`` (k, rows) (views of the buffers)."""
         rows = X.shape[1]
         b = self._buffers(rows)
         F = [X] + [f[:k] for f in b["F"]]
@@ -166,9 +186,17 @@ class StackedGradientEngine:
         return F, P, out[:, :, 0]
 
     def loss_and_grads(self, W: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, loss,
-                       k: int) -> tuple[list[float], np.ndarray, list]:
-        """Losses (k floats), outputs (k, rows) and gradients (per layer (k, n_l, n_{l-1}) or
-        ``None``) of the first ``k`` members on ``X`` (k, rows, d), ``y`` (k, rows)."""
+                       k: int) -> tuple[list[float], list]:
+        """Losses (k floats) and gradients (per layer (k, n_l, n_{l-1}) or ``None``) of the
+        first ``k`` members on ``X`` (k, rows, d), ``y`` (k, rows)."""
+        values: list[float] = []
+        for a in range(0, k, self.block):
+            e = min(k, a + self.block)
+            values += self._block([w[a:e] for w in W], X[a:e], y[a:e], loss, e - a,
+                                  [None if g is None else g[a:e] for g in self.grads])
+        return values, [None if g is None else g[:k] for g in self.grads]
+
+    def _block(self, W, X, y, loss, k: int, grads) -> list[float]:
         F, P, out = self.forward(W, X, k)
         rows = X.shape[1]
         b = self._buffers(rows)
@@ -178,7 +206,6 @@ class StackedGradientEngine:
             r[i, 0] = loss.grad(out[i], y[i])
             values.append(float(loss.value(out[i], y[i])))
         L = self.L
-        grads = [None if g is None else g[:k] for g in self.grads]
         if self.trainable[L - 1]:
             np.matmul(r, F[L - 1], out=grads[L - 1])
         if self.lowest < L - 1:
@@ -192,7 +219,7 @@ class StackedGradientEngine:
                     Dn = b["D"][l - 1][:k]
                     np.matmul(D, W[l][:k], out=Dn)
                     Dn *= P[l]
-        return values, out, grads
+        return values
 
 
 # ----------------------------------------------------------------------------------------------
@@ -231,8 +258,9 @@ def make_stepper(optimizers: Sequence[Any], stacks: Sequence[np.ndarray]):
 class _Chunk:
     """Members of one shape trained together on one thread."""
 
-    def __init__(self, members: Sequence[Member], activation, loss, trainable) -> None:
+    def __init__(self, members: Sequence[Member], activation, loss, trainable, model=None) -> None:
         self.members = list(members)
+        self.model = model
         first = self.members[0]
         self.activation, self.loss = activation, loss
         self.shapes = [tuple(np.shape(W)) for W in first.weights]
@@ -249,17 +277,27 @@ class _Chunk:
         self.batch = self.N if self.full_batch else int(batch)
         if not self.full_batch and any(m.rng is None for m in self.members):
             raise ValueError("mini-batch training needs an rng to shuffle the samples")
-        self.engine = StackedGradientEngine(self.shapes, activation, R, self.trainable, self.dtype)
-        self.single = GradientEngine(self.shapes, activation, self.trainable, dtype=self.dtype,
-                                     max_rows=self.N)  # final outputs, exactly as train() does
-        self.stepper = make_stepper([m.optimizer for m in self.members], self.W)
+        if model is None:
+            self.engine = StackedGradientEngine(self.shapes, activation, R, self.trainable, self.dtype,
+                                                rows=self.batch)
+            self.single = GradientEngine(self.shapes, activation, self.trainable, dtype=self.dtype,
+                                         max_rows=self.N)  # final outputs, exactly as train() does
+        else:  # a Network with biases / residual blocks (harness.engine.structured)
+            from .structured import make_gradient_engine, make_stacked_engine
+
+            self.engine = make_stacked_engine(model, self.shapes, activation, R, self.trainable,
+                                              self.dtype, self.batch)
+            self.single = make_gradient_engine(model, activation, self.trainable, self.dtype, self.N,
+                                               shapes=self.shapes)
+        self.stepper = None  # made in run(), after the optimizers' prepare
         self.results: list[TrainResult | None] = [None] * R
 
     def flops(self) -> float:
-        return len(self.members) * engine_flops(self.shapes, self.batch)
+        """Flops of one member's loss-and-gradient evaluation (BLAS sees one member per call)."""
+        return engine_flops(self.shapes, self.batch)
 
     def run(self) -> list[TrainResult]:
-        from ..components import TrainingProblem
+        from .problem import TrainingProblem
 
         start = time.perf_counter()
         R, N = len(self.members), self.N
@@ -269,10 +307,12 @@ class _Chunk:
             p = m.prepared
             if p is None:
                 p = m.optimizer.prepare(TrainingProblem(m.X, m.y, [np.array(W) for W in m.weights],
-                                                        self.activation, self.trainable, self.loss)) or {}
+                                                        self.activation, self.trainable, self.loss,
+                                                        network=self.model)) or {}
             prepared.append(dict(p))
             rules.append([DivergenceRule(m.divergence_factor), *m.rules, MaxEpochs(m.max_epochs)])
             losses.append([])
+        self.stepper = make_stepper([m.optimizer for m in self.members], self.W)
         initial = [None] * R
         if not self.full_batch:
             for i, m in enumerate(self.members):
@@ -290,7 +330,7 @@ class _Chunk:
             t0 = time.perf_counter()
             k = len(pos)
             if self.full_batch:
-                values, _, grads = self.engine.loss_and_grads(self.W, self.X[:k], self.y[:k], self.loss, k)
+                values, grads = self.engine.loss_and_grads(self.W, self.X[:k], self.y[:k], self.loss, k)
                 mask = np.array([math.isfinite(v) for v in values], dtype=np.bool_)
                 self.stepper.step([W[:k] for W in self.W], grads, mask)
                 for j in np.flatnonzero(mask):
@@ -305,7 +345,7 @@ class _Chunk:
                 going = np.ones(k, dtype=np.bool_)
                 for s in range(0, N, self.batch):
                     e = min(N, s + self.batch)
-                    values, _, grads = self.engine.loss_and_grads(
+                    values, grads = self.engine.loss_and_grads(
                         self.W, Xp[:k, s:e], yp[:k, s:e], self.loss, k)
                     for j in np.flatnonzero(going):
                         total[j] += values[j] * (e - s)
@@ -377,15 +417,20 @@ class _Chunk:
 
 
 def train_batch(members: Sequence[Member], activation, loss, *,
-                trainable: Sequence[bool] | None = None, threads: int | None = None) -> list[TrainResult]:
+                trainable: Sequence[bool] | None = None, threads: int | None = None,
+                model=None) -> list[TrainResult]:
     """Train every member (see :class:`Member`) and return one
     :class:`~harness.engine.training.TrainResult` per member, in order: each equal to
     ``train(m.weights, m.X, m.y, activation, loss, m.optimizer, ...)`` on its own.
 
     Members that cannot share a stack (:func:`batch_key_of` differs) are trained in separate
     stacks. ``threads`` (default: :func:`harness.engine.threads.engine_threads`) splits each
-    stack into that many chunks trained on parallel threads.
+    stack into that many chunks trained on parallel threads. ``model``: as in
+    :func:`~harness.engine.training.train` (a Network with biases or residual blocks stacks as
+    well; a GenericModel trains member by member).
     """
+    from .structured import GenericModel
+
     members = list(members)
     results: list[TrainResult | None] = [None] * len(members)
     groups: dict[tuple, list[int]] = {}
@@ -393,11 +438,19 @@ def train_batch(members: Sequence[Member], activation, loss, *,
         groups.setdefault(batch_key_of(m), []).append(i)
     threads = engine_threads(threads)
     for idx in groups.values():
+        if len(idx) == 1 or isinstance(model, GenericModel):  # the single-network loop
+            for i in idx:
+                m = members[i]
+                results[i] = train(m.weights, m.X, m.y, activation, loss, m.optimizer,
+                                   trainable=trainable, max_epochs=m.max_epochs, max_steps=m.max_steps,
+                                   rules=m.rules, rng=m.rng, divergence_factor=m.divergence_factor,
+                                   prepared=m.prepared, model=model)
+            continue
         parts = max(1, min(threads, len(idx)))
         bounds = np.linspace(0, len(idx), parts + 1).round().astype(int)
         chunks = [[idx[a] for a in range(bounds[p], bounds[p + 1])] for p in range(parts)]
         chunks = [c for c in chunks if c]
-        runners = [_Chunk([members[i] for i in c], activation, loss, trainable) for c in chunks]
+        runners = [_Chunk([members[i] for i in c], activation, loss, trainable, model) for c in chunks]
 
         def work(_state, item):
             c, runner = item

@@ -1,3 +1,5 @@
+# Length: about 480 lines in one module because one solver: the float32 pilot, the certified shift
+# and the Davidson refinement feed each other.
 """Extreme eigenvalues of a symmetric positive semi-definite kernel matrix K (N, N).
 
 Solvers (the ``solver`` argument of :func:`extreme_eigenvalues`):
@@ -8,13 +10,13 @@ Solvers (the ``solver`` argument of :func:`extreme_eigenvalues`):
 - ``"cholesky_krylov"``: lambda_min through Cholesky factorisations (LAPACK potrf, N^3/3
   flops, the only O(N^3) steps), lambda_max by Lanczos on K itself (one vector per step: a
   matrix-vector product is ~3x cheaper than a product with 2 vectors; the top eigenvalue of an
-  NTK is well separated, ~4 steps, ~5 ms at N = 2048). The bottom of an NTK's spectrum is
+  NTK is well separated, ~4 steps). The bottom of an NTK's spectrum is
   clustered (relative spacing ~1%: on a Figure-1 kernel at N = 2048 the lowest eigenvalues are
   20.66, 20.94, 21.52, ...), which makes plain Krylov iterations on K^{-1} slow. For float64 K
   (default), shift-and-invert with a certified shift:
 
-  1. pilot, float32: Cholesky of K (~15 ms at N = 2048, half of float64's ~35 ms) and block
-     Lanczos on K^{-1} (``block`` = 4 vectors, ~2 ms a step) until lambda_min is estimated to
+  1. pilot, float32: Cholesky of K (half the time of float64's) and block
+     Lanczos on K^{-1} (``block`` = 4 vectors) until lambda_min is estimated to
      :data:`PILOT_TOL` (~10 steps; the estimate is an upper bound of lambda_min up to float32
      round-off, which perturbs these eigenvalues by ~5e-6 relative);
   2. shift sigma = estimate * (1 - 3 * estimated error - 1e-3); the float32 Cholesky of
@@ -26,21 +28,14 @@ Solvers (the ``solver`` argument of :func:`extreme_eigenvalues`):
      the Rayleigh-Ritz and residuals use K in float64, so the float32 factors limit the speed,
      not the accuracy (agreement with dsyevr ~1e-11).
 
-  Measured (2-core machine, Figure-1 NTKs): ~85-95 ms at N = 2048 against ~185-200 ms for
-  dsyevr's lambda_min alone (2.0-2.2x; it was 1.1-1.3x with the float64 path below), ~200-220 ms
-  at N = 3000 against 520-730 ms (2.4-3.5x); over eight kernels (d = 256-1024, N = 2048-3000)
-  2.1-2.8x. Block 4 beats 8 and 12 here (solves and products are memory-bound, so fewer
-  columns per step are cheaper and the shift, not the block, carries the convergence);
-  multi-threaded BLAS in the iterations is 1.5-3x slower. The error estimate of the Davidson
-  iteration uses ``r^T (K - sigma I)^{-1} r`` (see :func:`davidson_bottom`), ~100x sharper than
+  About twice as fast as dsyevr's lambda_min alone at N = 2000-3000 (measurements, and the
+  alternatives tried: docs/engine.md). The error estimate of the Davidson iteration uses
+  ``r^T (K - sigma I)^{-1} r`` (see :func:`davidson_bottom`), much sharper than
   ``||r||^2 / gap``, which saves a step.
 
   Otherwise (float32 K, ``shift_invert=False``, or K not positive definite in float32): one
   float64 Cholesky K = C C^T and block Lanczos on K^{-1} = C^{-T} C^{-1} (``block`` = 8 vectors,
-  triangular solves, BLAS-3), lambda_min(K) = 1 / lambda_max(K^{-1}): ~20-30 steps of ~3-4 ms
-  at N = 2048 (each reads the factor twice); Cholesky ~35 ms + Krylov ~130 ms. Also tried
-  without reaching 2x on that path: one-vector Lanczos (40-60 steps), larger blocks,
-  thread-split solves, a Numba triangular solve, LAPACK two-stage tridiagonalisation.
+  triangular solves, BLAS-3), lambda_min(K) = 1 / lambda_max(K^{-1}): ~20-30 steps.
 - ``"auto"`` (default): ``cholesky_krylov`` for N >= 900, falling back to ``eigvalsh`` when the
   Cholesky factorisation fails (K not numerically positive definite) or the iteration does not
   converge; ``eigvalsh`` for small N.
@@ -65,8 +60,11 @@ __all__ = ["SpectrumResult", "extreme_eigenvalues", "SOLVERS", "block_krylov_top
 
 SOLVERS = ("auto", "eigvalsh", "cholesky_krylov")
 AUTO_MIN_N = 900
-"""``auto`` uses eigvalsh below this N. Measured on Figure-1 NTKs with the shifted solver:
-0.8x at N = 512, 1.3-1.7x at N = 1000 and 1024."""
+"""``auto`` uses eigvalsh below this N, where the shifted solver stops paying (docs/engine.md)."""
+EIGVALSH_ONE_THREAD_BELOW = 900
+"""Below this N, :func:`eigvalsh_extremes` runs dsyevr on one BLAS thread. Its reduction to
+tridiagonal form is mostly matrix-vector products, too small to share between threads
+(docs/engine.md)."""
 
 
 class NotPositiveDefinite(np.linalg.LinAlgError):
@@ -132,8 +130,13 @@ def _check_matrix(K: np.ndarray) -> np.ndarray:
 
 
 def eigvalsh_extremes(K: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Reference: every eigenvalue of K (ascending) by LAPACK dsyevr; (min, max, all)."""
-    w = scipy.linalg.eigvalsh(K, driver="evr", check_finite=False)
+    """Reference: every eigenvalue of K (ascending) by LAPACK dsyevr; (min, max, all). On one
+    BLAS thread below N = :data:`EIGVALSH_ONE_THREAD_BELOW`."""
+    if K.shape[0] < EIGVALSH_ONE_THREAD_BELOW:
+        with blas_threads(1):
+            w = scipy.linalg.eigvalsh(K, driver="evr", check_finite=False)
+    else:
+        w = scipy.linalg.eigvalsh(K, driver="evr", check_finite=False)
     return float(w[0]), float(w[-1]), w
 
 

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numba
 import numpy as np
 
+from .jit import njit
 from .threads import engine_threads, run_in_threads
 
 __all__ = ["hadamard_gram_sums", "default_tile"]
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def _combine(acc, P, Q, mode):
     """acc (b1, b2) <- P * Q (mode 0), acc + P * Q (1), P (2), acc + P (3)."""
     n_rows, n_cols = acc.shape
@@ -51,7 +51,7 @@ def _combine(acc, P, Q, mode):
                 acc[i, j] += P[i, j]
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def _store(K, acc, i0, j0, mirror):
     """K[i0:i0+b1, j0:j0+b2] <- acc and, if ``mirror``, K[j0:j0+b2, i0:i0+b1] <- acc^T
     (the transpose written in 32 x 32 blocks to stay cache-friendly)."""

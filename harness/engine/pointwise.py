@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from .jit import njit
 
 __all__ = ["fused_kernel", "phi_dphi_inplace", "outer_times", "KERNELS"]
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def _sigmoid(G, D):
     n_rows, n_cols = G.shape
     for i in range(n_rows):
@@ -35,7 +36,7 @@ def _sigmoid(G, D):
             D[i, j] = e * inv * inv        # s(x) s(-x), no cancellation
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def _tanh(G, D):
     n_rows, n_cols = G.shape
     for i in range(n_rows):
@@ -47,7 +48,7 @@ def _tanh(G, D):
             D[i, j] = 4.0 * e * inv * inv  # 1 - tanh^2 = 4 s(2x) s(-2x)
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def _relu(G, D):
     n_rows, n_cols = G.shape
     for i in range(n_rows):
@@ -60,7 +61,7 @@ def _relu(G, D):
                 D[i, j] = 0.0
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def _quadratic(G, D):
     n_rows, n_cols = G.shape
     for i in range(n_rows):
@@ -70,7 +71,7 @@ def _quadratic(G, D):
             D[i, j] = 2.0 * x
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def _identity(G, D):
     n_rows, n_cols = G.shape
     for i in range(n_rows):
@@ -136,7 +137,7 @@ def phi_dphi_inplace(G: np.ndarray, activation, D: np.ndarray | None = None) -> 
     return D
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def _outer_times(r, w, M, out):
     n_rows, n_cols = out.shape
     for i in range(n_rows):

@@ -1,3 +1,5 @@
+# Length: about 450 lines in one module because one model (the quadratic teacher-student network):
+# overlaps, their ODE and finite-sample GD use each other's formulas.
 """Quadratic networks with a quadratic teacher: population risk, gradient flow, finite-sample GD.
 
 Model. Student ``f_W(x) = (1/m) sum_j (w_j . x)^2 = x^T A x`` with ``W = [w_1 .. w_m]`` of shape
@@ -211,7 +213,7 @@ def _solve(rhs: Callable, risk_of: Callable, overlaps_of: Callable, y0: np.ndarr
     for level in levels:
         def event(t, y, level=level):
             return risk_of(y) - level
-        event.direction = -1.0
+        event.direction = -1.0  # type: ignore[attr-defined]  # solve_ivp reads it
         events.append(event)
     sol = solve_ivp(rhs, (0.0, float(t_eval[-1])), y0, t_eval=t_eval, events=events or None,
                     **options.kwargs())

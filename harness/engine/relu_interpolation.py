@@ -204,18 +204,18 @@ def spline_interpolant(x, y, K: int, rng: np.random.Generator | None = None) -> 
             return None
         slopes.append(s_prev)
         s_next = s_prev
-    knots = np.array(knots[::-1])
+    knot_x = np.array(knots[::-1])
     slopes = slopes[::-1]  # slope of the piece through point i, i = 0..n-1 (piece-wise)
     # Rebuild the spline from the points: evaluate the pieces' slopes between knots.
     s0 = slopes[0]
     # slope changes: recover jumps by fitting the knots exactly to the points (linear least squares,
     # consistent by construction): unknowns y0, s0, a_1..a_K
-    A = np.hstack([np.ones((n, 1)), (x - x[0])[:, None], np.maximum(x[:, None] - knots[None, :], 0.0)])
+    A = np.hstack([np.ones((n, 1)), (x - x[0])[:, None], np.maximum(x[:, None] - knot_x[None, :], 0.0)])
     coef, *_ = np.linalg.lstsq(A, y, rcond=None)
     if not np.allclose(A @ coef, y, rtol=0, atol=1e-9 * (1 + np.abs(y).max())):
         return None
     del s0
-    return Spline(float(x[0]), float(coef[0]), float(coef[1]), knots, coef[2:])
+    return Spline(float(x[0]), float(coef[0]), float(coef[1]), knot_x, coef[2:])
 
 
 def network_from_spline(sp: Spline, H: int, x_min: float, directions=None) -> np.ndarray:

@@ -46,12 +46,32 @@ def ntk_matvec(F: Sequence[np.ndarray], B: Sequence[np.ndarray], layers: Sequenc
 
 def ntk_lambda_max(weights: Sequence[np.ndarray], X: np.ndarray, activation,
                    trainable: Sequence[bool] | None = None, method: str = "auto",
-                   tol: float = 1e-8) -> float:
+                   tol: float = 1e-8, network=None) -> float:
     """``lambda_max(K)`` of the NTK restricted to the trainable layers, at ``weights``.
 
     ``X`` (N, d); ``method`` is ``"dense"``, ``"matvec"`` or ``"auto"`` (dense up to
     :data:`DENSE_MAX_ROWS` samples); ``tol`` is the relative tolerance of the Lanczos solver.
+    ``network``: the :class:`~harness.engine.network.Network` (biases, residual blocks) or
+    :class:`~harness.engine.structured.GenericModel` the parameters ``weights`` belong to, if
+    not a plain chain; ``trainable`` then has one flag per parameter (dense K always).
     """
+    if network is not None and not getattr(network, "plain", False):
+        params = [p for p, t in enumerate(trainable or [True] * len(weights)) if t]
+        if not params:
+            raise ValueError("no trainable parameter: the NTK is zero")
+        from .network import Network
+
+        if isinstance(network, Network):
+            from .ntk import network_kernels
+
+            K = network_kernels(network, weights, X, activation, {"K": params})["K"]
+        else:
+            from .generic import generic_kernels
+
+            K = generic_kernels(network.forward, weights, X, activation, {"K": params})["K"]
+        if X.shape[0] <= SMALL_ROWS:
+            return float(np.linalg.eigvalsh(K)[-1])
+        return _top_eigenvalue(K, X.shape[0], tol)
     L = len(weights)
     layers = [l + 1 for l in range(L) if trainable is None or trainable[l]]
     if not layers:

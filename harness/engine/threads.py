@@ -11,8 +11,6 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
-import numba
-
 __all__ = ["engine_threads", "blas_threads", "run_in_threads"]
 
 _controller = None
@@ -22,6 +20,8 @@ _controller_lock = threading.Lock()
 def engine_threads(threads: int | None = None) -> int:
     """``threads`` if given (>= 1), else Numba's current thread count."""
     if threads is None:
+        import numba  # here, not at import: see harness.engine.jit
+
         return max(1, int(numba.get_num_threads()))
     if int(threads) < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")

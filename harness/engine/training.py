@@ -21,10 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..components import TrainingProblem
 from .gradients import GradientEngine
-from .threads import blas_threads
+from .problem import TrainingProblem
 from .stopping import DivergenceRule, MaxEpochs, StoppingRule
+from .threads import blas_threads
 
 
 @dataclass
@@ -60,16 +60,16 @@ class TrainResult:
         return subsample_curve(self.losses, points)
 
 
-def subsample_curve(values: Sequence[float], points: int) -> tuple[list[int], list[float]]:
+def subsample_curve(values: Sequence[float] | np.ndarray, points: int) -> tuple[list[int], list[float]]:
     """At most ``points`` evenly spaced entries of ``values`` (the first and last included),
     skipping non-finite ones: ``(indices, values)`` as plain Python lists."""
-    values = np.asarray(values, dtype=float)
-    n = values.size
+    arr = np.asarray(values, dtype=float)
+    n = arr.size
     if n == 0 or points < 1:
         return [], []
     idx = np.unique(np.round(np.linspace(0, n - 1, min(points, n))).astype(int))
-    idx = idx[np.isfinite(values[idx])]
-    return idx.tolist(), values[idx].tolist()
+    idx = idx[np.isfinite(arr[idx])]
+    return idx.tolist(), arr[idx].tolist()
 
 
 SMALL_STEP_FLOPS = 5e7
@@ -96,7 +96,7 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
           *, trainable: Sequence[bool] | None = None, max_epochs: int = 1000,
           max_steps: int | None = None, rules: Sequence[StoppingRule] = (),
           rng: np.random.Generator | None = None, divergence_factor: float = 1e8,
-          prepared: dict | None = None, backend=None) -> TrainResult:
+          prepared: dict | None = None, backend=None, model=None) -> TrainResult:
     """Train a copy of ``weights`` on ``(X (N, d), y (N,))``.
 
     ``activation``, ``loss``, ``optimizer`` are components; ``trainable`` one flag per layer
@@ -106,22 +106,33 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
     the mini-batches (required when the optimizer has a ``batch_size`` smaller than N).
     ``prepared`` skips ``optimizer.prepare`` when the caller has already run it. ``backend`` (a
     Backend component) supplies the loss-and-gradient evaluator; ``None`` uses the CPU engine.
-    Weights and optimizer state stay NumPy arrays whatever the backend.
+    Weights and optimizer state stay NumPy arrays whatever the backend. ``model`` (optional) is
+    the network the parameters ``weights`` belong to: a :class:`~harness.engine.network.Network`
+    (biases, residual blocks: :class:`~harness.engine.structured.NetworkGradientEngine`; a plain
+    one changes nothing) or a :class:`~harness.engine.structured.GenericModel` (autograd); with
+    a model, ``trainable`` has one flag per parameter.
     """
     start = time.perf_counter()
     weights = [np.array(W, copy=True) for W in weights]
     trainable = list(trainable) if trainable is not None else [True] * len(weights)
     N = X.shape[0]
     if prepared is None:
-        prepared = optimizer.prepare(TrainingProblem(X, y, weights, activation, trainable, loss)) or {}
+        prepared = optimizer.prepare(TrainingProblem(X, y, weights, activation, trainable, loss,
+                                                     network=model)) or {}
     state = optimizer.init_state(weights)
     batch = getattr(optimizer, "batch_size", None)
     full_batch = batch is None or batch >= N
     if not full_batch and rng is None:
         raise ValueError("mini-batch training needs an rng to shuffle the samples")
-    make_engine = backend.gradient_engine if backend is not None else GradientEngine
-    engine = make_engine([W.shape for W in weights], activation, trainable, dtype=X.dtype,
-                         max_rows=N if full_batch else batch)
+    if model is None:
+        make_engine = backend.gradient_engine if backend is not None else GradientEngine
+        engine = make_engine([W.shape for W in weights], activation, trainable, dtype=X.dtype,
+                             max_rows=N if full_batch else batch)
+    else:
+        from .structured import make_gradient_engine
+
+        engine = make_gradient_engine(model, activation, trainable, X.dtype,
+                                      N if full_batch else batch, backend, [W.shape for W in weights])
     all_rules = [DivergenceRule(divergence_factor), *rules, MaxEpochs(max_epochs)]
 
     initial_loss = None if full_batch else float(loss.value(engine.predict(weights, X), y))

@@ -1,9 +1,9 @@
 """The plugin's own tests: the conformance suite, plus the numbers each component promises."""
 import numpy as np
 import pytest
+from harness_softplus import Pyramid, Softplus
 
 from harness.conformance import assert_conforms
-from harness_softplus import Pyramid, Softplus
 
 
 @pytest.mark.parametrize("kind, component", [("activation", Softplus), ("architecture", Pyramid)])

@@ -1,20 +1,20 @@
 """Calibrated cost models of the engine's kernels, for the experiments' ``estimate``.
 
 Each model is a few numbers measured on this machine by a short probe of the kernel itself
-(at small sizes, best of a few repetitions) and cached by :func:`harness.calibration.rates`
-(per machine and threads per cell). The probes:
+(at small sizes, on one thread, best CPU time of a few repetitions) and cached by
+:func:`harness.calibration.rates` (per machine). The probes, each about 1-2 s of CPU:
 
-- ``training``: full-batch Adam epochs of a ReLU ``fc`` network at two sizes, fitted as
-  ``epoch_s + epoch_s_per_np * N * P`` seconds per epoch; batch-10 SGD steps of a two-layer
+- ``training``: full-batch Adam epochs of a ReLU ``fc`` network at three sizes (N P from 2e4
+  to 1.6e8), interpolated in log-log (:func:`epoch_seconds`); batch-10 SGD steps of a two-layer
   network at two sizes, fitted as ``step_s + step_s_per_bp * batch * P`` per step; and the first
   call's extra time (kernel compilation or loading from the disk cache): ``setup_s``.
-- ``ntk``: the NTK Gram matrix of a sigmoid ``d -> d -> d -> 1`` network and its extreme
-  eigenvalues (solver ``auto``) at two sizes each, giving effective flop rates for the flop counts
-  of :func:`ntk_seconds`.
+- ``ntk``: a DGEMM (800 x 800), the NTK Gram matrix of a sigmoid ``d -> d -> d -> 1`` network
+  at N = 1000, d = 400 and its extreme eigenvalues (solver ``auto``, Cholesky + Krylov path):
+  the flop rates and the N^2 term of :func:`ntk_seconds`.
 - ``shallow_lm``: seconds per Levenberg-Marquardt iteration of the semi-flat experiment's
-  one-hidden-layer fit, and per test-point-unit of its forward pass.
+  one-hidden-layer fit, and the per-trial work of its cells (students cached) at H = 5 and 30.
 - ``ode``: seconds per right-hand-side evaluation of :func:`scipy.integrate.solve_ivp` (RK45) on
-  the quadratic flow's reduced equations, per flop of them, and per flop of its finite-sample
+  the quadratic flow's reduced equations at m = 5 and 40, and per flop of its finite-sample
   gradient descent.
 
 The models are rough (a factor of about 1.5 either way); what the probes buy is that they are
@@ -27,16 +27,16 @@ import time
 
 import numpy as np
 
-from harness import calibration
+from . import calibration
 
 # ----------------------------------------------------------------------------- training
 
 
 def _probe_training() -> dict:
-    from harness.engine.training import train
-    from harness.plugin_manager import get_registry
+    from .engine.training import train
+    from .plugin_manager import load_registry
 
-    registry = get_registry()
+    registry = load_registry()
     relu = registry.create("activation", "relu", {})
     mse = registry.create("loss", "mse", {})
     adam = registry.create("optimizer", "adam", {"lr": 1e-4})
@@ -50,39 +50,64 @@ def _probe_training() -> dict:
         return lambda: train(weights, X, y, relu, mse, optimizer, trainable=trainable, max_epochs=epochs,
                              rng=np.random.default_rng(1))
 
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     job(40, 6, [6, 6, 6], adam, 2)()
     job(40, 6, [6], sgd, 1, [True, False])()
-    first = time.perf_counter() - t0
-    # full batch: (N P) = 2.0e4 and 1.1e7
-    small_np, big_np = 100 * (8 * 8 * 3 + 8), 1500 * (48 * 48 * 3 + 48)
-    small = calibration.best_time(job(100, 8, [8, 8, 8], adam, 200)) / 200
-    big = calibration.best_time(job(1500, 48, [48, 48, 48], adam, 12)) / 12
+    first = time.process_time() - t0
+    # full batch at N P = 2.0e4, 1.0e7 and 1.6e8 (BLAS gets more efficient as products grow)
+    points = {}
+    for N, d, epochs in ((100, 8, 200), (1500, 48, 12), (5000, 100, 3)):
+        points[N * (3 * d * d + d)] = calibration.best_time(job(N, d, [d, d, d], adam, epochs)) / epochs
+    (small_np, small), _, (big_np, big) = sorted(points.items())
     slope = max((big - small) / (big_np - small_np), 1e-15)
     # batch-10 SGD, two-layer network with frozen output: batch * P = 10 * 320 and 10 * 16000
     s_small = calibration.best_time(job(200, 20, [16], sgd, 5, [True, False])) / 100
     s_big = calibration.best_time(job(200, 100, [160], sgd, 5, [True, False])) / 100
     s_slope = max((s_big - s_small) / (10 * (16000 - 320)), 1e-15)
-    steady = small + 2 * small + s_small * 20  # what the warm-up calls would cost once compiled
-    return {"epoch_s": max(small - slope * small_np, 1e-7), "epoch_s_per_np": slope,
+    # the margin losses (hinge, logistic) of the classification experiments cost more a step
+    hinge = registry.create("loss", "hinge", {})
+    Xc, yc = rng.standard_normal((1000, 50)), np.sign(rng.standard_normal(1000))
+    wc = [rng.standard_normal((40, 50)) / math.sqrt(50), rng.standard_normal((1, 40))]
+    margin = [calibration.best_time(lambda: train(wc, Xc, yc, relu, loss, sgd, trainable=[True, False],
+                                                  max_epochs=3, rng=np.random.default_rng(1)))
+              for loss in (mse, hinge)]
+    steady = 2 * small + 4 * s_small  # what the warm-up calls would cost once compiled
+    return {**{f"epoch_s_at_np_{i}": t for i, t in enumerate(points.values())},
+            **{f"epoch_np_{i}": x for i, x in enumerate(points)},
+            "epoch_s": max(small - slope * small_np, 1e-7), "epoch_s_per_np": slope,
             "step_s": max(s_small - s_slope * 3200, 1e-7), "step_s_per_bp": s_slope,
+            "margin_loss_factor": max(margin[1] / margin[0], 1.0),
             "setup_s": max(first - steady, 0.0)}
 
 
 def training_rates() -> dict:
-    return calibration.rates("training", _probe_training, version=1)
+    return calibration.rates("training", _probe_training, version=4)
 
 
 def epoch_seconds(N: int, P: int) -> float:
-    """Seconds of one full-batch epoch (gradient and optimizer step) on N samples, P weights."""
+    """Seconds of one full-batch epoch (gradient and optimizer step) on N samples, P weights:
+    interpolated in log-log between the probe's three sizes of N P, then proportional to N P."""
     r = training_rates()
-    return (r["epoch_s"] + r["epoch_s_per_np"] * N * P) / calibration.speedup(6.0 * N * P)
+    xs = [r[f"epoch_np_{i}"] for i in range(3)]
+    ts = [r[f"epoch_s_at_np_{i}"] for i in range(3)]
+    x = max(float(N) * float(P), 1.0)
+    if x <= xs[0]:
+        t = ts[0]  # small products: the per-step overhead dominates
+    elif x >= xs[-1]:
+        t = ts[-1] * x / xs[-1]
+    else:
+        i = 0 if x <= xs[1] else 1
+        f = math.log(x / xs[i]) / math.log(xs[i + 1] / xs[i])
+        t = math.exp(math.log(ts[i]) + f * math.log(ts[i + 1] / ts[i]))
+    return t / calibration.speedup(6.0 * N * P)
 
 
-def sgd_step_seconds(batch: int, P: int) -> float:
-    """Seconds of one mini-batch step of ``batch`` samples on P weights."""
+def sgd_step_seconds(batch: int, P: int, margin_loss: bool = False) -> float:
+    """Seconds of one mini-batch step of ``batch`` samples on P weights (with the MSE, or with
+    a margin loss such as hinge or logistic when ``margin_loss``)."""
     r = training_rates()
-    return (r["step_s"] + r["step_s_per_bp"] * batch * P) / calibration.speedup(6.0 * batch * P)
+    factor = r["margin_loss_factor"] if margin_loss else 1.0
+    return factor * (r["step_s"] + r["step_s_per_bp"] * batch * P) / calibration.speedup(6.0 * batch * P)
 
 
 def training_setup_seconds() -> float:
@@ -103,11 +128,11 @@ def ntk_flops(N: int, sizes) -> float:
 
 
 def _probe_ntk() -> dict:
-    from harness.engine.eigen import extreme_eigenvalues
-    from harness.engine.ntk import ntk_kernels
-    from harness.plugin_manager import get_registry
+    from .engine.eigen import extreme_eigenvalues
+    from .engine.ntk import ntk_kernels
+    from .plugin_manager import load_registry
 
-    sigmoid = get_registry().create("activation", "sigmoid", {})
+    sigmoid = load_registry().create("activation", "sigmoid", {})
     rng = np.random.default_rng(0)
 
     def network(N, d):
@@ -124,7 +149,8 @@ def _probe_ntk() -> dict:
     w, X, sizes = network(1000, 400)
     K = {}
     t_ntk = calibration.best_time(lambda: K.update(ntk_kernels(w, X, sigmoid, {"full": None})), repeat=3)
-    t_eig = calibration.best_time(lambda: extreme_eigenvalues(K["full"], "auto"), repeat=4, budget=1.5)
+    extreme_eigenvalues(K["full"], "auto")  # warm-up: the first call of a path compiles kernels
+    t_eig = calibration.best_time(lambda: extreme_eigenvalues(K["full"], "auto"), repeat=3)
     factor = _FACTOR_FLOPS * 1000 ** 3 / gemm
     return {"gemm_flops_per_s": gemm, "ntk_flops_per_s": ntk_flops(1000, sizes) / t_ntk,
             "eigen_s_per_n2": max(t_eig - factor, 0.2 * t_eig) / 1000 ** 2,
@@ -137,7 +163,7 @@ pilot and a float64 shifted one, N^3 / 3 each (the float32 one about twice as fa
 
 
 def ntk_rates() -> dict:
-    return calibration.rates("ntk", _probe_ntk, version=2)
+    return calibration.rates("ntk", _probe_ntk, version=3)
 
 
 def ntk_seconds(N: int, sizes, n_kernels: int) -> float:
@@ -155,12 +181,12 @@ def ntk_seconds(N: int, sizes, n_kernels: int) -> float:
 
 
 def _probe_shallow() -> dict:
-    from harness.components import CellContext
-    from harness.engine import shallow
-    from harness.engine.levenberg_marquardt import levenberg_marquardt
-    from harness.plugin_manager import get_registry
+    from .components import CellContext
+    from .engine import shallow
+    from .engine.levenberg_marquardt import levenberg_marquardt
+    from .plugin_manager import load_registry
 
-    registry = get_registry()
+    registry = load_registry()
     tanh = registry.create("activation", "tanh", {})
     rng = np.random.default_rng(0)
     x = rng.standard_normal(10)
@@ -181,7 +207,7 @@ def _probe_shallow() -> dict:
     for H in (5, 30):
         experiment = registry.create("experiment", "embedding_generalization",
                                      {"H": H, "trials": 8, "hessian_trials": 8, "n_test": 1000})
-        cell = CellContext({"activation": tanh}, np.random.SeedSequence(12345), {})
+        cell = CellContext({"activation": tanh}, np.random.SeedSequence(12345), {}, registry=registry)
         experiment.run(cell)  # trains and caches the students
         out[f"trial_s_H{H}"] = calibration.best_time(lambda: experiment.run(cell), repeat=2) / 8
     return out
@@ -195,7 +221,7 @@ def shallow_rates() -> dict:
 
 
 def _probe_ode() -> dict:
-    from harness.engine import quadratic as q
+    from .engine import quadratic as q
 
     rng = np.random.default_rng(0)
     out = {}

@@ -1,0 +1,67 @@
+"""The analysis half of the Python API: compare runs, fit a metric, write a report.
+
+Each function loads the run directories it is given (:func:`harness.runs.load_run`) and hands
+the loaded runs to an output module (:mod:`harness.compare`, :mod:`harness.fits`,
+:mod:`harness.report`), which never loads anything itself. Re-exported by :mod:`harness.api`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .compare import few_pairs_warning, format_comparisons  # noqa: F401  (re-exported: printing)
+from .fits import fits_json, format_fits  # noqa: F401  (re-exported: printing)
+from .runs import load_run
+
+
+def load_runs(paths: Iterable[str | Path], registry=None) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``[(run label, rows)]`` for run directories (a :class:`UserError` for a bad path), each
+    run's rows in the grid's order (the spec's cells; file order when the spec does not load).
+    ``latest`` and ``latest:BENCHMARK`` name the newest runs."""
+    from .compare import run_label
+    from .store import resolve_run_path
+    from .summary import sort_rows
+
+    runs = [load_run(resolve_run_path(str(p)), registry) for p in paths]
+    resolved = [str(r.path) for r in runs]
+    return [(run_label(path, resolved), sort_rows(r.rows, [line["point_id"] for line in r.summary]))
+            for path, r in zip(resolved, runs)]
+
+
+def compare(run_dirs: Sequence[str | Path], metrics: Sequence[str] | None = None,
+            by: str | Sequence[str] = "experiment_id", baseline: str | None = None, n_boot: int = 2000,
+            level: float = 0.95, pooled: bool = False, timings: bool = False, registry=None):
+    """Compare the rows of one or several run directories (:func:`harness.compare.compare`);
+    returns the list of :class:`harness.compare.MetricComparison`."""
+    from .compare import compare as compare_rows
+    from .compare import one_key
+
+    key = one_key(by)  # a repeated key is refused before anything is loaded
+    return compare_rows(load_runs(run_dirs, registry), metrics=list(metrics or []) or None, by=key,
+                        baseline=baseline, n_boot=n_boot, level=level, pooled=pooled, timings=timings)
+
+
+def fit(run_dir: str | Path, metric: str, axis: str, log: bool = False, n_boot: int = 1000,
+        level: float = 0.95, plot: str | Path | None = None, registry=None):
+    """Fit ``metric`` against ``axis`` in a run (:func:`harness.fits.fit_rows`), per experiment
+    block and combination of its other grid axes. With ``plot`` (a .png, .svg or .pdf path) the
+    data and the fits are also drawn there. Returns ``(fits, plot path or None)``."""
+    from .fits import check_plot_path, fit_rows, grid_keys, save_fit_plot
+    from .store import resolve_run_path
+    from .summary import sort_rows
+
+    if plot is not None:
+        check_plot_path(plot)
+    run = load_run(resolve_run_path(str(run_dir)), registry)
+    rows = sort_rows(run.rows, [line["point_id"] for line in run.summary])
+    fits = fit_rows(rows, metric, axis, log=log, grid_keys=grid_keys(run), n_boot=n_boot, level=level)
+    drawn = save_fit_plot(fits, metric, axis, log, run, plot) if plot is not None else None
+    return fits, drawn
+
+
+def report(run_dir: str | Path, output: str | Path | None = None, registry=None) -> Path:
+    """Write the run's ``report.html`` (or ``output``) and return its path."""
+    from .report import write_report
+    from .store import resolve_run_path
+
+    return write_report(load_run(resolve_run_path(str(run_dir)), registry), output)

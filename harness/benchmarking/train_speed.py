@@ -1,0 +1,238 @@
+"""Training many small networks: batched training against one network at a time.
+
+For each size (d, N) of the Figure-2 network (ReLU, d -> d -> d -> d -> 1, MSE, full-batch Adam,
+lr 1/(10 sqrt N)) and each number of networks R, the milliseconds of one epoch *per network*:
+
+- ``batched``: :func:`harness.engine.batched_training.train_batch` on R networks (each its own
+  data and weights), threads over the networks as the engine chooses (this process's threads);
+- ``single``: :func:`harness.engine.training.train`, one network after the other (what the
+  runner did before batching);
+- ``numpy``: a plain NumPy forward / backward / Adam epoch of one network, as a user would
+  write it;
+- ``torch``: the same epoch in PyTorch on the CPU (``nn.Linear(bias=False)``, ``optim.Adam``),
+  timed in its own process with the same number of threads, when torch is installed;
+- ``floor``: the fraction of the DGEMM floor the batched path reaches: the epoch's
+  ``6 N P`` flops at the DGEMM rate measured in this process (the best of a few 1000 x 1000
+  products with the same threads), divided by the batched time.
+
+The in-process columns are timed in alternation (batched, single, numpy, batched, ...) so that
+they see the same machine load; the table gives medians over ``--repeats`` rounds and the ratio
+single / batched measured round by round (its median).
+
+Run: ``harness bench train [--sizes 22x400,38x1200,50x2500,122x12000] [--R 1,10]
+[--repeats 5] [--threads T] [--seconds 0.3]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+SIZES = ((22, 400), (38, 1200), (50, 2500), (122, 12000))
+
+
+def problem(d: int, N: int, R: int, seed: int = 0):
+    """``R`` Figure-2 problems of size (d, N): ``[(X, y, weights)]``."""
+    from .adam_speed import figure2_problem
+
+    return [figure2_problem(d, N, np.float64, seed + r) for r in range(R)]
+
+
+def flops_per_epoch(d: int, N: int) -> float:
+    from ..engine.training import engine_flops
+
+    return engine_flops([(d, d)] * 3 + [(1, d)], N)
+
+
+def dgemm_rate(threads: int, size: int = 1000, repeats: int = 5) -> float:
+    """FLOP/s of the best of ``repeats`` ``size x size`` products with ``threads`` BLAS threads."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((size, size))
+    b = np.random.default_rng(1).standard_normal((size, size))
+    best = np.inf
+    with threadpool_limits(limits=threads, user_api="blas"):
+        a @ b
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+    return 2.0 * size ** 3 / best
+
+
+def numpy_epochs(X, y, weights, lr: float, epochs: int) -> list[np.ndarray]:
+    """Plain NumPy full-batch Adam epochs of the ReLU network (what a user would write)."""
+    W = [w.copy() for w in weights]
+    m = [np.zeros_like(w) for w in W]
+    v = [np.zeros_like(w) for w in W]
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    N = X.shape[0]
+    for t in range(1, epochs + 1):
+        F, G = [X], []
+        for w in W[:-1]:
+            g = F[-1] @ w.T
+            G.append(g)
+            F.append(np.maximum(g, 0.0))
+        out = F[-1] @ W[-1][0]
+        r = 2.0 * (out - y) / N
+        grads = [None] * len(W)
+        grads[-1] = (r @ F[-1])[None, :]
+        D = np.outer(r, W[-1][0]) * (G[-1] > 0)
+        for l in range(len(W) - 2, -1, -1):
+            grads[l] = D.T @ F[l]
+            if l > 0:
+                D = (D @ W[l]) * (G[l - 1] > 0)
+        for w, g, mm, vv in zip(W, grads, m, v):
+            mm *= b1
+            mm += (1 - b1) * g
+            vv *= b2
+            vv += (1 - b2) * g * g
+            w -= lr * (mm / (1 - b1 ** t)) / (np.sqrt(vv / (1 - b2 ** t)) + eps)
+    return W
+
+
+def _components():
+    from ..plugin_manager import load_registry
+
+    registry = load_registry()
+    return registry, registry.create("activation", "relu"), registry.create("loss", "mse")
+
+
+def _time_batched(data, lr, epochs, threads):
+    from ..engine.batched_training import Member, train_batch
+
+    registry, act, loss = _components()
+    members = [Member(W, X, y, registry.create("optimizer", "adam", {"lr": lr}), max_epochs=epochs)
+               for X, y, W in data]
+    t0 = time.perf_counter()
+    results = train_batch(members, act, loss, threads=threads)
+    return (time.perf_counter() - t0) / (len(data) * epochs), results
+
+
+def _time_single(data, lr, epochs):
+    from ..engine.training import train
+
+    registry, act, loss = _components()
+    t0 = time.perf_counter()
+    results = [train(W, X, y, act, loss, registry.create("optimizer", "adam", {"lr": lr}), max_epochs=epochs)
+               for X, y, W in data]
+    return (time.perf_counter() - t0) / (len(data) * epochs), results
+
+
+def _time_numpy(data, lr, epochs):
+    X, y, W = data[0]
+    t0 = time.perf_counter()
+    numpy_epochs(X, y, W, lr, epochs)
+    return (time.perf_counter() - t0) / epochs
+
+
+def torch_epoch_seconds(d: int, N: int, threads: int, epochs: int, repeats: int) -> float | None:
+    """Median seconds of a torch CPU epoch, timed in a fresh process (``None`` without torch)."""
+    cmd = [sys.executable, "-m", "harness.benchmarking.train_speed", "--torch-worker",
+           json.dumps({"d": d, "N": N, "threads": threads, "epochs": epochs, "repeats": repeats})]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])["seconds"]
+    except Exception:
+        return None
+
+
+def _torch_worker(spec: dict) -> None:
+    try:
+        import torch
+    except ImportError:
+        print(json.dumps({"seconds": None}))
+        return
+    from .adam_speed import TorchEpoch, figure2_problem
+
+    torch.set_num_threads(int(spec["threads"]))
+    X, y, W = figure2_problem(spec["d"], spec["N"], np.float64)
+    epoch = TorchEpoch(X, y, W, 1.0 / (10.0 * np.sqrt(spec["N"])))
+    for _ in range(3):
+        epoch()
+    times = []
+    for _ in range(spec["repeats"]):
+        t0 = time.perf_counter()
+        for _ in range(spec["epochs"]):
+            epoch()
+        times.append((time.perf_counter() - t0) / spec["epochs"])
+    print(json.dumps({"seconds": statistics.median(times)}))
+
+
+def measure(d: int, N: int, R: int, repeats: int = 5, threads: int | None = None,
+            seconds: float = 0.3, torch: bool = True) -> dict:
+    """One line of the table (seconds per epoch per network; see the module docstring)."""
+    from threadpoolctl import threadpool_limits
+
+    from ..engine.threads import engine_threads
+
+    threads = engine_threads(threads)
+    data = problem(d, N, R)
+    lr = 1.0 / (10.0 * np.sqrt(N))
+    rate = dgemm_rate(threads)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        # warm up (compilation) and check that both paths give the same weights
+        _, b = _time_batched(data[:2] if R > 1 else data, lr, 2, threads)
+        _, s = _time_single(data[:2] if R > 1 else data, lr, 2)
+        same = all(np.array_equal(u, w) for rb, rs in zip(b, s) for u, w in zip(rb.weights, rs.weights))
+        guess = max(_time_single(data[:1], lr, 3)[0], 1e-5)
+        epochs = max(3, int(seconds / (guess * R)))
+        tb, ts, tn, ratio = [], [], [], []
+        for _ in range(repeats):
+            tb.append(_time_batched(data, lr, epochs, threads)[0])
+            ts.append(_time_single(data, lr, epochs)[0])
+            tn.append(_time_numpy(data, lr, max(3, epochs * R // 2)))
+            ratio.append(ts[-1] / tb[-1])
+    tt = torch_epoch_seconds(d, N, threads, max(3, epochs * R // 2), repeats) if torch else None
+    batched = statistics.median(tb)
+    return {"d": d, "N": N, "R": R, "threads": threads, "epochs": epochs, "dgemm_gflops": rate / 1e9,
+            "batched": batched, "single": statistics.median(ts), "numpy": statistics.median(tn),
+            "torch": tt, "single_over_batched": statistics.median(ratio),
+            "floor_fraction": flops_per_epoch(d, N) / rate / batched, "identical": same}
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(prog="harness bench train", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(f"{d}x{N}" for d, N in SIZES))
+    parser.add_argument("--R", default="1,10", help="numbers of networks trained together")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=0.3, help="target seconds of one timing")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--torch-worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.torch_worker is not None:
+        _torch_worker(json.loads(args.torch_worker))
+        return []
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    Rs = [int(r) for r in args.R.split(",")]
+    rows = []
+    header = (f"{'d':>4} {'N':>6} {'R':>3} {'batched ms':>10} {'single ms':>9} {'single/batched':>14} "
+              f"{'numpy ms':>8} {'torch ms':>8} {'DGEMM floor':>11} {'same':>5}")
+    printed = False
+    for d, N in sizes:
+        for R in Rs:
+            r = measure(d, N, R, args.repeats, args.threads, args.seconds, torch=not args.no_torch)
+            rows.append(r)
+            if not printed:
+                print(f"ms per epoch per network, full-batch Adam, Figure-2 network (ReLU, d -> d -> d -> d -> 1), "
+                      f"float64, {r['threads']} thread(s), DGEMM {r['dgemm_gflops']:.0f} GFLOP/s, "
+                      f"median of {args.repeats}")
+                print(header)
+                print("-" * len(header))
+                printed = True
+            torch_ms = f"{1e3 * r['torch']:8.3f}" if r["torch"] is not None else f"{'-':>8}"
+            print(f"{d:>4} {N:>6} {R:>3} {1e3 * r['batched']:10.3f} {1e3 * r['single']:9.3f} "
+                  f"{r['single_over_batched']:14.2f} {1e3 * r['numpy']:8.3f} {torch_ms} "
+                  f"{r['floor_fraction']:11.2f} {str(r['identical']):>5}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The problem types the engine's training loops hand to an optimizer.
+
+They live in the engine (which imports nothing from the rest of ``harness``);
+:mod:`harness.components` re-exports :class:`TrainingProblem` for plugin authors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class TrainingProblem:
+    """What an optimizer may look at before training (data and network at initialisation).
+
+    ``X`` (N, d), ``y`` (N,), ``weights`` ``[W_1 (n_1, d), ..., W_L (1, n_{L-1})]``,
+    ``activation`` and ``loss`` the components (any object with the Activation / Loss
+    interface of :mod:`harness.components`), ``trainable`` one flag per layer.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    weights: list[np.ndarray]
+    activation: Any
+    trainable: list[bool]
+    loss: Any
+    network: Any = None
+    """The network ``weights`` belong to when it is not a plain bias-free chain: a
+    :class:`~harness.engine.network.Network` (biases, residual blocks; ``weights`` is then its
+    parameter list ``[W1, b1, W2, ...]`` and ``trainable`` has one flag per parameter) or a
+    :class:`~harness.engine.structured.GenericModel`; ``None`` for a plain chain."""

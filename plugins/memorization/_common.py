@@ -1,0 +1,257 @@
+"""Shared pieces of the memorisation experiments: declared parameters, the learning-rate rule,
+training one network (alone or batched) and the record a row keeps of it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from harness import Param
+from harness.engine.training import TrainResult, train
+from harness.expressions import evaluate
+
+_CURVE = Param("curve_points", int, 200, "points kept of the per-epoch loss curve", min=2)
+
+
+_DIVERGENCE = Param("divergence_factor", float, 1e8,
+                    "stop as diverged once the loss exceeds this times the first epoch's", min=1.0)
+
+
+def _lr_rule_check(*names: str):
+    """A Param check: ``lr_rule`` is empty or an expression in ``names`` only."""
+    def check(text: str) -> str | None:
+        if not text:
+            return None
+        from harness.expressions import ExpressionError, names_in
+
+        try:
+            unknown = names_in(text) - set(names)
+        except ExpressionError as exc:
+            return str(exc)
+        return f"uses {', '.join(sorted(unknown))}; allowed: {', '.join(names)}" if unknown else None
+
+    return check
+
+
+def lr_problem(optimizer, lr_rule: str, variables: Mapping[str, Any]) -> str | None:
+    """Why ``lr_rule`` gives no usable learning rate at ``variables`` (for ``check``), or ``None``."""
+    from harness.expressions import ExpressionError
+
+    if optimizer is not None and "lr" not in optimizer.config or not lr_rule:
+        return None
+    at = ", ".join(f"{k} = {v}" for k, v in variables.items())
+    try:
+        lr = evaluate(lr_rule, dict(variables))
+    except ExpressionError as exc:
+        return f"{exc} (at {at})"
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        return f"gives {lr!r} at {at}; a learning rate must be a finite number > 0"
+    return None
+
+
+def _warm_up_training(backend, activation, loss, optimizer, shapes, trainable, dtype,
+                      batched: bool = False) -> float:
+    """Compile the training kernels for this network depth, activation, loss, optimizer and
+    dtype once per process (two epochs on a tiny network; ``batched``: on a stack of two, with
+    :func:`train_batch`), so that compilation stays out of ``train_seconds``; returns the
+    seconds spent (0.0 when already done)."""
+    from harness import warm_up
+
+    full = getattr(optimizer, "batch_size", None) is None
+    key = ("training", type(backend).__name__, repr(backend), repr(activation), repr(loss),
+           type(optimizer).__name__, len(shapes), tuple(trainable), str(np.dtype(dtype)), full, batched)
+
+    def run():
+        rng = np.random.default_rng(0)
+        sizes = [3] + [3] * (len(shapes) - 1) + [1]
+        tiny = [0.3 * rng.standard_normal((sizes[l + 1], sizes[l])).astype(dtype) for l in range(len(shapes))]
+        X, y = rng.standard_normal((8, 3)).astype(dtype), rng.standard_normal(8).astype(dtype)
+        try:
+            if batched:
+                from harness.engine.batched_training import Member, train_batch
+
+                train_batch([Member(tiny, X, y, optimizer, max_epochs=2, rng=np.random.default_rng(i))
+                             for i in range(2)], activation, loss, trainable=trainable, threads=1)
+                return
+            train(tiny, X, y, activation, loss, optimizer, trainable=trainable, max_epochs=2,
+                  rng=rng, backend=backend)
+        except Exception:  # a warm-up is an optimisation, never a reason to fail the cell
+            pass
+
+    return warm_up(key, run)
+
+
+def with_lr(optimizer, lr_rule: str, variables: Mapping[str, Any]):
+    """``(optimizer, lr)``: a copy of ``optimizer`` with ``lr`` set from the expression
+    ``lr_rule`` (when it has an ``lr`` parameter and the rule is not empty)."""
+    if "lr" not in optimizer.config:
+        return optimizer, None
+    if not lr_rule:
+        return optimizer, float(optimizer.lr)
+    lr = float(evaluate(lr_rule, dict(variables)))
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr_rule {lr_rule!r} gives {lr} at {dict(variables)}")
+    return type(optimizer)(**{**optimizer.config, "lr": lr}), lr
+
+
+def training_record(result: TrainResult, curve_points: int) -> dict:
+    """The result-row entries every training experiment shares."""
+    epochs, values = result.curve(curve_points)
+    prepared = result.prepared
+    return {
+        "final_loss": math.inf if result.diverged else result.final_loss,
+        "initial_loss": result.initial_loss,
+        "stop_epoch": result.epochs,
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "eta_rule": prepared.get("eta_rule"),
+        "eta": prepared.get("eta"),
+        "lambda_max_K0": prepared.get("lambda_max_K0"),
+        # gd_theory: both theory rules at the same c, whichever one set eta (see gd_theory)
+        "eta_ntk_smooth": prepared.get("eta_ntk_smooth"),
+        "eta_paper": prepared.get("eta_paper"),
+        "gamma_paper": prepared.get("gamma_paper"),
+        "C_paper": prepared.get("C_paper"),
+        "loss_curve": values,
+        "loss_curve_epoch": epochs,
+        "timings": {"train_seconds": result.seconds},
+    }
+
+
+def engine_model(arch, d: int):
+    """``(model, trainable)`` for the training engine: ``model`` is ``None`` for a plain
+    bias-free chain (the original engine; ``trainable`` per layer), else the architecture's
+    :class:`~harness.engine.network.Network` (biases, residual blocks) or its
+    :class:`~harness.engine.structured.GenericModel` (``trainable`` per parameter)."""
+    model = arch.model(d)
+    if getattr(model, "plain", False):
+        return None, arch.trainable(d)
+    return model, model.parameter_trainable()
+
+
+def initial_parameters(arch, d: int, initializer, rng, dtype, shapes=None):
+    """The initial parameters of ``arch`` (a plain chain: ``initializer.initialize(shapes)``,
+    the draws of the original engine; otherwise :meth:`Architecture.init_parameters`)."""
+    if arch is None:
+        return initializer.initialize(shapes, rng, dtype)
+    return arch.init_parameters(d, initializer, rng, dtype)
+
+
+def training_problem(arch, d: int, backend) -> str | None:
+    """Why ``arch`` cannot train at ``d`` on ``backend`` (inconsistent declarations, or a
+    network with biases / residual blocks / a generic forward on a backend other than numba)."""
+    problem = arch.problem(d)
+    if problem:
+        return problem
+    model = arch.model(d)
+    name = getattr(backend, "name", "numba")
+    if not getattr(model, "plain", False) and name != "numba":
+        return (f"backend {name!r} trains bias-free chains only; this network "
+                f"({arch.ntk_path(d)} path) trains on backend 'numba'")
+    return None
+
+
+def save_training_arrays(cell, X, y, result: TrainResult, arch, d: int) -> None:
+    """``arrays/<cell_id>.npz``: ``X``, ``y``, the final parameters ``W1, b1, ...`` (forward
+    order, output last) and the final outputs ``f``."""
+    from harness_plugins.ntk_spectrum import save_arrays
+
+    save_arrays(cell, X=X, params=result.weights, names=arch.parameter_names(d), y=y,
+                f=result.final_output)
+
+
+def _fit(cell, X, y, shapes, trainable, initializer, optimizer, activation, loss, *,
+         max_epochs: int, rules=(), max_steps: int | None = None,
+         divergence_factor: float = 1e8, arch=None, model=None,
+         layer_trainable=None) -> tuple[TrainResult, list[np.ndarray]]:
+    weights = initial_parameters(arch if model is not None else None, X.shape[1], initializer,
+                                 cell.rng("init"), X.dtype, shapes)
+    warmup = _warm_up_training(cell.components.get("backend"), activation, loss, optimizer, shapes,
+                               layer_trainable if layer_trainable is not None else trainable, X.dtype)
+    result = train(weights, X, y, activation, loss, optimizer, trainable=trainable,
+                   max_epochs=max_epochs, max_steps=max_steps, rules=rules,
+                   rng=cell.rng("batches"), divergence_factor=divergence_factor,
+                   backend=cell.components.get("backend"), model=model)
+    result.warmup_seconds = warmup
+    return result, weights
+
+
+_BATCHED = Param("batched", bool, True,
+                  "train the repetitions of a grid point (and other cells of the same shapes) together "
+                  "as one stacked problem: the same rows, faster; false: each cell alone")
+
+
+def _batch_key(params, components, shape_params: Sequence[str]):
+    """Cells that can train in one stack: the same experiment parameters that fix the shapes
+    (``shape_params``) and the same components except the initializer and the dataset (drawn per
+    cell anyway); ``None`` with ``batched = false``, and for a backend other than numba."""
+    from harness.seeds import canonical
+
+    if not params.get("batched", True):
+        return None
+    comps = dict(components or {})
+    backend = (comps.get("backend") or {}).get("name", "numba")
+    if backend != "numba":
+        return None
+    fixed = {k: v for k, v in comps.items() if k not in ("initializer", "dataset")}
+    return canonical([{k: params.get(k) for k in shape_params}, fixed])
+
+
+def _fit_batch(jobs, activation, loss, trainable) -> list:
+    """Train the networks of several cells together (:func:`train_batch`); ``jobs`` are dicts
+    with what :func:`_fit` takes per cell (cell, X, y, shapes, initializer, optimizer, max_epochs,
+    rules, max_steps, divergence_factor). Returns ``(result, initial weights)`` per job, the
+    same as :func:`_fit` gives for each alone (the same weights, data and random streams)."""
+    from harness.engine.batched_training import Member, train_batch
+
+    members, initial = [], []
+    model = jobs[0].get("model")
+    for job in jobs:
+        cell, X = job["cell"], job["X"]
+        weights = initial_parameters(job.get("arch") if model is not None else None, X.shape[1],
+                                     job["initializer"], cell.rng("init"), X.dtype, job["shapes"])
+        initial.append(weights)
+        members.append(Member(weights, X, job["y"], job["optimizer"], rules=job["rules"],
+                              max_epochs=job["max_epochs"], max_steps=job.get("max_steps"),
+                              rng=cell.rng("batches"), divergence_factor=job["divergence_factor"]))
+    first = jobs[0]
+    warmup = _warm_up_training(None, activation, loss, first["optimizer"], first["shapes"],
+                               first.get("layer_trainable", trainable), first["X"].dtype, batched=True)
+    results = train_batch(members, activation, loss, trainable=trainable, model=model)
+    for result in results:
+        result.warmup_seconds = warmup / len(results)
+    return list(zip(results, initial))
+
+
+def _timings(result: TrainResult) -> dict:
+    out = {"train_seconds": result.seconds}
+    if getattr(result, "warmup_seconds", 0.0):
+        out["warmup_seconds"] = result.warmup_seconds
+    return out
+
+
+WINDOW_FIELDS = ("reported_loss", "reported_window_start", "reported_window_end",
+                 "stop_window_loss", "windows")
+"""The row fields taken from :class:`WindowRule`'s summary (``None`` without a window rule)."""
+
+
+REPORTED_LABEL = "reported loss (authors' value)"
+
+
+LOG10_FLOOR = -10
+"""Heat maps clip every loss at 10**LOG10_FLOOR before averaging the logs over repetitions."""
+
+
+MEMORISED_LOG10 = -3.0
+"""A grid point counts as memorised when the mean over its repetitions of log10(reported_loss)
+(the paper's quantity, averaged as the paper averages: mean of the logs) is <= this."""
+
+
+MODELS = ("deep_adam", "deep_gd", "deep_gd_paper", "two_layer")
+
+
+MODEL_LABELS = {"deep_gd": "deep_gd (GD, step rule gd_rule, default ntk_smooth)",
+                "deep_gd_paper": "deep_gd_paper (GD, step rule paper)"}
+"""Legend labels of the capacity figure: which step each GD model uses."""

@@ -1,0 +1,237 @@
+"""``capacity``. On one data set (the dataset and loss slots; default Gaussian inputs and targets,
+MSE), train at a target parameter count ``P = ratio * N``:
+
+- ``deep_adam``: the deep network of depth ``depth`` (hidden widths all ``w``, with ``w`` the
+  integer closest to the solution of ``P(w) = d w + (depth - 2) w^2 + w = ratio N``), full-batch
+  Adam with ``lr_rule`` and the window rule;
+- ``deep_gd``: the same network, full-batch ``gd_theory`` with rule ``gd_rule`` (default
+  ``ntk_smooth``: eta = c N / (2 lambda_max(K0)) for the MSE) and multiplier ``gd_c``;
+- ``deep_gd_paper``: the same network, full-batch ``gd_theory`` with rule ``paper``:
+  eta = gd_c C / (gamma N d n_{L-1}), ``gamma = gd_gamma`` (default 1) and ``C = gd_C``
+  expressions in N, d, n (the form of Bombari et al.'s step with its unspecified constant;
+  their eq. (18) initialisation is not reproduced, the network keeps ``deep_initializer``).
+  The default ``C = N/2`` is a reconstruction: it converts a step stated for the loss
+  1/2 sum_i (f_i - y_i)^2 to the mean loss trained here, with the paper's constant taken as 1;
+  rows also carry ``eta_ntk_smooth`` (and ``deep_gd`` rows ``eta_paper``) for comparison;
+- ``two_layer``: Daniely's network with ``q`` (even) closest to ``ratio N / d`` hidden units,
+  symmetric initialisation, frozen output, SGD with batch ``two_layer_batch_size`` and step
+  ``two_layer_lr`` or, when unset, ``two_layer_c`` times the ``gd_rule`` step computed at
+  initialisation (so that the step follows the data's scale; recorded as ``eta_rule``/``eta``).
+
+``model`` is a grid axis; keying the seed on the other axes only (``seed_by``) gives every model
+the same data. Rows hold ``final_loss``, ``reached_zero`` (``final_loss <= zero_tol``), the
+actual ``P`` and ``P_over_N``. Outputs: a table (:meth:`Capacity.table`, also drawn as the
+figure ``capacity_table``) and a figure of the fraction of seeds that reach zero loss and of
+the final loss against P / N, per model.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from harness import Experiment, Param
+from harness.engine.stopping import ToleranceRule, WindowRule
+from harness.engine.training import train
+
+from ._common import (
+    _CURVE,
+    _DIVERGENCE,
+    MODELS,
+    _lr_rule_check,
+    _timings,
+    _warm_up_training,
+    lr_problem,
+    save_training_arrays,
+    training_record,
+    with_lr,
+)
+from .costs import _expected_epochs, _train_cost
+from .figures import _capacity_figure, _metric, _table_figure
+
+
+def deep_width(P: float, d: int, depth: int) -> int:
+    """The hidden width ``w >= 1`` whose network ``d -> w -> ... -> w -> 1`` (``depth`` layers)
+    has the parameter count ``d w + (depth - 2) w^2 + w`` closest to ``P``."""
+    a, b = depth - 2, d + 1
+    root = P / b if a == 0 else (-b + math.sqrt(b * b + 4 * a * P)) / (2 * a)
+    candidates = {max(1, math.floor(root)), max(1, math.ceil(root))}
+    return min(candidates, key=lambda w: (abs(b * w + a * w * w - P), w))
+
+
+def two_layer_units(P: float, d: int) -> int:
+    """The even number of hidden units ``q >= 2`` whose ``q d`` is closest to ``P``."""
+    return max(2, 2 * round(P / (2 * d)))
+
+
+def _positive(x) -> str | None:
+    return None if x > 0 else "must be > 0"
+
+
+def _size_expression(text) -> str | None:
+    from harness_plugins.optimizers import _size_expression as check
+
+    return check(text)
+
+
+class Capacity(Experiment):
+    name = "capacity"
+    help = ("deep net (Adam; GD with step rule ntk_smooth or paper) vs Daniely's two-layer net on the "
+            "same data at P/N = ratio")
+    params = (
+        Param("N", int, 400, "number of training samples", min=1),
+        Param("d", int, 10, "input dimension", min=1),
+        Param("ratio", float, 1.0, "target trainable parameters per sample P / N", check=_positive),
+        Param("model", str, "deep_adam", "which network and optimizer", choices=MODELS),
+        Param("depth", int, 4, "layers of the deep network (depth - 1 hidden layers of width w)", min=2),
+        Param("max_epochs", int, 3000, "epoch budget of every model", min=1),
+        Param("window", int, 100, "deep_adam early-stopping window (0: none)", min=0),
+        Param("lr_rule", str, "1/(10*sqrt(N))", "deep_adam learning rate (expression in N, d, P)",
+              check=_lr_rule_check("N", "d", "P")),
+        Param("gd_rule", str, "ntk_smooth", "step rule of deep_gd and of the two_layer SGD step (see gd_theory)",
+              choices=("ntk_smooth", "paper", "ntk", "constant")),
+        Param("gd_c", float, 1.0, "deep_gd and deep_gd_paper step multiplier c", check=_positive),
+        Param("gd_gamma", (str, float), "1", "rule paper (deep_gd_paper): gamma, expression in N, d, "
+              "n = n_{L-1}", check=_size_expression),
+        Param("gd_C", (str, float), "N/2", "rule paper (deep_gd_paper): the constant C, expression in N, "
+              "d, n = n_{L-1}; N/2 converts a step stated for the loss 1/2 sum (f - y)^2 to ours, "
+              "mean (f - y)^2 (the paper's constant itself taken as 1)", check=_size_expression),
+        Param("two_layer_c", float, 1.0, "two_layer SGD step = two_layer_c x the gd_rule step at init",
+              check=_positive),
+        Param("two_layer_lr", float, None, "two_layer SGD step, overriding two_layer_c", check=_positive),
+        Param("two_layer_batch_size", int, 40, "two_layer SGD batch (>= N: full batch)", min=1),
+        Param("two_layer_B", float, 1.0, "two_layer output weights +-B/sqrt(q)", check=_positive),
+        Param("zero_tol", float, 1e-3, "a run reaches zero training loss when final_loss <= zero_tol "
+              "(training also stops once an epoch's loss is <= zero_tol / 10)", min=0.0),
+        _CURVE,
+        _DIVERGENCE,
+        Param("save_arrays", bool, False, "write arrays/<cell_id>.npz in the run directory: X, y, the "
+              "final weights (W1, W2, ... in forward order) and outputs f"),
+    )
+    slots = {
+        "activation": ("activation", "relu"),
+        "dataset": ("dataset", "gaussian"),
+        "loss": ("loss", "mse"),
+        "deep_initializer": ("initializer", "fan_in_gaussian"),
+        "backend": ("backend", "numba"),
+    }
+    example = {"params": {"N": 40, "d": 5, "ratio": 2.0, "model": "two_layer", "max_epochs": 100}}
+
+    def check(self, params, components):
+        """deep_adam: a usable lr from lr_rule at the network's P; a dataset that works at d."""
+        from harness_plugins.datasets import dataset_problem
+
+        if self.model == "deep_adam":
+            w = deep_width(self.ratio * self.N, self.d, self.depth)
+            P = self.d * w + (self.depth - 2) * w * w + w
+            problem = lr_problem(None, self.lr_rule, {"N": self.N, "d": self.d, "P": P})
+            if problem:
+                return "lr_rule", problem
+        return dataset_problem(components.get("dataset"), self.d)
+
+    def run(self, cell) -> dict:
+        from harness import TrainingProblem
+
+        N, d, target = self.N, self.d, self.ratio * self.N
+        X, y = cell.dataset.sample(N, d, cell.rng("data"))
+        if self.model == "two_layer":
+            arch = cell.create("architecture", "two_layer", {"q": two_layer_units(target, d)})
+            init = cell.create("initializer", "daniely_symmetric", {"B": self.two_layer_B})
+        else:
+            w = deep_width(target, d, self.depth)
+            arch = cell.create("architecture", "fc", {"widths": [w] * (self.depth - 1)})
+            init = cell.deep_initializer
+        shapes, trainable = arch.layer_shapes(d), arch.trainable(d)
+        P = arch.param_count(d)
+        weights = init.initialize(shapes, cell.rng("init"), X.dtype)
+        rules, lr, step = [], None, {}
+        if self.model == "deep_adam":
+            optimizer, lr = with_lr(cell.create("optimizer", "adam"), self.lr_rule, {"N": N, "d": d, "P": P})
+            if self.window:
+                rules.append(WindowRule(self.window))
+        elif self.model in ("deep_gd", "deep_gd_paper"):
+            rule = "paper" if self.model == "deep_gd_paper" else self.gd_rule
+            optimizer = cell.create("optimizer", "gd_theory", {"rule": rule, "c": self.gd_c,
+                                                               "gamma": self.gd_gamma, "C": self.gd_C})
+        else:
+            lr = self.two_layer_lr
+            if lr is None:  # the theory step of the same rule, used as the SGD step
+                theory = cell.create("optimizer", "gd_theory", {"rule": self.gd_rule, "c": self.two_layer_c,
+                                                                "gamma": self.gd_gamma, "C": self.gd_C},
+                                     label="step_rule")
+                step = theory.prepare(TrainingProblem(X, y, weights, cell.activation, trainable, cell.loss))
+                lr = step["eta"]
+                step["eta_rule"] = "sgd lr = " + step["eta_rule"]
+            optimizer = cell.create("optimizer", "sgd", {"lr": lr, "batch_size": self.two_layer_batch_size})
+        rules.append(ToleranceRule(self.zero_tol / 10))
+        warmup = _warm_up_training(cell.backend, cell.activation, cell.loss, optimizer, shapes, trainable, X.dtype)
+        result = train(weights, X, y, cell.activation, cell.loss, optimizer, trainable=trainable,
+                       max_epochs=self.max_epochs, rules=rules, rng=cell.rng("batches"),
+                       divergence_factor=self.divergence_factor, backend=cell.backend)
+        result.prepared.update(step)
+        result.warmup_seconds = warmup
+        if self.save_arrays:
+            save_training_arrays(cell, X, y, result, arch, d)
+        record = training_record(result, self.curve_points)
+        resolved = {"widths": [n for n, _ in shapes[:-1]]}
+        if lr is not None:
+            resolved["lr"] = lr
+        return {
+            "P": P, "P_over_N": P / N, "width": shapes[0][0], "lr": lr,
+            "reached_zero": bool(record["final_loss"] <= self.zero_tol),
+            **record,
+            "timings": _timings(result),
+            "resolved": resolved,
+        }
+
+    def estimate(self, cell_params, components) -> dict:
+        N, d, ratio = int(cell_params["N"]), int(cell_params["d"]), float(cell_params["ratio"])
+        P = max(ratio * N, d)
+        depth = int(cell_params.get("depth", 4))
+        width = max(two_layer_units(P, d), deep_width(P, d, depth))
+        memory = int(8 * N * (d + 4 * width) + 32 * P)
+        epochs = int(cell_params.get("max_epochs", 3000))
+        if cell_params["model"] == "two_layer":
+            q = two_layer_units(P, d)
+            cost = _train_cost(N, q * d, epochs, batch=int(cell_params.get("two_layer_batch_size", 40)))
+        else:
+            w = deep_width(P, d, depth)
+            P_actual = d * w + (depth - 2) * w * w + w
+            if cell_params["model"] == "deep_adam":
+                epochs = _expected_epochs({**cell_params, "max_epochs": epochs}, P_actual, N)
+            cost = _train_cost(N, P_actual, epochs)
+        return {"memory_bytes": memory, **cost}
+
+    @staticmethod
+    def table(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
+        """One line per (model, target ratio): repetitions, fraction reaching zero training
+        loss, mean and median final loss (diverged runs count as not reaching zero and are
+        left out of the loss statistics), mean actual P / N."""
+        groups: dict = defaultdict(list)
+        for r in rows:
+            if r.get("status") in ("ok", "diverged") and r.get("metrics"):
+                groups[(r["params"]["model"], float(r["params"]["ratio"]))].append(r)
+        lines = []
+        for (model, ratio) in sorted(groups, key=lambda k: (MODELS.index(k[0]) if k[0] in MODELS else 99, k[1])):
+            group = groups[(model, ratio)]
+            losses = [float(_metric(r, "final_loss")) for r in group
+                      if _metric(r, "final_loss") is not None and math.isfinite(_metric(r, "final_loss"))]
+            lines.append({
+                "model": model, "ratio": ratio,
+                "P_over_N": float(np.mean([_metric(r, "P_over_N") for r in group])),
+                "n": len(group),
+                "fraction_zero": float(np.mean([bool(_metric(r, "reached_zero")) for r in group])),
+                "final_loss_mean": float(np.mean(losses)) if losses else None,
+                "final_loss_median": float(np.median(losses)) if losses else None,
+                "diverged": sum(r.get("status") == "diverged" for r in group),
+            })
+        return lines
+
+    def figures(self, rows, context) -> dict:
+        lines = self.table(rows)
+        if not lines:
+            return {}
+        return {"capacity": _capacity_figure(lines, context),
+                "capacity_table": _table_figure(lines, context)}

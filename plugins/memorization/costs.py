@@ -1,0 +1,54 @@
+"""Cost estimates of the memorisation experiments' cells (``estimate``), from the rates
+:mod:`harness.costs` measures on this machine.
+"""
+from __future__ import annotations
+
+import math
+
+
+def window_epochs(P_over_N: float, window: int) -> float:
+    """Epochs the estimates expect the window rule to run (full-batch Adam, lr 1/(10 sqrt N)):
+    ``window * (7 + 38 / (1 + (P/N / 1.3)^4))``, fitted to measured stops on the fig2_reduced
+    grid of benchmarks/min_overparam.toml: memorised cells (P/N >= 2.5) stop after 5 to 14
+    windows, cells near the threshold (P/N 1.5-2) after 15-20, the others after 30 to 60."""
+    return window * (7.0 + 38.0 / (1.0 + (max(P_over_N, 0.0) / 1.3) ** 4))
+
+
+def _expected_epochs(cell_params, P: float, N: int) -> float:
+    """Epochs of a training run: the window rule's expectation, within the epoch budget."""
+    epochs = int(cell_params.get("max_epochs", 1000))
+    window = int(cell_params.get("window") or 0)
+    return min(epochs, window_epochs(P / max(N, 1), window)) if window else epochs
+
+
+def _train_cost(N: int, P: float, epochs: float, batch: int | None = None, margin_loss: bool = False) -> dict:
+    """Estimated seconds of ``epochs`` epochs on N samples and P trainable weights (full batch,
+    or mini-batches of ``batch``), from the calibrated rates of :mod:`harness.costs`,
+    with the compilation of the training kernels as a once-per-process set-up cost."""
+    from harness import costs
+
+    if batch is None or batch >= N:
+        seconds = epochs * costs.epoch_seconds(N, int(P))
+    else:
+        seconds = epochs * math.ceil(N / batch) * costs.sgd_step_seconds(batch, int(P), margin_loss)
+    return {"seconds": float(seconds), "setup_key": "training_kernels",
+            "setup_seconds": costs.training_setup_seconds()}
+
+
+def _component_widths(experiment, d: int) -> list[int]:
+    """Hidden widths of the cell's architecture (``[d, d]`` when the experiment is not bound to
+    a cell, :meth:`Experiment.bind`), for estimates."""
+    try:
+        instance = experiment.context.components["architecture"]
+        return [n for n, _ in instance.layer_shapes(d)[:-1]]
+    except Exception:
+        return [d, d]
+
+
+def _two_layer_q(experiment, d: int) -> int:
+    """Hidden units of the cell's architecture (16 when the experiment is not bound to a cell)."""
+    try:
+        instance = experiment.context.components["architecture"]
+        return int(instance.layer_shapes(d)[0][0])
+    except Exception:
+        return 16

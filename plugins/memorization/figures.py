@@ -1,0 +1,273 @@
+"""Figures of the memorisation experiments: the Fig. 2 heat maps with the threshold N*(d), the
+threshold fit, loss against P / N, the capacity figure and table.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+
+from ._common import LOG10_FLOOR, MEMORISED_LOG10, MODEL_LABELS, MODELS
+
+
+def _finish(fig, context, bands: str):
+    fig.text(0.5, 0.005, context.caption(bands), ha="center", va="bottom", fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def _metric(row, key):
+    return (row.get("metrics") or {}).get(key)
+
+
+def _log10(values: Sequence[float]) -> list[float]:
+    return [math.log10(max(float(v), 1e-300)) for v in values
+            if v is not None and math.isfinite(float(v))]
+
+
+def threshold_lines(thresholds, rows) -> list[dict]:
+    """Per searched d: N* (the search's threshold), its bracket and bootstrap interval, and
+    N*/d^2 and N*/P (P of the network at that d, from the rows)."""
+    P_of_d = {}
+    for r in rows:
+        if _metric(r, "P") is not None:
+            P_of_d[int(r["params"]["d"])] = int(_metric(r, "P"))
+    out = []
+    for t in thresholds:
+        if "d" not in t:
+            continue
+        d = int(t["d"])
+        d2, P = d * d, P_of_d.get(d)
+        line = {"d": d, "d2": d2, "P": P, "status": t["status"], "N_star": t["threshold"],
+                "lower": t["lower"], "upper": t["upper"], "ci_low": t.get("ci_low"),
+                "ci_high": t.get("ci_high"), "n_cells": t["n_cells"]}
+        n_star = t["threshold"]
+        line["N_star_over_d2"] = n_star / d2 if n_star is not None else None
+        line["N_star_over_P"] = n_star / P if n_star is not None and P else None
+        out.append(line)
+    return out
+
+
+def threshold_fit(lines) -> dict | None:
+    """N* = c d^2 through the origin over the d with a found threshold (bootstrap CI over d)."""
+    from harness.fits import fit_proportional
+
+    found = [t for t in lines if t["N_star"] is not None]
+    if not found:
+        return None
+    return fit_proportional([t["d2"] for t in found], [t["N_star"] for t in found])
+
+
+def _threshold_figure(lines, context):
+    """N*(d) against d^2: the bracket as error bars, the bootstrap interval over repetitions as
+    a thicker bar, the fit N* = c d^2, and the lines P = N and d^2 = N."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    found = [t for t in lines if t["N_star"] is not None]
+    if found:
+        x = np.array([t["d2"] for t in found], float)
+        y = np.array([t["N_star"] for t in found], float)
+        ax.errorbar(x, y, yerr=[y - [t["lower"] for t in found], np.array([t["upper"] for t in found]) - y],
+                    fmt="o", color="C0", capsize=3, label="N* (bar: search bracket)")
+        ci = [(t["ci_low"], t["ci_high"]) for t in found]
+        if all(a is not None for a, _ in ci):
+            ax.vlines(x, [a for a, _ in ci], [b for _, b in ci], color="C0", lw=4, alpha=0.35,
+                      label="95% bootstrap interval over repetitions")
+    for t in lines:
+        if t["status"] == "above_upper":
+            ax.scatter([t["d2"]], [t["lower"]], marker="^", color="gray")
+        elif t["status"] == "below_lower":
+            ax.scatter([t["d2"]], [t["upper"]], marker="v", color="gray")
+    d2 = np.array(sorted(t["d2"] for t in lines), float)
+    if d2.size:
+        grid = np.linspace(0, d2.max() * 1.05, 50)
+        ax.plot(grid, grid, "k:", label="d^2 = N")
+        withP = [(t["d2"], t["P"]) for t in lines if t["P"]]
+        if withP:
+            ax.plot([a for a, _ in withP], [b for _, b in withP], "k--", label="P = N")
+        fit = threshold_fit(lines)
+        if fit is not None:
+            ci = (f" [{fit['ci_low']:.3g}, {fit['ci_high']:.3g}]" if math.isfinite(fit["ci_low"]) else "")
+            ax.plot(grid, fit["c"] * grid, color="C3",
+                    label=f"fit N* = {fit['c']:.3g}{ci} d^2 (95% bootstrap over d)")
+    ax.set_xlabel("d^2")
+    ax.set_ylabel("N* (mean log10 reported_loss crosses -3)")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{context.experiment_id}: memorisation threshold N*(d)", fontsize=10)
+    fig.text(0.01, -0.03, context.caption("error bars: the search's final bracket; shaded: bootstrap "
+                                          "interval of N* over repetitions"), fontsize=7, wrap=True)
+    return fig
+
+
+def memorisation_threshold(cells) -> dict:
+    """{d: N*}: per d, the largest N of the grid up to which every N is memorised (mean log10
+    loss <= :data:`MEMORISED_LOG10`); d values whose smallest N is not memorised are left out.
+    ``cells`` is ``{(d, N): [log10 values of the repetitions]}``, as :func:`_grid_means` builds
+    it; the figures build it from ``reported_loss``, so memorised means mean log10(reported_loss)
+    <= -3. A cell with an infinite entry (a repetition without a value) is not memorised."""
+    out = {}
+    for d in sorted({k[0] for k in cells}):
+        best = None
+        for N in sorted(N for dd, N in cells if dd == d):
+            vals = cells[(d, N)]
+            if not vals or float(np.mean(vals)) > MEMORISED_LOG10:
+                break
+            best = N
+        if best is not None:
+            out[d] = best
+    return out
+
+
+def _grid_means(rows, key: str):
+    """{(d, N): [log10 values of the repetitions]} and {d: P} from memorization rows. Logs are
+    clipped below at :data:`LOG10_FLOOR`; a repetition that diverged or has no finite value of
+    ``key`` (e.g. ``reported_loss`` with no complete window) enters as ``+inf``, so its cell's
+    mean is infinite: drawn blank and not memorised (as the threshold search counts it)."""
+    cells: dict = defaultdict(list)
+    params_of_d: dict = {}
+    for r in rows:
+        d, N = int(r["params"]["d"]), int(r["params"]["N"])
+        value = _metric(r, key)
+        if r.get("status") == "diverged":
+            value = None
+        logs = _log10([value])
+        cells[(d, N)].append(max(logs[0], LOG10_FLOOR) if logs else math.inf)
+        if _metric(r, "P") is not None:
+            params_of_d[d] = int(_metric(r, "P"))
+    return cells, params_of_d
+
+
+def _edges(centers: Sequence[float]) -> np.ndarray:
+    c = np.asarray(sorted(centers), float)
+    if c.size == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5]) if c[0] else np.array([-0.5, 0.5])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
+def _heatmap(rows, context, key: str, label: str, threshold: bool = False, series: str = ""):
+    """Heat map of the mean over repetitions of log10(``key``) over (d^2, N), with the lines
+    P = N and d^2 = N; with ``threshold``, also N*(d) (:func:`memorisation_threshold` on these
+    means) and its linear fit in d^2. The figure reproducing Fig. 2 uses ``reported_loss``."""
+    from matplotlib.figure import Figure
+
+    cells, P_of_d = _grid_means(rows, key)
+    ds = sorted({k[0] for k in cells})
+    Ns = sorted({k[1] for k in cells})
+    Z = np.full((len(Ns), len(ds)), np.nan)
+    for (d, N), vals in cells.items():
+        if vals:
+            Z[Ns.index(N), ds.index(d)] = float(np.mean(vals))
+    fig = Figure(figsize=(6.4, 4.8))
+    ax = fig.subplots()
+    x = [d * d for d in ds]
+    finite = Z[np.isfinite(Z)]
+    vmin = float(finite.min()) if finite.size else LOG10_FLOOR
+    vmax = max(float(finite.max()), vmin + 1e-9) if finite.size else 0.0
+    mesh = ax.pcolormesh(_edges(x), _edges(Ns), np.ma.masked_invalid(Z), cmap="viridis", shading="flat",
+                         vmin=vmin, vmax=vmax)
+    fig.colorbar(mesh, ax=ax, label=f"log10 {label}")
+    if P_of_d:
+        dd = sorted(P_of_d)
+        ax.plot([d * d for d in dd], [P_of_d[d] for d in dd], color="red", lw=1.5, label="P = N")
+        ax.plot([d * d for d in dd], [d * d for d in dd], color="white", lw=1.0, ls="--", label="d^2 = N")
+    threshold = memorisation_threshold(cells) if threshold else {}
+    fit_text = ""
+    if len(threshold) >= 3:
+        from harness.fits import fit_slope, plot_fit
+
+        dd = sorted(threshold)
+        ax.plot([d * d for d in dd], [threshold[d] for d in dd], "o", color="orange", ms=4, mfc="none",
+                label=f"N*: largest N memorised (mean log10 {key} <= {MEMORISED_LOG10:g})")
+        inside = [d for d in dd if threshold[d] < max(Ns)]  # N* at the grid's edge is censored
+        if len(inside) >= 3:
+            fit = fit_slope([d * d for d in inside], [threshold[d] for d in inside])
+            plot_fit(ax, fit, label="fit N* against d^2", color="orange", band=False, lw=1.0)
+            fit_text = ("; orange: N*(d) and its linear fit in d^2 over the d whose N* is inside "
+                        "the grid (slope, 95% bootstrap CI in the legend)")
+    if P_of_d:
+        ax.set_ylim(_edges(Ns)[0], _edges(Ns)[-1])
+        ax.legend(loc="upper left", fontsize=6, framealpha=0.6)
+    ax.set_xlabel("d^2")
+    ax.set_ylabel("N")
+    ax.set_title(f"log10 {label}" + (f"\n{series}" if series else ""), fontsize=9 if series else None)
+    return _finish(fig, context, f"cell colour: mean of log10({key}) over repetitions "
+                                 f"(losses clipped at 1e{LOG10_FLOOR}; blank: not run, or a "
+                                 f"repetition diverged or has no value); "
+                                 f"red: P = N (trainable parameters); dashed: d^2 = N{fit_text}")
+
+
+def _loss_vs_ratio(rows, context, groups=None):
+    """Final loss against P / N, one point per cell; one colour per group of
+    :func:`harness.series.split_rows` (extra grid axes are never pooled)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.6, 4.0))
+    ax = fig.subplots()
+    for i, (label, part) in enumerate(groups or [("", rows)]):
+        xs, ys = [], []
+        for r in part:
+            v, ratio = _metric(r, "final_loss"), _metric(r, "P_over_N")
+            if v is not None and ratio is not None and math.isfinite(v):
+                xs.append(ratio)
+                ys.append(max(v, 1e-300))
+        ax.scatter(xs, ys, s=6, alpha=0.5, color=f"C{i}", label=label or None)
+    ax.axvline(1.0, color="red", lw=1, label="P = N")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("P / N")
+    ax.set_ylabel("final training loss")
+    ax.legend(fontsize=7)
+    return _finish(fig, context, "one point per cell and repetition")
+
+
+def _capacity_figure(lines, context):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.6, 3.9))
+    ax1, ax2 = fig.subplots(1, 2)
+    for model in [m for m in MODELS if any(l["model"] == m for l in lines)]:
+        own = sorted((l for l in lines if l["model"] == model), key=lambda l: l["P_over_N"])
+        x = [l["P_over_N"] for l in own]
+        ax1.plot(x, [l["fraction_zero"] for l in own], marker="o", label=MODEL_LABELS.get(model, model))
+        pts = [(l["P_over_N"], l["final_loss_median"]) for l in own if l["final_loss_median"] is not None]
+        if pts:
+            ax2.plot([p[0] for p in pts], [max(p[1], 1e-300) for p in pts], marker="o",
+                     label=MODEL_LABELS.get(model, model))
+    ticks = sorted({round(l["ratio"], 6) for l in lines})
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.axvline(1.0, color="gray", lw=1, ls="--")
+        ax.set_xlabel("P / N (trainable parameters per sample)")
+        ax.legend(fontsize=7)
+    ax1.set_ylabel("fraction of seeds reaching zero loss")
+    ax1.set_ylim(-0.03, 1.03)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("final training loss (median over seeds)")
+    return _finish(fig, context, "fraction: final loss <= zero_tol; right: median over repetitions")
+
+
+def _table_figure(lines, context, cols=None, what="one line per model and target P / N"):
+    from matplotlib.figure import Figure
+
+    cols = cols or ["model", "ratio", "P_over_N", "n", "fraction_zero", "final_loss_mean",
+                    "final_loss_median", "diverged"]
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return "-" if v is None else str(v)
+
+    fig = Figure(figsize=(9.0, 0.5 + 0.2 * (len(lines) + 1)))
+    ax = fig.subplots()
+    ax.axis("off")
+    table = ax.table(cellText=[[fmt(l[c]) for c in cols] for l in lines], colLabels=cols,
+                     loc="upper center", bbox=(0, 0, 1, 1))
+    table.auto_set_font_size(False)
+    table.set_fontsize(7)
+    return _finish(fig, context, what)

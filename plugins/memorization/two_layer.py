@@ -1,0 +1,168 @@
+"""``two_layer_memorization`` (Daniely 2020, Algorithm 1). ``h(x) = sum_i u_i sigma(<w_i, x>)``
+with the symmetric initialisation (initializer ``daniely_symmetric``: zero output at
+initialisation, recorded as ``initial_output_max_abs``), output weights frozen
+(architecture ``two_layer``), SGD (batch ``batch_size``, step ``lr``) for ``steps`` steps on the
+hinge or logistic loss of ``y h(x)``. Points come from the dataset slot (default: uniform on
+the sphere); the labels are ``sign(y)`` of its targets (+1 where y = 0), so the default Gaussian
+targets, like ``targets = "sign"``, give random +-1 labels independent of x. Rows hold
+``train_accuracy`` (fraction of points with ``y h(x) > 0``), ``final_loss``, ``q``, ``m``,
+``qd_over_m``, ``inactive_fraction`` and the loss curve. Figure: training accuracy against
+``q d / m``, one line per (d, m). (With ReLU, the symmetric initialisation has only q/2 distinct
+hyperplanes: a point on the negative side of all of them has ``h = 0`` and no gradient, a
+fraction of about ``2^{-q/2}`` of the points; ``inactive_fraction`` is the fraction of points
+with every hidden pre-activation <= 0 at the end of training.)
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from harness import Experiment, Param
+from harness.engine.stopping import ToleranceRule
+
+from ._common import (
+    _CURVE,
+    _DIVERGENCE,
+    _fit,
+    _lr_rule_check,
+    _timings,
+    engine_model,
+    lr_problem,
+    save_training_arrays,
+    training_problem,
+    training_record,
+    with_lr,
+)
+from .costs import _train_cost, _two_layer_q
+from .figures import _finish, _metric
+
+
+def labels_of(y: np.ndarray) -> np.ndarray:
+    """Labels ``sign(y)`` in {-1, +1} (+1 where ``y = 0``)."""
+    return np.where(y < 0, -1.0, 1.0).astype(y.dtype, copy=False)
+
+
+class TwoLayerMemorization(Experiment):
+    name = "two_layer_memorization"
+    help = ("Daniely (2020) Alg. 1: symmetric-init two-layer net, frozen output, SGD on hinge/logistic; "
+            "train accuracy vs qd/m")
+    params = (
+        Param("m", int, 200, "number of points", min=1),
+        Param("d", int, 20, "input dimension", min=1),
+        Param("steps", int, 2000, "SGD steps T", min=1),
+        Param("tol", float, 0.0, "stop once an epoch's training loss is <= tol", min=0.0),
+        Param("lr_rule", str, "", "step size as an expression in m, d, q, P ('' keeps the optimizer's lr)",
+              check=_lr_rule_check("m", "N", "d", "q", "P")),
+        _CURVE,
+        _DIVERGENCE,
+        Param("save_arrays", bool, False, "write arrays/<cell_id>.npz in the run directory: X, y, the "
+              "final parameters (W1, b1, W2, ... in forward order) and outputs f"),
+    )
+    slots = {
+        "activation": ("activation", "relu"),
+        "architecture": ("architecture", "two_layer"),
+        "initializer": ("initializer", "daniely_symmetric"),
+        "dataset": ("dataset", "sphere"),
+        "loss": ("loss", "hinge"),
+        "optimizer": ("optimizer", "sgd"),
+        "backend": ("backend", "numba"),
+    }
+    example = {
+        "params": {"m": 40, "d": 8, "steps": 200},
+        "components": {"architecture": {"name": "two_layer", "params": {"q": 16}},
+                       "optimizer": {"name": "sgd", "params": {"lr": 0.5, "batch_size": 10}}},
+    }
+
+    def check(self, params, components):
+        """q >= 1 at this d, a usable lr from lr_rule, a dataset that works at this d."""
+        from harness_plugins.datasets import dataset_problem
+
+        arch = components["architecture"]
+        q, P = arch.layer_shapes(self.d)[0][0], arch.param_count(self.d)
+        problem = training_problem(arch, self.d, components.get("backend"))
+        if problem:
+            return "architecture", problem
+        problem = lr_problem(components.get("optimizer"), self.lr_rule,
+                             {"m": self.m, "N": self.m, "d": self.d, "q": q, "P": P})
+        if problem:
+            return "lr_rule", problem
+        return dataset_problem(components.get("dataset"), self.d)
+
+    def run(self, cell) -> dict:
+        m, d = self.m, self.d
+        X, y = cell.dataset.sample(m, d, cell.rng("data"))
+        y = labels_of(y)
+        arch = cell.architecture
+        shapes = arch.layer_shapes(d)
+        model, trainable = engine_model(arch, d)
+        q, P = shapes[0][0], arch.param_count(d)
+        optimizer, lr = with_lr(cell.optimizer, self.lr_rule, {"m": m, "N": m, "d": d, "q": q, "P": P})
+        batch = getattr(optimizer, "batch_size", None) or m
+        steps_per_epoch = math.ceil(m / min(batch, m))
+        result, w0 = _fit(cell, X, y, shapes, trainable, cell.initializer, optimizer,
+                          cell.activation, cell.loss, max_epochs=math.ceil(self.steps / steps_per_epoch),
+                          max_steps=self.steps, rules=[ToleranceRule(self.tol)],
+                          divergence_factor=self.divergence_factor, arch=arch, model=model,
+                          layer_trainable=arch.trainable(d))
+        h0 = np.asarray(arch.forward(w0, X, cell.activation))
+        accuracy = float(np.mean(y * result.final_output > 0)) if not result.diverged else 0.0
+        first = X @ result.weights[0].T  # first-layer pre-activations (with its bias, if any)
+        if model is not None and getattr(model, "bias_index", [None])[0] is not None:
+            first = first + result.weights[model.bias_index[0]][:, 0]
+        if self.save_arrays:
+            save_training_arrays(cell, X, y, result, arch, d)
+        return {
+            "q": q, "m": m, "P": P, "qd_over_m": q * d / m, "P_over_N": P / m, "lr": lr,
+            "batch_size": min(batch, m),
+            "initial_output_max_abs": float(np.max(np.abs(h0))),
+            "train_accuracy": accuracy,
+            "inactive_fraction": float(np.mean(np.all(first <= 0, axis=1))),
+            "ntk_path": arch.ntk_path(d),
+            **training_record(result, self.curve_points),
+            "timings": _timings(result),
+            "resolved": {"architecture.q": q, **({"optimizer.lr": lr} if lr is not None else {})},
+        }
+
+    def estimate(self, cell_params, components) -> dict:
+        m, d = int(cell_params["m"]), int(cell_params["d"])
+        q = _two_layer_q(self, d)
+        opt = ((components or {}).get("optimizer") or {}).get("params") or {}
+        batch = min(int(opt.get("batch_size") or m), m)
+        # measured on benchmarks/daniely.toml: runs with q d >= 2 m usually reach zero hinge loss
+        # (the tolerance rule) after 40-70% of the steps; the others use every step
+        steps = int(cell_params["steps"]) * (0.6 if q * d >= 2 * m and cell_params.get("tol") is not None else 1.0)
+        loss = ((components or {}).get("loss") or {}).get("name", "hinge")
+        cost = _train_cost(m, q * d, steps / math.ceil(m / batch), batch=batch, margin_loss=loss != "mse")
+        cost["seconds"] += _train_cost(m, q * d, 2)["seconds"]
+        return {"memory_bytes": int(8 * m * (d + 3 * q) + 32 * q * d), **cost}
+
+    def figures(self, rows, context) -> dict:
+        done = [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
+        if not done:
+            return {}
+        from matplotlib.figure import Figure
+
+        groups: dict = defaultdict(lambda: defaultdict(list))
+        for r in done:
+            acc = _metric(r, "train_accuracy")
+            if acc is not None:
+                key = (int(r["params"]["d"]), int(r["params"]["m"]))
+                groups[key][round(float(_metric(r, "qd_over_m")), 6)].append(acc)
+        fig = Figure(figsize=(5.6, 4.0))
+        ax = fig.subplots()
+        ms = sorted({m for _, m in groups})
+        for d, m in sorted(groups):
+            xs = sorted(groups[(d, m)])
+            mean = [np.mean(groups[(d, m)][x]) for x in xs]
+            std = [np.std(groups[(d, m)][x]) for x in xs]
+            ax.errorbar(xs, mean, yerr=std, marker="os^vD"[ms.index(m) % 5], ms=3, capsize=2,
+                        label=f"d = {d}, m = {m}")
+        ax.axvline(1.0, color="red", lw=1, ls="--", label="q d = m")
+        ax.set_xscale("log")
+        ax.set_xlabel("q d / m (trainable parameters per point)")
+        ax.set_ylabel("training accuracy")
+        ax.set_ylim(0.4, 1.02)
+        ax.legend(fontsize=7)
+        return {"accuracy_vs_qd_over_m": _finish(fig, context, "mean +- 1 std over repetitions")}
