@@ -110,16 +110,20 @@ def _search_order(spec, rows, order: list[str]) -> list[str]:
     """Grid order for the points of searched blocks too: by block, grid point, then axis value."""
     if spec is None or not any(e.search is not None for e in spec.experiments):
         return order
-    from .search import replay
+    from .search import replay, row_key, rows_by_key
 
-    by_id = {r["cell_id"]: r for r in rows}
+    by_key = rows_by_key(rows)
     out = list(order)
     for exp in spec.experiments:
         if exp.search is None:
             continue
         for point in exp.point_searches(spec.seed):
-            for x in sorted(replay(point, by_id).evaluated):
-                out.append(point.make_cells(x)[0].point_id)
+            for x in sorted(replay(point, by_key).evaluated):
+                for c in point.make_cells(x):  # the rows' own point id (older runs: other ids)
+                    row = by_key.get(row_key(c.experiment_id, c.coords, c.repetition))
+                    if row is not None:
+                        out.append(row["point_id"])
+                        break
     return out
 
 

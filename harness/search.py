@@ -56,6 +56,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .cells import Cell
 from .errors import UserError
+from .seeds import canonical
 
 STATUSES = ("found", "above_upper", "below_lower", "max_steps", "failed", "incomplete")
 TRANSFORMS = ("log10", "none")
@@ -191,6 +192,23 @@ class Outcome:
     error: str | None = None  # why a search stopped as failed before its cells ran
 
 
+def row_key(experiment_id: str, coords: Mapping[str, Any], repetition: int) -> str:
+    """How a search finds its rows: the block, the coordinates and the repetition. Within one
+    run directory these determine a cell (its spec cannot change, see ``--resume``), and unlike
+    the cell id they do not change when a later version of the harness adds a parameter, so a
+    run made by an older version still replays (``harness show``, ``plot``, ``report``)."""
+    return canonical([experiment_id, dict(coords), int(repetition)])
+
+
+def rows_by_key(rows: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The rows of ``rows`` by :func:`row_key` (a later row for the same cell wins)."""
+    out = {}
+    for r in rows:
+        if isinstance(r, Mapping) and "coords" in r and "experiment_id" in r:
+            out[row_key(r["experiment_id"], r["coords"] or {}, r.get("repetition", 0))] = r
+    return out
+
+
 def replay(point: PointSearch, rows_by_id: Mapping[str, Mapping[str, Any]]) -> Outcome:
     """Walk the search over the rows that exist; stop at the first axis value with missing rows."""
     s = point.search
@@ -205,7 +223,7 @@ def replay(point: PointSearch, rows_by_id: Mapping[str, Mapping[str, Any]]) -> O
             outcome = _finish(s, "failed", evaluated, n_cells, samples)
             outcome.error = f"{s.axis} = {x}: {exc}"
             return outcome
-        rows = [rows_by_id.get(c.cell_id) for c in cells]
+        rows = [rows_by_id.get(row_key(c.experiment_id, c.coords, c.repetition)) for c in cells]
         missing = [c for c, r in zip(cells, rows) if r is None]
         n_cells += len(cells) - len(missing)
         if missing:
@@ -315,8 +333,7 @@ def point_searches(spec) -> list[PointSearch]:
     return out
 
 
-def _rows_by_id(rows: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    return {r["cell_id"]: r for r in rows if isinstance(r, Mapping) and "cell_id" in r}
+_rows_by_id = rows_by_key
 
 
 def pending_cells(spec, rows: Iterable[Mapping[str, Any]]) -> list[Cell]:
@@ -356,7 +373,7 @@ def thresholds(spec, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                                 "upper": outcome.upper, "n_cells": outcome.n_cells,
                                 "ci_low": ci[0], "ci_high": ci[1],
                                 "status": outcome.status or "incomplete",
-                                "condition": f"mean {s.transform}({s.metric}) "
+                                "condition": f"mean {s.transform + '(' + s.metric + ')' if s.transform != 'none' else s.metric} "
                                              f"{'<=' if s.condition == 'below' else '>='} {s.level:g}"
                                              f" holds at {s.holds} {s.axis}",
                                 "evaluations": ";".join(f"{x}:{m:.4g}" for x, m in sorted(outcome.evaluated.items()))}
