@@ -373,7 +373,7 @@ def thresholds(spec, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                                 "upper": outcome.upper, "n_cells": outcome.n_cells,
                                 "ci_low": ci[0], "ci_high": ci[1],
                                 "status": outcome.status or "incomplete",
-                                "condition": f"mean {s.transform + '(' + s.metric + ')' if s.transform != 'none' else s.metric} "
+                                "condition": f"mean {_aggregated(s)} "
                                              f"{'<=' if s.condition == 'below' else '>='} {s.level:g}"
                                              f" holds at {s.holds} {s.axis}",
                                 "evaluations": ";".join(f"{x}:{m:.4g}" for x, m in sorted(outcome.evaluated.items()))}
@@ -381,6 +381,10 @@ def thresholds(spec, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             line["error"] = outcome.error[:300]
         lines.append(line)
     return lines
+
+
+def _aggregated(s: Search) -> str:
+    return s.metric if s.transform == "none" else f"{s.transform}({s.metric})"
 
 
 def thresholds_csv(lines: Sequence[Mapping[str, Any]]) -> str:
