@@ -298,5 +298,5 @@ def threshold_figure(context, x: str | None = None, xlabel: str | None = None):
     ax.set_ylabel(f"threshold of {search.get('axis', '?')}")
     ax.legend(fontsize=8)
     ax.set_title(f"{context.experiment_id}: threshold search", fontsize=10)
-    fig.text(0.01, -0.02, context.caption("error bars: the search's final bracket"), fontsize=7, wrap=True)
+    fig.text(0.01, -0.09, context.caption("error bars: the search's final bracket"), fontsize=7, wrap=True)
     return fig

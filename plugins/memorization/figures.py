@@ -97,7 +97,7 @@ def _threshold_figure(lines, context):
     ax.set_ylabel("N* (mean log10 reported_loss crosses -3)")
     ax.legend(fontsize=7)
     ax.set_title(f"{context.experiment_id}: memorisation threshold N*(d)", fontsize=10)
-    fig.text(0.01, -0.03, context.caption("error bars: the search's final bracket; shaded: bootstrap "
+    fig.text(0.01, -0.09, context.caption("error bars: the search's final bracket; shaded: bootstrap "
                                           "interval of N* over repetitions"), fontsize=7, wrap=True)
     return fig
 
