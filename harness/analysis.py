@@ -32,12 +32,13 @@ def compare(run_dirs: Sequence[str | Path], metrics: Sequence[str] | None = None
             by: str | Sequence[str] = "experiment_id", baseline: str | None = None, n_boot: int = 2000,
             level: float = 0.95, pooled: bool = False, timings: bool = False, registry=None):
     """Compare the rows of one or several run directories (:func:`harness.compare.compare`);
-    returns the list of :class:`harness.compare.MetricComparison`."""
+    returns the list of :class:`harness.compare.MetricComparison`. ``by`` is one key or several
+    (a list, or comma-separated): rows are then grouped by the tuple of their values."""
+    from .compare import by_keys
     from .compare import compare as compare_rows
-    from .compare import one_key
 
-    key = one_key(by)  # a repeated key is refused before anything is loaded
-    return compare_rows(load_runs(run_dirs, registry), metrics=list(metrics or []) or None, by=key,
+    keys = by_keys(by)  # a key given twice is refused before anything is loaded
+    return compare_rows(load_runs(run_dirs, registry), metrics=list(metrics or []) or None, by=keys,
                         baseline=baseline, n_boot=n_boot, level=level, pooled=pooled, timings=timings)
 
 

@@ -12,7 +12,7 @@
     harness plugins [--json]
     harness plot RUN_DIR
     harness report RUN_DIR
-    harness compare RUN_DIR [RUN_DIR ...] [--metric M] [--by KEY] [--pooled] [--timings]
+    harness compare RUN_DIR [RUN_DIR ...] [--metric M] [--by KEY[,KEY...]] [--pooled] [--timings]
                     [--format table|csv|markdown]
     harness fit RUN_DIR --metric M --axis A [--log]
     harness check-plugin NAME [--kind KIND]
@@ -309,7 +309,8 @@ def report(run_dir, output):
               help="A metric to compare (repeatable; default every numeric metric).")
 @click.option("--by", multiple=True, metavar="KEY",
               help="What to compare: experiment_id, experiment, run, a grid axis, a parameter, a slot "
-                   "(its component) or slot.param (one key)  [default: experiment_id].")
+                   "(its component) or slot.param; several keys (repeat --by, or comma-separated) group "
+                   "by the tuple of their values, labelled v1/v2  [default: experiment_id].")
 @click.option("--baseline", default=None, metavar="GROUP", help="The group differences are taken against "
               "(default the first).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "markdown"]), default="table",

@@ -4,7 +4,11 @@
 
 Rows are grouped by ``by`` (the experiment block ``experiment_id`` by default; also ``run``,
 ``experiment``, any grid coordinate, experiment parameter, slot (its component name) or
-``slot.param``) and lined up by grid point (the coordinates other than ``by``). For each metric,
+``slot.param``) and lined up by grid point (the coordinates other than ``by``). ``by`` may name
+several keys (``["architecture", "activation"]``, ``"architecture,activation"``, a repeated
+``--by``): rows are then grouped by the tuple of their values, labelled ``v1/v2/...`` (rows
+lacking any of the keys belong to no group), and lined up by the coordinates other than all of
+them. A key given twice is refused. For each metric,
 each group gets ``mean ± std (n)`` per point, from its ``ok`` and ``diverged`` rows with a
 finite value (as in ``summary.csv``).
 
@@ -137,27 +141,48 @@ def run_label(path: str | Path, all_paths: Sequence[str | Path]) -> str:
     return p.name if [Path(q).name for q in all_paths].count(p.name) == 1 else str(p)
 
 
-def group_rows(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], by: str) -> dict[str, list[Mapping[str, Any]]]:
+GROUP_SEPARATOR = "/"
+"""Joins the values of several ``by`` keys into one group label."""
+
+
+def _group_value(row: Mapping[str, Any], run: str, keys: Sequence[str]) -> str | None:
+    """The group label of a row (``None`` when it lacks one of ``keys``)."""
+    parts = []
+    for key in keys:
+        if key == "run":
+            parts.append(run)
+            continue
+        value = row_value(row, key)
+        if value is None:
+            return None
+        parts.append(_label(value))
+    return GROUP_SEPARATOR.join(parts)
+
+
+def group_rows(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
+               by: str | Sequence[str]) -> dict[str, list[Mapping[str, Any]]]:
     """Group label -> rows. With several runs, labels are prefixed by the run label when the
     same value of ``by`` occurs in more than one run. Rows that have no value of ``by`` (an
-    experiment block without that axis or parameter) belong to no group."""
+    experiment block without that axis or parameter) belong to no group. ``by`` may be several
+    keys (see :func:`by_keys`): a group per tuple of values, labelled ``v1/v2/...``."""
+    keys = by_keys(by)
     all_rows = [r for _, rows in runs for r in rows]
-    if by not in _SPECIAL_KEYS:
-        keys = available_keys(all_rows)
-        if by not in keys:
-            choices = list(_SPECIAL_KEYS) + keys
-            raise UserError(f"--by {by!r}: not a key of the rows{suggest(by, choices)}; "
-                            f"choose from: {', '.join(choices)}")
+    for key in keys:
+        if key not in _SPECIAL_KEYS:
+            available = available_keys(all_rows)
+            if key not in available:
+                choices = list(_SPECIAL_KEYS) + available
+                raise UserError(f"--by {key!r}: not a key of the rows{suggest(key, choices)}; "
+                                f"choose from: {', '.join(choices)}")
     values_by_run: list[list[tuple[str, Mapping[str, Any]]]] = []
     for label, rows in runs:  # rows without a value of ``by`` (other experiment blocks) are left out
-        values_by_run.append([
-            (label if by == "run" else _label(row_value(row, by)), row) for row in rows
-            if by == "run" or row_value(row, by) is not None])
+        labelled = ((_group_value(row, label, keys), row) for row in rows)
+        values_by_run.append([(value, row) for value, row in labelled if value is not None])
     seen_in: dict[str, set[int]] = {}
     for i, pairs in enumerate(values_by_run):
         for value, _ in pairs:
             seen_in.setdefault(value, set()).add(i)
-    prefix = len(runs) > 1 and by != "run" and any(len(s) > 1 for s in seen_in.values())
+    prefix = len(runs) > 1 and "run" not in keys and any(len(s) > 1 for s in seen_in.values())
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for (label, _), pairs in zip(runs, values_by_run):
         for value, row in pairs:
@@ -165,12 +190,15 @@ def group_rows(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], by: str)
     return groups
 
 
-def _point(row: Mapping[str, Any], by: str) -> dict[str, Any]:
-    """Where a row sits: its coordinates other than ``by``, and its experiment block when the
-    groups are runs or values of a grid axis (blocks are then compared with themselves)."""
+def _point(row: Mapping[str, Any], by: str | Sequence[str]) -> dict[str, Any]:
+    """Where a row sits: its coordinates other than the ``by`` keys, and its experiment block
+    when the groups are runs or values of a grid axis (blocks are then compared with themselves;
+    not when a key is the block or experiment itself)."""
+    keys = [by] if isinstance(by, str) else list(by)
     coords = row.get("coords") or {}
-    point = {k: v for k, v in coords.items() if k != by}
-    if by == "run" or by in coords:
+    point = {k: v for k, v in coords.items() if k not in keys}
+    if (("run" in keys or any(k in coords for k in keys))
+            and "experiment_id" not in keys and "experiment" not in keys):
         point = {"experiment_id": row.get("experiment_id"), **point}
     return point
 
@@ -217,18 +245,22 @@ def _difference(diffs: Sequence[float], n_boot: int, level: float, rng: np.rando
     return Difference(math.fsum(diffs) / len(diffs), lo, hi, len(diffs))
 
 
-def one_key(by: str | Sequence[str] | None) -> str:
-    """The single key ``by`` names (a sequence from a repeated ``--by``); ``experiment_id`` when
-    none. Several keys are a :class:`UserError`: rows are grouped by one key."""
-    if by is None or isinstance(by, str):
-        return by or "experiment_id"
-    keys = list(dict.fromkeys(by))
-    if not keys:
-        return "experiment_id"
-    if len(keys) > 1:
-        raise UserError(f"--by given {len(keys)} keys ({', '.join(keys)}): rows are grouped by one key; "
-                        "compare by one, then the other (the other axes stay as columns)")
-    return keys[0]
+def by_keys(by: str | Sequence[str] | None) -> list[str]:
+    """The keys ``by`` names: a string (comma-separated for several), or a sequence of them (a
+    repeated ``--by``); ``["experiment_id"]`` when none. A key named twice, or an empty one
+    between commas, is a :class:`UserError`."""
+    items = [by] if by is None or isinstance(by, str) else list(by)
+    raw = [k.strip() for item in items if item for k in str(item).split(",")]
+    if not raw:
+        return ["experiment_id"]
+    if any(not k for k in raw):
+        raise UserError(f"--by {','.join(raw)!r}: an empty key; separate keys with single commas "
+                        "(or repeat --by)")
+    repeated = [k for k in dict.fromkeys(raw) if raw.count(k) > 1]
+    if repeated:
+        raise UserError(f"--by {', '.join(repeated)} given more than once ({', '.join(raw)}): "
+                        "name each key once")
+    return raw
 
 
 def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Sequence[str] | None = None,
@@ -239,10 +271,13 @@ def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Se
 
     ``metrics`` defaults to every numeric metric; ``baseline`` (a group label) to the first
     group; ``pooled`` adds the line ``all`` pooled over every point. Groups and points come in
-    the order of the rows. Unknown metrics, keys or baselines, or more than one key, raise
-    :class:`UserError`. Timings are left out unless ``timings`` (then ``timings.<name>``).
+    the order of the rows. ``by`` may be several keys (see :func:`by_keys`): groups are then
+    the tuples of their values, ``c.by`` the keys joined by commas. Unknown metrics, keys or
+    baselines, or a key given twice, raise :class:`UserError`. Timings are left out unless
+    ``timings`` (then ``timings.<name>``).
     """
-    by = one_key(by)
+    keys = by_keys(by)
+    by = keys[0] if len(keys) == 1 else keys
     if not 0 < level < 1:
         raise UserError(f"--level {level}: must be between 0 and 1")
     all_rows = [r for _, rows in runs for r in rows]
@@ -259,7 +294,7 @@ def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Se
         if m not in known:
             raise UserError(f"--metric {m!r}: no such numeric metric{suggest(m, known)}; "
                             f"metrics: {', '.join(known) or 'none'}")
-    groups = group_rows(runs, by)
+    groups = group_rows(runs, keys)
     names = list(groups)
     if baseline is None:
         baseline = names[0]
@@ -306,7 +341,7 @@ def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Se
             for g in names[1:]:
                 total.diffs[g] = _difference(all_diffs[g], n_boot, level, gen)
             lines.append(total)
-        out.append(MetricComparison(metric, by, names, baseline, point_keys, lines, level))
+        out.append(MetricComparison(metric, ",".join(keys), names, baseline, point_keys, lines, level))
     return out
 
 
@@ -357,7 +392,9 @@ def _body(c: MetricComparison) -> list[list[str]]:
 
 
 def _notes(c: MetricComparison) -> list[str]:
-    notes = [f"cells: mean ± std (n) of {c.metric} over ok/diverged rows with a finite value, grouped by {c.by}"]
+    keys = c.by.split(",")
+    grouped = c.by if len(keys) == 1 else f"({', '.join(keys)}), labelled {GROUP_SEPARATOR.join(keys)}"
+    notes = [f"cells: mean ± std (n) of {c.metric} over ok/diverged rows with a finite value, grouped by {grouped}"]
     if len(c.groups) > 1:
         if c.any_pairs:
             notes.append(f"differences: mean of paired (group − {c.baseline}) over rows with the same seed "

@@ -15,7 +15,7 @@ import re
 from collections import defaultdict
 from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["extra_axes", "split_rows", "short_value", "slug", "row_label"]
+__all__ = ["extra_axes", "split_rows", "short_value", "slug", "row_label", "per_series", "label_figure"]
 
 Row = Mapping[str, Any]
 
@@ -79,3 +79,34 @@ def slug(label: str, index: int | None = None) -> str:
     stems stay unique)."""
     text = re.sub(r"[^A-Za-z0-9.=-]+", "_", label).strip("_")[:60]
     return f"{index}_{text}" if index is not None else text
+
+
+def label_figure(fig, label: str):
+    """Write a series label (from :func:`split_rows`) at the top of ``fig``; returns ``fig``."""
+    if label:
+        fig.text(0.5, 0.999, label, ha="center", va="top", fontsize=7, color="0.3")
+    return fig
+
+
+def per_series(rows: Sequence[Row], drawn: Callable[[Row], Any],
+               figures: Callable[[list], Mapping[str, Any]],
+               among: Callable[[Row], bool] | None = None) -> dict:
+    """The figures of ``figures(rows)`` once per group of :func:`split_rows`: names unchanged
+    when nothing splits, else suffixed ``-<index>_<slug of the label>`` and each figure labelled
+    with its group (:func:`label_figure`). For figures that are drawn whole from their rows.
+    With ``among``, the extra axes are found among the rows it accepts (e.g. the ``ok`` ones,
+    whose drawn values are known) and every row is then grouped by them."""
+    keys = extra_axes([r for r in rows if among is None or among(r)], drawn)
+    if keys:
+        by_label: dict[str, list] = {}
+        for r in rows:
+            by_label.setdefault(row_label(r, keys), []).append(r)
+        groups = sorted(by_label.items())
+    else:
+        groups = [("", list(rows))]
+    out: dict = {}
+    for i, (label, part) in enumerate(groups):
+        suffix = f"-{slug(label, i + 1)}" if label else ""
+        for name, fig in figures(part).items():
+            out[name + suffix] = label_figure(fig, label)
+    return out

@@ -266,6 +266,14 @@ class QuadraticFlow(Experiment):
     # -- figures
 
     def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
+        """The figures and table; once per combination of any grid axis besides d, m / m* and
+        n_train (the drawn ones: an ``init`` axis, say, splits them), never pooling it."""
+        from harness.series import per_series
+
+        return per_series(rows, lambda r: (*_key(r), int(r["params"].get("n_train") or 0)),
+                          lambda part: self._figures(part, context), among=lambda r: r.get("status") == "ok")
+
+    def _figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
         ok = [r for r in rows if r.get("status") == "ok" and "risk" in (r.get("curves") or {})]
         if not ok:
             return {}

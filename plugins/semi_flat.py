@@ -287,7 +287,12 @@ class EmbeddingGeneralization(Experiment):
         done = [r for r in rows if r.get("status") == "ok" and (r.get("metrics") or {}).get("n_trials")]
         if not done:
             return {}
-        return {"ratio_vs_H": _ratio_figure(done, context), "hessian_vs_H": _hessian_figure(done, context)}
+        from harness.series import per_series
+
+        # any grid axis besides the drawn ones (embedding, activation, H) gets its own figures
+        return per_series(done, lambda r: (r["params"].get("embedding"), _activation_of(r), int(r["params"]["H"])),
+                          lambda part: {"ratio_vs_H": _ratio_figure(part, context),
+                                        "hessian_vs_H": _hessian_figure(part, context)})
 
 
 # ---------------------------------------------------------------------- helpers
@@ -380,6 +385,10 @@ def pooled(stats: Sequence[tuple[int, float, float | None]]) -> tuple[float, flo
         return mean, None
     var = (np.sum((n - 1) * s ** 2) + np.sum(n * (m - mean) ** 2)) / (N - 1)
     return mean, float(np.sqrt(var / N))
+
+
+def _activation_of(row: Mapping[str, Any]) -> str:
+    return ((row.get("components") or {}).get("activation") or {}).get("name", "?")
 
 
 def _label(row: Mapping[str, Any], embeddings: set) -> str:
@@ -664,8 +673,15 @@ class EmbeddingCriticalPoint(Experiment):
         return {"memory_bytes": 1_000_000, "seconds": 0.05 * trials}
 
     def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
-        lines = self.table(rows)
-        return {"classification_table": _critical_table_figure(lines, context)} if lines else {}
+        from harness.series import per_series
+
+        def draw(part):
+            lines = self.table(part)
+            return {"classification_table": _critical_table_figure(lines, context)} if lines else {}
+
+        # one table per combination of any grid axis the table's columns do not show
+        return per_series(rows, lambda r: (_activation_of(r), r["params"].get("H0"), r["params"].get("H"),
+                                           r["params"].get("embedding"), r["params"].get("split")), draw)
 
     @staticmethod
     def table(rows: Sequence[Mapping[str, Any]]) -> list[dict]:

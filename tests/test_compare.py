@@ -225,14 +225,79 @@ def test_few_pairs_are_flagged_only_below_five():
     assert not one.lines[0].diffs["b"].few_pairs  # one pair: no interval at all, nothing to flag
 
 
-def test_a_repeated_by_is_refused_not_dropped(tmp_path):
-    with pytest.raises(UserError, match=r"--by given 2 keys \(N, act\)"):
-        compare([("r", sample_rows())], by=["N", "act"])
-    assert compare([("r", sample_rows())], metrics=["loss"], by=["N", "N"])[0].by == "N"
+def test_a_key_given_twice_is_refused_not_dropped(tmp_path):
+    with pytest.raises(UserError, match=r"--by N given more than once \(N, N\): name each key once"):
+        compare([("r", sample_rows())], metrics=["loss"], by=["N", "N"])
+    with pytest.raises(UserError, match="given more than once"):
+        compare([("r", sample_rows())], by="N, N")
+    with pytest.raises(UserError, match="an empty key"):
+        compare([("r", sample_rows())], by="N,,experiment_id")
     one = write_run(tmp_path / "one", sample_rows())
-    result = CliRunner().invoke(main, ["compare", str(one), "--by", "N", "--by", "experiment_id"])
+    result = CliRunner().invoke(main, ["compare", str(one), "--by", "N", "--by", "N"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.output.startswith("error: --by given 2 keys (N, experiment_id): rows are grouped by one key")
+    assert result.output.startswith("error: --by N given more than once (N, N)")
+
+
+def arch_act_rows():
+    rows = []
+    for arch, shift in (("fc", 0.0), ("res", 1.0)):
+        for act, act_shift in (("relu", 0.0), ("tanh", 10.0)):
+            for N in (10, 20):
+                for s in range(3):
+                    rows.append(row(arch, {"N": N, "act": act}, s + shift + act_shift + N, spawn=s))
+    return rows
+
+
+def test_several_keys_group_by_the_tuple_of_values(tmp_path):
+    rows = arch_act_rows()
+    groups = group_rows([("r", rows)], ["experiment_id", "act"])
+    assert list(groups) == ["fc/relu", "fc/tanh", "res/relu", "res/tanh"]
+    assert all(len(g) == 6 for g in groups.values())
+    (c,) = compare([("r", rows)], metrics=["loss"], by=["experiment_id", "act"])
+    assert c.by == "experiment_id,act" and c.groups == ["fc/relu", "fc/tanh", "res/relu", "res/tanh"]
+    assert c.point_keys == ["N"]  # the block is a key: blocks line up by the other coordinates
+    line = only_point(c, N=10)
+    assert line.stats["fc/relu"].mean == pytest.approx(11.0) and line.stats["fc/relu"].n == 3
+    assert line.diffs["res/tanh"].mean == pytest.approx(11.0) and line.diffs["res/tanh"].pairs == 3
+    # comma-separated is the same, and the order of the keys orders the label
+    (same,) = compare([("r", rows)], metrics=["loss"], by="experiment_id, act")
+    assert same.groups == c.groups and same.by == c.by
+    (swapped,) = compare([("r", rows)], metrics=["loss"], by=["act", "experiment_id"], baseline="relu/res")
+    assert swapped.groups == ["relu/res", "relu/fc", "tanh/fc", "tanh/res"]
+    assert only_point(swapped, N=20).diffs["relu/fc"].mean == pytest.approx(-1.0)
+    # two grid axes: the block stays in the point, as for one axis
+    (by_axes,) = compare([("r", rows)], metrics=["loss"], by="act,N")
+    assert by_axes.point_keys == ["experiment_id"] and "relu/10" in by_axes.groups
+    assert "grouped by (act, N), labelled act/N" in format_comparisons([by_axes])
+    # an unknown key among several is named
+    with pytest.raises(UserError, match=r"--by 'ac'.*did you mean 'act'"):
+        compare([("r", rows)], by=["experiment_id", "ac"])
+
+
+def test_several_keys_leave_out_rows_missing_one_and_work_across_runs():
+    rows = arch_act_rows()
+    other = [row("fig2", {"N": 10}, 3.0, spawn=0)]  # no act: belongs to no group
+    assert sum(len(g) for g in group_rows([("r", rows + other)], ["experiment_id", "act"]).values()) == len(rows)
+    (c,) = compare([("one", rows), ("two", rows)], metrics=["loss"], by=["run", "act"])
+    assert c.groups == ["one/relu", "one/tanh", "two/relu", "two/tanh"]
+    assert c.point_keys == ["experiment_id", "N"]
+    assert only_point(c, experiment_id="fc", N=10).diffs["two/relu"].mean == pytest.approx(0.0)
+    (c,) = compare([("one", rows), ("two", rows)], metrics=["loss"], by="experiment_id,act")
+    assert c.groups[:2] == ["one:fc/relu", "one:fc/tanh"]  # the same values in both runs: prefixed
+
+
+def test_cli_several_keys_repeated_or_comma_separated(tmp_path):
+    one = write_run(tmp_path / "one", arch_act_rows())
+    runner = CliRunner()
+    repeated = runner.invoke(main, ["compare", str(one), "-m", "loss", "--by", "experiment_id", "--by", "act",
+                                    "--format", "markdown", "--n-boot", "50"])
+    assert repeated.exit_code == 0, repeated.output
+    assert "| N | fc/relu | fc/tanh | res/relu | res/tanh | fc/tanh − fc/relu |" in repeated.output
+    comma = runner.invoke(main, ["compare", str(one), "-m", "loss", "--by", "experiment_id,act",
+                                 "--format", "markdown", "--n-boot", "50"])
+    assert comma.exit_code == 0 and comma.output == repeated.output
+    csv_out = runner.invoke(main, ["compare", str(one), "-m", "loss", "--by", "experiment_id,act", "--format", "csv"])
+    assert csv_out.stdout.splitlines()[0].startswith("metric,N,fc/relu_mean,fc/relu_std,fc/relu_n,")
 
 
 def test_cli_pooled_line_is_opt_in_and_csv_warns_on_stderr(tmp_path):

@@ -89,3 +89,18 @@ def test_table_and_figure():
                             {"embedding": ["unit_replication", "inactive_units"]}, 1)
     figs = reg.create("experiment", "embedding_critical_point", {}).figures(rows, context)
     assert set(figs) == {"classification_table"}
+
+
+def test_table_splits_an_axis_it_does_not_show():
+    rows = [{"coords": {"seed_offset": k}, "status": "ok", "params": {"H0": 1, "H": 2, "embedding": "inactive_units",
+                                                                      "split": 0.5},
+             "components": {"activation": {"name": "tanh"}},
+             "metrics": {"n_kept": 1, "narrow_negative_max": 0, "narrow_zero": 0, "narrow_positive": 1,
+                         "minimum": 1, "flat_directions": 0, "saddle": 0, "not_critical": 0,
+                         "hessian_negative_min": 0, "hessian_negative_max": 0, "hessian_zero_min": 1,
+                         "hessian_zero_max": 1, "hessian_positive_min": 2, "hessian_positive_max": 2,
+                         "embedded_gradient_max": 0.0, "zero_rel_max": 0.0, "nonzero_rel_min": 1.0}}
+            for k in (0, 1)]
+    context = FigureContext("b", "x", "embedding_critical_point", {"seed_offset": [0, 1]}, 1)
+    figs = installed_registry().create("experiment", "embedding_critical_point", {}).figures(rows, context)
+    assert set(figs) == {"classification_table-1_seed_offset=0", "classification_table-2_seed_offset=1"}

@@ -256,7 +256,8 @@ N = [20, 40]
 d = [3, 5]
 """), registry)
     figs = registry.create("experiment", "memorization").figures(rows, context("memorization"))
-    assert set(figs) == {"heatmap", "heatmap_final_loss", "loss_vs_P_over_N"}
+    assert set(figs) == {"heatmap", "heatmap_final_loss", "loss_vs_P_over_N", "loss_curves"}
+    assert len([a for a in figs["loss_curves"].axes if a.get_lines()]) == 4  # one panel per (N, d)
     assert all(isinstance(f, Figure) for f in figs.values())
     labels = [line.get_label() for line in figs["heatmap"].axes[0].get_lines()]
     assert "P = N" in labels
@@ -269,7 +270,7 @@ d = [3, 5]
 "architecture.q" = [4, 10, 20]
 """), registry)
     figs = registry.create("experiment", "two_layer_memorization").figures(rows, context("two_layer_memorization"))
-    assert list(figs) == ["accuracy_vs_qd_over_m"]
+    assert list(figs) == ["accuracy_vs_qd_over_m", "loss_curves"]
     ax = figs["accuracy_vs_qd_over_m"].axes[0]
     (errorbar,) = ax.containers  # one line per d, here one d
     curve = errorbar.lines[0]
@@ -444,3 +445,49 @@ def test_rows_show_the_lr_used_and_keep_timings_apart(registry):
     assert row["components"]["optimizer"]["params"]["lr"] == pytest.approx(lr)  # not adam's default
     assert row["resolved"] == {"architecture.widths": [4, 4, 4], "optimizer.lr": pytest.approx(lr)}
     assert "train_seconds" in row["timings"] and not any("seconds" in k for k in row["metrics"])
+
+
+def test_memorisation_figures_never_pool_an_extra_axis(registry):
+    # two_layer_memorization: an activation axis besides d, m and q gets its own lines
+    rows = []
+    for act, acc in (("relu", 0.9), ("tanh", 0.6)):
+        for q in (4, 10):
+            rows.append({"coords": {"architecture.q": q, "activation": act}, "status": "ok",
+                         "params": {"d": 8, "m": 40},
+                         "metrics": {"train_accuracy": acc, "qd_over_m": q * 8 / 40}})
+    figs = registry.create("experiment", "two_layer_memorization").figures(rows, context("two_layer_memorization"))
+    ax = figs["accuracy_vs_qd_over_m"].axes[0]
+    assert len(ax.containers) == 2
+    labels = ax.get_legend_handles_labels()[1]
+    assert "activation=relu: d = 8, m = 40" in labels and "activation=tanh: d = 8, m = 40" in labels
+    ys = sorted(float(c.lines[0].get_ydata()[0]) for c in ax.containers)
+    assert ys == [0.6, 0.9]  # not their mean
+    # capacity: an axis besides model and ratio splits the figure and the table
+    rows = [{**fake_row(m, r, 10 ** -r), "coords": {"model": m, "ratio": r, "d": d}}
+            for d in (3, 5) for m in ("deep_adam", "two_layer") for r in (1.0, 2.0)]
+    figs = registry.create("experiment", "capacity").figures(rows, context("capacity"))
+    assert set(figs) == {"capacity-1_d=3", "capacity_table-1_d=3", "capacity-2_d=5", "capacity_table-2_d=5"}
+    assert any(t.get_text() == "d=5" for t in figs["capacity-2_d=5"].texts)
+    unsplit = [{**r, "coords": {"model": r["params"]["model"], "ratio": r["params"]["ratio"]}}
+               for r in rows if r["coords"]["d"] == 3]
+    assert set(registry.create("experiment", "capacity").figures(unsplit, context("capacity"))) == {
+        "capacity", "capacity_table"}
+
+
+def test_loss_curves_one_panel_per_point_one_line_per_repetition_capped():
+    from harness_plugins.memorization.figures import MAX_LOSS_CURVE_PANELS, loss_curves_figure
+
+    rows = [{"coords": {"N": N, "d": 3}, "status": "ok", "repetition": rep,
+             "curves": {"loss_curve": [1.0, 0.1 / (rep + 1), 0.01], "loss_curve_epoch": [1, 5, 10]}}
+            for N in (10, 20) for rep in range(3)]
+    fig = loss_curves_figure(rows, context("memorization"))
+    drawn = [a for a in fig.axes if a.get_lines()]
+    assert len(drawn) == 2 and all(len(a.get_lines()) == 3 for a in drawn)
+    assert [a.get_title() for a in drawn] == ["N=10, d=3", "N=20, d=3"]
+    big = [{**r, "coords": {"N": N, "d": 3}} for N in range(40) for r in rows[:1]]
+    fig = loss_curves_figure(big, context("memorization"))
+    drawn = [a for a in fig.axes if a.get_lines()]
+    assert len(drawn) == MAX_LOSS_CURVE_PANELS
+    assert drawn[0].get_title() == "N=0, d=3" and drawn[-1].get_title() == "N=39, d=3"
+    assert any(f"showing {MAX_LOSS_CURVE_PANELS} of 40 grid points" in t.get_text() for t in fig.texts)
+    assert loss_curves_figure([{"coords": {}, "status": "ok", "curves": {}}], context("memorization")) is None

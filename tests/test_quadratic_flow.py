@@ -247,3 +247,15 @@ def test_figure_captions_state_the_conventions():
     for fig in figs.values():
         assert any(CONVENTIONS in t.get_text() for t in fig.texts)
     assert "1/m" in CONVENTIONS and "1/4" in CONVENTIONS and "mean-field" in CONVENTIONS
+
+
+def test_figures_split_an_axis_they_do_not_draw():
+    rows = [{**r, "coords": {**r["coords"], "init": init}, "params": {**r["params"], "init": init}}
+            for init in ("orthonormal", "gaussian") for r in _rows()]
+    context = FigureContext(benchmark="b", experiment_id="x", experiment="quadratic_flow",
+                            grid={"d": [60, 300], "ratio": [0.5, 1, 2], "init": ["orthonormal", "gaussian"]},
+                            repetitions=2)
+    figs = QuadraticFlow().figures(rows, context)
+    names = {"risk_curves", "recovery_vs_ratio", "recovery_vs_log_d", "recovery_table"}
+    assert set(figs) == {f"{n}-1_init=gaussian" for n in names} | {f"{n}-2_init=orthonormal" for n in names}
+    assert any(t.get_text() == "init=gaussian" for t in figs["risk_curves-1_init=gaussian"].texts)

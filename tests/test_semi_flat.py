@@ -188,3 +188,14 @@ def test_relu_rows_report_the_knot_certificate():
     assert out["relu_impossible"] + out["relu_constructed"] + out["relu_searched"] + out["relu_not_found"] == 6
     assert out["target_reached"] == out["relu_constructed"] + out["relu_searched"]
     assert run("tanh", H=6, trials=2, hessian_trials=0)["relu_impossible"] is None
+
+
+def test_figures_split_an_axis_they_do_not_draw():
+    rows = [{**r, "coords": {**r["coords"], "init_std": s}} for s in (0.5, 2.0) for r in fake_rows()]
+    exp = installed_registry().create("experiment", "embedding_generalization")
+    context = FigureContext("semi_flat_minima", "embedding_ratio", "embedding_generalization",
+                            {"activation": ["tanh", "relu"], "H": [5, 8], "init_std": [0.5, 2.0]}, 1)
+    figs = exp.figures(rows, context)
+    assert set(figs) == {"ratio_vs_H-1_init_std=0.5", "hessian_vs_H-1_init_std=0.5",
+                         "ratio_vs_H-2_init_std=2", "hessian_vs_H-2_init_std=2"}
+    assert len(figs["ratio_vs_H-1_init_std=0.5"].axes[0].containers) == 2  # one line per activation

@@ -49,7 +49,7 @@ from ._common import (
     with_lr,
 )
 from .costs import _expected_epochs, _train_cost
-from .figures import _capacity_figure, _metric, _table_figure
+from .figures import _capacity_figure, _metric, _table_figure, loss_curves_figure
 
 
 def deep_width(P: float, d: int, depth: int) -> int:
@@ -230,8 +230,20 @@ class Capacity(Experiment):
         return lines
 
     def figures(self, rows, context) -> dict:
-        lines = self.table(rows)
-        if not lines:
-            return {}
-        return {"capacity": _capacity_figure(lines, context),
-                "capacity_table": _table_figure(lines, context)}
+        """The capacity figure and table; once per combination of any grid axis besides
+        ``model`` and ``ratio`` (N, d, an activation, ...), never pooling it."""
+        from harness.series import per_series
+
+        def draw(part):
+            lines = self.table(part)
+            if not lines:
+                return {}
+            return {"capacity": _capacity_figure(lines, context),
+                    "capacity_table": _table_figure(lines, context)}
+
+        figures = per_series(rows, lambda r: (r["params"].get("model"), float(r["params"].get("ratio", 0))), draw)
+        done = [r for r in rows if r.get("status") in ("ok", "diverged")]
+        curves = loss_curves_figure(done, context)  # one panel per grid point: nothing pooled
+        if curves is not None:
+            figures["loss_curves"] = curves
+        return figures

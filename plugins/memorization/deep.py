@@ -59,6 +59,7 @@ from .figures import (
     _loss_vs_ratio,
     _table_figure,
     _threshold_figure,
+    loss_curves_figure,
     threshold_lines,
 )
 
@@ -203,5 +204,7 @@ class Memorization(Experiment):
             figures["heatmap_final_loss" + suffix] = _heatmap(part, context, "final_loss", "final loss",
                                                               series=label)
         figures["loss_vs_P_over_N"] = _loss_vs_ratio(done, context, groups)
-        return figures
+        curves = loss_curves_figure(done, context)
+        if curves is not None:
+            figures["loss_curves"] = curves
         return figures

@@ -271,3 +271,60 @@ def _table_figure(lines, context, cols=None, what="one line per model and target
     table.auto_set_font_size(False)
     table.set_fontsize(7)
     return _finish(fig, context, what)
+
+
+MAX_LOSS_CURVE_PANELS = 16
+"""At most this many grid points get a panel in the ``loss_curves`` figure; a bigger grid shows
+this many points evenly spaced in the grid's order (the caption says how many of how many)."""
+
+
+def loss_curves_figure(rows, context, max_panels: int = MAX_LOSS_CURVE_PANELS):
+    """The training loss curve (``curves.loss_curve`` against ``curves.loss_curve_epoch``, the
+    subsampled per-epoch curve) of each repetition: small multiples, one panel per grid point
+    (every coordinate, so no axis is pooled), one line per repetition, log scale. At most
+    ``max_panels`` panels (see :data:`MAX_LOSS_CURVE_PANELS`); ``None`` when no row has a curve."""
+    import json
+
+    from matplotlib.figure import Figure
+
+    from harness.series import row_label
+
+    points: dict = {}
+    for r in rows:
+        curve = (r.get("curves") or {}).get("loss_curve")
+        if curve:
+            key = json.dumps(r.get("coords") or {}, sort_keys=True, default=str)
+            points.setdefault(key, []).append(r)
+    if not points:
+        return None
+    keys = list(points)
+    total = len(keys)
+    if total > max_panels:
+        keys = [keys[round(i * (total - 1) / (max_panels - 1))] for i in range(max_panels)] if max_panels > 1 \
+            else keys[:1]
+    ncols = min(4, len(keys))
+    nrows = math.ceil(len(keys) / ncols)
+    fig = Figure(figsize=(3.0 * ncols, 2.3 * nrows + 0.5))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, key in zip(axes, keys):
+        group = sorted(points[key], key=lambda r: r.get("repetition") or 0)
+        coords = list((group[0].get("coords") or {}))
+        for i, r in enumerate(group):
+            curves = r["curves"]
+            y = np.maximum(np.asarray(curves["loss_curve"], float), 1e-300)
+            x = curves.get("loss_curve_epoch") or list(range(1, len(y) + 1))
+            ax.plot(x, y, lw=1, color=f"C{i % 10}", alpha=0.8,
+                    label=f"rep {r.get('repetition', i)}" + (" (diverged)" if r.get("status") == "diverged" else ""))
+        ax.set_yscale("log")
+        ax.set_title(row_label(group[0], coords) or context.experiment_id, fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.set_xlabel("epoch", fontsize=7)
+        if len(group) <= 6:
+            ax.legend(fontsize=5)
+    for ax in axes[len(keys):]:
+        ax.axis("off")
+    axes[0].set_ylabel("training loss", fontsize=7)
+    shown = (f"; showing {len(keys)} of {total} grid points, evenly spaced in the grid's order "
+             f"(at most {max_panels} panels)" if total > len(keys) else "")
+    return _finish(fig, context, f"one panel per grid point, one line per repetition: the per-epoch "
+                                 f"training loss (subsampled to curve_points){shown}")

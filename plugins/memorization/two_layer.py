@@ -36,7 +36,7 @@ from ._common import (
     with_lr,
 )
 from .costs import _train_cost, _two_layer_q
-from .figures import _finish, _metric
+from .figures import _finish, _metric, loss_curves_figure
 
 
 def labels_of(y: np.ndarray) -> np.ndarray:
@@ -144,25 +144,39 @@ class TwoLayerMemorization(Experiment):
             return {}
         from matplotlib.figure import Figure
 
+        from harness.series import split_rows
+
+        def drawn(r):
+            qd = _metric(r, "qd_over_m")
+            return int(r["params"]["d"]), int(r["params"]["m"]), None if qd is None else round(float(qd), 6)
+
+        # any grid axis besides d, m and q (an activation, a loss, ...) gets its own lines
+        split = split_rows(done, drawn)
+        series = {label: i for i, (label, _) in enumerate(split)}
         groups: dict = defaultdict(lambda: defaultdict(list))
-        for r in done:
-            acc = _metric(r, "train_accuracy")
-            if acc is not None:
-                key = (int(r["params"]["d"]), int(r["params"]["m"]))
-                groups[key][round(float(_metric(r, "qd_over_m")), 6)].append(acc)
+        for label, part in split:
+            for r in part:
+                acc = _metric(r, "train_accuracy")
+                if acc is not None:
+                    key = (label, int(r["params"]["d"]), int(r["params"]["m"]))
+                    groups[key][round(float(_metric(r, "qd_over_m")), 6)].append(acc)
         fig = Figure(figsize=(5.6, 4.0))
         ax = fig.subplots()
-        ms = sorted({m for _, m in groups})
-        for d, m in sorted(groups):
-            xs = sorted(groups[(d, m)])
-            mean = [np.mean(groups[(d, m)][x]) for x in xs]
-            std = [np.std(groups[(d, m)][x]) for x in xs]
+        ms = sorted({m for _, _, m in groups})
+        for label, d, m in sorted(groups, key=lambda k: (series[k[0]], k[1], k[2])):
+            xs = sorted(groups[(label, d, m)])
+            mean = [np.mean(groups[(label, d, m)][x]) for x in xs]
+            std = [np.std(groups[(label, d, m)][x]) for x in xs]
             ax.errorbar(xs, mean, yerr=std, marker="os^vD"[ms.index(m) % 5], ms=3, capsize=2,
-                        label=f"d = {d}, m = {m}")
+                        label=f"{label + ': ' if label else ''}d = {d}, m = {m}")
         ax.axvline(1.0, color="red", lw=1, ls="--", label="q d = m")
         ax.set_xscale("log")
         ax.set_xlabel("q d / m (trainable parameters per point)")
         ax.set_ylabel("training accuracy")
         ax.set_ylim(0.4, 1.02)
         ax.legend(fontsize=7)
-        return {"accuracy_vs_qd_over_m": _finish(fig, context, "mean +- 1 std over repetitions")}
+        figures = {"accuracy_vs_qd_over_m": _finish(fig, context, "mean +- 1 std over repetitions")}
+        curves = loss_curves_figure(done, context)
+        if curves is not None:
+            figures["loss_curves"] = curves
+        return figures
