@@ -491,3 +491,51 @@ def test_loss_curves_one_panel_per_point_one_line_per_repetition_capped():
     assert drawn[0].get_title() == "N=0, d=3" and drawn[-1].get_title() == "N=39, d=3"
     assert any(f"showing {MAX_LOSS_CURVE_PANELS} of 40 grid points" in t.get_text() for t in fig.texts)
     assert loss_curves_figure([{"coords": {}, "status": "ok", "curves": {}}], context("memorization")) is None
+
+
+def test_capacity_slots_model_sizes_the_configured_architecture(registry):
+    rows = run_all(spec_text(CAPACITY.replace("max_epochs = 400", "max_epochs = 20") + """model = "slots"
+architecture = { name = "residual", blocks = 2, bias = true }
+optimizer = "adam"
+""", """
+[experiments.grid]
+ratio = [16.0, 32.0]
+"""), registry)
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
+    for r in rows:
+        target = r["params"]["ratio"] * 60
+        assert abs(r["metrics"]["P"] - target) <= 0.05 * target
+        arch = r["components"]["architecture"]
+        assert arch["name"] == "residual" and arch["params"]["width"] == r["metrics"]["width"]
+        assert registry.create("architecture", "residual", arch["params"]).param_count(5) == r["metrics"]["P"]
+        assert r["components"]["optimizer"]["name"] == "adam"
+    # the built-in models leave the optional slots unset: their rows show what they create
+    plain = run_all(spec_text(CAPACITY + 'model = "two_layer"\n'), registry)
+    assert plain[0]["components"]["optimizer"]["name"] == "sgd"
+    with pytest.raises(SpecError, match="needs the architecture slot"):
+        parse_spec(spec_text(CAPACITY + 'model = "slots"\noptimizer = "adam"\n'), registry=registry)
+
+
+def test_capacity_slots_model_takes_a_plugin_architecture():
+    from harness import Architecture, Param
+    from harness.plugin_manager import load_registry
+
+    class Wide(Architecture):  # a plugin architecture: d -> width -> 1, all trained
+        name = "wide_test"
+        help = "one hidden layer"
+        params = (Param("width", int, 3, min=1),)
+
+        def layer_shapes(self, d):
+            return [(self.width, d), (1, self.width)]
+
+    registry = load_registry()
+    registry.add(Wide)
+    rows = run_all(spec_text(CAPACITY.replace("max_epochs = 400", "max_epochs = 10") + """model = "slots"
+ratio = 3.0
+architecture = "wide_test"
+optimizer = { name = "sgd", lr = 0.01 }
+"""), registry)
+    assert rows[0]["status"] == "ok", rows[0]["error"]
+    m = rows[0]["metrics"]
+    assert m["width"] == 30 and m["P"] == 180 and m["lr"] == 0.01
+    assert rows[0]["components"]["architecture"] == {"name": "wide_test", "params": {"width": 30}}

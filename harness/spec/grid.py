@@ -283,14 +283,18 @@ def _resolve_point(exp: ExperimentSpec, coords: dict, declared, slots_decl, sour
                 new = _slot_spec(value, key, kind, source, prefix, registry)
             except SpecError as exc:
                 raise SpecError(source, where, value, exc.problem) from None
-            if isinstance(value, str) and value == exp.slots[key]["name"]:
+            if isinstance(value, str) and key in exp.slots and value == exp.slots[key]["name"]:
                 new = {"name": value, "params": dict(exp.slots[key]["params"])}
             slot_specs[key] = new
         elif len(parts) == 2:
-            slot_given[parts[0]][parts[1]] = (value, where)
+            slot_given.setdefault(parts[0], {})[parts[1]] = (value, where)
     for slot, given in slot_given.items():
         if not given:
             continue
+        if slot not in slot_specs:  # an optional slot (no default component) left unconfigured
+            value, where = next(iter(given.values()))
+            raise SpecError(source, where, value, f"the slot {slot!r} is not configured: name its "
+                            f"component ({prefix}{slot} = ...) to set its parameters")
         cls = registry.get(slots_decl[slot][0], slot_specs[slot]["name"])
         decl = {p.name: p for p in cls.params}
         for pname, (value, where) in given.items():

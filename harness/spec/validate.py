@@ -93,6 +93,8 @@ def _validate_experiment(block: dict, index: int, source: str, registry: Registr
     slots_decl = dict(component.slots)
     slots: dict[str, dict[str, Any]] = {}
     for slot, (kind, default) in slots_decl.items():
+        if default is None and slot not in block:
+            continue  # an optional slot (no default component), left unconfigured
         slots[slot] = _slot_spec(block.get(slot, default), slot, kind, source, prefix, registry, default)
 
     exp_params = {k: v for k, v in block.items() if k not in _EXPERIMENT_RESERVED and k not in slots_decl}

@@ -16,7 +16,15 @@ MSE), train at a target parameter count ``P = ratio * N``:
 - ``two_layer``: Daniely's network with ``q`` (even) closest to ``ratio N / d`` hidden units,
   symmetric initialisation, frozen output, SGD with batch ``two_layer_batch_size`` and step
   ``two_layer_lr`` or, when unset, ``two_layer_c`` times the ``gd_rule`` step computed at
-  initialisation (so that the step follows the data's scale; recorded as ``eta_rule``/``eta``).
+  initialisation (so that the step follows the data's scale; recorded as ``eta_rule``/``eta``);
+- ``slots``: the network and optimizer of the experiment's ``architecture`` and ``optimizer``
+  slots, configured like any slot (``architecture = { name = "residual", blocks = 2 }``,
+  ``optimizer = "adam"``; a plugin's component too). The architecture's width parameter, the
+  first of ``WIDTH_PARAMS`` (``width``, ``widths``, ``q``) it declares (a list such as ``fc``'s
+  ``widths`` has every entry set, keeping its length), is the integer ``w`` whose
+  ``param_count(d)`` is closest to ``ratio N``, found by bisection; the optimizer is used as
+  configured (its own ``lr``). The row's ``components`` show the architecture with the chosen
+  width (``resolved``). The two slots are optional and unused by the four built-in models.
 
 ``model`` is a grid axis; keying the seed on the other axes only (``seed_by``) gives every model
 the same data. Rows hold ``final_loss``, ``reached_zero`` (``final_loss <= zero_tol``), the
@@ -66,6 +74,45 @@ def two_layer_units(P: float, d: int) -> int:
     return max(2, 2 * round(P / (2 * d)))
 
 
+CAPACITY_MODELS = (*MODELS, "slots")
+
+WIDTH_PARAMS = ("width", "widths", "q")
+"""Model ``slots``: the architecture parameters that set its width, the first declared is sized."""
+
+
+def width_param(arch) -> str | None:
+    """The first of :data:`WIDTH_PARAMS` that ``arch`` declares, or ``None``."""
+    return next((p for p in WIDTH_PARAMS if p in arch.config), None)
+
+
+def sized_architecture(arch, d: int, P: float, width_param: str):
+    """``(architecture, value)``: a copy of ``arch`` with its parameter ``width_param`` (an int,
+    or every entry of a list) set to the integer ``w >= 1`` whose ``param_count(d)`` is closest
+    to ``P`` (the smaller on a tie), found by bisection (the count grows with the width)."""
+    current = arch.config[width_param]
+    as_list = isinstance(current, (list, tuple))
+
+    def build(w):
+        value = [w] * len(current) if as_list else w
+        return type(arch)(**{**arch.config, width_param: value}), value
+
+    def count(w):
+        return build(w)[0].param_count(d)
+
+    hi = 1
+    while count(hi) < P and hi < 2 ** 40:
+        hi *= 2
+    lo = max(1, hi // 2)
+    while lo < hi:  # the smallest w with count(w) >= P
+        mid = (lo + hi) // 2
+        if count(mid) >= P:
+            hi = mid
+        else:
+            lo = mid + 1
+    w = min({max(1, lo - 1), lo}, key=lambda v: (abs(count(v) - P), v))
+    return build(w)
+
+
 def _positive(x) -> str | None:
     return None if x > 0 else "must be > 0"
 
@@ -84,7 +131,8 @@ class Capacity(Experiment):
         Param("N", int, 400, "number of training samples", min=1),
         Param("d", int, 10, "input dimension", min=1),
         Param("ratio", float, 1.0, "target trainable parameters per sample P / N", check=_positive),
-        Param("model", str, "deep_adam", "which network and optimizer", choices=MODELS),
+        Param("model", str, "deep_adam", "which network and optimizer (slots: the architecture and "
+              "optimizer slots, the architecture's width sized to ratio N)", choices=CAPACITY_MODELS),
         Param("depth", int, 4, "layers of the deep network (depth - 1 hidden layers of width w)", min=2),
         Param("max_epochs", int, 3000, "epoch budget of every model", min=1),
         Param("window", int, 100, "deep_adam early-stopping window (0: none)", min=0),
@@ -116,6 +164,8 @@ class Capacity(Experiment):
         "loss": ("loss", "mse"),
         "deep_initializer": ("initializer", "fan_in_gaussian"),
         "backend": ("backend", "numba"),
+        "architecture": ("architecture", None),
+        "optimizer": ("optimizer", None),
     }
     example = {"params": {"N": 40, "d": 5, "ratio": 2.0, "model": "two_layer", "max_epochs": 100}}
 
@@ -123,6 +173,14 @@ class Capacity(Experiment):
         """deep_adam: a usable lr from lr_rule at the network's P; a dataset that works at d."""
         from harness_plugins.datasets import dataset_problem
 
+        if self.model == "slots":
+            for slot in ("architecture", "optimizer"):
+                if components.get(slot) is None:
+                    return "model", f"model 'slots' needs the {slot} slot (e.g. {slot} = \"...\")"
+            arch = components["architecture"]
+            if width_param(arch) is None:
+                return "architecture", (f"model 'slots': architecture {arch.name!r} has no width parameter "
+                                        f"({', '.join(WIDTH_PARAMS)}); its parameters: {', '.join(arch.config)}")
         if self.model == "deep_adam":
             w = deep_width(self.ratio * self.N, self.d, self.depth)
             P = self.d * w + (self.depth - 2) * w * w + w
@@ -136,7 +194,14 @@ class Capacity(Experiment):
 
         N, d, target = self.N, self.d, self.ratio * self.N
         X, y = cell.dataset.sample(N, d, cell.rng("data"))
-        if self.model == "two_layer":
+        resolved: dict = {}
+        if self.model == "slots":
+            key = width_param(cell.architecture)
+            arch, value = sized_architecture(cell.architecture, d, target, key)
+            arch.bind(cell)
+            resolved[f"architecture.{key}"] = value
+            init = cell.deep_initializer
+        elif self.model == "two_layer":
             arch = cell.create("architecture", "two_layer", {"q": two_layer_units(target, d)})
             init = cell.create("initializer", "daniely_symmetric", {"B": self.two_layer_B})
         else:
@@ -147,7 +212,10 @@ class Capacity(Experiment):
         P = arch.param_count(d)
         weights = init.initialize(shapes, cell.rng("init"), X.dtype)
         rules, lr, step = [], None, {}
-        if self.model == "deep_adam":
+        if self.model == "slots":
+            optimizer = cell.optimizer
+            lr = float(optimizer.lr) if "lr" in optimizer.config else None
+        elif self.model == "deep_adam":
             optimizer, lr = with_lr(cell.create("optimizer", "adam"), self.lr_rule, {"N": N, "d": d, "P": P})
             if self.window:
                 rules.append(WindowRule(self.window))
@@ -175,7 +243,7 @@ class Capacity(Experiment):
         if self.save_arrays:
             save_training_arrays(cell, X, y, result, arch, d)
         record = training_record(result, self.curve_points)
-        resolved = {"widths": [n for n, _ in shapes[:-1]]}
+        resolved["widths"] = [n for n, _ in shapes[:-1]]
         if lr is not None:
             resolved["lr"] = lr
         return {

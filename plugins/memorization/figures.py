@@ -229,7 +229,9 @@ def _capacity_figure(lines, context):
 
     fig = Figure(figsize=(9.6, 3.9))
     ax1, ax2 = fig.subplots(1, 2)
-    for model in [m for m in MODELS if any(l["model"] == m for l in lines)]:
+    models = [m for m in MODELS if any(l["model"] == m for l in lines)]
+    models += sorted({l["model"] for l in lines} - set(MODELS))  # e.g. capacity's "slots"
+    for model in models:
         own = sorted((l for l in lines if l["model"] == model), key=lambda l: l["P_over_N"])
         x = [l["P_over_N"] for l in own]
         ax1.plot(x, [l["fraction_zero"] for l in own], marker="o", label=MODEL_LABELS.get(model, model))
