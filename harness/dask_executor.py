@@ -320,6 +320,20 @@ def run_cell_on_worker(cell: Cell, threads: int | dict[str, int], plugins: tuple
 
     ``threads``: a number, or one per host (:func:`host_threads`); a worker on a host not listed
     (it joined after the run started) takes ``cores // its own task slots``."""
+    _limit_worker_threads(threads)
+    return run_cell(cell, _worker_registry(plugins))
+
+
+def run_cells_on_worker(cells: list[Cell], threads: int | dict[str, int], plugins: tuple = ()) -> list[dict[str, Any]]:
+    """The task of a group of cells run together (:func:`harness.execute.run_cells`): their
+    rows, in order. A group whose task fails (its worker died) is submitted again as single
+    cells by the client."""
+    _limit_worker_threads(threads)
+    return run_cells(cells, _worker_registry(plugins))
+
+
+def _limit_worker_threads(threads: int | dict[str, int]) -> None:
+    """Limit this worker's BLAS and Numba threads (a number, or one per host)."""
     from . import runner
 
     if not isinstance(threads, int):
@@ -331,25 +345,6 @@ def run_cell_on_worker(cell: Cell, threads: int | dict[str, int], plugins: tuple
         except ImportError:
             pass
     runner._set_numba_threads(threads)
-    return run_cell(cell, _worker_registry(plugins))
-
-
-def run_cells_on_worker(cells: list[Cell], threads: int | dict[str, int], plugins: tuple = ()) -> list[dict[str, Any]]:
-    """The task of a group of cells run together (:func:`harness.execute.run_cells`): their
-    rows, in order. A group whose task fails (its worker died) is submitted again as single
-    cells by the client."""
-    from . import runner
-
-    if not isinstance(threads, int):
-        threads = _worker_threads(threads)
-    _apply_thread_limit(threads)
-    if "numba" not in sys.modules:
-        try:
-            import numba  # noqa: F401
-        except ImportError:
-            pass
-    runner._set_numba_threads(threads)
-    return run_cells(cells, _worker_registry(plugins))
 
 
 def _worker_registry(plugins: tuple):

@@ -300,3 +300,26 @@ def threshold_figure(context, x: str | None = None, xlabel: str | None = None):
     ax.set_title(f"{context.experiment_id}: threshold search", fontsize=10)
     fig.text(0.01, -0.09, context.caption("error bars: the search's final bracket"), fontsize=7, wrap=True)
     return fig
+
+
+def table_figure(lines: Sequence[Mapping[str, Any]], cols: Sequence[str], *, width: float,
+                 base_height: float, row_height: float = 0.2, number_format: str = ".3g",
+                 bbox: tuple[float, float, float, float] = (0, 0, 1, 1)):
+    """A figure holding one table: a column per name in ``cols``, a row per line (floats with
+    ``number_format``, ``None`` as "-"); the caller adds its caption. Height: ``base_height`` +
+    ``row_height`` per row, header included (inches)."""
+    from matplotlib.figure import Figure
+
+    def text(v: Any) -> str:
+        if isinstance(v, float):
+            return format(v, number_format)
+        return "-" if v is None else str(v)
+
+    fig = Figure(figsize=(width, base_height + row_height * (len(lines) + 1)))
+    ax = fig.subplots()
+    ax.axis("off")
+    table = ax.table(cellText=[[text(line[c]) for c in cols] for line in lines], colLabels=list(cols),
+                     loc="upper center", bbox=bbox)
+    table.auto_set_font_size(False)
+    table.set_fontsize(7)
+    return fig

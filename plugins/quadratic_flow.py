@@ -312,22 +312,9 @@ CONVENTIONS = ("f_W(x) = (1/m) sum_j (w_j.x)^2, R = 1/4 E[(f_W - f*)^2] = 1/4 [(
 
 
 def _table_figure(lines, context):
-    from matplotlib.figure import Figure
+    from harness.figures import table_figure
 
-    cols = list(lines[0])
-
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        return "-" if v is None else str(v)
-
-    fig = Figure(figsize=(10.0, 1.0 + 0.2 * (len(lines) + 1)))
-    ax = fig.subplots()
-    ax.axis("off")
-    table = ax.table(cellText=[[fmt(l[c]) for c in cols] for l in lines], colLabels=cols,
-                     loc="upper center", bbox=(0, 0, 1, 1))
-    table.auto_set_font_size(False)
-    table.set_fontsize(7)
+    fig = table_figure(lines, list(lines[0]), width=10.0, base_height=1.0)
     return _finish(fig, context, "recovered: fraction of repetitions; t_rec: time to recovery over the "
                                  "recovered repetitions (std: sample std); final_rel_risk: R(t_max)/R(0)")
 

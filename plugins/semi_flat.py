@@ -712,22 +712,10 @@ class EmbeddingCriticalPoint(Experiment):
 
 
 def _critical_table_figure(lines, context):
-    from matplotlib.figure import Figure
+    from harness.figures import table_figure
 
-    cols = list(lines[0])
-
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.1e}"
-        return "-" if v is None else str(v)
-
-    fig = Figure(figsize=(11.0, 0.9 + 0.22 * (len(lines) + 1)))
-    ax = fig.subplots()
-    ax.axis("off")
-    table = ax.table(cellText=[[fmt(l[c]) for c in cols] for l in lines], colLabels=cols,
-                     loc="upper center", bbox=(0, 0.18, 1, 0.82))
-    table.auto_set_font_size(False)
-    table.set_fontsize(7)
+    fig = table_figure(lines, list(lines[0]), width=11.0, base_height=0.9, row_height=0.22,
+                       number_format=".1e", bbox=(0, 0.18, 1, 0.82))
     fig.text(0.01, 0.01, context.caption(
         "counts of trials per class; neg/zero/pos: Hessian eigenvalue counts (range over trials); zero: "
         "|lambda| <= hessian_rtol max |lambda|; 'zero <=' / 'nonzero >=': largest zero and smallest "

@@ -18,6 +18,9 @@ _CURVE = Param("curve_points", int, 200, "points kept of the per-epoch loss curv
 _DIVERGENCE = Param("divergence_factor", float, 1e8,
                     "stop as diverged once the loss exceeds this times the first epoch's", min=1.0)
 
+_SAVE_ARRAYS = Param("save_arrays", bool, False, "write arrays/<cell_id>.npz in the run directory: X, y, "
+                     "the final parameters (W1, b1, W2, ... in forward order) and outputs f")
+
 
 def _lr_rule_check(*names: str):
     """A Param check: ``lr_rule`` is empty or an expression in ``names`` only."""

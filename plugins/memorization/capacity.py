@@ -47,6 +47,7 @@ from harness.engine.training import train
 from ._common import (
     _CURVE,
     _DIVERGENCE,
+    _SAVE_ARRAYS,
     MODELS,
     _lr_rule_check,
     _timings,
@@ -155,8 +156,7 @@ class Capacity(Experiment):
               "(training also stops once an epoch's loss is <= zero_tol / 10)", min=0.0),
         _CURVE,
         _DIVERGENCE,
-        Param("save_arrays", bool, False, "write arrays/<cell_id>.npz in the run directory: X, y, the "
-              "final weights (W1, W2, ... in forward order) and outputs f"),
+        _SAVE_ARRAYS,
     )
     slots = {
         "activation": ("activation", "relu"),

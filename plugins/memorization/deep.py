@@ -39,6 +39,7 @@ from ._common import (
     _BATCHED,
     _CURVE,
     _DIVERGENCE,
+    _SAVE_ARRAYS,
     REPORTED_LABEL,
     WINDOW_FIELDS,
     _batch_key,
@@ -80,8 +81,7 @@ class Memorization(Experiment):
         _CURVE,
         _DIVERGENCE,
         _BATCHED,
-        Param("save_arrays", bool, False, "write arrays/<cell_id>.npz in the run directory: X, y, the "
-              "final parameters (W1, b1, W2, ... in forward order) and outputs f"),
+        _SAVE_ARRAYS,
     )
     slots = {
         "activation": ("activation", "relu"),

@@ -255,24 +255,11 @@ def _capacity_figure(lines, context):
 
 
 def _table_figure(lines, context, cols=None, what="one line per model and target P / N"):
-    from matplotlib.figure import Figure
+    from harness.figures import table_figure
 
     cols = cols or ["model", "ratio", "P_over_N", "n", "fraction_zero", "final_loss_mean",
                     "final_loss_median", "diverged"]
-
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        return "-" if v is None else str(v)
-
-    fig = Figure(figsize=(9.0, 0.5 + 0.2 * (len(lines) + 1)))
-    ax = fig.subplots()
-    ax.axis("off")
-    table = ax.table(cellText=[[fmt(l[c]) for c in cols] for l in lines], colLabels=cols,
-                     loc="upper center", bbox=(0, 0, 1, 1))
-    table.auto_set_font_size(False)
-    table.set_fontsize(7)
-    return _finish(fig, context, what)
+    return _finish(table_figure(lines, cols, width=9.0, base_height=0.5), context, what)
 
 
 MAX_LOSS_CURVE_PANELS = 16

@@ -25,6 +25,7 @@ from harness.engine.stopping import ToleranceRule
 from ._common import (
     _CURVE,
     _DIVERGENCE,
+    _SAVE_ARRAYS,
     _fit,
     _lr_rule_check,
     _timings,
@@ -57,8 +58,7 @@ class TwoLayerMemorization(Experiment):
               check=_lr_rule_check("m", "N", "d", "q", "P")),
         _CURVE,
         _DIVERGENCE,
-        Param("save_arrays", bool, False, "write arrays/<cell_id>.npz in the run directory: X, y, the "
-              "final parameters (W1, b1, W2, ... in forward order) and outputs f"),
+        _SAVE_ARRAYS,
     )
     slots = {
         "activation": ("activation", "relu"),
