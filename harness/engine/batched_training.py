@@ -258,7 +258,8 @@ def make_stepper(optimizers: Sequence[Any], stacks: Sequence[np.ndarray]):
 class _Chunk:
     """Members of one shape trained together on one thread."""
 
-    def __init__(self, members: Sequence[Member], activation, loss, trainable, model=None) -> None:
+    def __init__(self, members: Sequence[Member], activation, loss, trainable, model=None,
+                 backend=None) -> None:
         self.members = list(members)
         self.model = model
         first = self.members[0]
@@ -277,7 +278,12 @@ class _Chunk:
         self.batch = self.N if self.full_batch else int(batch)
         if not self.full_batch and any(m.rng is None for m in self.members):
             raise ValueError("mini-batch training needs an rng to shuffle the samples")
-        if model is None:
+        if backend is not None:  # a Backend component: its stacked and single evaluators
+            self.engine = backend.stacked_gradient_engine(self.shapes, activation, R, self.trainable,
+                                                          self.dtype, self.batch)
+            self.single = backend.gradient_engine(self.shapes, activation, self.trainable,
+                                                  dtype=self.dtype, max_rows=self.N)
+        elif model is None:
             self.engine = StackedGradientEngine(self.shapes, activation, R, self.trainable, self.dtype,
                                                 rows=self.batch)
             self.single = GradientEngine(self.shapes, activation, self.trainable, dtype=self.dtype,
@@ -418,7 +424,7 @@ class _Chunk:
 
 def train_batch(members: Sequence[Member], activation, loss, *,
                 trainable: Sequence[bool] | None = None, threads: int | None = None,
-                model=None) -> list[TrainResult]:
+                model=None, backend=None) -> list[TrainResult]:
     """Train every member (see :class:`Member`) and return one
     :class:`~harness.engine.training.TrainResult` per member, in order: each equal to
     ``train(m.weights, m.X, m.y, activation, loss, m.optimizer, ...)`` on its own.
@@ -427,7 +433,9 @@ def train_batch(members: Sequence[Member], activation, loss, *,
     stacks. ``threads`` (default: :func:`harness.engine.threads.engine_threads`) splits each
     stack into that many chunks trained on parallel threads. ``model``: as in
     :func:`~harness.engine.training.train` (a Network with biases or residual blocks stacks as
-    well; a GenericModel trains member by member).
+    well; a GenericModel trains member by member). ``backend``: ``None`` for the CPU engine,
+    or a device Backend component (torch) with ``stacked_gradient_engine``: its evaluators replace
+    the CPU engine's and each stack runs as one chunk (the device parallelises over the members).
     """
     from .structured import GenericModel
 
@@ -444,13 +452,14 @@ def train_batch(members: Sequence[Member], activation, loss, *,
                 results[i] = train(m.weights, m.X, m.y, activation, loss, m.optimizer,
                                    trainable=trainable, max_epochs=m.max_epochs, max_steps=m.max_steps,
                                    rules=m.rules, rng=m.rng, divergence_factor=m.divergence_factor,
-                                   prepared=m.prepared, model=model)
+                                   prepared=m.prepared, model=model, backend=backend)
             continue
-        parts = max(1, min(threads, len(idx)))
+        parts = 1 if backend is not None else max(1, min(threads, len(idx)))
         bounds = np.linspace(0, len(idx), parts + 1).round().astype(int)
         chunks = [[idx[a] for a in range(bounds[p], bounds[p + 1])] for p in range(parts)]
         chunks = [c for c in chunks if c]
-        runners = [_Chunk([members[i] for i in c], activation, loss, trainable, model) for c in chunks]
+        runners = [_Chunk([members[i] for i in c], activation, loss, trainable, model, backend)
+                   for c in chunks]
 
         def work(_state, item):
             c, runner = item
