@@ -347,7 +347,16 @@ class Backend(Component):
     :class:`harness.engine.gradients.GradientEngine`: ``loss_and_grads(weights, X, y, loss)``
     returns a ``GradientResult`` (``loss`` float, ``output`` (N,), ``grads`` NumPy arrays shaped
     like the weights, ``None`` for frozen layers) and ``predict(weights, X)`` the output (N,).
-    The default implementation is the CPU engine, so a backend that only accelerates the NTK
+    ``stacked_gradient_engine(shapes, activation, members, trainable, dtype, rows)`` returns the
+    evaluator of batched training (:func:`harness.engine.batched_training.train_batch`: up to
+    ``members`` networks of one shape as one stack), with the interface of
+    :class:`harness.engine.batched_training.StackedGradientEngine`: ``loss_and_grads(W, X, y,
+    loss, k)`` takes ``W`` per layer a stack ``(members, n_l, n_{l-1})`` of which the first ``k``
+    are current, ``X`` (k, rows, d) and ``y`` (k, rows), and returns ``(values, grads)``: k
+    floats (each member's loss through the Loss component) and per layer the gradients
+    ``(k, n_l, n_{l-1})`` as NumPy arrays, ``None`` for frozen layers (``rows``: the row count
+    of a call, N or the mini-batch size).
+    The default implementations are the CPU engine, so a backend that only accelerates the NTK
     still trains. ``loss_and_grads(...)`` evaluates once (a fresh evaluator per call).
     """
 
@@ -385,6 +394,13 @@ class Backend(Component):
         from .engine.gradients import GradientEngine
 
         return GradientEngine(shapes, activation, trainable, dtype=dtype, max_rows=max_rows)
+
+    def stacked_gradient_engine(self, shapes: Sequence[tuple[int, int]], activation: "Activation",
+                                members: int, trainable: Sequence[bool] | None = None,
+                                dtype: Any = np.float64, rows: int | None = None):
+        from .engine.batched_training import StackedGradientEngine
+
+        return StackedGradientEngine(shapes, activation, members, trainable, dtype, rows=rows)
 
     def loss_and_grads(self, weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray,
                        activation: "Activation", loss: "Loss", trainable: Sequence[bool] | None = None):

@@ -19,6 +19,14 @@ so results agree with the ``numba`` backend to rounding (the tests require 1e-8 
   outputs (N numbers each way) use the Loss component's NumPy code, so every loss plugin works.
   The inputs ``X`` are uploaded once and reused while the same array object is passed (the
   training loop's full batch); do not modify ``X`` in place between evaluations.
+- batched training (:func:`harness.engine.batched_training.train_batch`, the memorisation
+  cells' repetitions as one stack): :meth:`TorchBackend.stacked_gradient_engine` returns an
+  evaluator with the interface of :class:`harness.engine.batched_training.StackedGradientEngine`.
+  Each evaluation uploads every layer's weights as one stacked tensor ``(k, n_l, n_{l-1})``, runs
+  the forward and backward passes of the whole stack as batched products (``torch.bmm``),
+  downloads the k outputs (k x rows numbers) for the Loss component (member by member, on the
+  host), uploads the k output signals and downloads the stacked gradients. The same algebra as
+  the single evaluator, so the members' results agree with training each alone to rounding.
 
 Activations: the built-ins (``jit_code`` sigmoid, relu, tanh, quadratic, identity) run as torch
 operations, after a check on probe points that they reproduce the plugin's own ``phi`` and
@@ -145,6 +153,10 @@ class TorchBackend(Backend):
                         dtype=np.float64, max_rows=None) -> "TorchGradientEngine":
         return TorchGradientEngine(self, shapes, activation, trainable, dtype)
 
+    def stacked_gradient_engine(self, shapes: Sequence[tuple[int, int]], activation, members: int,
+                                trainable=None, dtype=np.float64, rows=None) -> "TorchStackedGradientEngine":
+        return TorchStackedGradientEngine(self, shapes, activation, members, trainable, dtype)
+
 
 def _torch_dtype(torch, dtype):
     dtype = np.dtype(dtype)
@@ -159,9 +171,9 @@ def _to_device(torch, array, device, tdtype):
     return torch.as_tensor(np.asarray(array), device=device).to(tdtype)
 
 
-class TorchGradientEngine:
-    """Loss and gradients on a torch device, with the interface of
-    :class:`harness.engine.gradients.GradientEngine` (see the module docstring)."""
+class _TorchEvaluator:
+    """What both evaluators share: the device, dtypes, layer shapes, frozen layers, the
+    activation on torch tensors and the inputs kept on the device."""
 
     def __init__(self, backend: TorchBackend, shapes, activation, trainable=None, dtype=np.float64):
         self.torch = import_torch()
@@ -186,6 +198,11 @@ class TorchGradientEngine:
             return self._x
         self._x_source, self._x = X, _to_device(self.torch, X, self.device, self.tdtype)
         return self._x
+
+
+class TorchGradientEngine(_TorchEvaluator):
+    """Loss and gradients on a torch device, with the interface of
+    :class:`harness.engine.gradients.GradientEngine` (see the module docstring)."""
 
     def _forward(self, weights, X):
         """``(F, dphi, out)``: activations ``F_0..F_{L-1}``, ``phi'(G_l)`` where the backward
@@ -231,6 +248,62 @@ class TorchGradientEngine:
                         D = (D @ Ws[l]) * dphi[l]
             grads = [None if g is None else g.cpu().numpy() for g in grads]
         return GradientResult(value, out, grads)
+
+
+class TorchStackedGradientEngine(_TorchEvaluator):
+    """Loss and gradients of up to ``members`` networks of one shape at once on a torch device,
+    with the interface of :class:`harness.engine.batched_training.StackedGradientEngine` (see
+    the module docstring). The inputs ``X`` (k, rows, d) stay on the device while the same array
+    object is passed; do not modify it in place between evaluations."""
+
+    def __init__(self, backend: TorchBackend, shapes, activation, members: int, trainable=None,
+                 dtype=np.float64) -> None:
+        super().__init__(backend, shapes, activation, trainable, dtype)
+        self.members = int(members)
+
+    def _stack(self, W: np.ndarray, k: int):
+        return _to_device(self.torch, np.ascontiguousarray(W[:k]), self.device, self.tdtype)
+
+    def loss_and_grads(self, W: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, loss,
+                       k: int) -> tuple[list[float], list]:
+        """Losses (k floats) and gradients (per layer fresh NumPy arrays (k, n_l, n_{l-1}), or
+        ``None`` for frozen layers) of the first ``k`` members of the stacks ``W`` on ``X``
+        (k, rows, d), ``y`` (k, rows)."""
+        torch = self.torch
+        k = int(k)
+        if k > self.members:
+            raise ValueError(f"{k} members asked for, the engine was made for {self.members}")
+        L = self.L
+        with torch.no_grad():
+            Ws = [self._stack(w, k) for w in W]
+            F = [self._inputs(X)]
+            dphi = {}
+            for l in range(L - 1):  # 0-based: G = F_l W_l^T is hidden layer l+1, per member
+                G = torch.bmm(F[-1], Ws[l].transpose(1, 2))
+                if l + 1 > self.lowest:
+                    dphi[l + 1] = self.activation.dphi(G)
+                F.append(self.activation.phi(G))
+            del G
+            out = torch.bmm(F[-1], Ws[-1].transpose(1, 2))[:, :, 0].cpu().numpy()  # (k, rows)
+            y = np.asarray(y)
+            r_np = np.empty(out.shape, dtype=self.dtype)
+            values = []
+            for i in range(k):  # the Loss component, member by member (NumPy, on the host)
+                r_np[i] = loss.grad(out[i], y[i])
+                values.append(float(loss.value(out[i], y[i])))
+            r = torch.as_tensor(r_np, device=self.device)
+            grads: list[Any] = [None] * L
+            if self.trainable[L - 1]:
+                grads[L - 1] = torch.bmm(r[:, None, :], F[L - 1])
+            if self.lowest < L - 1:
+                D = r[:, :, None] * Ws[L - 1] * dphi[L - 1]  # signals of 0-based layer L-2
+                for l in range(L - 2, self.lowest - 1, -1):
+                    if self.trainable[l]:
+                        grads[l] = torch.bmm(D.transpose(1, 2), F[l])
+                    if l > self.lowest:
+                        D = torch.bmm(D, Ws[l]) * dphi[l]
+            grads = [None if g is None else g.cpu().numpy() for g in grads]
+        return values, grads
 
 
 # ---------------------------------------------------------------------------------------------

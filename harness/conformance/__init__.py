@@ -44,7 +44,9 @@ a check is a function registered for its kind with the :func:`~.core.check` deco
   wall-clock times (``*_seconds``) only under the reserved key ``timings`` (a dict of numbers,
   not compared) and ``resolved`` a dict;
 - backend: ``ntk`` (full kernel, default arguments) agrees with ``sum_l (F_{l-1} F_{l-1}^T) o
-  (B_l B_l^T)`` computed from :mod:`harness.engine.network`.
+  (B_l B_l^T)`` computed from :mod:`harness.engine.network`; ``stacked_gradient_engine`` (the
+  losses and gradients of a stack of networks, first layer frozen or not) agrees with
+  :class:`harness.engine.batched_training.StackedGradientEngine`.
 """
 from __future__ import annotations
 

@@ -58,8 +58,9 @@ def _warm_up_training(backend, activation, loss, optimizer, shapes, trainable, d
                       batched: bool = False) -> float:
     """Compile the training kernels for this network depth, activation, loss, optimizer and
     dtype once per process (two epochs on a tiny network; ``batched``: on a stack of two, with
-    :func:`train_batch`), so that compilation stays out of ``train_seconds``; returns the
-    seconds spent (0.0 when already done)."""
+    :func:`train_batch` on ``backend``, ``None`` for the CPU engine), so that compilation (and
+    a device's first-call set-up) stays out of ``train_seconds``; returns the seconds spent
+    (0.0 when already done)."""
     from harness import warm_up
 
     full = getattr(optimizer, "batch_size", None) is None
@@ -76,7 +77,8 @@ def _warm_up_training(backend, activation, loss, optimizer, shapes, trainable, d
                 from harness.engine.batched_training import Member, train_batch
 
                 train_batch([Member(tiny, X, y, optimizer, max_epochs=2, rng=np.random.default_rng(i))
-                             for i in range(2)], activation, loss, trainable=trainable, threads=1)
+                             for i in range(2)], activation, loss, trainable=trainable, threads=1,
+                            backend=backend)
                 return
             train(tiny, X, y, activation, loss, optimizer, trainable=trainable, max_epochs=2,
                   rng=rng, backend=backend)
@@ -186,17 +188,24 @@ _BATCHED = Param("batched", bool, True,
                   "as one stacked problem: the same rows, faster; false: each cell alone")
 
 
+BATCHED_BACKENDS = ("numba", "torch")
+"""Backends whose cells train batched (:func:`_batch_key`): numba on the CPU engine's stacks,
+torch through its ``stacked_gradient_engine``."""
+
+
 def _batch_key(params, components, shape_params: Sequence[str]):
     """Cells that can train in one stack: the same experiment parameters that fix the shapes
     (``shape_params``) and the same components except the initializer and the dataset (drawn per
-    cell anyway); ``None`` with ``batched = false``, and for a backend other than numba."""
+    cell anyway; the backend is one of them, so cells of one backend group together only);
+    ``None`` with ``batched = false``, and for a backend that cannot train stacks (other than
+    numba and torch)."""
     from harness.seeds import canonical
 
     if not params.get("batched", True):
         return None
     comps = dict(components or {})
     backend = (comps.get("backend") or {}).get("name", "numba")
-    if backend != "numba":
+    if backend not in BATCHED_BACKENDS:
         return None
     fixed = {k: v for k, v in comps.items() if k not in ("initializer", "dataset")}
     return canonical([{k: params.get(k) for k in shape_params}, fixed])
@@ -206,7 +215,10 @@ def _fit_batch(jobs, activation, loss, trainable) -> list:
     """Train the networks of several cells together (:func:`train_batch`); ``jobs`` are dicts
     with what :func:`_fit` takes per cell (cell, X, y, shapes, initializer, optimizer, max_epochs,
     rules, max_steps, divergence_factor). Returns ``(result, initial weights)`` per job, the
-    same as :func:`_fit` gives for each alone (the same weights, data and random streams)."""
+    same as :func:`_fit` gives for each alone (the same weights, data and random streams; on
+    the numba backend bit for bit, on a device backend to rounding). The cells' backend (the
+    first job's) trains the stack: numba is the CPU engine on threads, any other backend its
+    ``stacked_gradient_engine``."""
     from harness.engine.batched_training import Member, train_batch
 
     members, initial = [], []
@@ -220,9 +232,12 @@ def _fit_batch(jobs, activation, loss, trainable) -> list:
                               max_epochs=job["max_epochs"], max_steps=job.get("max_steps"),
                               rng=cell.rng("batches"), divergence_factor=job["divergence_factor"]))
     first = jobs[0]
-    warmup = _warm_up_training(None, activation, loss, first["optimizer"], first["shapes"],
+    backend = first["cell"].components.get("backend")
+    if getattr(backend, "name", "numba") == "numba":
+        backend = None  # the CPU engine, with its threads
+    warmup = _warm_up_training(backend, activation, loss, first["optimizer"], first["shapes"],
                                first.get("layer_trainable", trainable), first["X"].dtype, batched=True)
-    results = train_batch(members, activation, loss, trainable=trainable, model=model)
+    results = train_batch(members, activation, loss, trainable=trainable, model=model, backend=backend)
     for result in results:
         result.warmup_seconds = warmup / len(results)
     return list(zip(results, initial))

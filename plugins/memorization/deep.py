@@ -26,7 +26,8 @@ lines P = N and d^2 = N and the memorisation threshold N*(d) (memorised: that me
 Batching (``batched = true``, the default): cells of one block with equal ``N``, ``d`` and
 components (initializer and dataset aside), such as the repetitions of a grid point, are
 trained together by :func:`harness.engine.batched_training.train_batch` (``batch_key`` /
-``run_batch``); each row is bit-identical to the cell's row alone except ``timings``.
+``run_batch``); each row is bit-identical to the cell's row alone except ``timings`` (on the
+``torch`` backend, equal to rounding: the stack runs as batched torch products).
 ``batched = false`` trains every cell alone. (``two_layer_memorization`` and ``capacity`` do
 not batch yet.)
 """
@@ -145,7 +146,8 @@ class Memorization(Experiment):
     def run_batch(cls, members) -> list:
         """The cells' networks trained together (:func:`harness.engine.batched_training.train_batch`):
         every result is the one ``run`` gives for that cell alone (bit for bit, but
-        ``timings``). Falls back to ``run`` per cell when the cells cannot share a stack."""
+        ``timings``; to rounding on the torch backend). Falls back to ``run`` per cell when the
+        cells cannot share a stack."""
         jobs = [experiment._job(context) for experiment, context in members]
         first = members[0][1]
         fitted = _fit_batch(jobs, first.activation, first.loss, jobs[0]["trainable"])
