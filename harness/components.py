@@ -292,10 +292,14 @@ class Loss(Component):
     """A per-sample loss l(f, y) averaged over samples.
 
     ``value(f, y)`` returns the mean loss (float); ``grad(f, y)`` returns d(mean loss)/df,
-    shape ``(N,)`` (so it already carries the 1/N).
+    shape ``(N,)`` (so it already carries the 1/N). ``jit_code`` optionally names a loss the
+    training kernel computes itself (``"mse"``: :mod:`harness.engine.chain_kernels`), used only
+    where the plugin's ``value``/``grad`` agree with it on probe values; ``None``: the training
+    engines call ``value``/``grad``.
     """
 
     kind = "loss"
+    jit_code: ClassVar[str | None] = None
     curvature: ClassVar[float | None] = None
     """A bound on the per-sample ``d^2 l / df^2`` (so the mean loss's Hessian in ``f`` is at
     most ``curvature / N``); ``None`` for a loss that is not smooth."""

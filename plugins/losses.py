@@ -37,6 +37,7 @@ class MeanSquaredError(Loss):
     name = "mse"
     help = "mean over samples of (f - y)^2 (no 1/2)"
     curvature = 2.0
+    jit_code = "mse"
 
     def value(self, f, y):
         f, y = _pair(f, y)

@@ -5,8 +5,12 @@ lr 1/(10 sqrt N)) and each number of networks R, the milliseconds of one epoch *
 
 - ``batched``: :func:`harness.engine.batched_training.train_batch` on R networks (each its own
   data and weights), threads over the networks as the engine chooses (this process's threads);
-- ``single``: :func:`harness.engine.training.train`, one network after the other (what the
-  runner did before batching);
+- ``single``: :func:`harness.engine.training.train`, one network after the other (the same
+  compiled loss-and-gradient kernel on a stack of one, :mod:`harness.engine.chain_kernels`);
+- ``engine``: the same ``train`` with the kernel off (a mean-squared-error component without
+  ``jit_code``): the NumPy engine, one BLAS call and one element-wise kernel per layer from
+  Python, which was the single path before the fused kernel (and still runs for losses and
+  activations the kernel does not compute);
 - ``numpy``: a plain NumPy forward / backward / Adam epoch of one network, as a user would
   write it;
 - ``torch``: the same epoch in PyTorch on the CPU (``nn.Linear(bias=False)``, ``optim.Adam``),
@@ -15,9 +19,9 @@ lr 1/(10 sqrt N)) and each number of networks R, the milliseconds of one epoch *
   ``6 N P`` flops at the DGEMM rate measured in this process (the best of a few 1000 x 1000
   products with the same threads), divided by the batched time.
 
-The in-process columns are timed in alternation (batched, single, numpy, batched, ...) so that
-they see the same machine load; the table gives medians over ``--repeats`` rounds and the ratio
-single / batched measured round by round (its median).
+The in-process columns are timed in alternation (batched, single, engine, numpy, batched, ...)
+so that they see the same machine load; the table gives medians over ``--repeats`` rounds and
+the ratios single / batched and engine / batched measured round by round (their medians).
 
 Run: ``harness bench train [--sizes 22x400,38x1200,50x2500,122x12000] [--R 1,10]
 [--repeats 5] [--threads T] [--seconds 0.3]``.
@@ -97,11 +101,14 @@ def numpy_epochs(X, y, weights, lr: float, epochs: int) -> list[np.ndarray]:
     return W
 
 
-def _components():
+def _components(fused: bool = True):
     from ..plugin_manager import load_registry
 
     registry = load_registry()
-    return registry, registry.create("activation", "relu"), registry.create("loss", "mse")
+    loss = registry.create("loss", "mse")
+    if not fused:
+        loss.jit_code = None  # the training engines then call value/grad: the NumPy engine
+    return registry, registry.create("activation", "relu"), loss
 
 
 def _time_batched(data, lr, epochs, threads):
@@ -115,10 +122,10 @@ def _time_batched(data, lr, epochs, threads):
     return (time.perf_counter() - t0) / (len(data) * epochs), results
 
 
-def _time_single(data, lr, epochs):
+def _time_single(data, lr, epochs, fused: bool = True):
     from ..engine.training import train
 
-    registry, act, loss = _components()
+    registry, act, loss = _components(fused)
     t0 = time.perf_counter()
     results = [train(W, X, y, act, loss, registry.create("optimizer", "adam", {"lr": lr}), max_epochs=epochs)
                for X, y, W in data]
@@ -183,17 +190,20 @@ def measure(d: int, N: int, R: int, repeats: int = 5, threads: int | None = None
         same = all(np.array_equal(u, w) for rb, rs in zip(b, s) for u, w in zip(rb.weights, rs.weights))
         guess = max(_time_single(data[:1], lr, 3)[0], 1e-5)
         epochs = max(3, int(seconds / (guess * R)))
-        tb, ts, tn, ratio = [], [], [], []
+        tb, ts, te, tn, ratio, ratio_e = [], [], [], [], [], []
         for _ in range(repeats):
             tb.append(_time_batched(data, lr, epochs, threads)[0])
             ts.append(_time_single(data, lr, epochs)[0])
+            te.append(_time_single(data, lr, epochs, fused=False)[0])
             tn.append(_time_numpy(data, lr, max(3, epochs * R // 2)))
             ratio.append(ts[-1] / tb[-1])
+            ratio_e.append(te[-1] / tb[-1])
     tt = torch_epoch_seconds(d, N, threads, max(3, epochs * R // 2), repeats) if torch else None
     batched = statistics.median(tb)
     return {"d": d, "N": N, "R": R, "threads": threads, "epochs": epochs, "dgemm_gflops": rate / 1e9,
-            "batched": batched, "single": statistics.median(ts), "numpy": statistics.median(tn),
-            "torch": tt, "single_over_batched": statistics.median(ratio),
+            "batched": batched, "single": statistics.median(ts), "engine": statistics.median(te),
+            "numpy": statistics.median(tn), "torch": tt, "single_over_batched": statistics.median(ratio),
+            "engine_over_batched": statistics.median(ratio_e),
             "floor_fraction": flops_per_epoch(d, N) / rate / batched, "identical": same}
 
 
@@ -213,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     Rs = [int(r) for r in args.R.split(",")]
     rows = []
-    header = (f"{'d':>4} {'N':>6} {'R':>3} {'batched ms':>10} {'single ms':>9} {'single/batched':>14} "
+    header = (f"{'d':>4} {'N':>6} {'R':>3} {'batched ms':>10} {'single ms':>9} {'engine ms':>9} "
+              f"{'single/batched':>14} {'engine/batched':>14} "
               f"{'numpy ms':>8} {'torch ms':>8} {'DGEMM floor':>11} {'same':>5}")
     printed = False
     for d, N in sizes:
@@ -229,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 printed = True
             torch_ms = f"{1e3 * r['torch']:8.3f}" if r["torch"] is not None else f"{'-':>8}"
             print(f"{d:>4} {N:>6} {R:>3} {1e3 * r['batched']:10.3f} {1e3 * r['single']:9.3f} "
-                  f"{r['single_over_batched']:14.2f} {1e3 * r['numpy']:8.3f} {torch_ms} "
+                  f"{1e3 * r['engine']:9.3f} {r['single_over_batched']:14.2f} "
+                  f"{r['engine_over_batched']:14.2f} {1e3 * r['numpy']:8.3f} {torch_ms} "
                   f"{r['floor_fraction']:11.2f} {str(r['identical']):>5}", flush=True)
     return rows
 

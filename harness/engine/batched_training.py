@@ -46,7 +46,6 @@ on its slices of the stacks: correct for any optimizer, only slower).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -55,14 +54,15 @@ from typing import Any, Sequence
 import numba
 import numpy as np
 
+from .chain_kernels import fused_codes
 from .gradients import GradientEngine
 from .pointwise import phi_dphi_inplace
 from .stopping import DivergenceRule, MaxEpochs, StoppingRule
 from .threads import blas_threads, engine_threads, run_in_threads
-from .training import SMALL_STEP_FLOPS, TrainResult, engine_flops, train
+from .training import SMALL_STEP_FLOPS, TrainResult, engine_flops, shapes_of, train
 
 __all__ = ["Member", "train_batch", "StackedGradientEngine", "MemberStepper", "batch_key_of",
-           "outer_times_stack"]
+           "member_flops", "member_rows", "outer_times_stack"]
 
 
 @dataclass
@@ -84,6 +84,25 @@ class Member:
     rng: np.random.Generator | None = None
     divergence_factor: float = 1e8
     prepared: dict | None = None
+
+
+def member_rows(member: Member) -> int:
+    """Rows of one of the member's gradient evaluations: N, or the batch size when smaller."""
+    rows = int(member.X.shape[0])
+    batch = getattr(member.optimizer, "batch_size", None)
+    return int(batch) if batch is not None and batch < rows else rows
+
+
+def member_flops(member: Member) -> float:
+    """Flops of one of the member's gradient evaluations (``6 rows P``). From
+    :data:`~harness.engine.training.SMALL_STEP_FLOPS` on, a stack evaluated by the NumPy engine
+    gains nothing on the CPU: each network's products already keep BLAS's threads busy, so
+    :func:`train_batch` trains such members one after the other with the single-network loop and
+    all BLAS threads, which also keeps their results identical to
+    :func:`~harness.engine.training.train`'s (BLAS may sum in another order with another thread
+    count). Members the compiled kernel evaluates (:mod:`harness.engine.chain_kernels`) stack at
+    every size it takes: it runs on one BLAS thread in both paths."""
+    return 6.0 * member_rows(member) * sum(int(np.prod(np.shape(W))) for W in member.weights)
 
 
 def batch_key_of(member: Member) -> tuple:
@@ -157,6 +176,7 @@ class StackedGradientEngine:
         self.grads = [np.empty((self.members, *s), dtype=self.dtype) if t else None
                       for s, t in zip(self.shapes, self.trainable)]
         self._bufs: dict[int, dict] = {}
+        self._fused = None  # the kernel's EvaluatorCache, made on first use
 
     def _buffers(self, rows: int) -> dict:
         b = self._bufs.get(rows)
@@ -189,12 +209,26 @@ class StackedGradientEngine:
                        k: int) -> tuple[list[float], list]:
         """Losses (k floats) and gradients (per layer (k, n_l, n_{l-1}) or ``None``) of the
         first ``k`` members on ``X`` (k, rows, d), ``y`` (k, rows)."""
+        fused = self.fused_evaluator(loss, X.shape[1])
+        if fused is not None:
+            values_, _ = fused.evaluate(W, X, y, self.grads, k)
+            return values_.tolist(), [None if g is None else g[:k] for g in self.grads]
         values: list[float] = []
         for a in range(0, k, self.block):
             e = min(k, a + self.block)
             values += self._block([w[a:e] for w in W], X[a:e], y[a:e], loss, e - a,
                                   [None if g is None else g[a:e] for g in self.grads])
         return values, [None if g is None else g[:k] for g in self.grads]
+
+    def fused_evaluator(self, loss, rows: int):
+        """The compiled evaluator of :mod:`harness.engine.chain_kernels` (one call for the
+        whole stack), under the same conditions as
+        :meth:`harness.engine.gradients.GradientEngine.fused_evaluator`, or ``None``."""
+        if self._fused is None:
+            from .chain_kernels import EvaluatorCache
+
+            self._fused = EvaluatorCache(self.shapes, self.activation, self.trainable, self.dtype)
+        return self._fused.get(loss, rows)
 
     def _block(self, W, X, y, loss, k: int, grads) -> list[float]:
         F, P, out = self.forward(W, X, k)
@@ -329,6 +363,7 @@ class _Chunk:
         for i in range(R):
             seconds[i] = setup / R
         epoch = 0
+        current = (self.X, self.y)
         if not self.full_batch:
             Xp = np.empty_like(self.X)
             yp = np.empty_like(self.y)
@@ -336,7 +371,9 @@ class _Chunk:
             t0 = time.perf_counter()
             k = len(pos)
             if self.full_batch:
-                values, grads = self.engine.loss_and_grads(self.W, self.X[:k], self.y[:k], self.loss, k)
+                if k != len(current[0]):  # the same objects while no member leaves the stack (a
+                    current = (self.X[:k], self.y[:k])  # device backend keeps its copy of X)
+                values, grads = self.engine.loss_and_grads(self.W, current[0], current[1], self.loss, k)
                 mask = np.array([math.isfinite(v) for v in values], dtype=np.bool_)
                 self.stepper.step([W[:k] for W in self.W], grads, mask)
                 for j in np.flatnonzero(mask):
@@ -446,7 +483,12 @@ def train_batch(members: Sequence[Member], activation, loss, *,
         groups.setdefault(batch_key_of(m), []).append(i)
     threads = engine_threads(threads)
     for idx in groups.values():
-        if len(idx) == 1 or isinstance(model, GenericModel):  # the single-network loop
+        first = members[idx[0]]
+        kernel = (backend is None and model is None and
+                  fused_codes(shapes_of(first.weights), activation, loss, first.X.dtype,
+                              member_rows(first)) is not None)
+        large = backend is None and member_flops(first) >= SMALL_STEP_FLOPS and not kernel
+        if len(idx) == 1 or isinstance(model, GenericModel) or large:  # the single-network loop
             for i in idx:
                 m = members[i]
                 results[i] = train(m.weights, m.X, m.y, activation, loss, m.optimizer,
@@ -469,8 +511,7 @@ def train_batch(members: Sequence[Member], activation, loss, *,
         items = list(zip(chunks, runners))
         if len(items) > 1:
             run_in_threads(work, items, len(items))
-        else:
-            small = runners[0].flops() < SMALL_STEP_FLOPS
-            with blas_threads(1) if small else contextlib.nullcontext():
+        else:  # small products or the kernel's blocks: one BLAS thread, as train() takes
+            with blas_threads(1):
                 work(None, items[0])
     return results  # type: ignore[return-value]

@@ -21,7 +21,12 @@ Two implementations with one contract:
   preallocated buffers (``D_{L-1} = (r w_L^T) * phi'(G_{L-1})`` in one pass with
   :func:`~harness.engine.pointwise.outer_times`, then ``D_l = (D_{l+1} W_{l+1}) * phi'(G_l)``
   in place). Signals are not propagated below the lowest trainable layer, and frozen layers get
-  ``None``.
+  ``None``. For the mean squared error with a fused activation (below
+  :data:`harness.engine.chain_kernels.MAX_FLOPS` per evaluation) the whole evaluation is one
+  compiled call instead:
+  :class:`harness.engine.chain_kernels.FusedEvaluator` on a stack of one network, the kernel the
+  batched path (:mod:`harness.engine.batched_training`) runs on stacks of many, so that both
+  give the same numbers to the last bit.
 """
 from __future__ import annotations
 
@@ -87,6 +92,7 @@ class GradientEngine:
                       for s, t in zip(self.shapes, self.trainable)]
         self._rows = 0
         self._alloc(int(max_rows or 0))
+        self._fused = None  # the kernel's EvaluatorCache, made on first use
 
     def _alloc(self, rows: int) -> None:
         if rows <= self._rows:
@@ -115,11 +121,29 @@ class GradientEngine:
         """Network output f (N,) (a fresh array)."""
         return np.array(self._forward(weights, X)[2])
 
+    def fused_evaluator(self, loss, rows: int):
+        """The compiled evaluator (:mod:`harness.engine.chain_kernels`) for ``loss`` on ``rows``
+        samples, or ``None`` where the NumPy path runs (no fused activation or loss, or at least
+        :data:`~harness.engine.chain_kernels.MAX_FLOPS` per evaluation)."""
+        if self.code is None:
+            return None
+        if self._fused is None:
+            from .chain_kernels import EvaluatorCache
+
+            self._fused = EvaluatorCache(self.shapes, self.activation, self.trainable, self.dtype)
+        return self._fused.get(loss, rows)
+
     # gradient -------------------------------------------------------------------------------
     def loss_and_grads(self, weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray,
                        loss) -> GradientResult:
         """Mean loss at ``weights`` on ``(X (N, d), y (N,))`` and its gradient in every
         trainable layer (``None`` for frozen layers)."""
+        fused = self.fused_evaluator(loss, X.shape[0])
+        if fused is not None:
+            values, out = fused.evaluate([np.ascontiguousarray(W, dtype=self.dtype)[None] for W in weights],
+                                         np.asarray(X)[None], np.asarray(y)[None],
+                                         [None if g is None else g[None] for g in self.grads], 1)
+            return GradientResult(float(values[0]), out[0], list(self.grads))
         F, P, out = self._forward(weights, X)
         r = np.ascontiguousarray(loss.grad(out, y), dtype=self.dtype)
         value = float(loss.value(out, y))

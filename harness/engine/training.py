@@ -75,7 +75,9 @@ def subsample_curve(values: Sequence[float] | np.ndarray, points: int) -> tuple[
 SMALL_STEP_FLOPS = 5e7
 """Below this many floating-point operations per gradient evaluation, training runs with one
 BLAS thread: the products are too small for BLAS's threads to pay, and idle BLAS threads
-spinning on a busy machine can slow small products a hundredfold."""
+spinning on a busy machine can slow small products a hundredfold. Training through the compiled
+kernel (:mod:`harness.engine.chain_kernels`, up to its ``MAX_FLOPS``) also runs on one thread:
+its products are blocks of rows, too small for threads at any size."""
 
 
 def shapes_of(weights: Sequence[np.ndarray]) -> list[tuple[int, int]]:
@@ -86,10 +88,6 @@ def engine_flops(shapes: Sequence[tuple[int, int]], rows: int) -> float:
     """Approximate flops of one loss-and-gradient evaluation on ``rows`` samples: three products
     per layer (forward, back-propagation, gradient) of ``2 rows n_l n_{l-1}`` each."""
     return 6.0 * rows * sum(a * b for a, b in shapes)
-
-
-def _blas_threads_for(flops: float):
-    return blas_threads(1) if flops < SMALL_STEP_FLOPS else contextlib.nullcontext()
 
 
 def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activation, loss, optimizer,
@@ -139,7 +137,11 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
     losses: list[float] = []
     steps = 0
     reason = "max_epochs"
-    with _blas_threads_for(engine_flops(shapes_of(weights), N if full_batch else batch)):
+    rows = N if full_batch else batch
+    fused = getattr(engine, "fused_evaluator", None)
+    one_thread = (engine_flops(shapes_of(weights), rows) < SMALL_STEP_FLOPS
+                  or (fused is not None and fused(loss, rows) is not None))
+    with blas_threads(1) if one_thread else contextlib.nullcontext():
         for epoch in range(max_epochs):
             if full_batch:
                 res = engine.loss_and_grads(weights, X, y, loss)
