@@ -1,5 +1,7 @@
 """Batched training (harness.engine.batched_training): every member's result is the one the
-single-network path (harness.engine.training.train) gives for it alone, bit for bit."""
+single-network path (harness.engine.training.train) gives for it alone, bit for bit, through the
+compiled kernel (the mean squared error) and through the NumPy engine (the same loss without
+``jit_code``, as any other loss)."""
 import numpy as np
 import pytest
 
@@ -43,12 +45,20 @@ CASES = [
 ]
 
 
+def mse(registry, kernel: bool):
+    loss = registry.create("loss", "mse")
+    if not kernel:
+        loss.jit_code = None  # the NumPy engine's path
+    return loss
+
+
+@pytest.mark.parametrize("kernel", [True, False])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name,params,activation", CASES)
-def test_members_equal_the_single_path(registry, name, params, activation, threads):
+def test_members_equal_the_single_path(registry, name, params, activation, threads, kernel):
     """Per-member learning rates and windows: the window rule fires at different epochs in
     different members; mini-batch members shuffle with their own generators."""
-    act, loss = registry.create("activation", activation), registry.create("loss", "mse")
+    act, loss = registry.create("activation", activation), mse(registry, kernel)
     data = problems(registry, 5)
 
     def optimizer(i):
@@ -70,8 +80,9 @@ def test_members_equal_the_single_path(registry, name, params, activation, threa
     assert len({b.epochs for b in batched}) > 1  # members stopped at different epochs
 
 
-def test_budgets_tolerance_divergence_and_frozen_layers(registry):
-    act, loss = registry.create("activation", "relu"), registry.create("loss", "mse")
+@pytest.mark.parametrize("kernel", [True, False])
+def test_budgets_tolerance_divergence_and_frozen_layers(registry, kernel):
+    act, loss = registry.create("activation", "relu"), mse(registry, kernel)
     data = problems(registry, 4)
     trainable = [True, False, True, True]
     settings = [dict(max_epochs=40), dict(max_epochs=500, rules=[ToleranceRule(0.05)]),
@@ -105,11 +116,12 @@ def test_members_of_different_shapes_train_in_separate_stacks(registry):
         assert_same(train(W, X, y, act, loss, registry.create("optimizer", "adam", {"lr": 0.01}), max_epochs=30), b)
 
 
+@pytest.mark.parametrize("kernel", [True, False])
 @pytest.mark.parametrize("block", [1, 3, 8])
-def test_stacked_gradients_match_the_single_engine(registry, block):
+def test_stacked_gradients_match_the_single_engine(registry, block, kernel):
     from harness.engine.gradients import GradientEngine
 
-    act, loss = registry.create("activation", "tanh"), registry.create("loss", "mse")
+    act, loss = registry.create("activation", "tanh"), mse(registry, kernel)
     data = problems(registry, 8)
     W = [np.stack([w[l] for _, _, w in data]) for l in range(len(SHAPES))]
     X = np.stack([x for x, _, _ in data])
@@ -122,3 +134,26 @@ def test_stacked_gradients_match_the_single_engine(registry, block):
         assert values[i] == res.loss
         for g, h in zip(grads, res.grads):
             assert np.array_equal(g[i], h)
+
+
+def test_members_too_large_to_stack_train_one_by_one(registry, monkeypatch):
+    """Members past SMALL_STEP_FLOPS on the NumPy engine train with the single loop (all BLAS
+    threads), members the kernel evaluates still stack."""
+    import harness.engine.batched_training as bt
+
+    act = registry.create("activation", "relu")
+    data = problems(registry, 3)
+    monkeypatch.setattr(bt, "SMALL_STEP_FLOPS", 1.0)
+    calls = []
+    real = bt._Chunk.run
+    monkeypatch.setattr(bt._Chunk, "run", lambda self: calls.append(len(self.members)) or real(self))
+    for kernel, stacked in ((False, []), (True, [3])):
+        calls.clear()
+        loss = mse(registry, kernel)
+        members = [Member(W, X, y, registry.create("optimizer", "adam", {"lr": 0.01}), max_epochs=20)
+                   for X, y, W in data]
+        out = train_batch(members, act, loss, threads=1)
+        assert calls == stacked
+        for (X, y, W), b in zip(data, out):
+            assert_same(train(W, X, y, act, loss, registry.create("optimizer", "adam", {"lr": 0.01}),
+                              max_epochs=20), b)

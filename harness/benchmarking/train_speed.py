@@ -25,6 +25,11 @@ the ratios single / batched and engine / batched measured round by round (their 
 
 Run: ``harness bench train [--sizes 22x400,38x1200,50x2500,122x12000] [--R 1,10]
 [--repeats 5] [--threads T] [--seconds 0.3]``.
+
+``--blocks 64,107,160`` times instead the loss-and-gradient kernel alone
+(:func:`harness.engine.chain_kernels.mse_loss_and_grads`, one thread) on a stack of R networks
+for each number of rows per block, in alternation: microseconds per network, best and median
+over the rounds (the measurement behind ``BLOCK_BYTES``; docs/engine.md).
 """
 from __future__ import annotations
 
@@ -207,6 +212,33 @@ def measure(d: int, N: int, R: int, repeats: int = 5, threads: int | None = None
             "floor_fraction": flops_per_epoch(d, N) / rate / batched, "identical": same}
 
 
+def kernel_block_times(d: int, N: int, R: int, blocks: Sequence[int], repeats: int = 9) -> dict:
+    """Seconds per network of one kernel evaluation on a stack of ``R`` Figure-2 networks, for
+    each block size: ``{block: (best, median)}`` over ``repeats`` alternating rounds."""
+    from ..engine.chain_kernels import ACTIVATION_CODES, BlockBuffers, mse_loss_and_grads
+    from ..engine.threads import blas_threads
+
+    data = problem(d, N, R)
+    X = np.stack([x for x, _, _ in data])
+    y = np.stack([t for _, t, _ in data])
+    W = tuple(np.stack([w[l] for _, _, w in data]) for l in range(len(data[0][2])))
+    shapes = [w.shape[1:] for w in W]
+    grads = tuple(np.empty_like(w) for w in W)
+    flags = np.ones(len(W), dtype=np.bool_)
+    out, values = np.empty((R, N)), np.empty(R)
+    buffers = {b: BlockBuffers(shapes, np.float64, rows=b) for b in blocks}
+    times: dict[int, list[float]] = {b: [] for b in blocks}
+    with blas_threads(1):
+        for rnd in range(repeats + 1):
+            for b, bb in buffers.items():
+                t0 = time.perf_counter()
+                mse_loss_and_grads(W, X, y, grads, flags, 0, ACTIVATION_CODES["relu"], bb.F, bb.P,
+                                   bb.Da, bb.Db, bb.s, bb.T, bb.U, out, values, R)
+                if rnd:  # the first round compiles and warms up
+                    times[b].append((time.perf_counter() - t0) / R)
+    return {b: (min(v), statistics.median(v)) for b, v in times.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="harness bench train", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(f"{d}x{N}" for d, N in SIZES))
@@ -215,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=0.3, help="target seconds of one timing")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--blocks", default=None,
+                        help="time the kernel alone for these rows per block (e.g. 64,107,160)")
     parser.add_argument("--torch-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_worker is not None:
@@ -222,6 +256,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         return []
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     Rs = [int(r) for r in args.R.split(",")]
+    if args.blocks:
+        from ..engine.chain_kernels import block_rows
+
+        blocks = [int(b) for b in args.blocks.split(",")]
+        print("us per network of one loss-and-gradient kernel call (best / median), one thread, "
+              "by rows per block")
+        for d, N in sizes:
+            default = block_rows([(d, d)] * 3 + [(1, d)], np.float64)
+            times = kernel_block_times(d, N, max(Rs), blocks, max(3, args.repeats))
+            cells = "  ".join(f"{b}: {1e6 * t[0]:.0f} / {1e6 * t[1]:.0f}" for b, t in times.items())
+            print(f"d = {d}, N = {N}, R = {max(Rs)} (default block {default}): {cells}", flush=True)
+        return []
     rows = []
     header = (f"{'d':>4} {'N':>6} {'R':>3} {'batched ms':>10} {'single ms':>9} {'engine ms':>9} "
               f"{'single/batched':>14} {'engine/batched':>14} "

@@ -7,18 +7,24 @@ number of samples and the same kind of optimizer) are trained together: the weig
 are stacked as one array ``(R, n_l, n_{l-1})``, the data as ``X (R, N, d)``, ``y (R, N)``, and
 one epoch runs the forward and backward passes and the optimizer update of the whole stack:
 
-- the products are batched matrix products (``np.matmul`` on blocks of the stack: one call per
-  block, layer and direction; NumPy hands each member to BLAS with exactly the call the
-  single-network path makes, so the results are the same to the last bit). Blocks are sized
-  so that their activations stay in cache (:data:`CACHE_BYTES`): at d = 38, N = 1200 a block is
-  one member, at d = 10, N = 100 the whole stack (docs/engine.md); a group of one member runs
-  :func:`~harness.engine.training.train` itself;
-- the element-wise work runs as fused Numba kernels over the whole stack: the activation and its
-  derivative (:mod:`harness.engine.pointwise`, on the stack seen as one (R N, n) matrix),
-  the output signal ``(r w_L^T) * phi'(G_{L-1})`` (:func:`outer_times_stack`) and the optimizer
-  update (the optimizer's ``batch_stepper``, see below);
-- the loss and its gradient in the outputs go through the Loss component, member by member
-  (N numbers each, the very calls the single path makes).
+- for the mean squared error with a fused activation (the memorisation studies), one call of
+  the compiled kernel of :mod:`harness.engine.chain_kernels` evaluates the losses and gradients
+  of the whole stack: per member, blocks of rows sized to stay in the core's cache go through
+  the forward and backward passes (BLAS products called from Numba, fused element-wise work),
+  without the GIL and without a Python call per layer. The single-network path
+  (:class:`~harness.engine.gradients.GradientEngine`) runs the same kernel on a stack of one,
+  so both make the same BLAS calls on the same numbers;
+- otherwise (other losses or activations) the products are batched matrix products
+  (``np.matmul`` on blocks of the stack: one call per block, layer and direction; NumPy hands
+  each member to BLAS with exactly the call the single-network path makes, so the results are
+  the same to the last bit). Blocks are sized so that their activations stay in cache
+  (:data:`CACHE_BYTES`); the element-wise work runs as fused Numba kernels over the whole stack
+  (:mod:`harness.engine.pointwise`, :func:`outer_times_stack`) and the loss goes through the
+  Loss component member by member (N numbers each, the very calls the single path makes);
+- a group of one member, and members too large for a stack to help
+  (:func:`member_flops`), run :func:`~harness.engine.training.train` itself;
+- the optimizer update is one fused kernel over the stack (the optimizer's ``batch_stepper``,
+  see below).
 
 Every member keeps its own data, initial weights, optimizer (learning rate), stopping rules
 (window rule, tolerance, epoch and step budgets, divergence) and, in mini-batch training, its
@@ -32,9 +38,8 @@ mini-batches, and gradient descent; ``seconds`` is the member's share of the bat
 each epoch's time divided among the members training in it).
 
 Threads: the members are split into ``threads`` contiguous chunks trained independently on
-Python threads (BLAS single-threaded inside; the kernels release the GIL), so the threads never
-wait on each other; with one chunk, BLAS uses its threads for large products as the single
-path does.
+Python threads (BLAS single-threaded inside, as in the single path for the sizes that stack;
+the kernels release the GIL), so the threads never wait on each other.
 
 Optimizers: an optimizer class may provide ``batch_stepper(optimizers, stacks)`` (a class
 method) returning an object with ``step(stacks, grads, mask)`` (update the members whose

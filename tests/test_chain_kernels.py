@@ -1,0 +1,200 @@
+"""The fused loss-and-gradient kernel (harness.engine.chain_kernels): losses and gradients
+against autograd and finite differences, for every fused activation, several depths, frozen
+layers, row blocks of any size, stacks evaluated in part, float32; the engines fall back to the
+NumPy path where the kernel cannot be trusted."""
+import autograd.numpy as anp
+import numpy as np
+import pytest
+from autograd import grad
+
+from harness.engine.chain_kernels import (
+    MAX_FLOPS,
+    BlockBuffers,
+    FusedEvaluator,
+    fused_codes,
+    fused_loss,
+    mse_loss_and_grads,
+)
+from harness.engine.gradients import GradientEngine
+
+PHI = {"relu": lambda g: anp.maximum(g, 0.0), "sigmoid": lambda g: 1.0 / (1.0 + anp.exp(-g)),
+       "tanh": anp.tanh, "quadratic": lambda g: g * g, "identity": lambda g: g}
+
+
+def chain(widths, d, seed):
+    rng = np.random.default_rng(seed)
+    sizes = [d, *widths, 1]
+    return [rng.standard_normal((b, a)) / np.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def reference(weights, X, y, act):
+    def loss(ws):
+        f = X
+        for W in ws[:-1]:
+            f = PHI[act](f @ W.T)
+        out = f @ ws[-1][0]
+        return anp.mean((out - y) ** 2)
+
+    return loss(weights), grad(loss)(weights)
+
+
+def evaluate(weights, X, y, code, trainable, block):
+    """The kernel on a stack of one network, with ``block`` rows per block."""
+    shapes = [W.shape for W in weights]
+    buffers = BlockBuffers(shapes, np.float64, rows=block)
+    grads = tuple(np.full((1, *s), np.nan) for s in shapes)
+    out, values = np.empty((1, X.shape[0])), np.empty(1)
+    flags = np.array(trainable, dtype=np.bool_)
+    lowest = int(np.flatnonzero(flags)[0]) if flags.any() else len(shapes)
+    mse_loss_and_grads(tuple(W[None] for W in weights), X[None], y[None], grads, flags, lowest,
+                       code, buffers.F, buffers.P, buffers.Da, buffers.Db, buffers.s, buffers.T,
+                       buffers.U, out, values, 1)
+    return values[0], [g[0] for g in grads], out[0]
+
+
+CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "quadratic": 3, "identity": 4}
+
+
+@pytest.mark.parametrize("act", list(CODES))
+@pytest.mark.parametrize("widths", [(6,), (6, 5), (7, 4, 6)])
+@pytest.mark.parametrize("block", [16, 37, 200])
+def test_kernel_equals_autograd(act, widths, block):
+    """Blocks of 16 and 37 rows leave a partial last block (N = 53); 200 is one block."""
+    d, N = 5, 53
+    weights = chain(widths, d, seed=len(widths) + block)
+    rng = np.random.default_rng(7)
+    X, y = rng.standard_normal((N, d)), rng.standard_normal(N)
+    value, grads, out = evaluate(weights, X, y, CODES[act], [True] * len(weights), block)
+    ref_value, ref_grads = reference(weights, X, y, act)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-13 * np.abs(r).max())
+    f = X
+    for W in weights[:-1]:
+        f = np.asarray(PHI[act](f @ W.T))
+    np.testing.assert_allclose(out, f @ weights[-1][0], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("trainable", [[False, True, True], [False, False, True], [True, True, False],
+                                       [False, True, False]])
+def test_frozen_layers_are_left_alone(trainable):
+    d, N = 4, 40
+    weights = chain((6, 5), d, seed=3)
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((N, d)), rng.standard_normal(N)
+    _, grads, _ = evaluate(weights, X, y, CODES["tanh"], trainable, 16)
+    _, ref = reference(weights, X, y, "tanh")
+    for g, r, t in zip(grads, ref, trainable):
+        if t:
+            np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-14)
+        else:
+            assert np.isnan(g).all()  # never written
+
+
+def test_gradient_against_finite_differences():
+    d, N = 3, 30
+    weights = chain((4, 4), d, seed=11)
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((N, d)), rng.standard_normal(N)
+    _, grads, _ = evaluate(weights, X, y, CODES["sigmoid"], [True] * 3, 8)
+    h = 1e-6
+    for l, (i, j) in [(0, (1, 2)), (1, (3, 0)), (2, (0, 3))]:
+        plus = [W.copy() for W in weights]
+        minus = [W.copy() for W in weights]
+        plus[l][i, j] += h
+        minus[l][i, j] -= h
+        fd = (evaluate(plus, X, y, 0, [True] * 3, 8)[0] - evaluate(minus, X, y, 0, [True] * 3, 8)[0]) / (2 * h)
+        assert grads[l][i, j] == pytest.approx(fd, rel=1e-6, abs=1e-9)
+
+
+def test_stack_members_beyond_k_untouched(registry):
+    """Members 0..k-1 of a stack are evaluated, each with its own data; the rest are not."""
+    act, loss = registry.create("activation", "relu"), registry.create("loss", "mse")
+    d, N, R, k = 4, 33, 4, 3
+    nets = [chain((5, 5), d, seed=20 + r) for r in range(R)]
+    rng = np.random.default_rng(9)
+    X, y = rng.standard_normal((R, N, d)), rng.standard_normal((R, N))
+    W = [np.stack([net[l] for net in nets]) for l in range(3)]
+    grads = [np.full_like(w, np.nan) for w in W]
+    ev = FusedEvaluator([w.shape[1:] for w in W], CODES["relu"], [True] * 3, np.float64)
+    values, out = ev.evaluate(W, X, y, grads, k)
+    for r in range(k):
+        ref_value, ref_grads = reference(nets[r], X[r], y[r], "relu")
+        assert values[r] == pytest.approx(ref_value, rel=1e-12)
+        for g, ref in zip(grads, ref_grads):
+            np.testing.assert_allclose(g[r], ref, rtol=1e-10, atol=1e-14)
+    assert all(np.isnan(g[k]).all() for g in grads)
+    single = GradientEngine([w.shape[1:] for w in W], act).loss_and_grads(nets[1], X[1], y[1], loss)
+    assert single.loss == values[1]  # the engine's path is the kernel on a stack of one
+    for g, gs in zip(grads, single.grads):
+        assert np.array_equal(g[1], gs)
+
+
+def test_float32_follows_float64():
+    d, N = 6, 64
+    weights = chain((8, 8), d, seed=4)
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((N, d)), rng.standard_normal(N)
+    W32 = [W.astype(np.float32) for W in weights]
+    buffers = BlockBuffers([W.shape for W in W32], np.float32, rows=20)
+    grads = tuple(np.empty((1, *W.shape), np.float32) for W in W32)
+    out, values = np.empty((1, N), np.float32), np.empty(1, np.float32)
+    mse_loss_and_grads(tuple(W[None] for W in W32), X.astype(np.float32)[None], y.astype(np.float32)[None],
+                       grads, np.ones(3, np.bool_), 0, CODES["tanh"], buffers.F, buffers.P, buffers.Da,
+                       buffers.Db, buffers.s, buffers.T, buffers.U, out, values, 1)
+    ref_value, ref_grads = reference(weights, X, y, "tanh")
+    assert grads[0].dtype == np.float32
+    assert float(values[0]) == pytest.approx(ref_value, rel=1e-5)
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_allclose(g[0], r, rtol=1e-4, atol=1e-5 * np.abs(r).max())
+
+
+def test_engine_kernel_and_numpy_paths_agree(registry):
+    """The kernel (MSE) and the NumPy path (the same loss without jit_code) give the same loss
+    and gradients to round-off; a loss without jit_code never reaches the kernel."""
+    act = registry.create("activation", "sigmoid")
+    fused, plain = registry.create("loss", "mse"), registry.create("loss", "mse")
+    plain.jit_code = None
+    d, N = 6, 90
+    weights = chain((7, 7, 7), d, seed=8)
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((N, d)), rng.standard_normal(N)
+    engine = GradientEngine([W.shape for W in weights], act)
+    assert engine.fused_evaluator(fused, N) is not None and engine.fused_evaluator(plain, N) is None
+    a = engine.loss_and_grads(weights, X, y, fused)
+    a = (a.loss, [g.copy() for g in a.grads], a.output.copy())
+    b = engine.loss_and_grads(weights, X, y, plain)
+    assert a[0] == pytest.approx(b.loss, rel=1e-13)
+    for g, h in zip(a[1], b.grads):
+        np.testing.assert_allclose(g, h, rtol=1e-11, atol=1e-15)
+    np.testing.assert_allclose(a[2], b.output, rtol=1e-13)
+
+
+def test_a_loss_that_disagrees_is_refused(registry):
+    """A plugin that declares jit_code "mse" but computes half the squared error is not
+    evaluated by the kernel (the probe check), so training stays correct."""
+    mse = registry.create("loss", "mse")
+
+    class HalfSquares(type(mse)):
+        name = "half_squares"
+
+        def value(self, f, y):
+            return 0.5 * super().value(f, y)
+
+        def grad(self, f, y):
+            return 0.5 * super().grad(f, y)
+
+    half = HalfSquares()
+    assert fused_loss(mse) == 0 and fused_loss(half) is None
+    act = registry.create("activation", "relu")
+    assert fused_codes([(4, 3), (1, 4)], act, half, np.float64, 10) is None
+
+
+def test_limits_of_the_kernel(registry):
+    act, loss = registry.create("activation", "relu"), registry.create("loss", "mse")
+    shapes = [(50, 50), (50, 50), (1, 50)]
+    rows_at_limit = int(MAX_FLOPS / (6 * (2 * 2500 + 50))) + 1
+    assert fused_codes(shapes, act, loss, np.float64, 100) is not None
+    assert fused_codes(shapes, act, loss, np.float64, rows_at_limit) is None
+    assert fused_codes(shapes, act, loss, np.float16, 100) is None
+    assert fused_codes([(1, 5)], act, loss, np.float64, 100) is None  # one layer: NumPy path
