@@ -31,7 +31,7 @@ Two implementations with one contract:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class GradientEngine:
                       for s, t in zip(self.shapes, self.trainable)]
         self._rows = 0
         self._alloc(int(max_rows or 0))
-        self._fused = None  # the kernel's EvaluatorCache, made on first use
+        self._fused: Any = None  # the kernel's EvaluatorCache, made on first use
 
     def _alloc(self, rows: int) -> None:
         if rows <= self._rows:
