@@ -36,6 +36,50 @@ def test_memorization_rows_batched_equal_single(registry):
     assert all(r["timings"]["train_seconds"] > 0 for r in together)
 
 
+def daniely_cell(rep, m=30, d=6, q=8, steps=60, lr=0.5, loss="hinge"):
+    p = {"m": m, "d": d, "steps": steps, "tol": 0.0, "lr_rule": "", "curve_points": 50,
+         "divergence_factor": 1e8, "save_arrays": False}
+    comps = {"architecture": {"name": "two_layer", "params": {"q": q}},
+             "optimizer": {"name": "sgd", "params": {"lr": lr, "batch_size": 10}},
+             "loss": {"name": loss}}
+    return Cell(experiment_id="t", experiment="two_layer_memorization", params=p, components=comps,
+                coords={"m": m, "d": d}, repetition=rep, root_seed=5, seed_coords={"m": m, "d": d})
+
+
+@pytest.mark.parametrize("loss", ["hinge", "mse"])
+def test_two_layer_rows_batched_equal_single(registry, loss):
+    """Daniely's cells batch too (per-cell steps and learning rates in one stack)."""
+    cells = ([daniely_cell(r, loss=loss) for r in range(4)]
+             + [daniely_cell(4, steps=25, loss=loss), daniely_cell(5, lr=0.2, loss=loss)])
+    assert [len(g) for g in group_cells(cells, registry)] == [5, 1]  # the lr is a component parameter
+    alone = [run_cell(c, registry) for c in cells]
+    together = run_cells(cells, registry)
+    assert [text(r) for r in together] == [text(r) for r in alone]
+    assert all(r["status"] == "ok" for r in together)
+    assert together[4]["metrics"]["steps"] == 25
+
+
+def capacity_cell(rep, model, ratio=2.0):
+    p = {"N": 40, "d": 5, "ratio": ratio, "model": model, "depth": 4, "max_epochs": 120,
+         "lr_rule": "1/(10*sqrt(N))", "window": 10, "gd_rule": "ntk_smooth", "gd_c": 1.0,
+         "gd_gamma": 1.0, "gd_C": 1.0, "two_layer_c": 1.0, "two_layer_lr": None,
+         "two_layer_batch_size": 16, "two_layer_B": 1.0, "zero_tol": 1e-3, "curve_points": 50,
+         "divergence_factor": 1e8, "save_arrays": False}
+    return Cell(experiment_id="c", experiment="capacity", params=p, components={},
+                coords={"ratio": ratio, "model": model}, repetition=rep, root_seed=3,
+                seed_coords={"ratio": ratio})
+
+
+@pytest.mark.parametrize("model", ["deep_adam", "deep_gd", "two_layer"])
+def test_capacity_rows_batched_equal_single(registry, model):
+    cells = [capacity_cell(r, model) for r in range(3)] + [capacity_cell(0, model, ratio=3.0)]
+    assert [len(g) for g in group_cells(cells, registry)] == [3, 1]
+    alone = [run_cell(c, registry) for c in cells]
+    together = run_cells(cells, registry)
+    assert [text(r) for r in together] == [text(r) for r in alone]
+    assert all(r["status"] == "ok" for r in together)
+
+
 def test_group_cells_keys_parts_and_switches(registry, monkeypatch):
     a = [mem_cell(r) for r in range(4)]
     b = [mem_cell(r, N=50) for r in range(3)]  # other shapes: another group

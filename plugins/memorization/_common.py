@@ -214,7 +214,8 @@ def _batch_key(params, components, shape_params: Sequence[str]):
 def _fit_batch(jobs, activation, loss, trainable) -> list:
     """Train the networks of several cells together (:func:`train_batch`); ``jobs`` are dicts
     with what :func:`_fit` takes per cell (cell, X, y, shapes, initializer, optimizer, max_epochs,
-    rules, max_steps, divergence_factor). Returns ``(result, initial weights)`` per job, the
+    rules, max_steps, divergence_factor; or the initial ``weights`` instead of the initializer).
+    Returns ``(result, initial weights)`` per job, the
     same as :func:`_fit` gives for each alone (the same weights, data and random streams; on
     the numba backend bit for bit, on a device backend to rounding). The cells' backend (the
     first job's) trains the stack: numba is the CPU engine on threads, any other backend its
@@ -225,8 +226,10 @@ def _fit_batch(jobs, activation, loss, trainable) -> list:
     model = jobs[0].get("model")
     for job in jobs:
         cell, X = job["cell"], job["X"]
-        weights = initial_parameters(job.get("arch") if model is not None else None, X.shape[1],
-                                     job["initializer"], cell.rng("init"), X.dtype, job["shapes"])
+        weights = job.get("weights")
+        if weights is None:
+            weights = initial_parameters(job.get("arch") if model is not None else None, X.shape[1],
+                                         job["initializer"], cell.rng("init"), X.dtype, job["shapes"])
         initial.append(weights)
         members.append(Member(weights, X, job["y"], job["optimizer"], rules=job["rules"],
                               max_epochs=job["max_epochs"], max_steps=job.get("max_steps"),

@@ -49,6 +49,8 @@ from ._common import (
     _DIVERGENCE,
     _SAVE_ARRAYS,
     MODELS,
+    _batch_key,
+    _fit_batch,
     _lr_rule_check,
     _timings,
     _warm_up_training,
@@ -189,7 +191,8 @@ class Capacity(Experiment):
                 return "lr_rule", problem
         return dataset_problem(components.get("dataset"), self.d)
 
-    def run(self, cell) -> dict:
+    def _job(self, cell) -> dict:
+        """Data, sized network, initial weights, optimizer and rules of one cell."""
         from harness import TrainingProblem
 
         N, d, target = self.N, self.d, self.ratio * self.N
@@ -234,15 +237,48 @@ class Capacity(Experiment):
                 step["eta_rule"] = "sgd lr = " + step["eta_rule"]
             optimizer = cell.create("optimizer", "sgd", {"lr": lr, "batch_size": self.two_layer_batch_size})
         rules.append(ToleranceRule(self.zero_tol / 10))
-        warmup = _warm_up_training(cell.backend, cell.activation, cell.loss, optimizer, shapes, trainable, X.dtype)
-        result = train(weights, X, y, cell.activation, cell.loss, optimizer, trainable=trainable,
-                       max_epochs=self.max_epochs, rules=rules, rng=cell.rng("batches"),
-                       divergence_factor=self.divergence_factor, backend=cell.backend)
-        result.prepared.update(step)
+        return {"cell": cell, "X": X, "y": y, "arch": arch, "shapes": shapes, "trainable": trainable,
+                "P": P, "weights": weights, "optimizer": optimizer, "lr": lr, "rules": rules,
+                "step": step, "resolved": resolved, "max_epochs": self.max_epochs,
+                "divergence_factor": self.divergence_factor}
+
+    def run(self, cell) -> dict:
+        job = self._job(cell)
+        X = job["X"]
+        warmup = _warm_up_training(cell.backend, cell.activation, cell.loss, job["optimizer"],
+                                   job["shapes"], job["trainable"], X.dtype)
+        result = train(job["weights"], X, job["y"], cell.activation, cell.loss, job["optimizer"],
+                       trainable=job["trainable"], max_epochs=self.max_epochs, rules=job["rules"],
+                       rng=cell.rng("batches"), divergence_factor=self.divergence_factor,
+                       backend=cell.backend)
         result.warmup_seconds = warmup
+        return self._record(job, result)
+
+    @classmethod
+    def batch_key(cls, params, components):
+        """The repetitions of a point (equal N, d, ratio, model and depth, equal components but
+        the dataset) train as one stack; ``HARNESS_BATCH=0`` turns it off."""
+        return _batch_key(params, components, ("N", "d", "ratio", "model", "depth"))
+
+    @classmethod
+    def run_batch(cls, members) -> list:
+        """The cells' networks trained together (:func:`harness.engine.batched_training.train_batch`):
+        every result is the one ``run`` gives for that cell alone (bit for bit, but ``timings``)."""
+        jobs = [experiment._job(context) for experiment, context in members]
+        first = members[0][1]
+        fitted = _fit_batch(jobs, first.activation, first.loss, jobs[0]["trainable"])
+        return [experiment._record(job, result)
+                for (experiment, _), job, (result, _) in zip(members, jobs, fitted)]
+
+    def _record(self, job, result) -> dict:
+        cell, X, y, arch, shapes, P, lr = (job["cell"], job["X"], job["y"], job["arch"], job["shapes"],
+                                           job["P"], job["lr"])
+        N, d = self.N, self.d
+        result.prepared.update(job["step"])
         if self.save_arrays:
             save_training_arrays(cell, X, y, result, arch, d)
         record = training_record(result, self.curve_points)
+        resolved = dict(job["resolved"])
         resolved["widths"] = [n for n, _ in shapes[:-1]]
         if lr is not None:
             resolved["lr"] = lr

@@ -26,7 +26,9 @@ from ._common import (
     _CURVE,
     _DIVERGENCE,
     _SAVE_ARRAYS,
+    _batch_key,
     _fit,
+    _fit_batch,
     _lr_rule_check,
     _timings,
     engine_model,
@@ -90,7 +92,8 @@ class TwoLayerMemorization(Experiment):
             return "lr_rule", problem
         return dataset_problem(components.get("dataset"), self.d)
 
-    def run(self, cell) -> dict:
+    def _job(self, cell) -> dict:
+        """Data, network and optimizer of one cell (what :func:`_fit` takes)."""
         m, d = self.m, self.d
         X, y = cell.dataset.sample(m, d, cell.rng("data"))
         y = labels_of(y)
@@ -101,21 +104,52 @@ class TwoLayerMemorization(Experiment):
         optimizer, lr = with_lr(cell.optimizer, self.lr_rule, {"m": m, "N": m, "d": d, "q": q, "P": P})
         batch = getattr(optimizer, "batch_size", None) or m
         steps_per_epoch = math.ceil(m / min(batch, m))
-        result, w0 = _fit(cell, X, y, shapes, trainable, cell.initializer, optimizer,
-                          cell.activation, cell.loss, max_epochs=math.ceil(self.steps / steps_per_epoch),
-                          max_steps=self.steps, rules=[ToleranceRule(self.tol)],
-                          divergence_factor=self.divergence_factor, arch=arch, model=model,
-                          layer_trainable=arch.trainable(d))
-        h0 = np.asarray(arch.forward(w0, X, cell.activation))
+        return {"cell": cell, "X": X, "y": y, "shapes": shapes, "trainable": trainable, "arch": arch,
+                "model": model, "layer_trainable": arch.trainable(d), "q": q, "P": P, "lr": lr,
+                "batch": batch, "initializer": cell.initializer, "optimizer": optimizer,
+                "rules": [ToleranceRule(self.tol)], "max_epochs": math.ceil(self.steps / steps_per_epoch),
+                "max_steps": self.steps, "divergence_factor": self.divergence_factor}
+
+    def run(self, cell) -> dict:
+        job = self._job(cell)
+        result, w0 = _fit(cell, job["X"], job["y"], job["shapes"], job["trainable"], cell.initializer,
+                          job["optimizer"], cell.activation, cell.loss, max_epochs=job["max_epochs"],
+                          max_steps=job["max_steps"], rules=job["rules"],
+                          divergence_factor=self.divergence_factor, arch=job["arch"], model=job["model"],
+                          layer_trainable=job["layer_trainable"])
+        return self._record(job, result, w0)
+
+    @classmethod
+    def batch_key(cls, params, components):
+        """Cells of equal m and d and equal components (initializer and dataset aside) train as
+        one stack (the repetitions of a grid point: Daniely's networks are small, so a stack of
+        them costs little more than one); ``HARNESS_BATCH=0`` turns it off."""
+        return _batch_key(params, components, ("m", "d"))
+
+    @classmethod
+    def run_batch(cls, members) -> list:
+        """The cells' networks trained together (:func:`harness.engine.batched_training.train_batch`):
+        every result is the one ``run`` gives for that cell alone (bit for bit, but ``timings``)."""
+        jobs = [experiment._job(context) for experiment, context in members]
+        first = members[0][1]
+        fitted = _fit_batch(jobs, first.activation, first.loss, jobs[0]["trainable"])
+        return [experiment._record(job, result, w0)
+                for (experiment, _), job, (result, w0) in zip(members, jobs, fitted)]
+
+    def _record(self, job, result, w0) -> dict:
+        m, d, X, y, arch, model = self.m, self.d, job["X"], job["y"], job["arch"], job["model"]
+        activation = job["cell"].activation
+        h0 = np.asarray(arch.forward(w0, X, activation))
         accuracy = float(np.mean(y * result.final_output > 0)) if not result.diverged else 0.0
         first = X @ result.weights[0].T  # first-layer pre-activations (with its bias, if any)
         if model is not None and getattr(model, "bias_index", [None])[0] is not None:
             first = first + result.weights[model.bias_index[0]][:, 0]
         if self.save_arrays:
-            save_training_arrays(cell, X, y, result, arch, d)
+            save_training_arrays(job["cell"], X, y, result, arch, d)
+        q, lr = job["q"], job["lr"]
         return {
-            "q": q, "m": m, "P": P, "qd_over_m": q * d / m, "P_over_N": P / m, "lr": lr,
-            "batch_size": min(batch, m),
+            "q": q, "m": m, "P": job["P"], "qd_over_m": q * d / m, "P_over_N": job["P"] / m, "lr": lr,
+            "batch_size": min(job["batch"], m),
             "initial_output_max_abs": float(np.max(np.abs(h0))),
             "train_accuracy": accuracy,
             "inactive_fraction": float(np.mean(np.all(first <= 0, axis=1))),
