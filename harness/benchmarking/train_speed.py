@@ -177,6 +177,18 @@ def _torch_worker(spec: dict) -> None:
     print(json.dumps({"seconds": statistics.median(times)}))
 
 
+SETTLE_SECONDS = 0.3
+"""Pause before each timing: OpenBLAS's worker threads spin for a while after a
+multi-threaded call (here, the plain NumPy column's), and a spinning thread takes a core from
+whatever is timed next (measured at d = 38, N = 1200, R = 10 on 2 cores: the batched path's
+two threads took 0.88 ms per network timed right after the NumPy column, 0.59 ms after the
+pause)."""
+
+
+def _settle() -> None:
+    time.sleep(SETTLE_SECONDS)
+
+
 def measure(d: int, N: int, R: int, repeats: int = 5, threads: int | None = None,
             seconds: float = 0.3, torch: bool = True) -> dict:
     """One line of the table (seconds per epoch per network; see the module docstring)."""
@@ -197,9 +209,13 @@ def measure(d: int, N: int, R: int, repeats: int = 5, threads: int | None = None
         epochs = max(3, int(seconds / (guess * R)))
         tb, ts, te, tn, ratio, ratio_e = [], [], [], [], [], []
         for _ in range(repeats):
+            _settle()
             tb.append(_time_batched(data, lr, epochs, threads)[0])
+            _settle()
             ts.append(_time_single(data, lr, epochs)[0])
+            _settle()
             te.append(_time_single(data, lr, epochs, fused=False)[0])
+            _settle()
             tn.append(_time_numpy(data, lr, max(3, epochs * R // 2)))
             ratio.append(ts[-1] / tb[-1])
             ratio_e.append(te[-1] / tb[-1])
