@@ -6,11 +6,13 @@ MSE without 1/2, on ``N`` Gaussian samples (default ``d = 122``, ``N = 12000``, 
 gradient in every weight and one Adam update.
 
 Both sides start from the same weights and first run a few epochs side by side to check that
-they compute the same thing (the weights must agree to rounding); then epochs are timed in
-alternation (harness, torch, harness, ...) so that both see the same machine load, and the
-table gives the median time of each and their ratio. Both use the same number of threads
-(the BLAS thread count of this process unless ``--threads`` says otherwise). Without torch
-installed, only the harness column is printed.
+they compute the same thing (the weights must agree to rounding). Then the harness's epochs are
+timed in this process and torch's in a fresh process of its own (the same problem, threads and
+number of epochs): timed in one process, each side's idle worker threads (OpenBLAS's, OpenMP's)
+spin after its calls and take cores from the other, which made torch look 1.5-2.7x slower than
+it is. The table gives the median time of each and their ratio. Both use the same number of
+threads (the BLAS thread count of this process unless ``--threads`` says otherwise). Without
+torch installed, only the harness column is printed.
 
 Run: ``python -m harness.benchmarking.adam_speed [--d 122] [--N 12000] [--repeats 9]
 [--dtypes float64,float32] [--threads T]``.
@@ -132,14 +134,16 @@ def measure(d: int = 122, N: int = 12000, dtype=np.float64, repeats: int = 9,
         diff = None
         if theirs is not None:
             diff = max(float(np.max(np.abs(a - b))) for a, b in zip(ours.weights, theirs.weights()))
-        t_ours, t_theirs = [], []
-        for _ in range(repeats):
-            t_ours.append(_time(ours))
-            if theirs is not None:
-                t_theirs.append(_time(theirs))
+            del theirs
+        time.sleep(0.5)  # let torch's worker threads go idle
+        t_ours = [_time(ours) for _ in range(repeats)]
+    t_theirs = None
+    if torch is not None:
+        from .train_speed import torch_epoch_seconds
+
+        t_theirs = torch_epoch_seconds(d, N, threads, 1, repeats, np.dtype(dtype).name)
     return {"d": d, "N": N, "dtype": np.dtype(dtype).name, "threads": threads,
-            "harness": statistics.median(t_ours),
-            "torch": statistics.median(t_theirs) if t_theirs else None,
+            "harness": statistics.median(t_ours), "torch": t_theirs,
             "torch_version": torch.__version__ if torch is not None else None,
             "max_weight_diff": diff}
 

@@ -144,10 +144,12 @@ def _time_numpy(data, lr, epochs):
     return (time.perf_counter() - t0) / epochs
 
 
-def torch_epoch_seconds(d: int, N: int, threads: int, epochs: int, repeats: int) -> float | None:
+def torch_epoch_seconds(d: int, N: int, threads: int, epochs: int, repeats: int,
+                        dtype: str = "float64") -> float | None:
     """Median seconds of a torch CPU epoch, timed in a fresh process (``None`` without torch)."""
     cmd = [sys.executable, "-m", "harness.benchmarking.train_speed", "--torch-worker",
-           json.dumps({"d": d, "N": N, "threads": threads, "epochs": epochs, "repeats": repeats})]
+           json.dumps({"d": d, "N": N, "threads": threads, "epochs": epochs, "repeats": repeats,
+                       "dtype": dtype})]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True).stdout
         return json.loads(out.strip().splitlines()[-1])["seconds"]
@@ -164,7 +166,7 @@ def _torch_worker(spec: dict) -> None:
     from .adam_speed import TorchEpoch, figure2_problem
 
     torch.set_num_threads(int(spec["threads"]))
-    X, y, W = figure2_problem(spec["d"], spec["N"], np.float64)
+    X, y, W = figure2_problem(spec["d"], spec["N"], np.dtype(spec.get("dtype", "float64")))
     epoch = TorchEpoch(X, y, W, 1.0 / (10.0 * np.sqrt(spec["N"])))
     for _ in range(3):
         epoch()
