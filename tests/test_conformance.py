@@ -308,12 +308,33 @@ class ColumnGrad(GoodSquared):
         return super().grad(f, y)[:, None]
 
 
+class HalfSquaresClaimingMse(GoodSquared):
+    """Declares the kernel's MSE but is half of it: the kernel would compute another loss."""
+    jit_code = "mse"
+
+    def value(self, f, y):
+        return 0.5 * super().value(f, y)
+
+    def grad(self, f, y):
+        return 0.5 * super().grad(f, y)
+
+
+class UnknownJitCode(GoodSquared):
+    jit_code = "huber"
+
+
+class SquaredWithJitCode(GoodSquared):
+    jit_code = "mse"
+
+
 def test_good_loss_passes():
     _passed_all("loss", GoodSquared)
+    _passed_all("loss", SquaredWithJitCode)
 
 
 @pytest.mark.parametrize("cls,check", [(SumNotMean, "mean over samples"), (WrongSign, "grad vs finite differences"),
-                                       (ColumnGrad, "shapes")])
+                                       (ColumnGrad, "shapes"), (HalfSquaresClaimingMse, "jit_code honoured"),
+                                       (UnknownJitCode, "jit_code honoured")])
 def test_broken_loss_is_caught(cls, check):
     assert check in _failed("loss", cls)
 

@@ -35,8 +35,9 @@ a check is a function registered for its kind with the :func:`~.core.check` deco
   (structured per dense layer, biases and residual blocks included) equals ``J J^T`` with J from
   autograd through the architecture's own ``forward`` (a generic forward: autograd traces it);
 - dataset: shapes, dtypes, finite, equal seeds give equal data, different seeds differ;
-- loss: ``grad`` against central finite differences of ``value``, shapes, and that the loss
-  is a mean over samples;
+- loss: ``grad`` against central finite differences of ``value``, shapes, that the loss
+  is a mean over samples, and that a declared ``jit_code`` is one the training kernel computes
+  and agrees with it;
 - optimizer: ``prepare`` returns a dict; steps keep shapes and dtypes, leave frozen layers
   (gradient ``None``) untouched, move the trainable ones, and are deterministic;
 - experiment: the ``example`` cell run twice with the same seed gives identical results (timing

@@ -1,4 +1,5 @@
-"""Loss checks: shapes, ``grad`` against finite differences of ``value``, a mean over samples.
+"""Loss checks: shapes, ``grad`` against finite differences of ``value``, a mean over samples, a
+declared ``jit_code`` honoured by the training kernel.
 """
 from __future__ import annotations
 
@@ -58,3 +59,19 @@ def _loss_is_mean(loss) -> str:
     assert np.allclose(g2[: f.size], g1 / 2, rtol=1e-12, atol=1e-300), \
         "grad on the data twice over is not half the grad on the data once (missing 1/N?)"
     return "a mean over samples (grad carries 1/N)"
+
+
+@check("loss", "jit_code honoured", after="shapes")
+def _loss_jit_code(loss) -> str:
+    """A declared ``jit_code`` must name a loss the training kernel computes
+    (:data:`harness.engine.chain_kernels.LOSS_CODES`) and agree with it on probe values; the
+    engines would otherwise ignore it (correct, but not what the plugin asked for)."""
+    code = getattr(loss, "jit_code", None)
+    if code is None:
+        return "no jit_code: the training engines call value and grad"
+    from ..engine.chain_kernels import LOSS_CODES, fused_loss
+
+    assert code in LOSS_CODES, f"jit_code {code!r} is not one of the kernel's losses ({', '.join(LOSS_CODES)})"
+    assert fused_loss(loss) is not None, (f"jit_code {code!r} declared, but value/grad disagree with the "
+                                          "kernel's formulas on probe values: the kernel will not be used")
+    return f"jit_code {code!r}: the training kernel computes this loss"
