@@ -384,16 +384,18 @@ _BENCHMARKS = {"ntk": "harness.benchmarking.ntk_speed:cli", "adam": "harness.ben
 @click.argument("name", type=click.Choice(sorted(_BENCHMARKS)))
 @click.pass_context
 def bench(ctx: click.Context, name: str) -> None:
-    """Speed benchmarks, timed side by side against a baseline in one process.
+    """Speed benchmarks, timed side by side against a baseline (in one process; torch in its own).
 
     \b
     harness bench ntk  [--sizes 256x1024,512x2048] [--threads T] [--repeats R]
         our NTK Gram vs plain NumPy/BLAS vs the explicit Jacobian product; GFLOP/s against
         the measured DGEMM rate; peak memory; lambda_min solver vs eigvalsh
     harness bench adam [--d 122] [--N 12000] [--threads T] [--dtypes float64,float32]
-        one full-batch Adam epoch of the Figure 2 network vs PyTorch on the CPU (if installed)
+        one full-batch Adam epoch of the Figure 2 network vs PyTorch on the CPU (if installed;
+        torch timed in its own process)
     harness bench train [--sizes 22x400,38x1200] [--R 1,10] [--threads T] [--repeats R]
-        many small networks: batched training vs one at a time, plain NumPy and torch (CPU)
+        many small networks: batched training vs one at a time (fused kernel, NumPy engine),
+        plain NumPy and torch (CPU, own process); --blocks 64,107,160: the kernel alone
 
     Options after NAME go to that benchmark.
     """
