@@ -154,7 +154,8 @@ def fused_codes(shapes, activation, loss, dtype, rows: int) -> tuple[int, int] |
 
 class BlockBuffers:
     """Scratch of one kernel caller (one thread): per hidden layer the block's activations and
-    derivatives, two signal buffers, the output signal and one gradient accumulator per layer."""
+    derivatives and the layer's transposed weights, two signal buffers, the output signal and one
+    gradient accumulator per layer."""
 
     def __init__(self, shapes, dtype, rows: int | None = None) -> None:
         dtype = np.dtype(dtype)
@@ -316,12 +317,16 @@ class EvaluatorCache:
         self.activation, self.trainable, self.dtype = activation, list(trainable), np.dtype(dtype)
         self._loss: object = None
         self._evaluator: FusedEvaluator | None = None
+        self._by_rows: dict[int, FusedEvaluator | None] = {}
 
     def get(self, loss, rows: int) -> FusedEvaluator | None:
-        codes = fused_codes(self.shapes, self.activation, loss, self.dtype, rows)
-        if codes is None:
-            return None
-        if self._loss is not loss or self._evaluator is None:
-            self._evaluator = FusedEvaluator(self.shapes, codes[0], self.trainable, self.dtype)
-            self._loss = loss
-        return self._evaluator
+        """The evaluator for ``loss`` on ``rows`` samples (decided once per loss object and row
+        count: the decision costs more than a small network's evaluation)."""
+        if loss is not self._loss:
+            self._loss, self._evaluator, self._by_rows = loss, None, {}
+        if rows not in self._by_rows:
+            codes = fused_codes(self.shapes, self.activation, loss, self.dtype, rows)
+            if codes is not None and self._evaluator is None:
+                self._evaluator = FusedEvaluator(self.shapes, codes[0], self.trainable, self.dtype)
+            self._by_rows[rows] = self._evaluator if codes is not None else None
+        return self._by_rows[rows]
