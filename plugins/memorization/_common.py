@@ -246,6 +246,17 @@ def _fit_batch(jobs, activation, loss, trainable) -> list:
     return list(zip(results, initial))
 
 
+def _fit_cells(members) -> list:
+    """The ``run_batch`` of the training experiments: ``members`` are ``(experiment, cell)``
+    pairs of one group; each experiment's ``_job(cell)`` gives what :func:`_fit_batch` takes.
+    Returns ``(experiment, job, result, initial weights)`` per member, in order."""
+    jobs = [experiment._job(cell) for experiment, cell in members]
+    first = members[0][1]
+    fitted = _fit_batch(jobs, first.activation, first.loss, jobs[0]["trainable"])
+    return [(experiment, job, result, initial)
+            for (experiment, _), job, (result, initial) in zip(members, jobs, fitted)]
+
+
 def _timings(result: TrainResult) -> dict:
     out = {"train_seconds": result.seconds}
     if getattr(result, "warmup_seconds", 0.0):

@@ -50,7 +50,7 @@ from ._common import (
     _SAVE_ARRAYS,
     MODELS,
     _batch_key,
-    _fit_batch,
+    _fit_cells,
     _lr_rule_check,
     _timings,
     _warm_up_training,
@@ -264,11 +264,7 @@ class Capacity(Experiment):
     def run_batch(cls, members) -> list:
         """The cells' networks trained together (:func:`harness.engine.batched_training.train_batch`):
         every result is the one ``run`` gives for that cell alone (bit for bit, but ``timings``)."""
-        jobs = [experiment._job(context) for experiment, context in members]
-        first = members[0][1]
-        fitted = _fit_batch(jobs, first.activation, first.loss, jobs[0]["trainable"])
-        return [experiment._record(job, result)
-                for (experiment, _), job, (result, _) in zip(members, jobs, fitted)]
+        return [experiment._record(job, result) for experiment, job, result, _ in _fit_cells(members)]
 
     def _record(self, job, result) -> dict:
         cell, X, y, arch, shapes, P, lr = (job["cell"], job["X"], job["y"], job["arch"], job["shapes"],

@@ -45,7 +45,7 @@ from ._common import (
     WINDOW_FIELDS,
     _batch_key,
     _fit,
-    _fit_batch,
+    _fit_cells,
     _lr_rule_check,
     _timings,
     engine_model,
@@ -148,11 +148,7 @@ class Memorization(Experiment):
         every result is the one ``run`` gives for that cell alone (bit for bit, but
         ``timings``; to rounding on the torch backend). Falls back to ``run`` per cell when the
         cells cannot share a stack."""
-        jobs = [experiment._job(context) for experiment, context in members]
-        first = members[0][1]
-        fitted = _fit_batch(jobs, first.activation, first.loss, jobs[0]["trainable"])
-        return [experiment._record(job, result)
-                for (experiment, _), job, (result, _) in zip(members, jobs, fitted)]
+        return [experiment._record(job, result) for experiment, job, result, _ in _fit_cells(members)]
 
     def _record(self, job, result) -> dict:
         N, d, P, lr, shapes = self.N, self.d, job["P"], job["lr"], job["shapes"]

@@ -28,7 +28,7 @@ from ._common import (
     _SAVE_ARRAYS,
     _batch_key,
     _fit,
-    _fit_batch,
+    _fit_cells,
     _lr_rule_check,
     _timings,
     engine_model,
@@ -130,11 +130,7 @@ class TwoLayerMemorization(Experiment):
     def run_batch(cls, members) -> list:
         """The cells' networks trained together (:func:`harness.engine.batched_training.train_batch`):
         every result is the one ``run`` gives for that cell alone (bit for bit, but ``timings``)."""
-        jobs = [experiment._job(context) for experiment, context in members]
-        first = members[0][1]
-        fitted = _fit_batch(jobs, first.activation, first.loss, jobs[0]["trainable"])
-        return [experiment._record(job, result, w0)
-                for (experiment, _), job, (result, w0) in zip(members, jobs, fitted)]
+        return [experiment._record(job, result, w0) for experiment, job, result, w0 in _fit_cells(members)]
 
     def _record(self, job, result, w0) -> dict:
         m, d, X, y, arch, model = self.m, self.d, job["X"], job["y"], job["arch"], job["model"]
