@@ -24,7 +24,12 @@ The loss is fused only when the Loss component declares ``jit_code = "mse"`` and
 the kernel's formulas on probe values (:func:`fused_loss`): ``value = sum (f - y)^2 / N`` (summed
 in row order) and ``grad = (f - y) (2 / N)``. Other losses use the engines' NumPy path.
 
-The module imports Numba at import; the engines import it on first use.
+The module imports Numba at import; the engines import it on first use. Its kernels are cached
+on disk like every kernel (:mod:`harness.engine.jit`) and call the activation kernels of
+:mod:`harness.engine.pointwise`, which Numba compiles into them: Numba's cache checks only this
+file's time stamp, so after editing those activation kernels, touch this file (or remove its
+``__pycache__``) to recompile. ``tests/test_chain_kernels.py`` checks every activation through
+this kernel against autograd.
 """
 from __future__ import annotations
 
