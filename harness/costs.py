@@ -81,7 +81,7 @@ def _probe_training() -> dict:
 
 
 def training_rates() -> dict:
-    return calibration.rates("training", _probe_training, version=4)
+    return calibration.rates("training", _probe_training, version=5)  # 5: the fused training kernel
 
 
 def epoch_seconds(N: int, P: int) -> float:
