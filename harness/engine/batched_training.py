@@ -489,7 +489,7 @@ def train_batch(members: Sequence[Member], activation, loss, *,
     threads = engine_threads(threads)
     for idx in groups.values():
         first = members[idx[0]]
-        kernel = (backend is None and model is None and
+        kernel = (backend is None and (model is None or getattr(model, "plain", False)) and
                   fused_codes(shapes_of(first.weights), activation, loss, first.X.dtype,
                               member_rows(first)) is not None)
         large = backend is None and member_flops(first) >= SMALL_STEP_FLOPS and not kernel
