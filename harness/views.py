@@ -10,23 +10,12 @@ from typing import Sequence
 from .calibration import cache_path, consulted, schedule
 from .errors import UserError
 from .progress import format_seconds
-from .resources import cells_over, machine_memory
+from .resources import cells_over, format_bytes, machine_memory
 from .runner import threads_per_job
 from .runs import load_run
 from .search import format_thresholds
 from .store import resolve_run_path
 from .summary import filter_lines, format_blocks, summarize
-
-
-def _fmt_bytes(n) -> str:
-    if n is None:
-        return "?"
-    n = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _fmt_seconds(s) -> str:
@@ -45,7 +34,7 @@ def plan_lines(entries, jobs: int) -> list[tuple[str, bool]]:
         cell = e["cell"]
         coords = ", ".join(f"{k}={v}" for k, v in cell.coords.items()) or "-"
         table.append([str(i), cell.experiment_id, str(cell.repetition), coords,
-                      _fmt_bytes(e["memory_bytes"]), _fmt_seconds(e["seconds"])])
+                      format_bytes(e["memory_bytes"]), _fmt_seconds(e["seconds"])])
     widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
     for r in [header] + table:
         out.append(("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), False))
@@ -62,13 +51,13 @@ def plan_lines(entries, jobs: int) -> list[tuple[str, bool]]:
         if len(known) < len(entries):
             text += f" (no estimate for {len(entries) - len(known)} cells)"
     if mems:
-        text += f"; memory per cell up to {_fmt_bytes(max(mems))}"
+        text += f"; memory per cell up to {format_bytes(max(mems))}"
     out.append((text, False))
 
     memory = machine_memory()
     over = cells_over(entries, memory)
     if over:
-        out.append((f"warning: {over} cell(s) need more memory than this machine has ({_fmt_bytes(memory)}): "
+        out.append((f"warning: {over} cell(s) need more memory than this machine has ({format_bytes(memory)}): "
                     "harness run refuses them unless --force", True))
     searched = sum(1 for e in entries if e.get("searched"))
     if searched:
