@@ -52,7 +52,6 @@ BLOCK_BYTES = 2 ** 18
 
 _sigmoid = KERNELS["sigmoid"].dispatcher()
 _tanh = KERNELS["tanh"].dispatcher()
-_relu = KERNELS["relu"].dispatcher()
 _quadratic = KERNELS["quadratic"].dispatcher()
 _identity = KERNELS["identity"].dispatcher()
 
@@ -75,13 +74,18 @@ def _times(a, b):
 
 
 @numba.njit(nogil=True, cache=True)
-def _activate(code, G, P):
+def _activate(code, g, p, cols):
+    """``g <- phi(g)``, ``p <- phi'(g)`` on the flat buffers of a block of ``cols`` columns: ReLU
+    as a flat loop, the other activations by their :mod:`~harness.engine.pointwise` kernels."""
+    if code == 2:
+        _relu_flat(g, p)
+        return
+    G = g.reshape((g.size // cols, cols))
+    P = p.reshape(G.shape)
     if code == 0:
         _sigmoid(G, P)
     elif code == 1:
         _tanh(G, P)
-    elif code == 2:
-        _relu(G, P)
     elif code == 3:
         _quadratic(G, P)
     else:
@@ -209,18 +213,12 @@ def mse_loss_and_grads(W, X, y, grads, trainable, lowest, code, F, P, Da, Db, s,
             n = W[0].shape[1]
             G = F[0][:c * n].reshape((c, n))
             np.dot(_rows(X[r], a, b), U[0], G)
-            if code == 2:
-                _relu_flat(F[0][:c * n], P[0][:c * n])
-            else:
-                _activate(code, G, P[0][:c * n].reshape((c, n)))
+            _activate(code, F[0][:c * n], P[0][:c * n], n)
             for l in range(1, L - 1):
                 m = W[l].shape[1]
                 G = F[l][:c * m].reshape((c, m))
                 np.dot(F[l - 1][:c * n].reshape((c, n)), U[l], G)
-                if code == 2:
-                    _relu_flat(F[l][:c * m], P[l][:c * m])
-                else:
-                    _activate(code, G, P[l][:c * m].reshape((c, m)))
+                _activate(code, F[l][:c * m], P[l][:c * m], m)
                 n = m
             o = out[r, a:b]
             np.dot(F[L - 2][:c * n].reshape((c, n)), W[L - 1][r][0], o)
