@@ -422,9 +422,12 @@ def plan(spec, overrides: Sequence[str] = (), jobs: int = 1, plugins: Sequence[A
     ``error`` (an estimate that failed). Seconds are for cells running with ``-j jobs``, i.e.
     ``cores // jobs`` threads each, from rates calibrated on this machine
     (:mod:`harness.calibration`); :func:`harness.calibration.schedule` turns them into a wall time.
+    Cells the runner would group (:func:`harness.execute.group_cells`) and whose estimate is
+    ``stacked`` share their worker's threads: their seconds are divided by
+    :func:`harness.calibration.parallel_speedup` of ``min(threads, group size)``.
     """
     from . import calibration
-    from .execute import cell_context
+    from .execute import cell_context, group_cells
     from .runner import threads_per_job
 
     registry = _registry(registry, plugins)
@@ -438,6 +441,7 @@ def plan(spec, overrides: Sequence[str] = (), jobs: int = 1, plugins: Sequence[A
         for x in expected_path(point.search, point.start):
             searched.extend(point.make_cells(x))
     searched_ids = {c.cell_id for c in searched}
+    stacked: dict[int, tuple[dict, bool]] = {}  # id(cell) -> (its entry, its estimate's "stacked")
     with calibration.for_threads(threads_per_job(jobs)):
         cells = spec_obj.cells() + searched
         for cell in cells:
@@ -458,6 +462,15 @@ def plan(spec, overrides: Sequence[str] = (), jobs: int = 1, plugins: Sequence[A
             if entry["setup_key"] is not None and est.get("setup_scope") == "seed":
                 entry["setup_key"] = (entry["setup_key"], cell.root_seed, tuple(cell.spawn_key))
             out.append(entry)
+            stacked[id(cell)] = (entry, bool(est.get("stacked")))
+    threads = threads_per_job(jobs)
+    if threads > 1:
+        for group in group_cells(cells, registry, parts=jobs):
+            factor = calibration.parallel_speedup(min(threads, len(group)))
+            for cell in group:
+                entry, shares = stacked[id(cell)]
+                if shares and len(group) > 1 and entry["seconds"] is not None:
+                    entry["seconds"] = float(entry["seconds"]) / factor
     return out
 
 

@@ -501,7 +501,10 @@ class Experiment(Component):
         with the same key (compiling kernels, an in-process cache; with ``"setup_scope":
         "seed"`` only cells with the same seed share it). Seconds should come from rates
         measured on the machine (:func:`harness.calibration.rates`, :mod:`harness.costs`)
-        for cells running with :func:`harness.calibration.threads` threads each.
+        for cells running with :func:`harness.calibration.threads` threads each; with
+        ``"stacked": True`` they are one thread's seconds of a cell that, in a group
+        (:meth:`batch_key`), is one of several trained on parallel threads: the plan divides
+        them by :func:`harness.calibration.parallel_speedup` of ``min(threads, group size)``.
         """
         return {}
 

@@ -84,9 +84,11 @@ def training_rates() -> dict:
     return calibration.rates("training", _probe_training, version=5)  # 5: the fused training kernel
 
 
-def epoch_seconds(N: int, P: int) -> float:
+def epoch_seconds(N: int, P: int, one_thread: bool = False) -> float:
     """Seconds of one full-batch epoch (gradient and optimizer step) on N samples, P weights:
-    interpolated in log-log between the probe's three sizes of N P, then proportional to N P."""
+    interpolated in log-log between the probe's three sizes of N P, then proportional to N P;
+    with BLAS's threads (:func:`harness.calibration.speedup`), or on one thread when
+    ``one_thread`` (the compiled kernel, or a member of a stack trained on parallel threads)."""
     r = training_rates()
     xs = [r[f"epoch_np_{i}"] for i in range(3)]
     ts = [r[f"epoch_s_at_np_{i}"] for i in range(3)]
@@ -99,15 +101,17 @@ def epoch_seconds(N: int, P: int) -> float:
         i = 0 if x <= xs[1] else 1
         f = math.log(x / xs[i]) / math.log(xs[i + 1] / xs[i])
         t = math.exp(math.log(ts[i]) + f * math.log(ts[i + 1] / ts[i]))
-    return t / calibration.speedup(6.0 * N * P)
+    return t if one_thread else t / calibration.speedup(6.0 * N * P)
 
 
-def sgd_step_seconds(batch: int, P: int, margin_loss: bool = False) -> float:
+def sgd_step_seconds(batch: int, P: int, margin_loss: bool = False, one_thread: bool = False) -> float:
     """Seconds of one mini-batch step of ``batch`` samples on P weights (with the MSE, or with
-    a margin loss such as hinge or logistic when ``margin_loss``)."""
+    a margin loss such as hinge or logistic when ``margin_loss``); ``one_thread`` as in
+    :func:`epoch_seconds`."""
     r = training_rates()
     factor = r["margin_loss_factor"] if margin_loss else 1.0
-    return factor * (r["step_s"] + r["step_s_per_bp"] * batch * P) / calibration.speedup(6.0 * batch * P)
+    t = factor * (r["step_s"] + r["step_s_per_bp"] * batch * P)
+    return t if one_thread else t / calibration.speedup(6.0 * batch * P)
 
 
 def training_setup_seconds() -> float:

@@ -174,3 +174,45 @@ def test_dry_run_names_the_jobs_actually_requested(tmp_path):
         assert result.exit_code == 0, result.output
         threads = max(1, cpu_count() // int(jobs))
         assert f"with -j {jobs} ({threads} thread" in result.stdout.splitlines()[-1]
+
+
+GROUPED = """
+[benchmark]
+name = "grouped_estimates"
+seed = 3
+repetitions = 5
+
+[[experiments]]
+id = "mem"
+experiment = "memorization"
+max_epochs = 500
+window = 100
+architecture = {{ name = "fc", widths = ["d", "d", "d"] }}
+batched = {batched}
+[experiments.grid]
+N = [200, 400]
+d = [10]
+"""
+
+
+@pytest.mark.parametrize("batched", ["true", "false"])
+def test_plan_divides_stacked_cells_of_a_group_by_the_threads_they_share(tmp_path, monkeypatch, batched):
+    """The 5 repetitions of a grid point train as one stack on the worker's threads (4 here):
+    each cell's estimate is its one-thread time over parallel_speedup(4); alone (batching off,
+    or ``batched = false``), its one-thread time; on one thread per job nothing changes."""
+    import harness.runner
+
+    spec = tmp_path / "grouped.toml"
+    spec.write_text(GROUPED.format(batched=batched), encoding="utf-8")
+    monkeypatch.setattr(harness.runner, "cpu_count", lambda: 4)
+    grouped = api.plan(spec, jobs=1)
+    monkeypatch.setenv("HARNESS_BATCH", "0")
+    alone = api.plan(spec, jobs=1)
+    one_thread_jobs = api.plan(spec, jobs=4)
+    assert len(grouped) == len(alone) == 10
+    factor = calibration.parallel_speedup(4) if batched == "true" else 1.0
+    for g, a, j in zip(grouped, alone, one_thread_jobs):
+        assert g["cell"].cell_id == a["cell"].cell_id
+        assert g["seconds"] == pytest.approx(a["seconds"] / factor, rel=1e-12)
+        assert j["seconds"] == pytest.approx(a["seconds"], rel=1e-12)  # kernel: one thread anyway
+    assert calibration.parallel_speedup(1) == 1.0 and calibration.parallel_speedup(2) == pytest.approx(1.85)

@@ -64,7 +64,7 @@ from .gradients import GradientEngine
 from .pointwise import phi_dphi_inplace
 from .stopping import DivergenceRule, MaxEpochs, StoppingRule
 from .threads import blas_threads, engine_threads, run_in_threads
-from .training import SMALL_STEP_FLOPS, TrainResult, engine_flops, shapes_of, train
+from .training import TrainResult, engine_flops, shapes_of, stacked_on_threads, train
 
 __all__ = ["Member", "train_batch", "StackedGradientEngine", "MemberStepper", "batch_key_of",
            "member_flops", "member_rows", "outer_times_stack"]
@@ -492,7 +492,7 @@ def train_batch(members: Sequence[Member], activation, loss, *,
         kernel = (backend is None and (model is None or getattr(model, "plain", False)) and
                   fused_codes(shapes_of(first.weights), activation, loss, first.X.dtype,
                               member_rows(first)) is not None)
-        large = backend is None and member_flops(first) >= SMALL_STEP_FLOPS and not kernel
+        large = backend is None and not stacked_on_threads(member_flops(first), kernel)
         if len(idx) == 1 or isinstance(model, GenericModel) or large:  # the single-network loop
             for i in idx:
                 m = members[i]

@@ -37,6 +37,7 @@ import numba
 import numpy as np
 
 from .pointwise import KERNELS, fused_kernel
+from .training import KERNEL_MAX_FLOPS
 
 __all__ = ["ACTIVATION_CODES", "LOSS_CODES", "BLOCK_BYTES", "MAX_FLOPS", "block_rows", "fused_loss",
            "fused_codes", "mse_loss_and_grads", "BlockBuffers", "FusedEvaluator", "EvaluatorCache"]
@@ -136,11 +137,10 @@ def fused_loss(loss) -> int | None:
     return LOSS_CODES[code] if ok else None
 
 
-MAX_FLOPS = 1e9
-"""The kernel serves evaluations of fewer flops than this (``6 rows P``). It runs on one BLAS
-thread; measured side by side on 2 cores (``harness bench train``), one thread of it beats the
-NumPy engine with two BLAS threads on whole matrices up to d = 80, N = 5000 (6e8 flops) and
-about breaks even at d = 122, N = 12000 (3e9), where the NumPy engine keeps the cores."""
+MAX_FLOPS = KERNEL_MAX_FLOPS
+"""The kernel serves evaluations of fewer flops than this (``6 rows P``): see
+:data:`harness.engine.training.KERNEL_MAX_FLOPS`, where it is defined (a module without Numba,
+for the cost estimates)."""
 
 
 def fused_codes(shapes, activation, loss, dtype, rows: int) -> tuple[int, int] | None:

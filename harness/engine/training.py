@@ -76,12 +76,28 @@ SMALL_STEP_FLOPS = 5e7
 """Below this many floating-point operations per gradient evaluation, training runs with one
 BLAS thread: the products are too small for BLAS's threads to pay, and idle BLAS threads
 spinning on a busy machine can slow small products a hundredfold. Training through the compiled
-kernel (:mod:`harness.engine.chain_kernels`, up to its ``MAX_FLOPS``) also runs on one thread:
+kernel (:mod:`harness.engine.chain_kernels`, up to :data:`KERNEL_MAX_FLOPS`) also runs on one thread:
 its products are blocks of rows, too small for threads at any size."""
 
 
 def shapes_of(weights: Sequence[np.ndarray]) -> list[tuple[int, int]]:
     return [tuple(np.shape(W)) for W in weights]
+
+
+KERNEL_MAX_FLOPS = 1e9
+"""The compiled kernel (:mod:`harness.engine.chain_kernels`, its ``MAX_FLOPS``) serves
+evaluations of fewer flops than this (``6 rows P``). It runs on one BLAS thread; measured side by
+side on 2 cores (``harness bench train``), one thread of it beats the NumPy engine with two BLAS
+threads on whole matrices up to d = 80, N = 5000 (6e8 flops) and about breaks even at d = 122,
+N = 12000 (3e9), where the NumPy engine keeps the cores."""
+
+
+def stacked_on_threads(flops: float, kernel: bool) -> bool:
+    """Whether :func:`harness.engine.batched_training.train_batch` trains a member whose gradient
+    evaluation costs ``flops`` in a stack whose members share the threads (``True``: the
+    compiled kernel evaluates it, ``kernel``, or it is under :data:`SMALL_STEP_FLOPS`; both run
+    on one BLAS thread), or alone with every BLAS thread (``False``)."""
+    return bool(kernel) or float(flops) < SMALL_STEP_FLOPS
 
 
 def engine_flops(shapes: Sequence[tuple[int, int]], rows: int) -> float:

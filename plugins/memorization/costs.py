@@ -24,15 +24,26 @@ def _expected_epochs(cell_params, P: float, N: int) -> float:
 def _train_cost(N: int, P: float, epochs: float, batch: int | None = None, margin_loss: bool = False) -> dict:
     """Estimated seconds of ``epochs`` epochs on N samples and P trainable weights (full batch,
     or mini-batches of ``batch``), from the calibrated rates of :mod:`harness.costs`,
-    with the compilation of the training kernels as a once-per-process set-up cost."""
-    from harness import costs
+    with the compilation of the training kernels as a once-per-process set-up cost.
 
-    if batch is None or batch >= N:
-        seconds = epochs * costs.epoch_seconds(N, int(P))
+    On one thread where the engine runs the training on one thread: under the compiled
+    kernel's :data:`~harness.engine.training.KERNEL_MAX_FLOPS` per evaluation (assumed to apply
+    with the mean squared error, i.e. without ``margin_loss``, and a fused activation, as the
+    built-in ones are) or under :data:`~harness.engine.training.SMALL_STEP_FLOPS`; such cells
+    are ``stacked`` (:meth:`harness.Experiment.estimate`): in a group they share the threads."""
+    from harness import costs
+    from harness.engine.training import KERNEL_MAX_FLOPS, stacked_on_threads
+
+    rows = N if batch is None or batch >= N else int(batch)
+    flops = 6.0 * rows * float(P)
+    stacked = stacked_on_threads(flops, kernel=not margin_loss and flops < KERNEL_MAX_FLOPS)
+    if rows == N:
+        seconds = epochs * costs.epoch_seconds(N, int(P), one_thread=stacked)
     else:
-        seconds = epochs * math.ceil(N / batch) * costs.sgd_step_seconds(batch, int(P), margin_loss)
+        seconds = epochs * math.ceil(N / batch) * costs.sgd_step_seconds(batch, int(P), margin_loss,
+                                                                         one_thread=stacked)
     return {"seconds": float(seconds), "setup_key": "training_kernels",
-            "setup_seconds": costs.training_setup_seconds()}
+            "setup_seconds": costs.training_setup_seconds(), "stacked": stacked}
 
 
 def _component_widths(experiment, d: int) -> list[int]:

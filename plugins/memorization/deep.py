@@ -28,8 +28,8 @@ components (initializer and dataset aside), such as the repetitions of a grid po
 trained together by :func:`harness.engine.batched_training.train_batch` (``batch_key`` /
 ``run_batch``); each row is bit-identical to the cell's row alone except ``timings`` (on the
 ``torch`` backend, equal to rounding: the stack runs as batched torch products).
-``batched = false`` trains every cell alone. (``two_layer_memorization`` and ``capacity`` do
-not batch yet.)
+``batched = false`` trains every cell alone. ``two_layer_memorization`` and ``capacity`` batch
+the same way, without a parameter (``HARNESS_BATCH=0`` turns batching off for every experiment).
 """
 from __future__ import annotations
 
