@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("harness", "numpy", "scipy", "numba", "llvmlite", "autograd", "matplotlib", "pluggy",
-            "click", "threadpoolctl", "torch")
+            "click", "threadpoolctl", "torch", "mkl")
 
 
 def collect(jobs: int, threads: int, timeout: float | None = None,
@@ -35,6 +35,7 @@ def collect(jobs: int, threads: int, timeout: float | None = None,
         "packages": package_versions(),
         "plugins": plugin_distributions(),
         "blas": blas_info(),
+        "kernel_blas": kernel_blas_info(),
         "git": git_state(Path(__file__).resolve().parent.parent),
         "cwd_git": git_state(Path.cwd()),
         **session(jobs, threads, timeout, argv),
@@ -99,6 +100,18 @@ def blas_info() -> list[dict[str, Any]] | None:
         from threadpoolctl import threadpool_info
 
         return threadpool_info()
+    except Exception:
+        return None
+
+
+def kernel_blas_info() -> dict[str, Any] | None:
+    """The library whose products the compiled training kernel calls
+    (:mod:`harness.engine.kernel_blas`): ``{"name": "openblas" | "mkl", "version": ..}``."""
+    try:
+        from .engine.kernel_blas import kernel_blas
+
+        chosen = kernel_blas()
+        return {"name": chosen.name, "version": chosen.version}
     except Exception:
         return None
 

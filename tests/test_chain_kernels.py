@@ -13,9 +13,38 @@ from harness.engine.chain_kernels import (
     FusedEvaluator,
     fused_codes,
     fused_loss,
+    jit_slots,
+    jit_table,
     mse_loss_and_grads,
 )
 from harness.engine.gradients import GradientEngine
+from harness.engine.kernel_blas import load_mkl, mkl_library
+
+
+def _libraries():
+    """The products the kernel can call here: ``np.dot`` (SciPy's OpenBLAS) and, when the
+    ``mkl`` extra is installed, MKL's CBLAS GEMM and MKL's JIT GEMMs: ``{name: (blas, jit)}``
+    with ``blas`` a KernelBlas or None (np.dot) and ``jit`` whether to build a JIT table."""
+    out = {"np.dot": (None, False)}
+    if mkl_library() is not None:
+        lib = load_mkl()
+        out["mkl"] = (lib, False)
+        out["mkl-jit"] = (lib, True)
+    return out
+
+
+LIBRARIES = _libraries()
+
+
+def products(library, shapes, block, rows, dtype=np.float64):
+    """``(gemm address, JIT table, owners)`` for :func:`mse_loss_and_grads`."""
+    blas, jit = LIBRARIES[library]
+    gemm = 0 if blas is None else blas.address(dtype)
+    if jit:
+        table, owners = jit_table(shapes, block, rows, dtype, blas)
+        assert table[..., 1].any()
+        return gemm, table, owners
+    return gemm, np.zeros((2, jit_slots(len(shapes)), 2), np.int64), []
 
 PHI = {"relu": lambda g: anp.maximum(g, 0.0), "sigmoid": lambda g: 1.0 / (1.0 + anp.exp(-g)),
        "tanh": anp.tanh, "quadratic": lambda g: g * g, "identity": lambda g: g}
@@ -38,17 +67,20 @@ def reference(weights, X, y, act):
     return loss(weights), grad(loss)(weights)
 
 
-def evaluate(weights, X, y, code, trainable, block):
-    """The kernel on a stack of one network, with ``block`` rows per block."""
+def evaluate(weights, X, y, code, trainable, block, library="np.dot"):
+    """The kernel on a stack of one network, with ``block`` rows per block and the products of
+    ``library`` (a key of LIBRARIES)."""
     shapes = [W.shape for W in weights]
     buffers = BlockBuffers(shapes, np.float64, rows=block)
     grads = tuple(np.full((1, *s), np.nan) for s in shapes)
     out, values = np.empty((1, X.shape[0])), np.empty(1)
     flags = np.array(trainable, dtype=np.bool_)
     lowest = int(np.flatnonzero(flags)[0]) if flags.any() else len(shapes)
+    gemm, jits, owners = products(library, shapes, block, X.shape[0])  # owners: alive during the call
     mse_loss_and_grads(tuple(W[None] for W in weights), X[None], y[None], grads, flags, lowest,
                        code, buffers.F, buffers.P, buffers.Da, buffers.Db, buffers.s, buffers.T,
-                       buffers.U, out, values, 1)
+                       buffers.U, out, values, 1, gemm, jits)
+    del owners
     return values[0], [g[0] for g in grads], out[0]
 
 
@@ -58,13 +90,15 @@ CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "quadratic": 3, "identity": 4}
 @pytest.mark.parametrize("act", list(CODES))
 @pytest.mark.parametrize("widths", [(6,), (6, 5), (7, 4, 6)])
 @pytest.mark.parametrize("block", [16, 37, 200])
-def test_kernel_equals_autograd(act, widths, block):
-    """Blocks of 16 and 37 rows leave a partial last block (N = 53); 200 is one block."""
+@pytest.mark.parametrize("library", list(LIBRARIES))
+def test_kernel_equals_autograd(act, widths, block, library):
+    """Blocks of 16 and 37 rows leave a partial last block (N = 53); 200 is one block; with
+    every BLAS the kernel can call here."""
     d, N = 5, 53
     weights = chain(widths, d, seed=len(widths) + block)
     rng = np.random.default_rng(7)
     X, y = rng.standard_normal((N, d)), rng.standard_normal(N)
-    value, grads, out = evaluate(weights, X, y, CODES[act], [True] * len(weights), block)
+    value, grads, out = evaluate(weights, X, y, CODES[act], [True] * len(weights), block, library)
     ref_value, ref_grads = reference(weights, X, y, act)
     assert value == pytest.approx(ref_value, rel=1e-12)
     for g, r in zip(grads, ref_grads):
@@ -130,7 +164,8 @@ def test_stack_members_beyond_k_untouched(registry):
         assert np.array_equal(g[1], gs)
 
 
-def test_float32_follows_float64():
+@pytest.mark.parametrize("library", list(LIBRARIES))
+def test_float32_follows_float64(library):
     d, N = 6, 64
     weights = chain((8, 8), d, seed=4)
     rng = np.random.default_rng(1)
@@ -139,9 +174,11 @@ def test_float32_follows_float64():
     buffers = BlockBuffers([W.shape for W in W32], np.float32, rows=20)
     grads = tuple(np.empty((1, *W.shape), np.float32) for W in W32)
     out, values = np.empty((1, N), np.float32), np.empty(1, np.float32)
+    gemm, jits, owners = products(library, [W.shape for W in W32], 20, N, np.float32)
     mse_loss_and_grads(tuple(W[None] for W in W32), X.astype(np.float32)[None], y.astype(np.float32)[None],
                        grads, np.ones(3, np.bool_), 0, CODES["tanh"], buffers.F, buffers.P, buffers.Da,
-                       buffers.Db, buffers.s, buffers.T, buffers.U, out, values, 1)
+                       buffers.Db, buffers.s, buffers.T, buffers.U, out, values, 1, gemm, jits)
+    del owners
     ref_value, ref_grads = reference(weights, X, y, "tanh")
     assert grads[0].dtype == np.float32
     assert float(values[0]) == pytest.approx(ref_value, rel=1e-5)
@@ -198,3 +235,37 @@ def test_limits_of_the_kernel(registry):
     assert fused_codes(shapes, act, loss, np.float64, rows_at_limit) is None
     assert fused_codes(shapes, act, loss, np.float16, 100) is None
     assert fused_codes([(1, 5)], act, loss, np.float64, 100) is None  # one layer: NumPy path
+
+
+@pytest.mark.skipif("mkl" not in LIBRARIES, reason="MKL is not installed (pip install -e '.[mkl]')")
+def test_mkl_and_np_dot_agree_to_rounding_on_a_figure2_block():
+    """MKL's products (CBLAS and JIT) and OpenBLAS's, through the whole kernel, on the Figure-2
+    network at d = 38 (blocks of 107 rows, a partial last one)."""
+    d, N = 38, 1000
+    weights = chain((d, d, d), d, seed=11)
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((N, d)), rng.standard_normal(N)
+    a = evaluate(weights, X, y, CODES["relu"], [True] * 4, 107, "np.dot")
+    for library in ("mkl", "mkl-jit"):
+        b = evaluate(weights, X, y, CODES["relu"], [True] * 4, 107, library)
+        assert b[0] == pytest.approx(a[0], rel=1e-13)
+        for ga, gb in zip(a[1], b[1]):
+            np.testing.assert_allclose(gb, ga, rtol=1e-11, atol=1e-14 * np.abs(ga).max())
+        np.testing.assert_allclose(b[2], a[2], rtol=1e-12, atol=1e-14)
+
+
+def test_kernel_blas_choice_is_validated(monkeypatch):
+    from harness.engine import kernel_blas as kb
+
+    monkeypatch.setenv(kb.ENV, "atlas")
+    kb._reset_for_tests()
+    try:
+        with pytest.raises(ValueError, match="HARNESS_KERNEL_BLAS='atlas': allowed values are auto, openblas, mkl"):
+            kb.kernel_blas()
+        monkeypatch.setenv(kb.ENV, "openblas")
+        kb._reset_for_tests()
+        chosen = kb.kernel_blas()
+        assert chosen.name == "openblas" and chosen.address(np.float64) == 0
+    finally:
+        monkeypatch.delenv(kb.ENV)
+        kb._reset_for_tests()

@@ -16,6 +16,9 @@ def test_collect_records_versions_cpu_blas_git_and_threads():
     assert env["cores"] >= 1 and env["packages"]["numpy"] and env["packages"]["harness"]
     assert env["plugins"].get("harness")
     assert any(lib.get("user_api") == "blas" for lib in env["blas"])
+    from harness.engine.kernel_blas import mkl_library
+
+    assert env["kernel_blas"]["name"] == ("mkl" if mkl_library() is not None else "openblas")
 
 
 def test_git_state_of_a_repository_and_of_a_plain_folder(tmp_path):

@@ -24,12 +24,17 @@ so that they see the same machine load; the table gives medians over ``--repeats
 the ratios single / batched and engine / batched measured round by round (their medians).
 
 Run: ``harness bench train [--sizes 22x400,38x1200,50x2500,122x12000] [--R 1,10]
-[--repeats 5] [--threads T] [--seconds 0.3]``.
+[--repeats 5] [--threads T] [--seconds 1.0]``. Each timing trains about ``--seconds`` of the
+single path (about 100 epochs at d = 38, N = 1200): the one-off costs of a call (stacking the
+members, their final outputs) then weigh as little as in the studies' runs of hundreds to
+thousands of epochs.
 
 ``--blocks 64,107,160`` times instead the loss-and-gradient kernel alone
 (:func:`harness.engine.chain_kernels.mse_loss_and_grads`, one thread) on a stack of R networks
 for each number of rows per block, in alternation: microseconds per network, best and median
-over the rounds (the measurement behind ``BLOCK_BYTES``; docs/engine.md).
+over the rounds (the measurement behind ``BLOCK_BYTES``; docs/engine.md); with MKL installed
+(:mod:`harness.engine.kernel_blas`), each block size with SciPy's OpenBLAS, MKL's CBLAS GEMM
+and MKL's JIT GEMMs (``openblas``, ``mkl``, ``mkl-jit``).
 """
 from __future__ import annotations
 
@@ -192,7 +197,7 @@ def _settle() -> None:
 
 
 def measure(d: int, N: int, R: int, repeats: int = 5, threads: int | None = None,
-            seconds: float = 0.3, torch: bool = True) -> dict:
+            seconds: float = 1.0, torch: bool = True) -> dict:
     """One line of the table (seconds per epoch per network; see the module docstring)."""
     from threadpoolctl import threadpool_limits
 
@@ -232,8 +237,11 @@ def measure(d: int, N: int, R: int, repeats: int = 5, threads: int | None = None
 
 def kernel_block_times(d: int, N: int, R: int, blocks: Sequence[int], repeats: int = 9) -> dict:
     """Seconds per network of one kernel evaluation on a stack of ``R`` Figure-2 networks, for
-    each block size: ``{block: (best, median)}`` over ``repeats`` alternating rounds."""
-    from ..engine.chain_kernels import ACTIVATION_CODES, BlockBuffers, mse_loss_and_grads
+    each block size and each way the kernel can call its products here (SciPy's OpenBLAS; when
+    :mod:`harness.engine.kernel_blas` loaded MKL, also MKL's CBLAS GEMM and MKL's JIT GEMMs):
+    ``{(library, block): (best, median)}`` over ``repeats`` alternating rounds."""
+    from ..engine.chain_kernels import ACTIVATION_CODES, BlockBuffers, jit_slots, jit_table, mse_loss_and_grads
+    from ..engine.kernel_blas import kernel_blas
     from ..engine.threads import blas_threads
 
     data = problem(d, N, R)
@@ -244,17 +252,28 @@ def kernel_block_times(d: int, N: int, R: int, blocks: Sequence[int], repeats: i
     grads = tuple(np.empty_like(w) for w in W)
     flags = np.ones(len(W), dtype=np.bool_)
     out, values = np.empty((R, N)), np.empty(R)
+    chosen = kernel_blas()
+    none = np.zeros((2, jit_slots(len(shapes)), 2), np.int64)
+    # library -> (gemm address, JIT table per block size, owners of the JIT kernels)
+    libraries: dict[str, tuple[int, dict, list]] = {"openblas": (0, {b: none for b in blocks}, [])}
+    if chosen.name == "mkl":
+        libraries["mkl"] = (chosen.address(np.float64), {b: none for b in blocks}, [])
+        tables = {b: jit_table(shapes, b, N, np.float64, chosen) for b in blocks}
+        libraries["mkl-jit"] = (chosen.address(np.float64), {b: t[0] for b, t in tables.items()},
+                                [t[1] for t in tables.values()])
     buffers = {b: BlockBuffers(shapes, np.float64, rows=b) for b in blocks}
-    times: dict[int, list[float]] = {b: [] for b in blocks}
+    times: dict[tuple[str, int], list[float]] = {(lib, b): [] for b in blocks for lib in libraries}
     with blas_threads(1):
         for rnd in range(repeats + 1):
-            for b, bb in buffers.items():
+            for lib, b in times:
+                bb = buffers[b]
+                gemm, jits, _ = libraries[lib]
                 t0 = time.perf_counter()
                 mse_loss_and_grads(W, X, y, grads, flags, 0, ACTIVATION_CODES["relu"], bb.F, bb.P,
-                                   bb.Da, bb.Db, bb.s, bb.T, bb.U, out, values, R)
+                                   bb.Da, bb.Db, bb.s, bb.T, bb.U, out, values, R, gemm, jits[b])
                 if rnd:  # the first round compiles and warms up
-                    times[b].append((time.perf_counter() - t0) / R)
-    return {b: (min(v), statistics.median(v)) for b, v in times.items()}
+                    times[(lib, b)].append((time.perf_counter() - t0) / R)
+    return {key: (min(v), statistics.median(v)) for key, v in times.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
@@ -263,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--R", default="1,10", help="numbers of networks trained together")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--seconds", type=float, default=0.3, help="target seconds of one timing")
+    parser.add_argument("--seconds", type=float, default=1.0, help="target seconds of one timing")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--blocks", default=None,
                         help="time the kernel alone for these rows per block (e.g. 64,107,160)")
@@ -283,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         for d, N in sizes:
             default = block_rows([(d, d)] * 3 + [(1, d)], np.float64)
             times = kernel_block_times(d, N, max(Rs), blocks, max(3, args.repeats))
-            cells = "  ".join(f"{b}: {1e6 * t[0]:.0f} / {1e6 * t[1]:.0f}" for b, t in times.items())
+            cells = "  ".join(f"{b} ({lib}): {1e6 * t[0]:.0f} / {1e6 * t[1]:.0f}"
+                              for (lib, b), t in times.items())
             print(f"d = {d}, N = {N}, R = {max(Rs)} (default block {default}): {cells}", flush=True)
         return []
     rows = []

@@ -6,8 +6,9 @@ activation (:data:`harness.engine.pointwise.KERNELS`) and the mean squared error
 every trainable layer in one compiled call, in blocks of rows:
 
 - per block, the forward pass (the products ``G_l = F_{l-1} W_l^T`` by BLAS ``dgemm``/``sgemm``
-  called from Numba through ``np.dot``, i.e. SciPy's BLAS; the activation and its derivative in
-  one pass), the outputs, the loss terms and the output signal ``2 (f - y) / N``, then the
+  called from Numba: through ``np.dot``, i.e. SciPy's OpenBLAS, or MKL's CBLAS when installed,
+  :mod:`harness.engine.kernel_blas`; the activation and its derivative in one pass), the
+  outputs, the loss terms and the output signal ``2 (f - y) / N``, then the
   backward pass (``D_{L-1} = s w_L^T * phi'(G_{L-1})``, ``D_{l-1} = (D_l W_l) * phi'(G_{l-1})``)
   and the block's share of each gradient ``D_l^T F_{l-1}``, added to the previous blocks';
 - the block is sized so that its activations, derivatives and signals stay in the core's cache
@@ -35,11 +36,16 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
+from .kernel_blas import kernel_blas
 from .pointwise import KERNELS, fused_kernel
 from .training import KERNEL_MAX_FLOPS
 
 __all__ = ["ACTIVATION_CODES", "LOSS_CODES", "BLOCK_BYTES", "MAX_FLOPS", "block_rows", "fused_loss",
+           "jit_slots", "jit_table",
            "fused_codes", "mse_loss_and_grads", "BlockBuffers", "FusedEvaluator", "EvaluatorCache"]
 
 ACTIVATION_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "quadratic": 3, "identity": 4}
@@ -91,6 +97,120 @@ def _activate(code, g, p, cols):
         _quadratic(G, P)
     else:
         _identity(G, P)
+
+
+@intrinsic
+def _cblas_gemm(typingctx, address, trans_a, m, n, k, A, lda, B, ldb, C, ldc):
+    """``cblas_?gemm(RowMajor, trans_a, NoTrans, m, n, k, 1, A, lda, B, ldb, 0, C, ldc)`` at the
+    run-time ``address`` (:mod:`harness.engine.kernel_blas`; an argument rather than a constant,
+    so that the compiled kernel can be cached), double or single precision after ``A``."""
+    if not (isinstance(A, types.Array) and A.dtype in (types.float64, types.float32)):
+        return None
+    sig = types.void(address, trans_a, m, n, k, A, lda, B, ldb, C, ldc)
+
+    def codegen(context, builder, signature, args):
+        real = ir.DoubleType() if A.dtype == types.float64 else ir.FloatType()
+        i32, ptr = ir.IntType(32), ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i32] * 6 + [real, ptr, i32, ptr, i32, real, ptr, i32])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+
+        def int32(v):
+            return builder.trunc(v, i32) if v.type.width > 32 else v
+
+        def data(ty, v):
+            return builder.bitcast(context.make_array(ty)(context, builder, v).data, ptr)
+
+        builder.call(fn, [ir.Constant(i32, 101), int32(args[1]), ir.Constant(i32, 111),
+                          int32(args[2]), int32(args[3]), int32(args[4]), ir.Constant(real, 1.0),
+                          data(A, args[5]), int32(args[6]), data(B, args[7]), int32(args[8]),
+                          ir.Constant(real, 0.0), data(C, args[9]), int32(args[10])])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _jit_gemm(typingctx, function, jitter, A, B, C):
+    """``function(jitter, A, B, C)``: a GEMM compiled by MKL for these shapes
+    (:class:`harness.engine.kernel_blas.JitGemm`), at run-time addresses."""
+    if not (isinstance(A, types.Array) and A.dtype in (types.float64, types.float32)):
+        return None
+    sig = types.void(function, jitter, A, B, C)
+
+    def codegen(context, builder, signature, args):
+        ptr = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, ptr])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+
+        def data(ty, v):
+            return builder.bitcast(context.make_array(ty)(context, builder, v).data, ptr)
+
+        builder.call(fn, [builder.inttoptr(args[1], ptr), data(A, args[2]), data(B, args[3]),
+                          data(C, args[4])])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(nogil=True, cache=True)
+def _mm(gemm, jit, A, B, C):
+    """``C = A @ B`` (C-contiguous matrices): by the JIT GEMM ``jit`` (``(jitter, function)``)
+    when it has a function, else ``np.dot`` when ``gemm`` is 0, else the CBLAS GEMM at that
+    address."""
+    if jit[1] != 0:
+        _jit_gemm(jit[1], jit[0], A, B, C)
+    elif gemm == 0:
+        np.dot(A, B, C)
+    else:
+        _cblas_gemm(gemm, 111, A.shape[0], B.shape[1], A.shape[1], A, A.shape[1], B, B.shape[1],
+                    C, C.shape[1])
+
+
+@numba.njit(nogil=True, cache=True)
+def _tm(gemm, jit, A, B, C):
+    """``C = A^T @ B`` (C-contiguous matrices), as :func:`_mm`."""
+    if jit[1] != 0:
+        _jit_gemm(jit[1], jit[0], A, B, C)
+    elif gemm == 0:
+        np.dot(A.T, B, C)
+    else:
+        _cblas_gemm(gemm, 112, A.shape[1], B.shape[1], A.shape[0], A, A.shape[1], B, B.shape[1],
+                    C, C.shape[1])
+
+
+def jit_slots(L: int) -> int:
+    """Products of one block of an L-layer chain in the kernel's JIT table: the forward product
+    of each hidden layer (slot l), the gradient of each layer below the output (slot L-1+l) and
+    the back-propagation product through each (slot 2(L-1)+l)."""
+    return 3 * (L - 1)
+
+
+def jit_table(shapes, block: int, rows: int, dtype, blas=None) -> tuple[np.ndarray, list]:
+    """The kernel's JIT GEMMs for ``rows`` samples in blocks of ``block``: an int64 array
+    ``(2, jit_slots(L), 2)`` of ``(jitter, function)`` for full blocks (row 0) and the last,
+    partial one (row 1), zeros where MKL's JIT is not available (the kernel then calls
+    ``gemm``), and the :class:`~harness.engine.kernel_blas.JitGemm` objects that own them."""
+    from .kernel_blas import kernel_blas
+
+    blas = kernel_blas() if blas is None else blas
+    shapes = [(int(a), int(b)) for a, b in shapes]
+    L = len(shapes)
+    table = np.zeros((2, jit_slots(L), 2), dtype=np.int64)
+    owners: list = []
+    sizes = [min(block, rows), rows % block if rows > block and rows % block else 0]
+    for i, c in enumerate(sizes):
+        if c == 0 or blas.name != "mkl":
+            continue
+        for l in range(L - 1):
+            n_out, n_in = shapes[l]
+            for slot, (m, n, k, trans) in ((l, (c, n_out, n_in, False)),                 # F W^T
+                                           (L - 1 + l, (n_out, n_in, c, True)),           # D^T F
+                                           (2 * (L - 1) + l, (c, n_in, n_out, False))):   # D W
+                jit = blas.jit_gemm(m, n, k, trans, dtype)
+                if jit is not None:
+                    table[i, slot] = (jit.handle, jit.function)
+                    owners.append(jit)
+    return table, owners
 
 
 @numba.njit(nogil=True, cache=True)
@@ -181,7 +301,8 @@ class BlockBuffers:
 
 
 @numba.njit(nogil=True, cache=True)
-def mse_loss_and_grads(W, X, y, grads, trainable, lowest, code, F, P, Da, Db, s, T, U, out, values, k):
+def mse_loss_and_grads(W, X, y, grads, trainable, lowest, code, F, P, Da, Db, s, T, U, out, values, k,
+                       gemm, jits):
     """Mean squared error and gradients of members ``0..k-1`` of a stack.
 
     ``W``: tuple of the L weight stacks ``(R, n_l, n_{l-1})`` (L >= 2); ``X`` ``(R, rows, d)``,
@@ -189,7 +310,9 @@ def mse_loss_and_grads(W, X, y, grads, trainable, lowest, code, F, P, Da, Db, s,
     trainable layers only); ``trainable`` one flag per layer, ``lowest`` the lowest trainable
     layer (0-based); ``code`` the activation's code; ``F``, ``P``, ``Da``, ``Db``, ``s``, ``T``,
     ``U`` the scratch of :class:`BlockBuffers` (its block size sets the rows per block); ``out``
-    ``(R, rows)`` receives the outputs and ``values`` ``(R,)`` the losses.
+    ``(R, rows)`` receives the outputs and ``values`` ``(R,)`` the losses; ``gemm`` the address of
+    the CBLAS GEMM for the matrix products, 0 for ``np.dot`` (:mod:`harness.engine.kernel_blas`),
+    and ``jits`` the JIT GEMMs of :func:`jit_table` for these rows (zeros: none).
     """
     L = len(W)
     rows = X.shape[1]
@@ -209,15 +332,16 @@ def mse_loss_and_grads(W, X, y, grads, trainable, lowest, code, F, P, Da, Db, s,
         for a in range(0, rows, block):
             b = min(rows, a + block)
             c = b - a
+            J = jits[0] if c == block or rows <= block else jits[1]
             # forward
             n = W[0].shape[1]
             G = F[0][:c * n].reshape((c, n))
-            np.dot(_rows(X[r], a, b), U[0], G)
+            _mm(gemm, J[0], _rows(X[r], a, b), U[0], G)
             _activate(code, F[0][:c * n], P[0][:c * n], n)
             for l in range(1, L - 1):
                 m = W[l].shape[1]
                 G = F[l][:c * m].reshape((c, m))
-                np.dot(F[l - 1][:c * n].reshape((c, n)), U[l], G)
+                _mm(gemm, J[l], F[l - 1][:c * n].reshape((c, n)), U[l], G)
                 _activate(code, F[l][:c * m], P[l][:c * m], m)
                 n = m
             o = out[r, a:b]
@@ -254,9 +378,9 @@ def mse_loss_and_grads(W, X, y, grads, trainable, lowest, code, F, P, Da, Db, s,
                         else:
                             below = F[l - 1][:c * fan_in].reshape((c, fan_in))
                         if first:
-                            np.dot(D.T, below, grads[l][r])
+                            _tm(gemm, J[L - 1 + l], D, below, grads[l][r])
                         else:
-                            np.dot(D.T, below, T[l])
+                            _tm(gemm, J[L - 1 + l], D, below, T[l])
                             g2 = grads[l][r]
                             t2 = T[l]
                             for i in range(g2.shape[0]):
@@ -267,7 +391,7 @@ def mse_loss_and_grads(W, X, y, grads, trainable, lowest, code, F, P, Da, Db, s,
                             Dn = Db[:c * fan_in].reshape((c, fan_in))
                         else:
                             Dn = Da[:c * fan_in].reshape((c, fan_in))
-                        np.dot(D, W[l][r], Dn)
+                        _mm(gemm, J[2 * (L - 1) + l], D, W[l][r], Dn)
                         _times(Dn.ravel(), P[l - 1][:c * fan_in])
                         D = Dn
                         in_a = not in_a
@@ -288,8 +412,11 @@ class FusedEvaluator:
         self.lowest = int(idx[0]) if idx.size else len(self.shapes)
         self.dtype = np.dtype(dtype)
         self.buffers = BlockBuffers(self.shapes, self.dtype)
+        self.blas = kernel_blas()
+        self.gemm = self.blas.address(self.dtype)  # 0: np.dot
         self._frozen = np.empty((1, 1, 1), dtype=self.dtype)
         self._outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._jits: dict[int, tuple[np.ndarray, list]] = {}  # rows -> jit_table
 
     def evaluate(self, W, X, y, grads, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``W``: the weight stacks ``(R, n_l, n_{l-1})``; ``X`` ``(R', rows, d)``, ``y``
@@ -305,9 +432,12 @@ class FusedEvaluator:
             self._outputs[key] = bufs
         out, values = bufs
         b = self.buffers
+        jits = self._jits.get(rows)
+        if jits is None:
+            jits = self._jits[rows] = jit_table(self.shapes, b.block, rows, self.dtype, self.blas)
         mse_loss_and_grads(tuple(W), X, y, tuple(self._frozen if g is None else g for g in grads),
                            self.trainable, self.lowest, self.code, b.F, b.P, b.Da, b.Db, b.s, b.T,
-                           b.U, out, values, int(k))
+                           b.U, out, values, int(k), self.gemm, jits[0])
         return values, out
 
 
