@@ -206,6 +206,12 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
         session["scheduler"] = scheduler
     if run_dir.env_path.exists():
         env = run_dir.read_env()
+        before = [x.get("kernel_blas") for x in env.get("sessions", []) if x.get("kernel_blas")]
+        now = session.get("kernel_blas")
+        if progress and before and now and before[-1].get("name") != now.get("name"):
+            _log(f"note: the run's earlier cells computed the training kernel's products with "
+                 f"{before[-1].get('name')}, this session with {now.get('name')} "
+                 f"(HARNESS_KERNEL_BLAS): rows agree to rounding, not bit for bit")
         env.setdefault("sessions", []).append(session)
     else:
         env = envinfo.collect(jobs, threads, timeout)

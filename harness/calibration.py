@@ -121,15 +121,22 @@ def for_threads(n: int | None) -> Iterator[None]:
 
 
 def machine_key() -> str:
-    """The cache key: host, CPU model, usable cores, harness and NumPy versions."""
+    """The cache key: host, CPU model, usable cores, harness and NumPy versions, and the library
+    of the training kernel's products (:mod:`harness.engine.kernel_blas`)."""
     import numpy
 
     from . import __version__
     from .envinfo import cpu_model
     from .runner import cpu_count
 
+    try:
+        from .engine.kernel_blas import expected_name
+
+        kernel = expected_name()
+    except Exception:
+        kernel = "?"
     return (f"{platform.node()}|{platform.machine()}|{cpu_model() or '?'}|cores={cpu_count()}|"
-            f"harness={__version__}|numpy={numpy.__version__}")
+            f"harness={__version__}|numpy={numpy.__version__}|kernel_blas={kernel}")
 
 
 def speedup(flops_per_call: float, n_threads: int | None = None) -> float:

@@ -35,7 +35,6 @@ def collect(jobs: int, threads: int, timeout: float | None = None,
         "packages": package_versions(),
         "plugins": plugin_distributions(),
         "blas": blas_info(),
-        "kernel_blas": kernel_blas_info(),
         "git": git_state(Path(__file__).resolve().parent.parent),
         "cwd_git": git_state(Path.cwd()),
         **session(jobs, threads, timeout, argv),
@@ -44,13 +43,15 @@ def collect(jobs: int, threads: int, timeout: float | None = None,
 
 def session(jobs: int, threads: int, timeout: float | None = None,
             argv: list[str] | None = None) -> dict[str, Any]:
-    """What can change between the first run and a resume: command line, jobs, threads."""
+    """What can change between the first run and a resume: command line, jobs, threads, the
+    training kernel's BLAS."""
     return {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command_line": shlex.join(sys.argv if argv is None else argv),
         "jobs": jobs,
         "threads_per_job": threads,
         "timeout": timeout,
+        "kernel_blas": kernel_blas_info(),
     }
 
 

@@ -19,6 +19,7 @@ def test_collect_records_versions_cpu_blas_git_and_threads():
     from harness.engine.kernel_blas import mkl_library
 
     assert env["kernel_blas"]["name"] == ("mkl" if mkl_library() is not None else "openblas")
+    assert envinfo.session(1, 1)["kernel_blas"] == env["kernel_blas"]  # recorded per session
 
 
 def test_git_state_of_a_repository_and_of_a_plain_folder(tmp_path):

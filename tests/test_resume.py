@@ -194,3 +194,30 @@ def test_sigint_or_sigterm_stops_a_parallel_run_cleanly(tmp_path, reference, sig
     assert os.path.exists(run_dir / "summary.csv")
     api.run(resume=run_dir, progress=False, figures=False)
     assert_same_as_reference(run_dir, reference)
+
+
+def test_resume_notes_a_change_of_the_training_kernels_blas(tmp_path, monkeypatch, capsys):
+    """env.json records the kernel's BLAS per session; a resume with another one says so."""
+    from harness import envinfo
+
+    spec = write_spec(tmp_path / "k.toml", """
+[benchmark]
+name = "k"
+seed = 2
+[[experiments]]
+experiment = "sleep"
+seconds = 0.0
+[experiments.grid]
+i = [0, 1]
+""")
+    monkeypatch.setattr(envinfo, "kernel_blas_info", lambda: {"name": "openblas", "version": "x"})
+    run_dir = api.run(spec, results_dir=tmp_path / "results", progress=True, figures=False)
+    capsys.readouterr()
+    api.run(resume=run_dir.path, progress=True, figures=False)
+    assert "training kernel's products" not in capsys.readouterr().err  # same library: silent
+    monkeypatch.setattr(envinfo, "kernel_blas_info", lambda: {"name": "mkl", "version": "y"})
+    api.run(resume=run_dir.path, progress=True, figures=False)
+    err = capsys.readouterr().err
+    assert "earlier cells computed the training kernel's products with openblas, this session with mkl" in err
+    sessions = json.loads(Path(run_dir.path, "env.json").read_text())["sessions"]
+    assert [s["kernel_blas"]["name"] for s in sessions] == ["openblas", "openblas", "mkl"]

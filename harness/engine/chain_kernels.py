@@ -6,9 +6,10 @@ activation (:data:`harness.engine.pointwise.KERNELS`) and the mean squared error
 every trainable layer in one compiled call, in blocks of rows:
 
 - per block, the forward pass (the products ``G_l = F_{l-1} W_l^T`` by BLAS ``dgemm``/``sgemm``
-  called from Numba: through ``np.dot``, i.e. SciPy's OpenBLAS, or MKL's CBLAS when installed,
-  :mod:`harness.engine.kernel_blas`; the activation and its derivative in one pass), the
-  outputs, the loss terms and the output signal ``2 (f - y) / N``, then the
+  called from Numba: through ``np.dot``, i.e. SciPy's OpenBLAS, or, with MKL installed, GEMMs
+  that MKL compiles for each product shape, :mod:`harness.engine.kernel_blas`; the activation
+  and its derivative in one pass), the outputs, the loss terms and the output signal
+  ``2 (f - y) / N``, then the
   backward pass (``D_{L-1} = s w_L^T * phi'(G_{L-1})``, ``D_{l-1} = (D_l W_l) * phi'(G_{l-1})``)
   and the block's share of each gradient ``D_l^T F_{l-1}``, added to the previous blocks';
 - the block is sized so that its activations, derivatives and signals stay in the core's cache
@@ -190,8 +191,6 @@ def jit_table(shapes, block: int, rows: int, dtype, blas=None) -> tuple[np.ndarr
     ``(2, jit_slots(L), 2)`` of ``(jitter, function)`` for full blocks (row 0) and the last,
     partial one (row 1), zeros where MKL's JIT is not available (the kernel then calls
     ``gemm``), and the :class:`~harness.engine.kernel_blas.JitGemm` objects that own them."""
-    from .kernel_blas import kernel_blas
-
     blas = kernel_blas() if blas is None else blas
     shapes = [(int(a), int(b)) for a, b in shapes]
     L = len(shapes)

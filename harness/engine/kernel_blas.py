@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ENV", "JitGemm", "KernelBlas", "kernel_blas", "load_mkl", "mkl_library"]
+__all__ = ["ENV", "JitGemm", "KernelBlas", "expected_name", "kernel_blas", "load_mkl", "mkl_library"]
 
 ENV = "HARNESS_KERNEL_BLAS"
 """``auto`` (default), ``openblas`` or ``mkl``."""
@@ -169,15 +169,29 @@ def _openblas() -> KernelBlas:
     return KernelBlas("openblas", version)
 
 
+def _choice() -> str:
+    choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "openblas", "mkl"):
+        raise ValueError(f"{ENV}={choice!r}: allowed values are auto, openblas, mkl")
+    return choice
+
+
+def expected_name() -> str:
+    """The library :func:`kernel_blas` will choose (``"openblas"`` or ``"mkl"``), decided from
+    :data:`ENV` and the installed packages without loading anything (for cache keys)."""
+    choice = _choice()
+    if choice == "openblas" or (choice == "auto" and mkl_library() is None):
+        return "openblas"
+    return "mkl"
+
+
 def kernel_blas() -> KernelBlas:
     """The library the kernel uses in this process (chosen once, by :data:`ENV`)."""
     global _chosen
     with _lock:
         if _chosen is None:
-            choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
-            if choice not in ("auto", "openblas", "mkl"):
-                raise ValueError(f"{ENV}={choice!r}: allowed values are auto, openblas, mkl")
-            if choice == "openblas" or (choice == "auto" and mkl_library() is None):
+            choice = _choice()
+            if expected_name() == "openblas":
                 _chosen = _openblas()
             else:
                 try:
