@@ -88,8 +88,9 @@ class JitGemm:
         lib.mkl_jit_destroy.restype = i
         jitter = ctypes.c_void_p()
         lda = m if trans_a else k
-        status = create(ctypes.byref(jitter), _ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _NO_TRANS,
-                        int(m), int(n), int(k), 1.0, int(lda), int(n), 0.0, int(n))
+        with _lock:  # evaluators on parallel threads create theirs at the same time
+            status = create(ctypes.byref(jitter), _ROW_MAJOR, _TRANS if trans_a else _NO_TRANS,
+                            _NO_TRANS, int(m), int(n), int(k), 1.0, int(lda), int(n), 0.0, int(n))
         if status != _MKL_JIT_SUCCESS or not jitter.value:
             if jitter.value:
                 lib.mkl_jit_destroy(jitter)
