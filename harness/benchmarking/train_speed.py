@@ -276,6 +276,14 @@ def kernel_block_times(d: int, N: int, R: int, blocks: Sequence[int], repeats: i
     return {key: (min(v), statistics.median(v)) for key, v in times.items()}
 
 
+def _kernel_products() -> str:
+    """Which library the training kernel's products use here (:mod:`harness.engine.kernel_blas`)."""
+    from ..engine.kernel_blas import kernel_blas
+
+    chosen = kernel_blas()
+    return "MKL (JIT GEMMs)" if chosen.name == "mkl" else "SciPy's OpenBLAS"
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="harness bench train", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(f"{d}x{N}" for d, N in SIZES))
@@ -318,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             if not printed:
                 print(f"ms per epoch per network, full-batch Adam, Figure-2 network (ReLU, d -> d -> d -> d -> 1), "
                       f"float64, {r['threads']} thread(s), DGEMM {r['dgemm_gflops']:.0f} GFLOP/s, "
-                      f"median of {args.repeats}")
+                      f"median of {args.repeats}; the kernel's products: {_kernel_products()}")
                 print(header)
                 print("-" * len(header))
                 printed = True
