@@ -27,7 +27,7 @@ repetitions = 2
 [[experiments]]
 id = "s"
 experiment = "sleep"
-seconds = 0.25
+seconds = 0.5
 [experiments.grid]
 i = [0, 1, 2, 3, 4]
 
@@ -36,6 +36,8 @@ id = "f"
 experiment = "fail"
 """
 TOTAL = 12  # 5 points x 2 repetitions + 1 point x 2 repetitions
+# 0.5 s a sleep cell: a run with -j 2 lasts about 3 s, so a signal sent after the first rows
+# arrives before the end even when the test process is slowed by a busy machine
 
 
 USES_TEST_PLUGINS = True  # the registry fixture (conftest.py) loads tests/plugins_for_tests.py
