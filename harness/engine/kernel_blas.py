@@ -126,7 +126,7 @@ def mkl_library() -> Path | None:
     dist = metadata.distribution("mkl")
     for f in files:
         name = Path(str(f)).name
-        if name.startswith("libmkl_rt.so") or name in ("mkl_rt.dll", "libmkl_rt.dylib"):
+        if name.startswith("libmkl_rt.so") or (name.startswith("mkl_rt") and name.endswith(".dll")):
             path = Path(str(dist.locate_file(f))).resolve()
             if path.is_file():
                 return path
