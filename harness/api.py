@@ -66,6 +66,14 @@ def _check_options(jobs: int, timeout: float | None) -> None:
                                 or not timeout > 0 or not math.isfinite(timeout)):
         raise UserError(f"--timeout {timeout!r}: must be a finite number of seconds > 0 (leave it out for "
                         "no timeout)")
+    from .engine.kernel_blas import ENV, expected_name, mkl_library
+
+    try:
+        kernel = expected_name()
+    except ValueError as exc:  # a bad HARNESS_KERNEL_BLAS: refused before any cell runs
+        raise UserError(f"environment variable {exc}") from None
+    if kernel == "mkl" and mkl_library() is None:
+        raise UserError(f"environment variable {ENV}=mkl: MKL is not installed (pip install -e \".[mkl]\")")
 
 
 def _registry(registry, plugins: Sequence[Any]):

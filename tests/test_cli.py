@@ -246,3 +246,17 @@ def test_show_and_compare_leave_timings_out_unless_asked(tmp_path, timed):
     compared = invoke("compare", run_dir, "--by", "n")
     assert compared.exit_code == 0 and "seconds" not in compared.output
     assert "timings.work_seconds" in invoke("compare", run_dir, "--by", "n", "--timings").output
+
+
+def test_a_bad_kernel_blas_choice_is_refused_before_any_cell_runs(tmp_path, spec, monkeypatch):
+    import harness.engine.kernel_blas as kb
+
+    monkeypatch.setenv("HARNESS_KERNEL_BLAS", "atlas")
+    result = invoke("run", spec, "--results-dir", tmp_path / "results", "-q")
+    assert_user_error(result, "HARNESS_KERNEL_BLAS='atlas': allowed values are auto, openblas, mkl")
+    assert not (tmp_path / "results").exists()
+    monkeypatch.setenv("HARNESS_KERNEL_BLAS", "mkl")
+    monkeypatch.setattr(kb, "mkl_library", lambda: None)  # as on a machine without the extra
+    result = invoke("run", spec, "--results-dir", tmp_path / "results", "-q")
+    assert_user_error(result, "HARNESS_KERNEL_BLAS=mkl: MKL is not installed")
+    assert not (tmp_path / "results").exists()
