@@ -64,7 +64,7 @@ from .gradients import GradientEngine
 from .pointwise import phi_dphi_inplace
 from .stopping import DivergenceRule, MaxEpochs, StoppingRule
 from .threads import blas_threads, engine_threads, run_in_threads
-from .training import TrainResult, engine_flops, shapes_of, stacked_on_threads, train
+from .training import TrainResult, engine_flops, one_blas_thread, shapes_of, train
 
 __all__ = ["Member", "train_batch", "StackedGradientEngine", "MemberStepper", "batch_key_of",
            "member_flops", "member_rows", "outer_times_stack"]
@@ -107,7 +107,7 @@ def member_flops(member: Member) -> float:
     :func:`~harness.engine.training.train`'s (BLAS may sum in another order with another thread
     count). Members the compiled kernel evaluates (:mod:`harness.engine.chain_kernels`) stack at
     every size it takes: it runs on one BLAS thread in both paths."""
-    return 6.0 * member_rows(member) * sum(int(np.prod(np.shape(W))) for W in member.weights)
+    return engine_flops(shapes_of(member.weights), member_rows(member))
 
 
 def batch_key_of(member: Member) -> tuple:
@@ -337,10 +337,6 @@ class _Chunk:
         self.stepper = None  # made in run(), after the optimizers' prepare
         self.results: list[TrainResult | None] = [None] * R
 
-    def flops(self) -> float:
-        """Flops of one member's loss-and-gradient evaluation (BLAS sees one member per call)."""
-        return engine_flops(self.shapes, self.batch)
-
     def run(self) -> list[TrainResult]:
         from .problem import TrainingProblem
 
@@ -492,7 +488,7 @@ def train_batch(members: Sequence[Member], activation, loss, *,
         kernel = (backend is None and (model is None or getattr(model, "plain", False)) and
                   fused_codes(shapes_of(first.weights), activation, loss, first.X.dtype,
                               member_rows(first)) is not None)
-        large = backend is None and not stacked_on_threads(member_flops(first), kernel)
+        large = backend is None and not one_blas_thread(member_flops(first), kernel)
         if len(idx) == 1 or isinstance(model, GenericModel) or large:  # the single-network loop
             for i in idx:
                 m = members[i]

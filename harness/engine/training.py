@@ -92,11 +92,12 @@ threads on whole matrices up to d = 80, N = 5000 (6e8 flops) and about breaks ev
 N = 12000 (3e9), where the NumPy engine keeps the cores."""
 
 
-def stacked_on_threads(flops: float, kernel: bool) -> bool:
-    """Whether :func:`harness.engine.batched_training.train_batch` trains a member whose gradient
-    evaluation costs ``flops`` in a stack whose members share the threads (``True``: the
-    compiled kernel evaluates it, ``kernel``, or it is under :data:`SMALL_STEP_FLOPS`; both run
-    on one BLAS thread), or alone with every BLAS thread (``False``)."""
+def one_blas_thread(flops: float, kernel: bool) -> bool:
+    """Whether a training whose gradient evaluation costs ``flops`` runs on one BLAS thread: when
+    the compiled kernel evaluates it (``kernel``) or it is under :data:`SMALL_STEP_FLOPS`.
+    :func:`train` then limits BLAS to one thread, and
+    :func:`harness.engine.batched_training.train_batch` trains such members in stacks that share
+    the threads; the others train alone with every BLAS thread."""
     return bool(kernel) or float(flops) < SMALL_STEP_FLOPS
 
 
@@ -155,8 +156,8 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
     reason = "max_epochs"
     rows = N if full_batch else batch
     fused = getattr(engine, "fused_evaluator", None)
-    one_thread = (engine_flops(shapes_of(weights), rows) < SMALL_STEP_FLOPS
-                  or (fused is not None and fused(loss, rows) is not None))
+    one_thread = one_blas_thread(engine_flops(shapes_of(weights), rows),
+                                 kernel=fused is not None and fused(loss, rows) is not None)
     with blas_threads(1) if one_thread else contextlib.nullcontext():
         for epoch in range(max_epochs):
             if full_batch:

@@ -32,11 +32,11 @@ def _train_cost(N: int, P: float, epochs: float, batch: int | None = None, margi
     built-in ones are) or under :data:`~harness.engine.training.SMALL_STEP_FLOPS`; such cells
     are ``stacked`` (:meth:`harness.Experiment.estimate`): in a group they share the threads."""
     from harness import costs
-    from harness.engine.training import KERNEL_MAX_FLOPS, stacked_on_threads
+    from harness.engine.training import KERNEL_MAX_FLOPS, one_blas_thread
 
     rows = N if batch is None or batch >= N else int(batch)
     flops = 6.0 * rows * float(P)
-    stacked = stacked_on_threads(flops, kernel=not margin_loss and flops < KERNEL_MAX_FLOPS)
+    stacked = one_blas_thread(flops, kernel=not margin_loss and flops < KERNEL_MAX_FLOPS)
     if rows == N:
         seconds = epochs * costs.epoch_seconds(N, int(P), one_thread=stacked)
     else:
