@@ -392,7 +392,7 @@ def _activation_of(row: Mapping[str, Any]) -> str:
 
 
 def _label(row: Mapping[str, Any], embeddings: set) -> str:
-    act = ((row.get("components") or {}).get("activation") or {}).get("name", "?")
+    act = _activation_of(row)
     return f"{act} / {row['params'].get('embedding')}" if len(embeddings) > 1 else act
 
 
@@ -416,7 +416,7 @@ def _ratio_figure(rows, context):
         own = [r for r in rows if r["params"].get("embedding") == emb]
         lines: dict = defaultdict(lambda: defaultdict(list))
         for r in own:
-            act = ((r.get("components") or {}).get("activation") or {}).get("name", "?")
+            act = _activation_of(r)
             lines[act][int(r["params"]["H"])].append(r)
         for label, by_H in sorted(lines.items()):
             Hs = sorted(by_H)
@@ -692,7 +692,7 @@ class EmbeddingCriticalPoint(Experiment):
             if r.get("status") != "ok" or not m.get("n_kept"):
                 continue
             p = r["params"]
-            act = ((r.get("components") or {}).get("activation") or {}).get("name", "?")
+            act = _activation_of(r)
 
             def span(name):
                 lo, hi = m.get(name + "_min"), m.get(name + "_max")
