@@ -101,6 +101,22 @@ def optimizer(registry, i):
     return registry.create("optimizer", "adam", {"lr": 0.05 * (1 + 0.2 * i)})
 
 
+def record_stack_sizes(monkeypatch) -> list:
+    """The member count ``k`` of every evaluation of the torch stacked engine, appended to the
+    returned list as they happen."""
+    from harness_plugins import torch_backend as module
+
+    sizes: list = []
+    original = module.TorchStackedGradientEngine.loss_and_grads
+
+    def spy(self, W, X, y, loss, k):
+        sizes.append(k)
+        return original(self, W, X, y, loss, k)
+
+    monkeypatch.setattr(module.TorchStackedGradientEngine, "loss_and_grads", spy)
+    return sizes
+
+
 def assert_close(a, b, rtol=1e-9):
     assert a.epochs == b.epochs and a.steps == b.steps and a.stop_reason == b.stop_reason
     assert np.allclose(a.losses, b.losses, rtol=rtol, atol=0)
@@ -114,7 +130,6 @@ def assert_close(a, b, rtol=1e-9):
 def test_train_batch_on_torch_equals_train_alone_and_the_cpu_path(registry, torch_backend, monkeypatch):
     """Three Figure 2 networks, Adam with per-member learning rates and windows: the window
     rule stops the members at different epochs (the stack shrinks on the device)."""
-    from harness_plugins import torch_backend as module
 
     act, loss = registry.create("activation", "relu"), registry.create("loss", "mse")
     probs = fig2_members(registry)
@@ -124,14 +139,7 @@ def test_train_batch_on_torch_equals_train_alone_and_the_cpu_path(registry, torc
         return [Member(p["weights"], p["X"], p["y"], optimizer(registry, i), rules=[WindowRule(windows[i])],
                        max_epochs=p["max_epochs"]) for i, p in enumerate(probs)]
 
-    calls = []
-    original = module.TorchStackedGradientEngine.loss_and_grads
-
-    def spy(self, W, X, y, loss, k):
-        calls.append(k)
-        return original(self, W, X, y, loss, k)
-
-    monkeypatch.setattr(module.TorchStackedGradientEngine, "loss_and_grads", spy)
+    calls = record_stack_sizes(monkeypatch)
     on_torch = train_batch(members(), act, loss, backend=torch_backend)
     assert calls and max(calls) == 3 and min(calls) < 3  # one stack, shrinking as members stop
     alone = [train(p["weights"], p["X"], p["y"], act, loss, optimizer(registry, i),
@@ -188,7 +196,6 @@ def test_memorization_cells_batch_on_torch(registry, tmp_path, monkeypatch):
     from harness import api
     from harness.execute import group_cells
     from harness.spec import parse_spec
-    from harness_plugins import torch_backend as module
 
     cells = parse_spec(SPEC.format(batched="true"), "b.toml", registry=registry).cells()
     assert [len(g) for g in group_cells(cells, registry)] == [3]
@@ -198,14 +205,7 @@ def test_memorization_cells_batch_on_torch(registry, tmp_path, monkeypatch):
     off = parse_spec(SPEC.format(batched="false"), "b.toml", registry=registry).cells()
     assert [len(g) for g in group_cells(off, registry)] == [1, 1, 1]
 
-    stacks = []
-    original = module.TorchStackedGradientEngine.loss_and_grads
-
-    def spy(self, W, X, y, loss, k):
-        stacks.append(k)
-        return original(self, W, X, y, loss, k)
-
-    monkeypatch.setattr(module.TorchStackedGradientEngine, "loss_and_grads", spy)
+    stacks = record_stack_sizes(monkeypatch)
     rows = {}
     for batched in ("true", "false"):
         spec = tmp_path / f"{batched}.toml"
