@@ -130,7 +130,6 @@ def assert_close(a, b, rtol=1e-9):
 def test_train_batch_on_torch_equals_train_alone_and_the_cpu_path(registry, torch_backend, monkeypatch):
     """Three Figure 2 networks, Adam with per-member learning rates and windows: the window
     rule stops the members at different epochs (the stack shrinks on the device)."""
-
     act, loss = registry.create("activation", "relu"), registry.create("loss", "mse")
     probs = fig2_members(registry)
     windows = [3, 5, 60]
