@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
               "run it on a machine with a GPU, or pass --device cpu to try the script")
         return 0
 
-    from harness.plugin_manager import load_registry
+    from harness.plugin.manager import load_registry
 
     registry = load_registry()
     cpu = registry.create("backend", "numba")
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         numba_threads = numba.get_num_threads()
     except Exception:
         numba_threads = None
-    from harness.envinfo import cpu_model
+    from harness.runner.envinfo import cpu_model
 
     header = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": f"{device} ({name})",
               "cpu": cpu_model() or platform.machine(), "numba_threads": numba_threads}

@@ -3,7 +3,7 @@
 Public API (also what the CLI calls): components and parameters for plugin authors
 (``hookimpl``, ``Param``, ``Activation``, ...), and the run API (``run``, ``load_run``).
 """
-from .components import (
+from harness.plugin.components import (
     Activation,
     Architecture,
     Backend,
@@ -20,9 +20,10 @@ from .components import (
     TrainingProblem,
     warm_up,
 )
+from harness.plugin.hookspecs import hookimpl
+from harness.plugin.params import REQUIRED, Param
+
 from .errors import PluginError, SpecError, UserError
-from .hookspecs import hookimpl
-from .params import REQUIRED, Param
 
 __version__ = "0.1.0"
 

@@ -16,32 +16,23 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .analysis import compare, few_pairs_warning, fit, fits_json, format_comparisons, format_fits, load_runs, report  # noqa: F401
-from .catalogue import check_plugin, describe_plugins  # noqa: F401  (public API)
-from .errors import RunStopped, UserError
-from .integrity import (  # noqa: F401
+from harness.plugin.catalogue import check_plugin, describe_plugins  # noqa: F401  (public API)
+from harness.results.runs import (
+    _check_meta,
+    _search_order,
+    load_run,
+)
+from harness.results.views import plan_lines, show_lines  # noqa: F401  (public API)
+from harness.runner.integrity import (
     _is_search_row,
     check_components_available,
     check_rows_belong,
     check_unchanged,
-    component_versions,
     spec_identity,
 )
-from .runs import (  # noqa: F401
-    EXPORT_FORMATS,
-    Run,
-    _check_meta,
-    _import_pandas,
-    _search_order,
-    export,
-    format_runs,
-    list_runs,
-    load_run,
-    remembered_jobs,
-    resolve_run,
-)
-from .store import RunDir
-from .views import plan_lines, show_lines  # noqa: F401  (public API)
+from harness.runner.store import RunDir
+
+from .errors import RunStopped, UserError
 
 
 class Interrupted(KeyboardInterrupt):
@@ -83,7 +74,7 @@ def _registry(registry, plugins: Sequence[Any]):
         if plugins:
             raise UserError("give either plugins or a registry built from them, not both")
         return registry
-    from .plugin_manager import load_registry
+    from harness.plugin.manager import load_registry
 
     return load_registry(plugins)
 
@@ -109,7 +100,7 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
     """Run a benchmark (a file path or a :class:`harness.spec.Spec`) and return its run directory.
 
     ``plugins``: plugin modules (or module names, or objects) to use besides the installed ones;
-    the run builds its own registry from them (:func:`harness.plugin_manager.load_registry`),
+    the run builds its own registry from them (:func:`harness.plugin.manager.load_registry`),
     and worker processes rebuild it from the same list. ``registry``: an already built one.
 
     ``executor``: ``"serial"`` (one reused worker process), ``"processes"``, ``"dask"`` or
@@ -128,19 +119,19 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
     Integrity: the run directory is locked while this runs (a second writer gets a
     :class:`UserError` naming this one); a resume of a run whose ``spec.toml`` was edited, or
     whose components' versions changed, is refused naming what changed (cell ids cover
-    everything that determines a result, :mod:`harness.cells`). ``retry_failed`` (with
+    everything that determines a result, :mod:`harness.spec.cells`). ``retry_failed`` (with
     ``resume``): cells whose row is ``failed`` or ``timeout`` run again (the new row replaces
     the old). A full disk raises :class:`~harness.errors.RunStopped` with the resume command;
     so does a Dask run left without any worker for ``worker_wait`` seconds (default
-    :data:`harness.dask_executor.WORKER_WAIT`). Whether every cell is ok: :func:`run_status`.
+    :data:`harness.runner.dask_executor.WORKER_WAIT`). Whether every cell is ok: :func:`run_status`.
 
     Before anything runs, each cell's memory estimate is compared with the machine's memory
-    (:func:`harness.resources.check_memory`): a cell that cannot fit is a :class:`UserError`
+    (:func:`harness.runner.resources.check_memory`): a cell that cannot fit is a :class:`UserError`
     unless ``force``.
     """
-    from . import envinfo
-    from .progress import Progress
-    from .runner import check_executor, choose_executor, cpu_count, execute, threads_per_job
+    from harness.runner import envinfo
+    from harness.runner.executors import check_executor, choose_executor, cpu_count, execute, threads_per_job
+    from harness.runner.progress import Progress
 
     _check_options(jobs, timeout)
     tags = _check_meta(name, tags, resume)
@@ -188,13 +179,13 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
             run_dir.write_identity(spec_identity(spec_obj))
         rows = []
     if executor in ("serial", "processes"):  # worker processes kept from one round to the next
-        from .runner import WorkerPools
+        from harness.runner.executors import WorkerPools
 
         options["workers"] = workers = WorkerPools()
     else:
         workers = None
 
-    from .search import pending_cells
+    from harness.runner.search import pending_cells
 
     cells = spec_obj.cells()
     done_ids = {r["cell_id"] for r in rows}
@@ -205,7 +196,7 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
     if executor == "serial":
         threads = cpu_count()
     elif scheduler is not None:
-        threads = None  # the cluster's workers decide (see harness.dask_executor)
+        threads = None  # the cluster's workers decide (see harness.runner.dask_executor)
     else:
         threads = threads_per_job(jobs)
     session = envinfo.session(jobs if scheduler is None else None, threads, timeout)
@@ -294,7 +285,7 @@ RETRIED_STATUSES = ("failed", "timeout")
 """The statuses whose cells ``--retry-failed`` runs again."""
 OK_STATUSES = ("ok", "skipped")
 """The statuses of a successful cell: a skipped cell is one the experiment declares it does not
-run (:class:`harness.components.Skip`), not a failure."""
+run (:class:`harness.plugin.components.Skip`), not a failure."""
 
 
 @contextlib.contextmanager
@@ -334,7 +325,7 @@ def describe_failure(row: Mapping[str, Any]) -> str:
 
 
 def _check_memory(spec, registry, force: bool, progress: bool) -> None:
-    from .resources import check_memory
+    from harness.runner.resources import check_memory
 
     check_memory(spec, registry, force=force, log=_log if progress else None)
 
@@ -342,7 +333,7 @@ def _check_memory(spec, registry, force: bool, progress: bool) -> None:
 def _write_report(run_dir: RunDir, registry=None) -> None:
     """Write ``report.html``; a failure is a warning, never a lost run."""
     try:
-        from .report import write_report
+        from harness.results.report import write_report
 
         write_report(load_run(run_dir, registry))
     except Exception as exc:
@@ -355,14 +346,14 @@ def _write_summary(run_dir: RunDir, cells, spec=None) -> list[dict[str, Any]]:
     order = list(dict.fromkeys(c.point_id for c in cells))
     run_dir.write_summary(rows, _search_order(spec, rows, order))
     if spec is not None and any(e.search is not None for e in spec.experiments):
-        from .search import thresholds, thresholds_csv
+        from harness.runner.search import thresholds, thresholds_csv
 
         run_dir.write_text("thresholds.csv", thresholds_csv(thresholds(spec, rows)))
     return rows
 
 
 def _draw(run_dir: RunDir, rows, spec, registry):
-    from .figures import FigureReport, blocks_from_rows, blocks_from_spec, draw
+    from harness.results.figures import FigureReport, blocks_from_rows, blocks_from_spec, draw
 
     blocks = blocks_from_spec(spec, rows) if spec is not None else blocks_from_rows(rows)
     name = spec.name if spec is not None else run_dir.path.parent.name
@@ -376,7 +367,7 @@ def _draw(run_dir: RunDir, rows, spec, registry):
 
 def plot(run_dir: str | Path, plugins: Sequence[Any] = (), registry=None):
     """(Re)draw the figures of a run directory and refresh its report.html; returns a
-    :class:`harness.figures.FigureReport`."""
+    :class:`harness.results.figures.FigureReport`."""
     registry = _registry(registry, plugins)
     result = load_run(run_dir, registry)
     drawn = _draw(result.run_dir, result.rows, result.spec, registry)
@@ -387,10 +378,10 @@ def plot(run_dir: str | Path, plugins: Sequence[Any] = (), registry=None):
 def plot_metric(run_dir: str | Path, metric: str, x: str, hue: str | None = None, log: bool = False,
                 experiment_id: str | None = None, plugins: Sequence[Any] = (), registry=None) -> list[Path]:
     """Draw ``metric`` against ``x`` (one line per ``hue`` value, one panel per combination of
-    the other grid axes; :mod:`harness.metric_plot`) into ``RUN/figures/<block>-plot_...`` (one
+    the other grid axes; :mod:`harness.results.metric_plot`) into ``RUN/figures/<block>-plot_...`` (one
     figure per experiment block, or only ``experiment_id``); returns the paths written."""
-    from .figures import FORMATS, _close, save_figure
-    from .metric_plot import figure_stem, metric_figure
+    from harness.results.figures import FORMATS, _close, save_figure
+    from harness.results.metric_plot import figure_stem, metric_figure
 
     registry = _registry(registry, plugins)
     result = load_run(run_dir, registry)
@@ -427,30 +418,30 @@ def plan(spec, overrides: Sequence[str] = (), jobs: int = 1, plugins: Sequence[A
     """The cells a run would execute, each with its cost estimate (``--dry-run``).
 
     A block with a threshold search contributes the cells of an expected search path
-    (:func:`harness.search.expected_path`; ``searched`` is true for them): the real search
+    (:func:`harness.runner.search.expected_path`; ``searched`` is true for them): the real search
     visits about as many axis values, at places its results decide.
 
-    Returns one dict per cell: ``cell`` (:class:`harness.cells.Cell`), ``memory_bytes`` and
+    Returns one dict per cell: ``cell`` (:class:`harness.spec.cells.Cell`), ``memory_bytes`` and
     ``seconds`` (``None`` where the experiment does not say), ``setup_key``/``setup_seconds``
     (a cost paid once per worker process for all cells with that key, or ``None``) and
     ``error`` (an estimate that failed). Seconds are for cells running with ``-j jobs``, i.e.
     ``cores // jobs`` threads each, from rates calibrated on this machine
-    (:mod:`harness.calibration`); :func:`harness.calibration.schedule` turns them into a wall time.
-    Cells the runner would group (:func:`harness.execute.group_cells`) and whose estimate is
+    (:mod:`harness.plugin.calibration`); :func:`harness.plugin.calibration.schedule` turns them into a wall time.
+    Cells the runner would group (:func:`harness.runner.execute.group_cells`) and whose estimate is
     ``stacked`` share their worker's threads: their seconds are divided by
-    :func:`harness.calibration.parallel_speedup` of ``min(threads, group size)``.
+    :func:`harness.plugin.calibration.parallel_speedup` of ``min(threads, group size)``.
     """
-    from . import calibration
-    from .execute import cell_context, group_cells
-    from .runner import threads_per_job
+    from harness.plugin import calibration
+    from harness.runner.execute import cell_context, group_cells
+    from harness.runner.executors import threads_per_job
 
     registry = _registry(registry, plugins)
     spec_obj = _load(spec, overrides, registry)
     out = []
     cache: dict[str, Any] = {}
-    from .search import expected_path, point_searches
+    from harness.runner.search import expected_path, point_searches
 
-    searched: list = []  # a searched block's cells along an expected path (harness.search)
+    searched: list = []  # a searched block's cells along an expected path (harness.runner.search)
     for point in point_searches(spec_obj):
         for x in expected_path(point.search, point.start):
             searched.extend(point.make_cells(x))
@@ -490,6 +481,6 @@ def plan(spec, overrides: Sequence[str] = (), jobs: int = 1, plugins: Sequence[A
 
 def recalibrate() -> None:
     """Forget the cost rates measured on this machine: the next plan measures them again."""
-    from . import calibration
+    from harness.plugin import calibration
 
     calibration.recalibrate()

@@ -79,7 +79,7 @@ def main() -> None:
 @click.option("--dry-run", is_flag=True, help="List the cells with their estimated memory and time; run nothing.")
 @click.option("--recalibrate", is_flag=True,
               help="With --dry-run: measure this machine's speed again instead of using the cached "
-                   "calibration (see harness.calibration; also HARNESS_RECALIBRATE=1).")
+                   "calibration (see harness.plugin.calibration; also HARNESS_RECALIBRATE=1).")
 @click.option("--resume", "resume", metavar="RUN_DIR", default=None,
               help="Finish an interrupted run: only cells without a row run.")
 @click.option("--retry-failed", is_flag=True,

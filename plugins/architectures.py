@@ -1,7 +1,7 @@
 """Built-in architectures: fully-connected and residual networks.
 
 Widths are integers or arithmetic expressions in the input dimension ``d`` (``"d"``,
-``"2*d"``, ``"floor(d/2)"``; see :mod:`harness.expressions`). Expressions are parsed and their
+``"2*d"``, ``"floor(d/2)"``; see :mod:`harness.plugin.expressions`). Expressions are parsed and their
 names checked when the component is built; they are evaluated by ``layer_shapes(d)``, which
 requires each to give an integer >= 1.
 
@@ -16,7 +16,7 @@ requires each to give an integer >= 1.
 from __future__ import annotations
 
 from harness import Architecture, Param, SpecError, hookimpl
-from harness.expressions import ExpressionError, evaluate, names_in
+from harness.plugin.expressions import ExpressionError, evaluate, names_in
 
 WIDTH_VARIABLES = ("d",)
 TRIAL_D = 100

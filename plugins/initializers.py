@@ -1,6 +1,6 @@
 """Built-in initializers.
 
-Shapes follow ``harness.components``: ``shapes = [(n_1, d), (n_2, n_1), ..., (1, n_{L-1})]``,
+Shapes follow ``harness.plugin.components``: ``shapes = [(n_1, d), (n_2, n_1), ..., (1, n_{L-1})]``,
 layer ``l`` has entries ``W_l[i, j]`` with fan-in ``n_{l-1}`` (columns) and fan-out ``n_l``
 (rows); the last shape is the output layer. Every initializer draws from the ``rng`` it is
 given only, in float64, and casts to ``dtype`` at the end (so a float32 network gets the same

@@ -47,7 +47,7 @@ lambda_min(K_block) / lambda_min(K) (a flat share next to a linearly growing ful
 grows like d^2 too). Rows below the round-off floor are not drawn but counted in the legend
 (K_W3 = F_2 F_2^T has rank <= n_2, singular whenever n_2 < N). Kernels are ordered naturally:
 full, W1, W2, ..., W10. Any other grid axis (architecture, activation, ...) is never pooled:
-lines get one colour per value (:func:`harness.series.split_rows`; line style: N) and the
+lines get one colour per value (:func:`harness.plugin.series.split_rows`; line style: N) and the
 per-layer figure is drawn once per value.
 """
 from __future__ import annotations
@@ -219,7 +219,7 @@ class NTKSpectrum(Experiment):
             widths = _widths(components, d)
         sizes = [d] + widths + [1]
         n_kernels = len(p["kernels"])
-        from harness import costs  # rates calibrated on this machine
+        from harness.plugin import costs  # rates calibrated on this machine
 
         seconds = costs.ntk_seconds(N, sizes, n_kernels)
         if p["solver"] == "eigvalsh" or (p["solver"] == "auto" and N < 900):
@@ -234,7 +234,7 @@ class NTKSpectrum(Experiment):
         ok = [r for r in rows if r.get("status") == "ok" and r.get("metrics")]
         kernels = kernel_order({k[len("lambda_min_"):] for r in ok for k in r["metrics"]
                                 if k.startswith("lambda_min_")})
-        from harness.series import slug, split_rows
+        from harness.plugin.series import slug, split_rows
 
         # any grid axis besides N and d (architecture, activation, ...) gets its own lines
         groups = split_rows(ok, lambda r: (int(r["metrics"]["N"]), int(r["metrics"]["d"])))
@@ -328,7 +328,7 @@ def _widths(components, d: int) -> list[int]:
         if isinstance(w, int):
             out.append(w)
         else:
-            from harness.expressions import evaluate
+            from harness.plugin.expressions import evaluate
 
             try:
                 out.append(int(evaluate(str(w), {"d": d})))
@@ -346,7 +346,7 @@ def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
     the legend; e.g. K_W3 = F_2 F_2^T has rank <= n_2 < N)."""
     from matplotlib.figure import Figure
 
-    from harness.fits import fit_slope
+    from harness.results.fits import fit_slope
 
     data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # N -> kernel -> d2 -> values
     share: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # N -> block -> d2 -> shares
@@ -431,12 +431,12 @@ def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
 
 def _lambda_min_figure(rows, kernel: str, context, groups=None):
     """lambda_min of ``kernel`` against d^2: one line per N and per group of rows that differ in
-    another grid axis (``groups`` from :func:`harness.series.split_rows`; colours by group, then
+    another grid axis (``groups`` from :func:`harness.plugin.series.split_rows`; colours by group, then
     by N; line styles by N)."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    from harness.fits import fit_slope, plot_fit
+    from harness.results.fits import fit_slope, plot_fit
 
     key = f"lambda_min_{kernel}"
     groups = groups or [("", rows)]

@@ -69,7 +69,7 @@ def _positive(x) -> str | None:
 
 def _size_expression(text) -> str | None:
     """A ``gd_theory`` constant: a number or an expression in N, d, n."""
-    from harness.expressions import ExpressionError, check, names_in
+    from harness.plugin.expressions import ExpressionError, check, names_in
 
     try:
         check(str(text))
@@ -110,7 +110,7 @@ class GDTheory(Optimizer):
     def paper_constants(self, problem) -> tuple[dict, float, float]:
         """``({N, d, n}, gamma, C)`` of rule ``paper`` for ``problem`` (``n = n_{L-1}``, the
         number of columns of the output layer)."""
-        from harness.expressions import evaluate
+        from harness.plugin.expressions import evaluate
 
         sizes = {"N": int(problem.X.shape[0]), "d": int(problem.X.shape[1]),
                  "n": int(np.shape(problem.weights[-1])[1])}

@@ -241,7 +241,7 @@ class QuadraticFlow(Experiment):
     def estimate(self, cell_params: Mapping[str, Any], components) -> dict:
         p = {prm.name: prm.default for prm in self.params}
         p.update(cell_params)
-        from harness import costs  # rates calibrated on this machine
+        from harness.plugin import costs  # rates calibrated on this machine
 
         d, m, ms = int(p["d"]), int(p["m"]), int(p["m_star"])
         speed = 1.0 if p["time_scale"] == "mean_field" else 1.0 / m
@@ -268,7 +268,7 @@ class QuadraticFlow(Experiment):
     def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
         """The figures and table; once per combination of any grid axis besides d, m / m* and
         n_train (the drawn ones: an ``init`` axis, say, splits them), never pooling it."""
-        from harness.series import per_series
+        from harness.plugin.series import per_series
 
         return per_series(rows, lambda r: (*_key(r), int(r["params"].get("n_train") or 0)),
                           lambda part: self._figures(part, context), among=lambda r: r.get("status") == "ok")
@@ -312,7 +312,7 @@ CONVENTIONS = ("f_W(x) = (1/m) sum_j (w_j.x)^2, R = 1/4 E[(f_W - f*)^2] = 1/4 [(
 
 
 def _table_figure(lines, context):
-    from harness.figures import table_figure
+    from harness.results.figures import table_figure
 
     fig = table_figure(lines, list(lines[0]), width=10.0, base_height=1.0)
     return _finish(fig, context, "recovered: fraction of repetitions; t_rec: time to recovery over the "

@@ -83,7 +83,7 @@ from harness import Experiment, Param, hookimpl
 from harness.engine import shallow
 from harness.engine.embedding import EMBEDDINGS, embed
 from harness.engine.levenberg_marquardt import train_with_restarts
-from harness.seeds import stream_key
+from harness.plugin.seeds import stream_key
 
 _TRAINING_PARAMS = ("H0", "n_train", "noise_variance", "teacher", "input_std", "init_std",
                     "target_error", "max_restarts", "max_iterations", "relu_start")
@@ -256,10 +256,10 @@ class EmbeddingGeneralization(Experiment):
         Hessians); the training of the trials' students is a set-up cost (``setup_key`` scoped
         by the cell's seed): a worker process trains them once for all the cells that share the
         seed and the training parameters (the in-process cache). Rates: the ``shallow_lm`` probe
-        of :mod:`harness.costs`; Levenberg-Marquardt iterations per trial as measured on
+        of :mod:`harness.plugin.costs`; Levenberg-Marquardt iterations per trial as measured on
         benchmarks/semi_flat_minima.toml (about 600 for tanh, which mostly reaches the target
         after 1-3 starts; about 235 for ReLU, whose 11 starts stall quickly)."""
-        from harness import costs
+        from harness.plugin import costs
 
         p = {prm.name: prm.default for prm in self.params}
         p.update(cell_params)
@@ -287,7 +287,7 @@ class EmbeddingGeneralization(Experiment):
         done = [r for r in rows if r.get("status") == "ok" and (r.get("metrics") or {}).get("n_trials")]
         if not done:
             return {}
-        from harness.series import per_series
+        from harness.plugin.series import per_series
 
         # any grid axis besides the drawn ones (embedding, activation, H) gets its own figures
         return per_series(done, lambda r: (r["params"].get("embedding"), _activation_of(r), int(r["params"]["H"])),
@@ -673,7 +673,7 @@ class EmbeddingCriticalPoint(Experiment):
         return {"memory_bytes": 1_000_000, "seconds": 0.05 * trials}
 
     def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
-        from harness.series import per_series
+        from harness.plugin.series import per_series
 
         def draw(part):
             lines = self.table(part)
@@ -712,7 +712,7 @@ class EmbeddingCriticalPoint(Experiment):
 
 
 def _critical_table_figure(lines, context):
-    from harness.figures import table_figure
+    from harness.results.figures import table_figure
 
     fig = table_figure(lines, list(lines[0]), width=11.0, base_height=0.9, row_height=0.22,
                        number_format=".1e", bbox=(0, 0.18, 1, 0.82))

@@ -283,7 +283,7 @@ def loaded_test_plugins():
     """Load this module as a plugin in this process (and in worker processes it spawns)."""
     import sys
 
-    from harness import plugin_manager
+    from harness.plugin import manager as plugin_manager
 
     saved = os.environ.get("HARNESS_PLUGINS")
     os.environ["HARNESS_PLUGINS"] = MODULE
@@ -336,6 +336,6 @@ n = [2, 3, 13]
 @functools.lru_cache(maxsize=None)
 def installed_registry():
     """The registry of the installed plugins, built once per test session (tests only read it)."""
-    from harness.plugin_manager import load_registry
+    from harness.plugin.manager import load_registry
 
     return load_registry()

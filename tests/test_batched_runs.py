@@ -1,4 +1,4 @@
-"""Groups of cells run together (harness.execute.group_cells / run_cells) through the executors:
+"""Groups of cells run together (harness.runner.execute.group_cells / run_cells) through the executors:
 one row per cell, equal to the row the cell gives alone (all but the timing fields)."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from harness.cells import Cell
-from harness.execute import TIMING_FIELDS, group_cells, run_cell, run_cells
-from harness.runner import execute
+from harness.runner.execute import TIMING_FIELDS, group_cells, run_cell, run_cells
+from harness.runner.executors import execute
+from harness.spec.cells import Cell
 
 
 def mem_cell(rep, N=40, d=5, window=10, exp_id="m", batched=True, **params):

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness import Activation, Architecture, hookimpl, plugin_manager
+from harness import Activation, Architecture, hookimpl
 from harness.cli import main
+from harness.plugin import manager as plugin_manager
 
 
 class Arctan(Activation):

@@ -77,8 +77,8 @@ def test_dry_run_lists_cells_with_estimates_and_runs_nothing(tmp_path, spec):
     assert lines[0].split() == ["#", "experiment", "rep", "coords", "memory", "time"]
     assert lines[3].split()[:4] == ["3", "a", "0", "x=3.0"] and "3.0 kB" in lines[3]
     # echo's estimate is 0.5 s a cell: 3 cells per worker, plus each worker's start-up
-    from harness.calibration import WORKER_START_SECONDS
-    from harness.runner import threads_per_job
+    from harness.plugin.calibration import WORKER_START_SECONDS
+    from harness.runner.executors import threads_per_job
 
     wall = f"{1.5 + WORKER_START_SECONDS:.2g} s"
     assert (f"6 cells; estimated time about {wall} with -j 2 ({threads_per_job(2)} thread"

@@ -1,4 +1,4 @@
-"""harness.compare: side-by-side tables, seed-paired differences, bootstrap intervals, ``harness compare``."""
+"""harness.results.compare: side-by-side tables, seed-paired differences, bootstrap intervals, ``harness compare``."""
 from __future__ import annotations
 
 import csv
@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from harness.api import load_runs
 from harness.cli import main
-from harness.compare import bootstrap_mean_ci, compare, format_comparisons, group_rows
 from harness.errors import UserError
+from harness.results.compare import bootstrap_mean_ci, compare, format_comparisons, group_rows
 
 
 def row(exp_id, coords, value, spawn, status="ok", root=1, metric="loss", components=None):

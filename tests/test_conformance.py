@@ -8,9 +8,9 @@ from plugins_for_tests import installed_registry
 from scipy.special import expit
 
 from harness import Activation, Architecture, Backend, Dataset, Experiment, Initializer, Loss, Optimizer, Param
-from harness.components import KINDS
-from harness.conformance import KIND_CHECKS, assert_conforms, check_component, parametrize_with_checks
 from harness.engine.network import backward_signals, forward
+from harness.plugin.components import KINDS
+from harness.plugin.conformance import KIND_CHECKS, assert_conforms, check_component, parametrize_with_checks
 
 REGISTRY = installed_registry()
 COMMON = 3  # declaration, defaults validate, construct with defaults

@@ -1,4 +1,4 @@
-"""harness.dask_executor: cells on a real Dask LocalCluster with two worker processes.
+"""harness.runner.dask_executor: cells on a real Dask LocalCluster with two worker processes.
 
 One cluster is shared by most tests (started here, reached through its scheduler address, as an
 existing cluster would be); one test lets the executor start its own. Rows must equal a serial
@@ -20,10 +20,10 @@ import time
 import pytest
 from plugins_for_tests import ECHO_SPEC, HERE, MODULE, subprocess_env, write_spec
 
-from harness.cells import Cell
 from harness.errors import UserError
-from harness.execute import TIMING_FIELDS
-from harness.runner import choose_executor, execute, threads_per_job
+from harness.runner.execute import TIMING_FIELDS
+from harness.runner.executors import choose_executor, execute, threads_per_job
+from harness.spec.cells import Cell
 
 HAVE_DASK = all(importlib.util.find_spec(m) is not None for m in ("dask", "distributed"))
 needs_dask = pytest.mark.skipif(not HAVE_DASK, reason='dask is not installed (pip install -e ".[dask]")')
@@ -41,7 +41,7 @@ def cluster(registry):
 
     env = {"HARNESS_PLUGINS": MODULE,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")]))}
-    from harness.dask_executor import LOCAL_SCHEDULER_CONFIG
+    from harness.runner.dask_executor import LOCAL_SCHEDULER_CONFIG
 
     with dask.config.set(LOCAL_SCHEDULER_CONFIG):
         c = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -118,7 +118,7 @@ def test_missing_dask_is_a_clear_error_before_the_run_starts(registry, monkeypat
 
 
 def test_host_threads_share_each_hosts_cores():
-    from harness.dask_executor import host_threads
+    from harness.runner.dask_executor import host_threads
 
     workers = {"tcp://a:1": {"nthreads": 2}, "tcp://a:2": {"nthreads": 2}, "tcp://b:7": {"nthreads": 1},
                "tcp://c:1": {"nthreads": 4}}
@@ -222,7 +222,7 @@ def test_closing_the_stream_cancels_the_remaining_cells(registry, cluster, clien
 
 @needs_dask
 def test_workers_without_harness_are_reported(registry, cluster, monkeypatch, tmp_path):
-    import harness.dask_executor as dx
+    import harness.runner.dask_executor as dx
     from harness import api
 
     monkeypatch.setattr(dx, "_probe", _no_harness_probe)
@@ -242,7 +242,7 @@ def _no_harness_probe():
 def test_unreachable_scheduler_is_a_user_error(registry, monkeypatch, tmp_path):
     import socket
 
-    import harness.dask_executor as dx
+    import harness.runner.dask_executor as dx
     from harness import api
 
     monkeypatch.setattr(dx, "CONNECT_TIMEOUT", 1.0)

@@ -1,11 +1,11 @@
-"""harness.envinfo: what env.json records."""
+"""harness.runner.envinfo: what env.json records."""
 from __future__ import annotations
 
 import json
 import subprocess
 from pathlib import Path
 
-from harness import envinfo
+from harness.runner import envinfo
 
 
 def test_collect_records_versions_cpu_blas_git_and_threads():

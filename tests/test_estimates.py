@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from harness import api, calibration
-from harness.runner import cpu_count
+from harness import api
+from harness.plugin import calibration
+from harness.runner.executors import cpu_count
 
 
 @pytest.fixture
@@ -135,7 +136,7 @@ def test_estimates_are_within_3x_of_measured_cpu_time_on_a_tiny_benchmark(tmp_pa
     place, as they are after the first cells of a run."""
     from plugins_for_tests import installed_registry
 
-    from harness.execute import run_cell
+    from harness.runner.execute import run_cell
 
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY, encoding="utf-8")
@@ -200,11 +201,11 @@ def test_plan_divides_stacked_cells_of_a_group_by_the_threads_they_share(tmp_pat
     """The 5 repetitions of a grid point train as one stack on the worker's threads (4 here):
     each cell's estimate is its one-thread time over parallel_speedup(4); alone (batching off,
     or ``batched = false``), its one-thread time; on one thread per job nothing changes."""
-    import harness.runner
+    import harness.runner.executors
 
     spec = tmp_path / "grouped.toml"
     spec.write_text(GROUPED.format(batched=batched), encoding="utf-8")
-    monkeypatch.setattr(harness.runner, "cpu_count", lambda: 4)
+    monkeypatch.setattr(harness.runner.executors, "cpu_count", lambda: 4)
     grouped = api.plan(spec, jobs=1)
     monkeypatch.setenv("HARNESS_BATCH", "0")
     alone = api.plan(spec, jobs=1)

@@ -1,9 +1,9 @@
-"""Safe expressions (harness.expressions)."""
+"""Safe expressions (harness.plugin.expressions)."""
 import math
 
 import pytest
 
-from harness.expressions import ExpressionError, check, evaluate, names_in
+from harness.plugin.expressions import ExpressionError, check, evaluate, names_in
 
 
 @pytest.mark.parametrize("text, env, expected", [

@@ -1,4 +1,4 @@
-"""harness.figures.save_figure: the same PNG as ``bbox_inches="tight"`` with fewer layout passes,
+"""harness.results.figures.save_figure: the same PNG as ``bbox_inches="tight"`` with fewer layout passes,
 SVG text kept as text, wrapped text wrapped word by word, Matplotlib left as it was."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import matplotlib.text as mtext  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from harness import figures  # noqa: E402
+from harness.results import figures  # noqa: E402
 
 CAPTION = ("bench / block (experiment); grid N: [100, 200, 300], i: 10 values 5..95; 10 repetition(s); "
            "bands: mean +- 1 std over repetitions; dashed: least-squares line through all repetitions, "

@@ -1,4 +1,4 @@
-"""harness.fits: line and power-law fits with bootstrap intervals, their overlay, and ``harness fit``."""
+"""harness.results.fits: line and power-law fits with bootstrap intervals, their overlay, and ``harness fit``."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.errors import UserError
-from harness.fits import FitResult, fit_rows, fit_slope, format_fits, plot_fit
+from harness.results.fits import FitResult, fit_rows, fit_slope, format_fits, plot_fit
 
 
 def test_exact_line_is_recovered_with_a_degenerate_interval():
@@ -203,9 +203,9 @@ def test_fit_plot_shows_points_fits_and_what_was_run(tmp_path):
 
     import matplotlib.pyplot as plt
 
-    from harness.fits import plot_fits, run_caption
+    from harness.results.fits import plot_fits, run_caption
 
-    # a loaded run (harness.runs.Run) needs only its spec here
+    # a loaded run (harness.results.runs.Run) needs only its spec here
     block = NS(id="a", experiment="toy", repetitions=2, axes=[NS(label="N", keys=("N",), values=[10, 20, 40])])
     run = NS(spec=NS(name="t", experiments=[block]))
     rows = [_row("a", {"N": N}, 2.0 * N + r, rep=r) for N in (10, 20, 40) for r in range(2)]

@@ -17,12 +17,13 @@ import pytest
 from click.testing import CliRunner
 from plugins_for_tests import ECHO_SPEC, subprocess_env, write_spec
 
-from harness import api, store
+from harness import api
 from harness.cli import main
 from harness.errors import RunStopped, UserError
-from harness.seeds import cell_spawn_key
+from harness.plugin.seeds import cell_spawn_key
+from harness.runner import store
+from harness.runner.store import RunDir
 from harness.spec import parse_spec
-from harness.store import RunDir
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 
@@ -316,7 +317,7 @@ def test_retry_failed_needs_resume(tmp_path):
 
 
 class _FullDisk:
-    """``os`` for harness.store, whose writes fail with ENOSPC after ``allowed`` rows."""
+    """``os`` for harness.runner.store, whose writes fail with ENOSPC after ``allowed`` rows."""
 
     def __init__(self, allowed: int) -> None:
         self.allowed = allowed

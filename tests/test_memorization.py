@@ -7,8 +7,8 @@ import pytest
 from plugins_for_tests import installed_registry
 
 from harness import SpecError
-from harness.components import FigureContext
-from harness.execute import run_cell
+from harness.plugin.components import FigureContext
+from harness.runner.execute import run_cell
 from harness.spec import load_spec, parse_spec
 from harness_plugins.memorization import Capacity, deep_width, labels_of, two_layer_units
 
@@ -518,7 +518,7 @@ ratio = [16.0, 32.0]
 
 def test_capacity_slots_model_takes_a_plugin_architecture():
     from harness import Architecture, Param
-    from harness.plugin_manager import load_registry
+    from harness.plugin.manager import load_registry
 
     class Wide(Architecture):  # a plugin architecture: d -> width -> 1, all trained
         name = "wide_test"

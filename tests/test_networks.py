@@ -21,7 +21,7 @@ from harness.engine.network import Dense, Network
 from harness.engine.ntk import network_kernels, ntk_gram
 from harness.engine.structured import GenericModel, NetworkGradientEngine
 from harness.engine.training import train
-from harness.plugin_manager import load_registry
+from harness.plugin.manager import load_registry
 
 REGISTRY = load_registry()
 
@@ -414,7 +414,7 @@ architecture = [{ name = "fc", widths = ["d", "d"], bias = true }, { name = "res
 
 
 def test_conformance_covers_networks_and_generic_forwards():
-    from harness.conformance import check_component
+    from harness.plugin.conformance import check_component
 
     for kind, comp in (("architecture", "residual"), ("architecture", "fc"), ("architecture", SkipNet),
                        ("initializer", "fan_in_gaussian")):
@@ -426,7 +426,7 @@ def test_conformance_covers_networks_and_generic_forwards():
 
 
 def test_split_rows_keeps_extra_axes_apart():
-    from harness.series import extra_axes, split_rows
+    from harness.plugin.series import extra_axes, split_rows
 
     rows = [{"coords": {"N": N, "i": i, "d": 2 * i, "architecture": {"name": a}}, "params": {"N": N, "d": 2 * i}}
             for N in (10, 20) for i in (1, 2) for a in ("fc", "residual")]

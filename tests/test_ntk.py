@@ -7,11 +7,11 @@ import pytest
 from activations_for_tests import Softplus  # noqa: E402
 
 from harness import Activation
-from harness.engine.autograd_reference import autograd_jacobian, autograd_ntk
 from harness.engine.gram import hadamard_gram_sums
 from harness.engine.jacobian import jacobian, jacobian_ntk, parameter_offsets
 from harness.engine.ntk import check_network, ntk_blocks, ntk_factors, ntk_gram, ntk_kernels
 from harness.engine.pointwise import KERNELS, fused_kernel, phi_dphi_inplace
+from tests.autograd_reference import autograd_jacobian, autograd_ntk
 
 ACTIVATIONS = ["sigmoid", "relu", "tanh", "quadratic", "identity"]
 

@@ -8,8 +8,8 @@ import pytest
 from autograd import jacobian
 
 from harness import TrainingProblem, UserError
-from harness.conformance import check_component
 from harness.engine.gradients import loss_and_gradients
+from harness.plugin.conformance import check_component
 
 SHAPES = [(6, 4), (5, 6), (1, 5)]
 

@@ -1,8 +1,8 @@
-"""Parameter declarations and validation (harness.params)."""
+"""Parameter declarations and validation (harness.plugin.params)."""
 import pytest
 
 from harness.errors import SpecError
-from harness.params import REQUIRED, Param, resolve_params
+from harness.plugin.params import REQUIRED, Param, resolve_params
 
 
 def test_types_and_coercion():

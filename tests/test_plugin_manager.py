@@ -1,12 +1,12 @@
-"""harness.plugin_manager: a fresh registry per call, hooks that enforce their kind, misspelt hooks
+"""harness.plugin.manager: a fresh registry per call, hooks that enforce their kind, misspelt hooks
 refused naming the plugin, and components created through a cell recorded in its row."""
 import types
 
 import pytest
 
 from harness import Activation, PluginError, hookimpl
-from harness.execute import run_cell
-from harness.plugin_manager import load_registry, make_plugin_manager
+from harness.plugin.manager import load_registry, make_plugin_manager
+from harness.runner.execute import run_cell
 from harness.spec import parse_spec
 
 

@@ -1,9 +1,9 @@
-"""harness.progress: the bar on a terminal, plain lines otherwise, nothing when quiet."""
+"""harness.runner.progress: the bar on a terminal, plain lines otherwise, nothing when quiet."""
 from __future__ import annotations
 
 import io
 
-from harness.progress import Progress, format_seconds
+from harness.runner.progress import Progress, format_seconds
 
 
 class FakeTTY(io.StringIO):

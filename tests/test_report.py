@@ -1,4 +1,4 @@
-"""harness.report: the self-contained report.html, its escaping, and its rendering in Chromium."""
+"""harness.results.report: the self-contained report.html, its escaping, and its rendering in Chromium."""
 from __future__ import annotations
 
 import base64
@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness import api, plugin_manager
+from harness import api
 from harness.cli import main
-from harness.report import REPORT_FILE, render_report, write_report
-from harness.runs import load_run
+from harness.plugin import manager as plugin_manager
+from harness.results.report import REPORT_FILE, render_report, write_report
+from harness.results.runs import load_run
 
 SPEC = """
 [benchmark]
@@ -141,12 +142,12 @@ def test_harness_report_cli(run_dir, tmp_path):
 
 
 def test_a_failing_report_only_warns(tmp_path, monkeypatch, capsys):
-    import harness.report
+    import harness.results.report
 
     def broken(*args, **kwargs):
         raise RuntimeError("no report today")
 
-    monkeypatch.setattr(harness.report, "write_report", broken)
+    monkeypatch.setattr(harness.results.report, "write_report", broken)
     spec = tmp_path / "b.toml"
     spec.write_text(SPEC.split("[[experiments]]\nid = \"broken\"")[0])
     with test_plugins():
@@ -241,7 +242,7 @@ x = [1.0, 2.0]
 
 
 def test_figures_follow_the_blocks_with_captions_and_compared_axes_get_tables(tmp_path):
-    from harness.report import compared_axes, figure_order
+    from harness.results.report import compared_axes, figure_order
 
     spec = tmp_path / "order.toml"
     spec.write_text(ORDER_SPEC)

@@ -15,8 +15,8 @@ import pytest
 from plugins_for_tests import subprocess_env, write_spec
 
 from harness import api
-from harness.execute import TIMING_FIELDS
-from harness.store import RunDir
+from harness.runner.execute import TIMING_FIELDS
+from harness.runner.store import RunDir
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 

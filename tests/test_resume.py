@@ -14,7 +14,7 @@ from plugins_for_tests import subprocess_env, write_spec
 
 from harness import api
 from harness.errors import UserError
-from harness.execute import TIMING_FIELDS
+from harness.runner.execute import TIMING_FIELDS
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 
@@ -200,7 +200,7 @@ def test_sigint_or_sigterm_stops_a_parallel_run_cleanly(tmp_path, reference, sig
 
 def test_resume_notes_a_change_of_the_training_kernels_blas(tmp_path, monkeypatch, capsys):
     """env.json records the kernel's BLAS per session; a resume with another one says so."""
-    from harness import envinfo
+    from harness.runner import envinfo
 
     spec = write_spec(tmp_path / "k.toml", """
 [benchmark]

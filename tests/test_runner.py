@@ -1,4 +1,4 @@
-"""harness.execute and harness.runner: one cell to one row, serial and worker-process execution."""
+"""harness.runner.execute and harness.runner.executors: one cell to one row, serial and worker-process execution."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from harness.cells import Cell
-from harness.execute import TIMING_FIELDS, make_row, run_cell, split_result, to_jsonable
-from harness.runner import cpu_count, execute, threads_per_job
+from harness.runner.execute import TIMING_FIELDS, make_row, run_cell, split_result, to_jsonable
+from harness.runner.executors import cpu_count, execute, threads_per_job
+from harness.spec.cells import Cell
 
 USES_TEST_PLUGINS = True  # the registry fixture (conftest.py) loads tests/plugins_for_tests.py
 
@@ -201,7 +201,7 @@ def test_timings_resolved_values_and_skips_in_rows(registry, tmp_path):
     for line in run_dir.rows_path.read_text().splitlines():  # strict JSON
         json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c}"))
     # the summary leaves timings out unless asked
-    from harness.summary import summarize
+    from harness.results.summary import summarize
 
     line = summarize(rows)[0]
     assert "value_mean" in line and not any(k.startswith("timings") or "seconds" in k for k in line)
@@ -223,7 +223,7 @@ def test_skip_cell_raised_in_run(registry):
 
 
 def test_compare_ignores_timings_unless_asked(registry, tmp_path):
-    from harness.compare import compare
+    from harness.results.compare import compare
 
     rows, _ = _timed_rows(tmp_path)
     assert [c.metric for c in compare([("r", rows)], by="n")] == ["n", "value"]
@@ -236,8 +236,8 @@ def test_compare_ignores_timings_unless_asked(registry, tmp_path):
 
 
 def test_timing_metrics_of_older_rows_are_treated_as_timings():
-    from harness.execute import row_metrics
-    from harness.summary import summarize
+    from harness.results.summary import summarize
+    from harness.runner.execute import row_metrics
 
     old = {"cell_id": "c", "point_id": "p", "status": "ok", "coords": {},
            "metrics": {"lambda_min_full": 1.0, "ntk_seconds": 2.0, "solver_seconds_full": 0.1}}

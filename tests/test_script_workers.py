@@ -15,7 +15,7 @@ import pytest
 from plugins_for_tests import ECHO_SPEC, subprocess_env, write_spec
 
 from harness.errors import UserError
-from harness.runner import check_executor
+from harness.runner.executors import check_executor
 
 SCRIPT = """
 import harness

@@ -1,4 +1,4 @@
-"""The threshold search (harness.search): exact thresholds of a synthetic experiment, the same
+"""The threshold search (harness.runner.search): exact thresholds of a synthetic experiment, the same
 cells as a grid, censoring and failures, validation, executors, and SIGKILL + resume."""
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from plugins_for_tests import subprocess_env, write_spec
 
 from harness import api
 from harness.errors import SpecError
-from harness.execute import TIMING_FIELDS
-from harness.search import pending_cells, thresholds
+from harness.runner.execute import TIMING_FIELDS
+from harness.runner.search import pending_cells, thresholds
 from harness.spec import parse_spec
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
@@ -60,7 +60,7 @@ pytestmark = pytest.mark.usefixtures("registry")
 
 def run_search(spec, registry, rows=None):
     """Drive the search in-process (as api.run does) and return all rows."""
-    from harness.execute import run_cell
+    from harness.runner.execute import run_cell
 
     rows = {} if rows is None else rows
     while True:

@@ -1,4 +1,4 @@
-"""harness.store: run directory layout, durable appends, torn last lines, repair."""
+"""harness.runner.store: run directory layout, durable appends, torn last lines, repair."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import re
 import pytest
 
 from harness.errors import UserError
-from harness.store import RunDir
+from harness.runner.store import RunDir
 
 
 def row(cell_id, status="ok", **metrics):
@@ -147,7 +147,7 @@ def test_named_runs_meta_and_finding_the_latest(tmp_path):
     import os
     from pathlib import Path
 
-    from harness.store import check_label, find_runs, resolve_run_path
+    from harness.runner.store import check_label, find_runs, resolve_run_path
 
     a = RunDir.create(tmp_path, "bench", label="first-try")
     assert a.path.name.endswith("-first-try") and a.read_meta() == {}

@@ -1,4 +1,4 @@
-"""harness.summary: per-grid-point statistics, CSV and the text table."""
+"""harness.results.summary: per-grid-point statistics, CSV and the text table."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from harness.summary import format_table, mean_std, read_csv, summarize, to_csv
+from harness.results.summary import format_table, mean_std, read_csv, summarize, to_csv
 
 
 def row(point, status="ok", coords=None, exp="a", **metrics):

@@ -1,8 +1,8 @@
-"""The TOML writer round-trips through tomllib (harness.tomlwriter)."""
+"""The TOML writer round-trips through tomllib (harness.spec.tomlwriter)."""
 import math
 import tomllib
 
-from harness.tomlwriter import dumps
+from harness.spec.tomlwriter import dumps
 
 
 def test_round_trip():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from harness import Activation, Experiment, Param, PluginError, SpecError, UserError, hookimpl
-from harness.plugin_manager import make_plugin_manager
+from harness.plugin.manager import make_plugin_manager
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed (pip install 'harness[torch]')")
@@ -282,7 +282,7 @@ def test_device_auto_and_cuda(registry):
 
 @needs_torch
 def test_torch_backend_conforms():
-    from harness.conformance import assert_conforms
+    from harness.plugin.conformance import assert_conforms
 
     results = assert_conforms("backend", "torch")
     assert any(r.name == "ntk" and r.passed and not r.skipped for r in results)
@@ -358,7 +358,7 @@ def test_gpu_check_runs_small_on_the_cpu(tmp_path, capsys):
     ("two_layer_memorization", "m = 30\nd = 6\nsteps = 60\n"),
 ])
 def test_training_experiments_give_the_same_rows_on_both_backends(registry, experiment, extra):
-    from harness.execute import run_cell
+    from harness.runner.execute import run_cell
     from harness.spec import parse_spec
 
     rows = {}
@@ -376,7 +376,7 @@ def test_training_experiments_give_the_same_rows_on_both_backends(registry, expe
 
 @needs_torch
 def test_ntk_spectrum_gives_the_same_eigenvalues_on_both_backends(registry):
-    from harness.execute import run_cell
+    from harness.runner.execute import run_cell
     from harness.spec import parse_spec
 
     metrics = {}

@@ -193,7 +193,7 @@ backend = {{ name = "torch", device = "cpu" }}
 
 def test_memorization_cells_batch_on_torch(registry, tmp_path, monkeypatch):
     from harness import api
-    from harness.execute import group_cells
+    from harness.runner.execute import group_cells
     from harness.spec import parse_spec
 
     cells = parse_spec(SPEC.format(batched="true"), "b.toml", registry=registry).cells()

@@ -45,7 +45,7 @@ class HarnessEpoch:
     """Full-batch Adam epochs with the harness engine and the ``adam`` optimizer plugin."""
 
     def __init__(self, X, y, weights, lr: float) -> None:
-        from ..plugin_manager import load_registry
+        from harness.plugin.manager import load_registry
 
         registry = load_registry()
         self.activation = registry.create("activation", "relu")

@@ -53,7 +53,7 @@ COLUMNS = (("d", "{:d}"), ("N", "{:d}"), ("ntk_s", "{:.4f}"), ("numpy_s", "{:.4f
 def figure1_problem(d: int, N: int, seed: int = 0):
     """``weights`` [(d, d), (d, d), (1, d)] (hidden N(0, 1/d), output N(0, 1)), ``X`` (N, d)
     and the sigmoid activation component."""
-    from harness.plugin_manager import load_registry
+    from harness.plugin.manager import load_registry
 
     registry = load_registry()
     rng = np.random.default_rng(seed)

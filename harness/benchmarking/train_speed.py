@@ -112,7 +112,7 @@ def numpy_epochs(X, y, weights, lr: float, epochs: int) -> list[np.ndarray]:
 
 
 def _components(fused: bool = True):
-    from ..plugin_manager import load_registry
+    from harness.plugin.manager import load_registry
 
     registry = load_registry()
     loss = registry.create("loss", "mse")

@@ -13,7 +13,7 @@ train --blocks 107`` repeats them side by side).
 
 ``HARNESS_KERNEL_BLAS`` chooses: ``auto`` (default: MKL when installed), ``openblas`` or
 ``mkl`` (an error when MKL cannot be loaded). Which library ran is recorded with every run
-(:func:`harness.envinfo.collect`, ``kernel_blas``). MKL and OpenBLAS agree to rounding, not
+(:func:`harness.runner.envinfo.collect`, ``kernel_blas``). MKL and OpenBLAS agree to rounding, not
 bit for bit; single and batched training always use the same products, so their rows stay
 identical.
 

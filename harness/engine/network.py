@@ -1,6 +1,6 @@
 """Forward pass and back-propagated signals of a bias-free fully-connected network.
 
-Notation (see ``harness.components``): ``F_0 = X`` (N, d); for l < L, ``G_l = F_{l-1} W_l^T``
+Notation (see ``harness.plugin.components``): ``F_0 = X`` (N, d); for l < L, ``G_l = F_{l-1} W_l^T``
 and ``F_l = phi(G_l)`` (N, n_l); the output is ``f = F_{L-1} W_L^T`` (N,). The back-propagated
 signals are ``B_L = 1`` (N, 1) and ``B_l = phi'(G_l) * (B_{l+1} W_{l+1})`` (N, n_l), so that
 ``d f_i / d W_l = B_l[i]^T F_{l-1}[i]`` (an outer product of shape (n_l, n_{l-1})).

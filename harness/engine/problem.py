@@ -1,7 +1,7 @@
 """The problem types the engine's training loops hand to an optimizer.
 
 They live in the engine (which imports nothing from the rest of ``harness``);
-:mod:`harness.components` re-exports :class:`TrainingProblem` for plugin authors.
+:mod:`harness.plugin.components` re-exports :class:`TrainingProblem` for plugin authors.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class TrainingProblem:
 
     ``X`` (N, d), ``y`` (N,), ``weights`` ``[W_1 (n_1, d), ..., W_L (1, n_{L-1})]``,
     ``activation`` and ``loss`` the components (any object with the Activation / Loss
-    interface of :mod:`harness.components`), ``trainable`` one flag per layer.
+    interface of :mod:`harness.plugin.components`), ``trainable`` one flag per layer.
     """
 
     X: np.ndarray

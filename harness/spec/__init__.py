@@ -23,7 +23,7 @@ A benchmark file is TOML (read with :mod:`tomllib`)::
     "architecture.depth" = [2, 3]                 # a key path into a slot's parameters
     "n, q" = [[100, 4], [200, 8]]                 # tied axes: vary together
 
-    [experiments.derived]        # computed per grid point, in order (harness.expressions)
+    [experiments.derived]        # computed per grid point, in order (harness.plugin.expressions)
     d = "floor(sqrt(1000 * i))"
 
 Grid and derived keys are key paths of the experiment's parameters (``N``), of a slot's
@@ -37,9 +37,9 @@ Everything is validated when the file is loaded, before any cell runs; each mist
 path and the value. One resolve-and-validate pass expands every block: each axis has distinct
 values and at most :data:`MAX_GRID_POINTS` points are made per block (:data:`MAX_CELLS` cells in
 all, repetitions included; a range's size is computed before any value is made), every derived
-expression is evaluated at every point with bounded cost (:mod:`harness.expressions`), every
+expression is evaluated at every point with bounded cost (:mod:`harness.plugin.expressions`), every
 parameter is validated at every point, and the experiment's
-:meth:`~harness.components.Experiment.check` runs at every resolved point (a threshold search's
+:meth:`~harness.plugin.components.Experiment.check` runs at every resolved point (a threshold search's
 at both ends of its range, and at every value it visits) and may mark a point skipped.
 
 The package: :mod:`.model` (the data model), :mod:`.load` (text to a validated Spec),

@@ -8,11 +8,12 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .. import expressions
-from ..components import Experiment, Registry
+from harness.plugin import expressions
+from harness.plugin.components import Experiment, Registry
+from harness.plugin.params import Param, resolve_params
+from harness.plugin.seeds import canonical
+
 from ..errors import PluginError, SpecError, suggest
-from ..params import Param, resolve_params
-from ..seeds import canonical
 from .model import MAX_GRID_POINTS, Axis
 
 if TYPE_CHECKING:
@@ -202,9 +203,9 @@ def _derive_and_resolve(exp: ExperimentSpec, coords: Mapping[str, Any], *, decla
 
 
 def _check_point(exp: ExperimentSpec, point: dict, slots_decl, source, prefix, registry, targets) -> None:
-    """Run the experiment's :meth:`~harness.components.Experiment.check` at a resolved point:
+    """Run the experiment's :meth:`~harness.plugin.components.Experiment.check` at a resolved point:
     a problem is a :class:`SpecError` naming the key at fault; a ``Skip`` marks the point."""
-    from ..components import Skip
+    from harness.plugin.components import Skip
 
     if exp.component.check is Experiment.check:
         return

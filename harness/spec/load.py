@@ -6,7 +6,8 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from ..components import Registry
+from harness.plugin.components import Registry
+
 from ..errors import SpecError
 from .overrides import _override_of, apply_override
 from .validate import _validate
@@ -40,7 +41,7 @@ def parse_spec(text: str, source: str = "<string>", overrides: Sequence[str] = (
     for item in overrides:
         apply_override(raw, item, source)
     if registry is None:  # the installed plugins, loaded afresh
-        from ..plugin_manager import load_registry
+        from harness.plugin.manager import load_registry
 
         registry = load_registry()
     try:

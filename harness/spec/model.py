@@ -7,12 +7,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..cells import Cell
-from ..components import Experiment
-from ..params import Param
-from ..search import Search
-from ..seeds import canonical
-from ..tomlwriter import dumps
+from harness.plugin.components import Experiment
+from harness.plugin.params import Param
+from harness.plugin.seeds import canonical
+from harness.runner.search import Search
+from harness.spec.cells import Cell
+from harness.spec.tomlwriter import dumps
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -67,7 +67,7 @@ class ExperimentSpec:
     description: str = ""
     points: list[dict[str, Any]] = field(default_factory=list)
     """Per grid point: ``{"coords", "params", "components"}`` (resolved). Empty for a searched
-    block, whose cells are made as its search goes (:mod:`harness.search`)."""
+    block, whose cells are made as its search goes (:mod:`harness.runner.search`)."""
     search: Search | None = None
     """The ``[experiments.search]`` table, if the block searches an axis."""
     search_points: list[dict[str, Any]] = field(default_factory=list)
@@ -81,7 +81,7 @@ class ExperimentSpec:
 
     def versions(self, components: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         """``"experiment"`` and each slot -> its component's version (part of a cell's identity,
-        :meth:`harness.components.Registry.version_of`); empty without a registry."""
+        :meth:`harness.plugin.components.Registry.version_of`); empty without a registry."""
         if self.registry is None:
             return {}
         out = {"experiment": self.registry.version_of("experiment", self.experiment)}
@@ -122,8 +122,8 @@ class ExperimentSpec:
         return cells
 
     def point_searches(self, root_seed: int) -> list:
-        """One :class:`harness.search.PointSearch` per grid point of a searched block."""
-        from ..search import PointSearch
+        """One :class:`harness.runner.search.PointSearch` per grid point of a searched block."""
+        from harness.runner.search import PointSearch
 
         out = []
         for sp in self.search_points:

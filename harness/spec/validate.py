@@ -7,11 +7,12 @@ import functools
 import math
 from typing import Any, Mapping
 
-from .. import expressions
-from ..components import Registry
+from harness.plugin import expressions
+from harness.plugin.components import Registry
+from harness.plugin.params import Param, resolve_params
+from harness.runner.search import TRANSFORMS, Search
+
 from ..errors import PluginError, SpecError, suggest
-from ..params import Param, resolve_params
-from ..search import TRANSFORMS, Search
 from .grid import (
     _check_key_path,
     _derive_and_resolve,
@@ -198,7 +199,7 @@ _SEARCH_KEYS = ("axis", "lower", "upper", "scale", "integer", "start", "growth",
 
 def _parse_search(table: Any, source: str, prefix: str, declared: Mapping[str, Param],
                   slots_decl: Mapping[str, Any], targets: Mapping[str, str], used: set[str]) -> Search:
-    """Validate an ``[experiments.search]`` table (see :mod:`harness.search`)."""
+    """Validate an ``[experiments.search]`` table (see :mod:`harness.runner.search`)."""
     where = prefix + "search"
     if not isinstance(table, dict):
         raise SpecError(source, where, table, "expected a table: axis, lower, upper, metric, and below or above")

@@ -10,7 +10,7 @@ import numpy as np
 
 from harness import Param
 from harness.engine.training import TrainResult, train
-from harness.expressions import evaluate
+from harness.plugin.expressions import evaluate
 
 _CURVE = Param("curve_points", int, 200, "points kept of the per-epoch loss curve", min=2)
 
@@ -27,7 +27,7 @@ def _lr_rule_check(*names: str):
     def check(text: str) -> str | None:
         if not text:
             return None
-        from harness.expressions import ExpressionError, names_in
+        from harness.plugin.expressions import ExpressionError, names_in
 
         try:
             unknown = names_in(text) - set(names)
@@ -40,7 +40,7 @@ def _lr_rule_check(*names: str):
 
 def lr_problem(optimizer, lr_rule: str, variables: Mapping[str, Any]) -> str | None:
     """Why ``lr_rule`` gives no usable learning rate at ``variables`` (for ``check``), or ``None``."""
-    from harness.expressions import ExpressionError
+    from harness.plugin.expressions import ExpressionError
 
     if optimizer is not None and "lr" not in optimizer.config or not lr_rule:
         return None
@@ -199,7 +199,7 @@ def _batch_key(params, components, shape_params: Sequence[str]):
     cell anyway; the backend is one of them, so cells of one backend group together only);
     ``None`` with ``batched = false``, and for a backend that cannot train stacks (other than
     numba and torch)."""
-    from harness.seeds import canonical
+    from harness.plugin.seeds import canonical
 
     if not params.get("batched", True):
         return None

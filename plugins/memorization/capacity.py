@@ -332,7 +332,7 @@ class Capacity(Experiment):
     def figures(self, rows, context) -> dict:
         """The capacity figure and table; once per combination of any grid axis besides
         ``model`` and ``ratio`` (N, d, an activation, ...), never pooling it."""
-        from harness.series import per_series
+        from harness.plugin.series import per_series
 
         def draw(part):
             lines = self.table(part)

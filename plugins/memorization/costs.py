@@ -1,5 +1,5 @@
 """Cost estimates of the memorisation experiments' cells (``estimate``), from the rates
-:mod:`harness.costs` measures on this machine.
+:mod:`harness.plugin.costs` measures on this machine.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _expected_epochs(cell_params, P: float, N: int) -> float:
 
 def _train_cost(N: int, P: float, epochs: float, batch: int | None = None, margin_loss: bool = False) -> dict:
     """Estimated seconds of ``epochs`` epochs on N samples and P trainable weights (full batch,
-    or mini-batches of ``batch``), from the calibrated rates of :mod:`harness.costs`,
+    or mini-batches of ``batch``), from the calibrated rates of :mod:`harness.plugin.costs`,
     with the compilation of the training kernels as a once-per-process set-up cost.
 
     On one thread where the engine runs the training on one thread: under the compiled
@@ -31,8 +31,8 @@ def _train_cost(N: int, P: float, epochs: float, batch: int | None = None, margi
     with the mean squared error, i.e. without ``margin_loss``, and a fused activation, as the
     built-in ones are) or under :data:`~harness.engine.training.SMALL_STEP_FLOPS`; such cells
     are ``stacked`` (:meth:`harness.Experiment.estimate`): in a group they share the threads."""
-    from harness import costs
     from harness.engine.training import KERNEL_MAX_FLOPS, one_blas_thread
+    from harness.plugin import costs
 
     rows = N if batch is None or batch >= N else int(batch)
     flops = 6.0 * rows * float(P)

@@ -190,7 +190,7 @@ class Memorization(Experiment):
                                       "N_star_over_d2", "N_star_over_P", "n_cells"],
                 what="one line per d: N* with its search bracket and 95% bootstrap interval over repetitions")
             return figures
-        from harness.series import slug, split_rows
+        from harness.plugin.series import slug, split_rows
 
         # one heat map per value of any grid axis besides (d, N) (architecture, activation, ...)
         groups = split_rows(done, lambda r: (int(r["params"]["d"]), int(r["params"]["N"])))

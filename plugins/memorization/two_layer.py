@@ -174,7 +174,7 @@ class TwoLayerMemorization(Experiment):
             return {}
         from matplotlib.figure import Figure
 
-        from harness.series import split_rows
+        from harness.plugin.series import split_rows
 
         def drawn(r):
             qd = _metric(r, "qd_over_m")

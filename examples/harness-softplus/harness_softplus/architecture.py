@@ -8,7 +8,7 @@ with the shapes ``[(n_1, d), (n_2, n_1), ..., (1, n_k)]`` every harness architec
 from __future__ import annotations
 
 from harness import Architecture, Param, SpecError
-from harness.expressions import ExpressionError, evaluate, names_in
+from harness.plugin.expressions import ExpressionError, evaluate, names_in
 
 
 def _width_problem(value) -> str | None:

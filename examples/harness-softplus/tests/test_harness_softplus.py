@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from harness_softplus import Pyramid, Softplus
 
-from harness.conformance import assert_conforms
+from harness.plugin.conformance import assert_conforms
 
 
 @pytest.mark.parametrize("kind, component", [("activation", Softplus), ("architecture", Pyramid)])

@@ -1,0 +1,118 @@
+"""Optimizer checks: steps keep shapes and dtypes, leave frozen layers alone, move the
+trainable ones, are deterministic and match ``reference_step``.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from harness.plugin.components import TrainingProblem
+from harness.plugin.conformance.core import (
+    Skip,
+    _gaussian_weights,
+    _HalfSquaredError,
+    _instance,
+    _rng,
+    _same,
+    _Tanh,
+    check,
+    class_arg,
+)
+
+OPT_SHAPES = [(6, 4), (5, 6), (1, 5)]
+
+
+OPT_TRAINABLE = [True, False, True]
+
+
+OPT_STEPS = 3
+
+
+def _optimizer_problem() -> TrainingProblem:
+    rng = _rng(50)
+    X = rng.standard_normal((12, OPT_SHAPES[0][1]))
+    y = rng.standard_normal(12)
+    return TrainingProblem(X=X, y=y, weights=_gaussian_weights(OPT_SHAPES, rng), activation=_Tanh(),
+                           trainable=list(OPT_TRAINABLE), loss=_HalfSquaredError())
+
+
+def _gradients(problem: TrainingProblem, weights) -> list[np.ndarray | None]:
+    from harness.engine.network import backward_signals, forward, weight_gradients
+
+    fp = forward(weights, problem.X, problem.activation)
+    B = backward_signals(weights, fp, problem.activation)
+    r = problem.loss.grad(fp.output, problem.y)
+    return weight_gradients(weights, fp, B, r, problem.trainable)
+
+
+def _optimizer_trajectory(cls) -> tuple[dict, list[list[np.ndarray]]]:
+    """A fresh optimizer on the fixed problem: ``prepare``'s dict and the weights after each step."""
+    problem = _optimizer_problem()
+    opt = _instance(cls)
+    info = opt.prepare(problem)
+    weights = [W.copy() for W in problem.weights]
+    state = opt.init_state(weights)
+    history = []
+    for _ in range(OPT_STEPS):
+        opt.step(weights, _gradients(problem, weights), state)
+        history.append([np.array(W, copy=True) for W in weights])
+    return info, history
+
+
+@check("optimizer", "steps", args=class_arg)
+def _optimizer_steps(cls) -> str:
+    problem = _optimizer_problem()
+    info, history = _optimizer_trajectory(cls)
+    assert isinstance(info, dict), f"prepare returned {type(info).__name__}, expected a dict"
+    json.dumps(info, default=float)
+    for k, weights in enumerate(history):
+        assert len(weights) == len(OPT_SHAPES), f"step {k}: {len(weights)} layers, expected {len(OPT_SHAPES)}"
+        for l, (W, W0) in enumerate(zip(weights, problem.weights)):
+            assert W.shape == W0.shape and W.dtype == W0.dtype, \
+                f"step {k}: layer {l} became {W.shape} {W.dtype}, was {W0.shape} {W0.dtype}"
+            assert np.all(np.isfinite(W)), f"step {k}: layer {l} is not finite"
+            if not OPT_TRAINABLE[l]:
+                assert np.array_equal(W, W0), f"step {k}: frozen layer {l} (gradient None) changed"
+    trained = [l for l, t in enumerate(OPT_TRAINABLE) if t]
+    moved = [l for l in trained if not np.array_equal(history[0][l], problem.weights[l])]
+    assert moved == trained, f"after one step only layers {moved} of the trainable {trained} moved"
+    return f"{OPT_STEPS} steps: shapes and dtypes kept, frozen layer untouched, trainable layers moved"
+
+
+@check("optimizer", "deterministic", args=class_arg, after="steps")
+def _optimizer_determinism(cls) -> str:
+    info1, h1 = _optimizer_trajectory(cls)
+    info2, h2 = _optimizer_trajectory(cls)
+    assert _same(info1, info2), f"prepare gave {info1!r} then {info2!r}"
+    for k, (a, b) in enumerate(zip(h1, h2)):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b)), f"step {k} differs between two equal runs"
+    return "two equal runs give identical weights"
+
+
+@check("optimizer", "matches reference_step", args=class_arg, after="steps")
+def _optimizer_reference(cls) -> str:
+    """Each of ``OPT_STEPS`` steps against the optimizer's own ``reference_step`` (the update
+    rule in plain NumPy), which must also leave its arguments untouched."""
+    import copy
+
+    problem = _optimizer_problem()
+    opt = _instance(cls)
+    opt.prepare(problem)
+    weights = [W.copy() for W in problem.weights]
+    state = opt.init_state(weights)
+    for k in range(OPT_STEPS):
+        grads = _gradients(problem, weights)
+        args = ([W.copy() for W in weights], [None if g is None else g.copy() for g in grads],
+                copy.deepcopy(state))
+        kept = copy.deepcopy(args)
+        try:
+            expected, _ = opt.reference_step(*args)
+        except NotImplementedError:
+            raise Skip("the optimizer declares no reference_step") from None
+        assert _same(list(args), list(kept)), f"step {k}: reference_step modified its arguments"
+        opt.step(weights, grads, state)
+        for l, (W, E) in enumerate(zip(weights, expected)):
+            assert np.allclose(W, E, rtol=1e-10, atol=1e-13), \
+                f"step {k}: layer {l} differs from reference_step by {np.max(np.abs(W - E)):.3g}"
+    return f"{OPT_STEPS} steps match reference_step"

@@ -1,0 +1,261 @@
+"""Calibrated cost models of the engine's kernels, for the experiments' ``estimate``.
+
+Each model is a few numbers measured on this machine by a short probe of the kernel itself
+(at small sizes, on one thread, best CPU time of a few repetitions) and cached by
+:func:`harness.plugin.calibration.rates` (per machine). The probes, each about 1-2 s of CPU:
+
+- ``training``: full-batch Adam epochs of a ReLU ``fc`` network at three sizes (N P from 2e4
+  to 1.6e8), interpolated in log-log (:func:`epoch_seconds`); batch-10 SGD steps of a two-layer
+  network at two sizes, fitted as ``step_s + step_s_per_bp * batch * P`` per step; and the first
+  call's extra time (kernel compilation or loading from the disk cache): ``setup_s``.
+- ``ntk``: a DGEMM (800 x 800), the NTK Gram matrix of a sigmoid ``d -> d -> d -> 1`` network
+  at N = 1000, d = 400 and its extreme eigenvalues (solver ``auto``, Cholesky + Krylov path):
+  the flop rates and the N^2 term of :func:`ntk_seconds`.
+- ``shallow_lm``: seconds per Levenberg-Marquardt iteration of the semi-flat experiment's
+  one-hidden-layer fit, and the per-trial work of its cells (students cached) at H = 5 and 30.
+- ``ode``: seconds per right-hand-side evaluation of :func:`scipy.integrate.solve_ivp` (RK45) on
+  the quadratic flow's reduced equations at m = 5 and 40, and per flop of its finite-sample
+  gradient descent.
+
+The models are rough (a factor of about 1.5 either way); what the probes buy is that they are
+rough on *this* machine rather than on the one the constants were written on.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from harness.plugin import calibration
+
+# ----------------------------------------------------------------------------- training
+
+
+def _probe_training() -> dict:
+    from harness.engine.training import train
+    from harness.plugin.manager import load_registry
+
+    registry = load_registry()
+    relu = registry.create("activation", "relu", {})
+    mse = registry.create("loss", "mse", {})
+    adam = registry.create("optimizer", "adam", {"lr": 1e-4})
+    sgd = registry.create("optimizer", "sgd", {"lr": 1e-4, "batch_size": 10})
+    rng = np.random.default_rng(0)
+
+    def job(N, d, widths, optimizer, epochs, trainable=None):
+        X, y = rng.standard_normal((N, d)), rng.standard_normal(N)
+        sizes = [d, *widths, 1]
+        weights = [rng.standard_normal((b, a)) / math.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
+        return lambda: train(weights, X, y, relu, mse, optimizer, trainable=trainable, max_epochs=epochs,
+                             rng=np.random.default_rng(1))
+
+    t0 = time.process_time()
+    job(40, 6, [6, 6, 6], adam, 2)()
+    job(40, 6, [6], sgd, 1, [True, False])()
+    first = time.process_time() - t0
+    # full batch at N P = 2.0e4, 1.0e7 and 1.6e8 (BLAS gets more efficient as products grow)
+    points = {}
+    for N, d, epochs in ((100, 8, 200), (1500, 48, 12), (5000, 100, 3)):
+        points[N * (3 * d * d + d)] = calibration.best_time(job(N, d, [d, d, d], adam, epochs)) / epochs
+    (small_np, small), _, (big_np, big) = sorted(points.items())
+    slope = max((big - small) / (big_np - small_np), 1e-15)
+    # batch-10 SGD, two-layer network with frozen output: batch * P = 10 * 320 and 10 * 16000
+    s_small = calibration.best_time(job(200, 20, [16], sgd, 5, [True, False])) / 100
+    s_big = calibration.best_time(job(200, 100, [160], sgd, 5, [True, False])) / 100
+    s_slope = max((s_big - s_small) / (10 * (16000 - 320)), 1e-15)
+    # the margin losses (hinge, logistic) of the classification experiments cost more a step
+    hinge = registry.create("loss", "hinge", {})
+    Xc, yc = rng.standard_normal((1000, 50)), np.sign(rng.standard_normal(1000))
+    wc = [rng.standard_normal((40, 50)) / math.sqrt(50), rng.standard_normal((1, 40))]
+    margin = [calibration.best_time(lambda: train(wc, Xc, yc, relu, loss, sgd, trainable=[True, False],
+                                                  max_epochs=3, rng=np.random.default_rng(1)))
+              for loss in (mse, hinge)]
+    steady = 2 * small + 4 * s_small  # what the warm-up calls would cost once compiled
+    return {**{f"epoch_s_at_np_{i}": t for i, t in enumerate(points.values())},
+            **{f"epoch_np_{i}": x for i, x in enumerate(points)},
+            "epoch_s": max(small - slope * small_np, 1e-7), "epoch_s_per_np": slope,
+            "step_s": max(s_small - s_slope * 3200, 1e-7), "step_s_per_bp": s_slope,
+            "margin_loss_factor": max(margin[1] / margin[0], 1.0),
+            "setup_s": max(first - steady, 0.0)}
+
+
+def training_rates() -> dict:
+    return calibration.rates("training", _probe_training, version=5)  # 5: the fused training kernel
+
+
+def epoch_seconds(N: int, P: int, one_thread: bool = False) -> float:
+    """Seconds of one full-batch epoch (gradient and optimizer step) on N samples, P weights:
+    interpolated in log-log between the probe's three sizes of N P, then proportional to N P;
+    with BLAS's threads (:func:`harness.plugin.calibration.speedup`), or on one thread when
+    ``one_thread`` (the compiled kernel, or a member of a stack trained on parallel threads)."""
+    r = training_rates()
+    xs = [r[f"epoch_np_{i}"] for i in range(3)]
+    ts = [r[f"epoch_s_at_np_{i}"] for i in range(3)]
+    x = max(float(N) * float(P), 1.0)
+    if x <= xs[0]:
+        t = ts[0]  # small products: the per-step overhead dominates
+    elif x >= xs[-1]:
+        t = ts[-1] * x / xs[-1]
+    else:
+        i = 0 if x <= xs[1] else 1
+        f = math.log(x / xs[i]) / math.log(xs[i + 1] / xs[i])
+        t = math.exp(math.log(ts[i]) + f * math.log(ts[i + 1] / ts[i]))
+    return t if one_thread else t / calibration.speedup(6.0 * N * P)
+
+
+def sgd_step_seconds(batch: int, P: int, margin_loss: bool = False, one_thread: bool = False) -> float:
+    """Seconds of one mini-batch step of ``batch`` samples on P weights (with the MSE, or with
+    a margin loss such as hinge or logistic when ``margin_loss``); ``one_thread`` as in
+    :func:`epoch_seconds`."""
+    r = training_rates()
+    factor = r["margin_loss_factor"] if margin_loss else 1.0
+    t = factor * (r["step_s"] + r["step_s_per_bp"] * batch * P)
+    return t if one_thread else t / calibration.speedup(6.0 * batch * P)
+
+
+def training_setup_seconds() -> float:
+    """Once per worker process: compiling (or loading) the training kernels."""
+    return training_rates()["setup_s"]
+
+
+# ----------------------------------------------------------------------------- NTK spectrum
+
+
+def ntk_flops(N: int, sizes) -> float:
+    """Flops of the NTK Gram matrices of a network with layer sizes ``[d, n_1, ..., 1]`` on N
+    inputs: forward and backward products, and the Hadamard Gram products (about N^2 per
+    factor column, the upper triangle of two products per layer)."""
+    sizes = [int(s) for s in sizes]
+    return (6.0 * N * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+            + 1.0 * N * N * (sum(sizes[:-1]) + sum(sizes[1:-1])))
+
+
+def _probe_ntk() -> dict:
+    from harness.engine.eigen import extreme_eigenvalues
+    from harness.engine.ntk import ntk_kernels
+    from harness.plugin.manager import load_registry
+
+    sigmoid = load_registry().create("activation", "sigmoid", {})
+    rng = np.random.default_rng(0)
+
+    def network(N, d):
+        sizes = [d, d, d, 1]
+        weights = [rng.standard_normal((b, a)) / math.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
+        return weights, rng.standard_normal((N, d)), sizes
+
+    A, B = rng.standard_normal((800, 800)), rng.standard_normal((800, 800))
+    gemm = 2 * 800 ** 3 / calibration.best_time(lambda: A @ B)
+    t0 = time.process_time()
+    w, X, _ = network(950, 8)  # N >= AUTO_MIN_N: the Cholesky + Krylov path of "auto"
+    extreme_eigenvalues(ntk_kernels(w, X, sigmoid, {"full": None})["full"], "auto")
+    first = time.process_time() - t0
+    w, X, sizes = network(1000, 400)
+    K = {}
+    t_ntk = calibration.best_time(lambda: K.update(ntk_kernels(w, X, sigmoid, {"full": None})), repeat=3)
+    extreme_eigenvalues(K["full"], "auto")  # warm-up: the first call of a path compiles kernels
+    t_eig = calibration.best_time(lambda: extreme_eigenvalues(K["full"], "auto"), repeat=3)
+    factor = _FACTOR_FLOPS * 1000 ** 3 / gemm
+    return {"gemm_flops_per_s": gemm, "ntk_flops_per_s": ntk_flops(1000, sizes) / t_ntk,
+            "eigen_s_per_n2": max(t_eig - factor, 0.2 * t_eig) / 1000 ** 2,
+            "setup_s": max(first - t_eig, 0.0)}
+
+
+_FACTOR_FLOPS = 0.5
+"""Cholesky factorisations of extreme_eigenvalues("auto"), in units of N^3 flops: a float32
+pilot and a float64 shifted one, N^3 / 3 each (the float32 one about twice as fast)."""
+
+
+def ntk_rates() -> dict:
+    return calibration.rates("ntk", _probe_ntk, version=3)
+
+
+def ntk_seconds(N: int, sizes, n_kernels: int) -> float:
+    """Seconds of one NTK spectrum cell: the Gram matrices and ``n_kernels`` eigen-solves."""
+    r = ntk_rates()
+    build = ntk_flops(N, sizes)
+    factor = _FACTOR_FLOPS * N ** 3
+    # the Gram products and the factorisations run on every thread; the iterative steps of the
+    # eigen-solver on one (see harness.engine.eigen)
+    eig = factor / (r["gemm_flops_per_s"] * calibration.speedup(factor)) + r["eigen_s_per_n2"] * N * N
+    return build / (r["ntk_flops_per_s"] * calibration.speedup(build)) + n_kernels * eig + 0.02
+
+
+# ----------------------------------------------------------------------------- semi-flat minima
+
+
+def _probe_shallow() -> dict:
+    from harness.engine import shallow
+    from harness.engine.levenberg_marquardt import levenberg_marquardt
+    from harness.plugin.components import CellContext
+    from harness.plugin.manager import load_registry
+
+    registry = load_registry()
+    tanh = registry.create("activation", "tanh", {})
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(10)
+    y = np.tanh(x) + 0.1 * rng.standard_normal(10)
+    starts = [rng.standard_normal(16) for _ in range(3)]
+    counted = []
+
+    def fit():
+        counted.clear()
+        for theta in starts:
+            counted.append(levenberg_marquardt(lambda th: shallow.residuals(th, x, y, tanh),
+                                               lambda th: shallow.jacobian(th, x, tanh), theta,
+                                               target=0.0, max_iterations=100).iterations)
+
+    t_fit = calibration.best_time(fit, repeat=2)
+    out = {"lm_iteration_s": t_fit / max(sum(counted), 1)}
+    # the per-trial work of a cell once its students are trained (cached in-process)
+    for H in (5, 30):
+        experiment = registry.create("experiment", "embedding_generalization",
+                                     {"H": H, "trials": 8, "hessian_trials": 8, "n_test": 1000})
+        cell = CellContext({"activation": tanh}, np.random.SeedSequence(12345), {}, registry=registry)
+        experiment.run(cell)  # trains and caches the students
+        out[f"trial_s_H{H}"] = calibration.best_time(lambda: experiment.run(cell), repeat=2) / 8
+    return out
+
+
+def shallow_rates() -> dict:
+    return calibration.rates("shallow_lm", _probe_shallow, version=1)
+
+
+# ----------------------------------------------------------------------------- quadratic flow
+
+
+def _probe_ode() -> dict:
+    from harness.engine import quadratic as q
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for m in (5, 40):
+        initial = q.initial_overlaps(200, m, 10, "orthonormal", "orthonormal", rng, rng)
+        t = np.linspace(0.0, 20.0, 21)
+        res = {}
+        seconds = calibration.best_time(lambda: res.update(r=q.integrate_overlaps(initial, t)), repeat=2)
+        out[f"eval_s_m{m}"] = seconds / max(res["r"].nfev, 1)
+    W0, W_star = q.initial_weights(100, 10, 10, "orthonormal", "orthonormal", rng, rng)
+    X = rng.standard_normal((2000, 100))
+    y = q.teacher_labels(X, W_star, 0.0, rng)
+    seconds = calibration.best_time(lambda: q.gd_finite_sample(W0, W_star, X, y, 0.1, 20), repeat=2)
+    out["gd_s_per_flop"] = seconds / (20 * gd_step_flops(2000, 100, 10, 10))
+    return out
+
+
+def gd_step_flops(n: int, d: int, m: int, m_star: int) -> float:
+    """Flops of one finite-sample gradient step of the quadratic student (and its population risk)."""
+    return 6.0 * n * d * m + 4.0 * d * m * (m + m_star)
+
+
+def ode_rates() -> dict:
+    return calibration.rates("ode", _probe_ode, version=1)
+
+
+def ode_eval_seconds(m: int) -> float:
+    """Seconds per right-hand-side evaluation of the reduced quadratic flow with m student
+    neurons (solver overhead included), interpolated in m^2 (m + m*) between the probes."""
+    r = ode_rates()
+    w = lambda k: k * k * (k + 10.0)  # noqa: E731
+    slope = max(r["eval_s_m40"] - r["eval_s_m5"], 0.0) / (w(40) - w(5))
+    return r["eval_s_m5"] + slope * max(w(m) - w(5), 0.0)

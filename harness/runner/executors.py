@@ -1,0 +1,515 @@
+# Length: about 510 lines in one module because one protocol between the parent and its worker
+# processes (start, assign, timeout, replace, stop).
+"""Executing cells: in one worker process, in a pool of worker processes, on a Dask cluster, or
+in this process.
+
+:func:`execute` yields one row per cell, in the order the cells finish. The executor is chosen
+by name (:data:`EXECUTORS`): ``"serial"``, ``"processes"``, ``"dask"``
+(:mod:`harness.runner.dask_executor`) or ``"inline"``; left unset, ``jobs=1`` is serial and more jobs
+use worker processes.
+
+Crash isolation: ``serial`` and ``processes`` run every cell in a worker process (``serial``:
+one, using every core; ``processes``: ``jobs`` of them), started once and reused for the cells
+that follow (no start-up cost per cell). A worker that dies (a segfault, the out-of-memory
+killer, ``os._exit``) only fails its own cell: that cell gets a ``failed`` row saying how the
+worker died, a fresh worker takes its place and the run goes on. A cell past ``timeout``
+seconds is stopped by killing its worker (its row: ``timeout``); the clock starts when the
+worker reports it began the cell, so a fresh worker's start-up is never counted, and one-time
+warm-up (:func:`harness.plugin.components.warm_up`: compiling kernels) is added to the cell's allowance.
+``inline`` runs the cells in this process, one after the other, without isolation or timeouts:
+for debugging (a debugger, ``breakpoint()``) and for tests that patch the process.
+Workers share the cores: each one is limited to ``cores // jobs`` BLAS, OpenMP and Numba
+threads, set once when it starts.
+
+The rows are the same whatever the executor: a cell is a pure function of its parameters and
+seed (only ``elapsed`` and ``finished`` differ).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections import deque
+from typing import Any, Iterable, Iterator
+
+from harness.runner.execute import group_cells, make_row, run_cell, run_cells
+from harness.spec.cells import Cell
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                   "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
+_MAX_START_FAILURES = 3
+
+
+def cpu_count() -> int:
+    """Cores this process may use (its CPU affinity where the system reports it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """BLAS / Numba threads for each of ``jobs`` workers, so that jobs x threads <= cores."""
+    cores = cpu_count() if cores is None else cores
+    return max(1, cores // max(1, jobs))
+
+
+def uses_workers(jobs: int, timeout: float | None) -> bool:
+    """Whether cells run in worker processes (else serially in this process)."""
+    return jobs > 1 or timeout is not None
+
+
+EXECUTORS: dict[str, str] = {
+    "serial": "harness.runner.executors:execute_serial",
+    "processes": "harness.runner.executors:execute_processes",
+    "dask": "harness.runner.dask_executor:execute",
+    "inline": "harness.runner.executors:execute_inline",
+}
+"""Executors by name, each ``"module:function"``, imported on use. The function takes
+``(cells, jobs, timeout, registry, **options)`` and yields one row per cell as it finishes."""
+
+
+def choose_executor(executor: str | None, jobs: int = 1, timeout: float | None = None,
+                    scheduler: str | None = None) -> str:
+    """The executor name to use; a :class:`~harness.errors.UserError` for a bad combination.
+
+    ``None`` picks ``"dask"`` when a ``scheduler`` address is given, else ``"serial"`` for one
+    job and ``"processes"`` for more.
+    """
+    from harness.errors import UserError, suggest
+
+    if executor is None:
+        if scheduler is not None:
+            return choose_executor("dask", jobs, timeout, scheduler)
+        return "processes" if jobs > 1 else "serial"
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r}{suggest(executor, EXECUTORS)}; "
+                        f"choose one of {', '.join(EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        raise UserError(f"a scheduler address is for the dask executor, not {executor!r}: "
+                        "use --executor dask (or leave --executor out)")
+    if scheduler is not None and jobs != 1:
+        raise UserError("--jobs sets the size of a local Dask cluster; with a scheduler address "
+                        "the cluster's workers decide how many cells run at once")
+    if executor == "serial" and jobs > 1:
+        raise UserError("the serial executor runs one cell at a time: drop --jobs or use "
+                        "--executor processes")
+    if executor == "inline" and jobs > 1:
+        raise UserError("the inline executor runs one cell at a time in this process: drop --jobs "
+                        "or use --executor processes")
+    if executor == "inline" and timeout is not None:
+        raise UserError("a timeout needs a worker process to stop: drop --executor inline (the "
+                        "serial executor runs cells in a worker process and supports --timeout)")
+    if executor == "dask" and timeout is not None:
+        raise UserError("the dask executor does not support a timeout (a running Dask task "
+                        "cannot be stopped); use --executor processes for timeouts")
+    return executor
+
+
+def _executor_function(name: str, attribute: str | None = None):
+    import importlib
+
+    module_name, _, function = EXECUTORS[name].partition(":")
+    return getattr(importlib.import_module(module_name), attribute or function, None)
+
+
+def check_executor(name: str, **options: Any) -> None:
+    """Let executor ``name`` refuse early (before a run directory is made): its module's
+    optional ``check(**options)`` raises a :class:`~harness.errors.UserError` when it cannot
+    run here (a missing package, an unreachable cluster).
+
+    Any executor refuses inside a process that is still starting up, importing a script's main
+    module (see :func:`check_not_bootstrapping`)."""
+    check_not_bootstrapping()
+    check = _executor_function(name, "check")
+    if check is not None:
+        check(**options)
+
+
+def execute(cells: Iterable[Cell], jobs: int = 1, timeout: float | None = None,
+            registry=None, executor: str | None = None, **options: Any) -> Iterator[dict[str, Any]]:
+    """Run ``cells`` and yield each row as its cell finishes.
+
+    ``executor`` names one of :data:`EXECUTORS` (``None``: see :func:`choose_executor`);
+    ``options`` go to it (the dask executor's ``scheduler`` address, ``log``).
+    Close the generator (or let it finish) to stop: workers are then ended and the cells still
+    running are dropped (they have no row, so a resume runs them again).
+    """
+    cells = list(cells)
+    if jobs < 1:
+        raise ValueError("jobs must be >= 1")
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be > 0")
+    name = choose_executor(executor, jobs, timeout, options.get("scheduler"))
+    if not cells:
+        return
+    run = _executor_function(name)
+    yield from run(cells, jobs=jobs, timeout=timeout, registry=registry, **options)
+
+
+def execute_inline(cells: list[Cell], jobs: int = 1, timeout: float | None = None,
+                   registry=None, **options: Any) -> Iterator[dict[str, Any]]:
+    """Every cell in this process, one after the other (``jobs`` and ``timeout`` unused): no
+    crash isolation; for debugging and for tests that patch this process. Cells that can run
+    together do (:func:`harness.runner.execute.group_cells`)."""
+    for group in group_cells(cells, registry):
+        yield from run_cells(group, registry)
+
+
+def execute_serial(cells: list[Cell], jobs: int = 1, timeout: float | None = None,
+                   registry=None, workers: "WorkerPools | None" = None,
+                   **options: Any) -> Iterator[dict[str, Any]]:
+    """Every cell in one worker process (started once, using every core), one after the other,
+    stopped after ``timeout`` seconds; a crash fails only its cell (a fresh worker goes on)."""
+    yield from _pool(workers, 1, cpu_count(), timeout, registry).run(cells)
+
+
+def execute_processes(cells: list[Cell], jobs: int = 1, timeout: float | None = None,
+                      registry=None, workers: "WorkerPools | None" = None,
+                      **options: Any) -> Iterator[dict[str, Any]]:
+    """Each cell in one of ``jobs`` worker processes, stopped after ``timeout`` seconds."""
+    yield from _pool(workers, jobs, threads_per_job(jobs), timeout, registry).run(cells)
+
+
+class WorkerPools:
+    """Worker processes kept from one :func:`execute` call to the next (pass it as the
+    ``workers`` option), so that a run whose cells come in rounds (threshold searches) starts
+    its workers once. :meth:`close` ends them (also when the object is collected)."""
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[int, int, int], _Pool] = {}
+
+    def get(self, size: int, threads: int, timeout: float | None, registry) -> "_Pool":
+        key = (size, threads, id(registry))
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = _Pool(size, threads, timeout, registry, keep=True)
+        pool.timeout = timeout
+        return pool
+
+    def close(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _pool(workers: "WorkerPools | None", size: int, threads: int, timeout: float | None, registry) -> "_Pool":
+    if workers is not None:
+        return workers.get(size, threads, timeout, registry)
+    return _Pool(size, threads, timeout, registry)
+
+
+def check_not_bootstrapping() -> None:
+    """A :class:`~harness.errors.UserError` when called while a ``spawn``-ed child process
+    imports its parent's main module: a script that calls ``harness.run`` at top level, without
+    the ``if __name__ == "__main__":`` guard, run in a process started by multiprocessing.
+
+    The harness's own worker processes never import the main module (:func:`_main_module_hidden`),
+    so this is for other pools (a Dask cluster, the user's own multiprocessing); without it each
+    such child would start a run of its own before failing."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        from harness.errors import UserError
+
+        raise UserError("harness.run was called while a new process was importing the main module: "
+                        "put the call under 'if __name__ == \"__main__\":' in your script")
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start worker processes without making them import the parent's main module.
+
+    ``spawn`` runs a child's main module again (as ``__mp_main__``) unless it has no file and no
+    module name; a worker needs nothing from it (it loads the plugins from entry points and
+    receives plain cells), and a script that calls ``harness.run(..., jobs=2)`` without the
+    ``if __name__ == "__main__":`` guard would otherwise start a run in every worker."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    missing = object()
+    saved = {key: getattr(main, key, missing) for key in ("__file__", "__spec__")}
+    try:
+        main.__spec__ = None
+        main.__file__ = None
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is missing:
+                try:
+                    delattr(main, key)
+                except AttributeError:
+                    pass
+            else:
+                setattr(main, key, value)
+
+
+# ----------------------------------------------------------------------------------------------
+# worker processes
+
+
+def _worker_main(conn, threads: int, plugins: tuple = ()) -> None:
+    """A worker: limit threads, load the plugins (the parent's registry rebuilt from its plugin
+    list, ``registry.plugins``), then run the cells it is sent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
+    _die_with_parent()
+    _limit_threads(threads)
+    from harness.plugin.manager import load_registry
+
+    registry = load_registry(plugins)
+    if "numba" in sys.modules:
+        _set_numba_threads(threads)
+    conn.send(("ready", os.getpid()))
+    _report_warm_ups(conn)
+    while True:
+        try:
+            cell = conn.recv()
+        except (EOFError, OSError):
+            return
+        if cell is None:
+            return
+        conn.send(("started", os.getpid()))  # the parent's timeout clock starts now
+        if isinstance(cell, list):  # a group of cells run together: one row each
+            try:
+                rows = run_cells(cell, registry)
+            except BaseException as exc:  # run_cells catches cell errors; a last resort
+                from harness.runner.execute import format_exception
+
+                rows = [make_row(c, "failed", error=format_exception(exc)) for c in cell]
+            conn.send(("rows", rows))
+            continue
+        try:
+            row = run_cell(cell, registry)
+        except BaseException as exc:  # run_cell catches cell errors; this is a last resort
+            from harness.runner.execute import format_exception
+
+            row = make_row(cell, "failed", error=format_exception(exc))
+        conn.send(("row", row))
+
+
+def _report_warm_ups(conn) -> None:
+    """Tell the parent the seconds each one-time warm-up takes (:func:`harness.plugin.components.warm_up`),
+    so that a cell's timeout does not count compiling kernels in a fresh worker."""
+    try:
+        from harness.plugin import components
+
+        listeners = getattr(components, "WARM_UP_LISTENERS", None)
+        if listeners is not None:
+            listeners.append(lambda seconds: conn.send(("warmup", float(seconds))))
+    except Exception:
+        pass
+
+
+_LIMITS: Any = None
+
+
+def _limit_threads(threads: int) -> None:
+    global _LIMITS
+    try:
+        import numpy  # noqa: F401  (loads the BLAS library so that threadpoolctl sees it)
+        from threadpoolctl import threadpool_limits
+
+        _LIMITS = threadpool_limits(limits=threads)
+    except Exception:  # thread limits are an optimisation, never a reason to fail
+        pass
+
+
+def _set_numba_threads(threads: int) -> None:
+    try:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except Exception:
+        pass
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the parent process dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent already died before prctl took effect
+            os._exit(1)
+    except Exception:
+        pass
+
+
+_SIGNAL_HINTS = {"SIGSEGV": "a segmentation fault", "SIGBUS": "a bus error", "SIGABRT": "aborted",
+                 "SIGKILL": "killed, e.g. by the out-of-memory killer", "SIGILL": "an illegal instruction",
+                 "SIGFPE": "an arithmetic fault", "SIGTERM": "terminated"}
+
+
+def describe_exit(code: int | None) -> str:
+    """How a worker process ended: ``"killed by signal 11 (SIGSEGV: a segmentation fault)"``."""
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            return f"killed by signal {-code}"
+        hint = _SIGNAL_HINTS.get(name)
+        return f"killed by signal {-code} ({name}{': ' + hint if hint else ''})"
+    return f"exit code {code}"
+
+
+class _Worker:
+    def __init__(self, ctx, threads: int, plugins: tuple = ()) -> None:
+        parent_conn, child_conn = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child_conn, threads, plugins), daemon=True,
+                                   name="harness-worker")
+        saved = {k: os.environ.get(k) for k in THREAD_ENV_VARS}
+        try:  # the child reads these when it first loads BLAS / OpenMP / Numba
+            for key in THREAD_ENV_VARS:
+                os.environ[key] = str(threads)
+            with _main_module_hidden():
+                self.process.start()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        child_conn.close()
+        self.conn = parent_conn
+        self.ready = False
+        self.cell: Cell | None = None
+        self.started = 0.0
+        self.began = False
+        """Whether the worker reported that it began the cell (the timeout clock runs)."""
+
+    def assign(self, cell: Cell) -> None:
+        self.cell = cell
+        self.started = time.monotonic()
+        self.began = False
+        self.conn.send(cell)
+
+    def stop(self, kill: bool = False) -> None:
+        if not kill and self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except (OSError, ValueError):
+                kill = True
+            else:
+                self.process.join(timeout=1.0)
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5.0)
+        self.conn.close()
+
+
+class _Pool:
+    """Up to ``size`` worker processes (started as cells need them). ``keep``: the idle workers
+    outlive :meth:`run` (for the next call) until :meth:`close`."""
+
+    def __init__(self, size: int, threads: int, timeout: float | None, registry, keep: bool = False) -> None:
+        import multiprocessing
+
+        self.registry = registry
+        self.ctx = multiprocessing.get_context("spawn")
+        self.size = size
+        self.threads = threads
+        self.timeout = timeout
+        self.keep = keep
+        self.workers: list[_Worker] = []
+        self.start_failures = 0
+
+    def close(self) -> None:
+        workers, self.workers = self.workers, []
+        for w in workers:
+            w.stop(kill=w.cell is not None)
+
+    def _allowance(self, w: "_Worker") -> float:
+        """A group's timeout: the per-cell timeout times its number of cells."""
+        return self.timeout * (len(w.cell) if isinstance(w.cell, list) else 1)
+
+    def run(self, cells: list[Cell]) -> Iterator[dict[str, Any]]:
+        """Run ``cells``, grouped (:func:`harness.runner.execute.group_cells`: a worker gets a group of
+        cells that run together, one row each). A group past its allowance (``timeout`` x its
+        size) or whose worker dies is not recorded: its cells go back to the queue to run
+        alone, each with the per-cell ``timeout``, so rows never depend on the grouping."""
+        from multiprocessing.connection import wait
+
+        pending = deque(g if len(g) > 1 else g[0] for g in group_cells(cells, self.registry, parts=self.size))
+        try:
+            while len(self.workers) < min(self.size, len(pending)):
+                self.workers.append(_Worker(self.ctx, self.threads, self.registry.plugins))
+            while pending or any(w.cell is not None for w in self.workers):
+                for w in self.workers:
+                    if w.ready and w.cell is None and pending:
+                        w.assign(pending.popleft())
+                wait_for = None
+                if self.timeout is not None:
+                    deadlines = [w.started + self._allowance(w) for w in self.workers
+                                 if w.cell is not None and w.began]
+                    if deadlines:
+                        wait_for = max(0.0, min(deadlines) - time.monotonic())
+                ready = wait([w.conn for w in self.workers], timeout=wait_for)
+                for i, w in enumerate(list(self.workers)):
+                    if w.conn in ready:
+                        try:
+                            message = w.conn.recv()
+                        except (EOFError, OSError):
+                            if isinstance(w.cell, list):  # its cells run again, each alone
+                                pending.extendleft(reversed(w.cell))
+                                w.cell = None
+                            yield from self._replace_dead(i, w)
+                            continue
+                        if message[0] == "ready":
+                            w.ready = True
+                            self.start_failures = 0
+                        elif message[0] == "rows":
+                            w.cell = None
+                            yield from message[1]
+                        elif message[0] == "started":
+                            w.started, w.began = time.monotonic(), True
+                        elif message[0] == "warmup":  # one-time compiling: not the cell's time
+                            w.started += max(0.0, message[1])
+                        elif message[0] == "row":
+                            w.cell = None
+                            yield message[1]
+                    elif (self.timeout is not None and w.cell is not None and w.began
+                          and time.monotonic() - w.started >= self._allowance(w)):
+                        cell, elapsed = w.cell, time.monotonic() - w.started
+                        w.stop(kill=True)
+                        self.workers[i] = _Worker(self.ctx, self.threads, self.registry.plugins)
+                        if isinstance(cell, list):  # its cells run again, each alone
+                            pending.extendleft(reversed(cell))
+                            continue
+                        yield make_row(cell, "timeout", error=f"exceeded the timeout of {self.timeout:g} s",
+                                       elapsed=elapsed)
+        finally:
+            if self.keep:  # idle workers wait for the next call; busy ones (closed early) end
+                busy = [w for w in self.workers if w.cell is not None]
+                self.workers = [w for w in self.workers if w.cell is None]
+                for w in busy:
+                    w.stop(kill=True)
+            else:
+                self.close()
+
+    def _replace_dead(self, i: int, w: _Worker) -> Iterator[dict[str, Any]]:
+        cell, elapsed = w.cell, time.monotonic() - w.started
+        w.stop(kill=True)
+        code = w.process.exitcode
+        how = describe_exit(code)
+        if not w.ready:
+            self.start_failures += 1
+            if self.start_failures >= _MAX_START_FAILURES:
+                raise RuntimeError(f"worker processes fail to start ({how})")
+        self.workers[i] = _Worker(self.ctx, self.threads, self.registry.plugins)
+        if cell is not None:
+            yield make_row(cell, "failed", error=f"the worker process died while running this cell ({how})",
+                           elapsed=elapsed)

@@ -1,0 +1,91 @@
+"""A cell: one grid point of one experiment at one repetition, with its seed.
+
+A cell is pure data (picklable, JSON-friendly) and running it is a pure function of it:
+``harness.runner.execute.run_cell(cell) -> row``. Identity:
+
+- ``point_id``: everything that determines the results of a grid point: the experiment block,
+  its experiment, the grid coordinates, the root seed, the resolved parameters and components
+  and the components' versions (one summary line each);
+- ``cell_id``: ``point_id`` plus the repetition (one result row each; resume skips finished ids).
+
+So a row whose cell id matches was computed from the same inputs: an edited seed, grid value,
+parameter or an upgraded plugin gives other ids, never a mix. The identity does not depend on
+how the cell came about (a grid or a threshold search, :mod:`harness.runner.search`). The seed (its
+spawn key, :mod:`harness.plugin.seeds`) is keyed on the seed coordinates and repetition only, so it
+stays what it was in earlier versions of the harness.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.plugin.seeds import canonical, cell_spawn_key
+
+
+@dataclass(frozen=True)
+class Cell:
+    experiment_id: str
+    """The ``id`` of the experiment block in the benchmark file."""
+    experiment: str
+    """The experiment component name (``ntk_spectrum``)."""
+    params: dict[str, Any]
+    """The experiment's own parameters, resolved (defaults filled, grid values substituted)."""
+    components: dict[str, dict[str, Any]]
+    """Slot -> ``{"name": component name, "params": resolved parameters}``."""
+    coords: dict[str, Any]
+    """Grid coordinates of this cell: every axis and derived value, by key path."""
+    repetition: int
+    root_seed: int
+    seed_coords: dict[str, Any] = field(default_factory=dict)
+    """The subset of ``coords`` the seed is keyed on (all axes unless ``seed_by`` says)."""
+    skip: str | None = field(default=None, compare=False)
+    """Why the cell is not run (:class:`harness.plugin.components.Skip` from the experiment's
+    ``check``): its row is ``skipped`` with this reason. Not part of the cell's identity."""
+    versions: dict[str, str] = field(default_factory=dict)
+    """Slot (and ``"experiment"``) -> the version of the component used (:meth:`Registry.version_of`)."""
+    run_dir: str | None = field(default=None, compare=False)
+    """The run directory the cell runs for (set by the runner; not part of its identity):
+    :attr:`harness.plugin.components.CellContext.run_dir`."""
+
+    def identity(self) -> list[Any]:
+        """What determines this cell's results, except the repetition (hashed into the ids)."""
+        return [self.experiment_id, self.experiment, self.coords, self.root_seed, self.params,
+                self.components, self.versions]
+
+    @functools.cached_property
+    def point_id(self) -> str:
+        return _digest(canonical(self.identity()))
+
+    @functools.cached_property
+    def cell_id(self) -> str:
+        return _digest(canonical(self.identity() + [self.repetition]))
+
+    @property
+    def spawn_key(self) -> tuple[int, int]:
+        return cell_spawn_key(self.seed_coords, self.repetition)
+
+    def seed_sequence(self) -> np.random.SeedSequence:
+        return np.random.SeedSequence(self.root_seed, spawn_key=self.spawn_key)
+
+    def describe(self) -> dict[str, Any]:
+        """The identifying part of a result row."""
+        return {
+            "cell_id": self.cell_id,
+            "point_id": self.point_id,
+            "experiment_id": self.experiment_id,
+            "experiment": self.experiment,
+            "coords": self.coords,
+            "repetition": self.repetition,
+            "params": self.params,
+            "components": self.components,
+            "seed": {"root": self.root_seed, "spawn_key": list(self.spawn_key)},
+            "versions": dict(self.versions),
+        }
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
