@@ -54,7 +54,6 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from harness.plugin.components import KINDS, Component, Registry
-from . import activation, architecture, backend, common, dataset, experiment, initializer, loss, optimizer  # noqa: F401
 from harness.plugin.conformance.core import (
     CHECKS,
     EVERY_KIND,
@@ -66,6 +65,8 @@ from harness.plugin.conformance.core import (
     checks_for,
     run_checks,
 )
+
+from . import activation, architecture, backend, common, dataset, experiment, initializer, loss, optimizer  # noqa: F401
 
 KIND_CHECKS: dict[str, list[Check]] = {kind: [c for c in CHECKS if c.kind == kind] for kind in KINDS}
 """The checks of each kind, after the checks common to all kinds (registered under ``"*"``)."""
