@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         numba_threads = numba.get_num_threads()
     except Exception:
         numba_threads = None
-    from harness.runner.envinfo import cpu_model
+    from harness.plugin.machine import cpu_model
 
     header = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": f"{device} ({name})",
               "cpu": cpu_model() or platform.machine(), "numba_threads": numba_threads}

@@ -3,7 +3,8 @@
 Public API (also what the CLI calls): components and parameters for plugin authors
 (``hookimpl``, ``Param``, ``Activation``, ...), and the run API (``run``, ``load_run``).
 """
-from harness.plugin.components import (
+from harness.plugin import (
+    REQUIRED,
     Activation,
     Architecture,
     Backend,
@@ -14,25 +15,25 @@ from harness.plugin.components import (
     Initializer,
     Loss,
     Optimizer,
+    Param,
+    PluginError,
     Registry,
     Skip,
     SkipCell,
+    SpecError,
     TrainingProblem,
+    UserError,
+    hookimpl,
     warm_up,
 )
-from harness.plugin.hookspecs import hookimpl
-from harness.plugin.params import REQUIRED, Param
-
-from .errors import PluginError, SpecError, UserError
-
-__version__ = "0.1.0"
+from harness.version import __version__
 
 _API = ("run", "load_run", "plan", "plot", "compare", "fit", "report", "describe_plugins", "check_plugin")
 
 
 def __getattr__(name):  # the run API, imported on first use: ``harness.run(...)``
     if name in _API:
-        from . import api
+        from harness import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -17,17 +17,36 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.plugin.catalogue import check_plugin, describe_plugins  # noqa: F401  (public API)
-from harness.results.runs import (
+from harness.results.analysis import (  # noqa: F401  (public API)
+    compare,
+    few_pairs_warning,
+    fit,
+    fits_json,
+    format_comparisons,
+    format_fits,
+    load_runs,
+    report,
+)
+from harness.results.runs import (  # noqa: F401  (public API)
+    EXPORT_FORMATS,
+    Run,
     _check_meta,
+    _import_pandas,
     _search_order,
+    export,
+    format_runs,
+    list_runs,
     load_run,
+    remembered_jobs,
+    resolve_run,
 )
 from harness.results.views import plan_lines, show_lines  # noqa: F401  (public API)
-from harness.runner.integrity import (
+from harness.runner.integrity import (  # noqa: F401  (public API)
     _is_search_row,
     check_components_available,
     check_rows_belong,
     check_unchanged,
+    component_versions,
     spec_identity,
 )
 from harness.runner.store import RunDir
@@ -380,7 +399,7 @@ def plot_metric(run_dir: str | Path, metric: str, x: str, hue: str | None = None
     """Draw ``metric`` against ``x`` (one line per ``hue`` value, one panel per combination of
     the other grid axes; :mod:`harness.results.metric_plot`) into ``RUN/figures/<block>-plot_...`` (one
     figure per experiment block, or only ``experiment_id``); returns the paths written."""
-    from harness.results.figures import FORMATS, _close, save_figure
+    from harness.plugin.figures import FORMATS, close_figure, save_figure
     from harness.results.metric_plot import figure_stem, metric_figure
 
     registry = _registry(registry, plugins)
@@ -407,7 +426,7 @@ def plot_metric(run_dir: str | Path, metric: str, x: str, hue: str | None = None
             stem = f"{block}-{figure_stem(metric, x, hue, log)}"
             written += save_figure(fig, {fmt: out_dir / f"{stem}.{fmt}" for fmt in FORMATS})
         finally:
-            _close(fig)
+            close_figure(fig)
     if not written:
         raise UserError("nothing to draw: " + "; ".join(problems))
     return written

@@ -346,7 +346,7 @@ def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
     the legend; e.g. K_W3 = F_2 F_2^T has rank <= n_2 < N)."""
     from matplotlib.figure import Figure
 
-    from harness.results.fits import fit_slope
+    from harness.plugin.fitting import fit_slope
 
     data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # N -> kernel -> d2 -> values
     share: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # N -> block -> d2 -> shares
@@ -436,7 +436,7 @@ def _lambda_min_figure(rows, kernel: str, context, groups=None):
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    from harness.results.fits import fit_slope, plot_fit
+    from harness.plugin.fitting import fit_slope, plot_fit
 
     key = f"lambda_min_{kernel}"
     groups = groups or [("", rows)]

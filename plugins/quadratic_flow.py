@@ -312,7 +312,7 @@ CONVENTIONS = ("f_W(x) = (1/m) sum_j (w_j.x)^2, R = 1/4 E[(f_W - f*)^2] = 1/4 [(
 
 
 def _table_figure(lines, context):
-    from harness.results.figures import table_figure
+    from harness.plugin.figures import table_figure
 
     fig = table_figure(lines, list(lines[0]), width=10.0, base_height=1.0)
     return _finish(fig, context, "recovered: fraction of repetitions; t_rec: time to recovery over the "

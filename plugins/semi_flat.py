@@ -712,7 +712,7 @@ class EmbeddingCriticalPoint(Experiment):
 
 
 def _critical_table_figure(lines, context):
-    from harness.results.figures import table_figure
+    from harness.plugin.figures import table_figure
 
     fig = table_figure(lines, list(lines[0]), width=11.0, base_height=0.9, row_height=0.22,
                        number_format=".1e", bbox=(0, 0.18, 1, 0.82))

@@ -1,4 +1,4 @@
-"""harness.results.figures.save_figure: the same PNG as ``bbox_inches="tight"`` with fewer layout passes,
+"""harness.plugin.figures.save_figure: the same PNG as ``bbox_inches="tight"`` with fewer layout passes,
 SVG text kept as text, wrapped text wrapped word by word, Matplotlib left as it was."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import matplotlib.text as mtext  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from harness.results import figures  # noqa: E402
+from harness.plugin import figures  # noqa: E402
 
 CAPTION = ("bench / block (experiment); grid N: [100, 200, 300], i: 10 values 5..95; 10 repetition(s); "
            "bands: mean +- 1 std over repetitions; dashed: least-squares line through all repetitions, "
@@ -66,7 +66,7 @@ def test_wrapping_measures_each_word_once_and_matplotlib_is_restored():
     assert figures._wrap_words("toolongword x", 30.0, width) == "toolongword\nx"
     assert max(widths.values()) <= 3  # words are measured, not every prefix of a line
     wrap, metrics = Text.__dict__["_get_wrapped_text"], mtext._get_text_metrics_with_cache
-    with figures._faster_text():
+    with figures.faster_text():
         assert Text.__dict__["_get_wrapped_text"] is not wrap
     assert Text.__dict__["_get_wrapped_text"] is wrap and mtext._get_text_metrics_with_cache is metrics
 
@@ -80,7 +80,7 @@ def test_wrapped_caption_has_the_same_lines_as_matplotlib():
         caption = fig.texts[0]
         caption._renderer = renderer
         if faster:
-            with figures._faster_text():
+            with figures.faster_text():
                 return caption._get_wrapped_text()
         return caption._get_wrapped_text()
 

@@ -1,0 +1,59 @@
+"""The public plugin surface: everything a plugin author needs, and nothing else.
+
+A plugin imports from here (and from :mod:`harness.engine` for numerics, :mod:`harness` for the
+run API); every other module of the package is private and may change.
+
+- component kinds, one interface each: :class:`Activation`, :class:`Initializer`,
+  :class:`Architecture`, :class:`Dataset`, :class:`Loss`, :class:`Optimizer`, :class:`Backend`,
+  :class:`Experiment` (all :class:`Component`), the :class:`Registry` and ``hookimpl``;
+- declared parameters: :class:`Param`, :data:`REQUIRED`;
+- what a cell and a figure see: :class:`CellContext`, :class:`FigureContext`, :class:`Skip`,
+  :class:`SkipCell`, :func:`warm_up`, :class:`TrainingProblem`;
+- errors: :class:`SpecError` (a bad parameter), :class:`PluginError` (a broken plugin),
+  :class:`UserError`;
+- the conformance suite: :func:`check_component`, :func:`assert_conforms`,
+  :func:`parametrize_with_checks` (:mod:`harness.plugin.conformance`).
+"""
+from harness.errors import PluginError, SpecError, UserError
+from harness.plugin.components import (
+    Activation,
+    Architecture,
+    Backend,
+    CellContext,
+    Component,
+    Dataset,
+    Experiment,
+    FigureContext,
+    Initializer,
+    Loss,
+    Optimizer,
+    Registry,
+    Skip,
+    SkipCell,
+    TrainingProblem,
+    warm_up,
+)
+from harness.plugin.hookspecs import hookimpl
+from harness.plugin.params import REQUIRED, Param
+
+
+def check_component(*args, **kwargs):
+    """:func:`harness.plugin.conformance.check_component` (imported on first use)."""
+    from harness.plugin.conformance import check_component as check
+
+    return check(*args, **kwargs)
+
+
+def assert_conforms(*args, **kwargs):
+    """:func:`harness.plugin.conformance.assert_conforms` (imported on first use)."""
+    from harness.plugin.conformance import assert_conforms as check
+
+    return check(*args, **kwargs)
+
+
+__all__ = [
+    "Activation", "Architecture", "Backend", "CellContext", "Component", "Dataset", "Experiment",
+    "FigureContext", "Initializer", "Loss", "Optimizer", "Registry", "Skip", "SkipCell",
+    "TrainingProblem", "warm_up", "hookimpl", "REQUIRED", "Param", "PluginError", "SpecError",
+    "UserError", "check_component", "assert_conforms",
+]

@@ -104,7 +104,7 @@ def threads() -> int:
     """The BLAS / Numba threads per cell that estimates are for (default: every core)."""
     if _threads is not None:
         return _threads
-    from harness.runner.executors import cpu_count
+    from harness.plugin.machine import cpu_count
 
     return cpu_count()
 
@@ -125,9 +125,8 @@ def machine_key() -> str:
     of the training kernel's products (:mod:`harness.engine.kernel_blas`)."""
     import numpy
 
-    from harness import __version__
-    from harness.runner.envinfo import cpu_model
-    from harness.runner.executors import cpu_count
+    from harness.plugin.machine import cpu_count, cpu_model
+    from harness.version import __version__
 
     try:
         from harness.engine.kernel_blas import expected_name

@@ -283,7 +283,7 @@ def _check_workers(client, scheduler: str | None) -> dict[str, int]:
 
 
 def _probe() -> int:
-    import harness  # noqa: F401  (the point: fails where harness is not installed)
+    import harness.runner.execute  # noqa: F401  (the point: fails where harness is not installed)
     from harness.runner.executors import cpu_count
 
     return cpu_count()

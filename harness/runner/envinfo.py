@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.plugin.machine import cpu_count, cpu_model
+
 PACKAGES = ("harness", "numpy", "scipy", "numba", "llvmlite", "autograd", "matplotlib", "pluggy",
             "click", "threadpoolctl", "torch", "mkl")
 
@@ -21,7 +23,6 @@ PACKAGES = ("harness", "numpy", "scipy", "numba", "llvmlite", "autograd", "matpl
 def collect(jobs: int, threads: int, timeout: float | None = None,
             argv: list[str] | None = None) -> dict[str, Any]:
     """The environment of this process, with the run's ``jobs`` and ``threads`` per job."""
-    from harness.runner.executors import cpu_count
 
     return {
         "python": sys.version.split()[0],
@@ -53,17 +54,6 @@ def session(jobs: int, threads: int, timeout: float | None = None,
         "timeout": timeout,
         "kernel_blas": kernel_blas_info(),
     }
-
-
-def cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def package_versions() -> dict[str, str | None]:

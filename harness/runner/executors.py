@@ -34,20 +34,13 @@ import time
 from collections import deque
 from typing import Any, Iterable, Iterator
 
+from harness.plugin.machine import cpu_count
 from harness.runner.execute import group_cells, make_row, run_cell, run_cells
 from harness.spec.cells import Cell
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
 _MAX_START_FAILURES = 3
-
-
-def cpu_count() -> int:
-    """Cores this process may use (its CPU affinity where the system reports it)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def threads_per_job(jobs: int, cores: int | None = None) -> int:

@@ -52,7 +52,7 @@ def threshold_lines(thresholds, rows) -> list[dict]:
 
 def threshold_fit(lines) -> dict | None:
     """N* = c d^2 through the origin over the d with a found threshold (bootstrap CI over d)."""
-    from harness.results.fits import fit_proportional
+    from harness.plugin.fitting import fit_proportional
 
     found = [t for t in lines if t["N_star"] is not None]
     if not found:
@@ -177,7 +177,7 @@ def _heatmap(rows, context, key: str, label: str, threshold: bool = False, serie
     threshold = memorisation_threshold(cells) if threshold else {}
     fit_text = ""
     if len(threshold) >= 3:
-        from harness.results.fits import fit_slope, plot_fit
+        from harness.plugin.fitting import fit_slope, plot_fit
 
         dd = sorted(threshold)
         ax.plot([d * d for d in dd], [threshold[d] for d in dd], "o", color="orange", ms=4, mfc="none",
@@ -255,7 +255,7 @@ def _capacity_figure(lines, context):
 
 
 def _table_figure(lines, context, cols=None, what="one line per model and target P / N"):
-    from harness.results.figures import table_figure
+    from harness.plugin.figures import table_figure
 
     cols = cols or ["model", "ratio", "P_over_N", "n", "fraction_zero", "final_loss_mean",
                     "final_loss_median", "diverged"]
