@@ -117,13 +117,6 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def _package_edges(edges):
-    """A package's ``__init__`` importing its own submodules is how a package is built, not a
-    cycle: those edges are left out of the cycle check when the submodule does not import the
-    package back."""
-    return edges
-
-
 def test_no_import_cycles():
     edges = graph()
     assert cycles(edges) == []
