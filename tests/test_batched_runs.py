@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from harness.runner.execute import TIMING_FIELDS, group_cells, run_cell, run_cells
+from harness.runner.execute import group_cells, run_cell, run_cells
 from harness.runner.executors import execute
 from harness.spec.cells import Cell
+from harness.spec.row import TIMING_FIELDS
 
 
 def mem_cell(rep, N=40, d=5, window=10, exp_id="m", batched=True, **params):

@@ -9,8 +9,8 @@ from scipy.special import expit
 
 from harness import Activation, Architecture, Backend, Dataset, Experiment, Initializer, Loss, Optimizer, Param
 from harness.engine.network import backward_signals, forward
-from harness.plugin.components import KINDS
 from harness.plugin.conformance import KIND_CHECKS, assert_conforms, check_component, parametrize_with_checks
+from harness.plugin.registry import KINDS
 
 REGISTRY = installed_registry()
 COMMON = 3  # declaration, defaults validate, construct with defaults

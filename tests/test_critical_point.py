@@ -6,7 +6,7 @@ from plugins_for_tests import installed_registry
 
 import harness_plugins.semi_flat as semi_flat
 from harness.engine import shallow
-from harness.plugin.components import CellContext, FigureContext
+from harness.plugin.context import CellContext, FigureContext
 from harness.plugin.seeds import cell_seed
 
 RELU_DEAD = {"new_bias": -10.0, "new_output_weight": 1.0, "new_input_weight": 1.0}

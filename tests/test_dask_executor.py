@@ -21,9 +21,9 @@ import pytest
 from plugins_for_tests import ECHO_SPEC, HERE, MODULE, subprocess_env, write_spec
 
 from harness.errors import UserError
-from harness.runner.execute import TIMING_FIELDS
 from harness.runner.executors import choose_executor, execute, threads_per_job
 from harness.spec.cells import Cell
+from harness.spec.row import TIMING_FIELDS
 
 HAVE_DASK = all(importlib.util.find_spec(m) is not None for m in ("dask", "distributed"))
 needs_dask = pytest.mark.skipif(not HAVE_DASK, reason='dask is not installed (pip install -e ".[dask]")')

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Iterable
 
 import pytest
 
@@ -43,12 +44,27 @@ def _modules(root: Path, package: str) -> dict[str, Path]:
     return {module_name(p, root, package): p for p in sorted(root.rglob("*.py")) if "__pycache__" not in p.parts}
 
 
-def imports_of(path: Path, name: str) -> set[str]:
-    """Every module ``name`` (the module at ``path``) imports, at any depth of its code."""
+def _type_checking_blocks(tree: ast.AST) -> set[int]:
+    """ids of the nodes under ``if TYPE_CHECKING:``: imports for annotations only, never run."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            skipped.update(id(n) for child in node.body for n in ast.walk(child))
+    return skipped
+
+
+def imports_of(path: Path, name: str, modules: Iterable[str]) -> set[str]:
+    """Every module of ``modules`` that ``name`` (the module at ``path``) imports, at any depth of
+    its code: ``from package import submodule`` imports the submodule (and the package only
+    where a name is not a submodule)."""
+    modules = set(modules)
     tree = ast.parse(path.read_text(), filename=str(path))
+    skipped = _type_checking_blocks(tree)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -58,9 +74,9 @@ def imports_of(path: Path, name: str) -> set[str]:
                 base = ".".join(base_parts + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-    return found
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    return {m for m in found if m in modules and m != name}
 
 
 def graph() -> dict[str, set[str]]:
@@ -68,7 +84,7 @@ def graph() -> dict[str, set[str]]:
     modules = {**_modules(ROOT / "harness", "harness"), **_modules(ROOT / "plugins", "harness_plugins")}
     example = ROOT / "examples" / "harness-softplus" / "harness_softplus"
     modules.update(_modules(example, "harness_softplus"))
-    return {name: {m for m in imports_of(path, name) if m in modules and m != name} for name, path in modules.items()}
+    return {name: imports_of(path, name, modules) for name, path in modules.items()}
 
 
 def layer_of(module: str) -> int | None:

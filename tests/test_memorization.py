@@ -7,7 +7,7 @@ import pytest
 from plugins_for_tests import installed_registry
 
 from harness import SpecError
-from harness.plugin.components import FigureContext
+from harness.plugin.context import FigureContext
 from harness.runner.execute import run_cell
 from harness.spec import load_spec, parse_spec
 from harness_plugins.memorization import Capacity, deep_width, labels_of, two_layer_units

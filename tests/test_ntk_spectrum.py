@@ -8,8 +8,8 @@ import pytest
 from harness import SpecError
 from harness.engine.eigen import eigvalsh_extremes
 from harness.engine.jacobian import jacobian_ntk
-from harness.plugin.components import CellContext, FigureContext
 from harness.plugin.conformance import check_component
+from harness.plugin.context import CellContext, FigureContext
 from harness.runner.execute import run_cell
 from harness.spec import load_spec, parse_spec
 from harness_plugins.ntk_spectrum import NTKSpectrum, kernel_layers

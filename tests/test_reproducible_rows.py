@@ -15,8 +15,8 @@ import pytest
 from plugins_for_tests import subprocess_env, write_spec
 
 from harness import api
-from harness.runner.execute import TIMING_FIELDS
 from harness.runner.store import RunDir
+from harness.spec.row import TIMING_FIELDS
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 

@@ -14,7 +14,7 @@ from plugins_for_tests import subprocess_env, write_spec
 
 from harness import api
 from harness.errors import UserError
-from harness.runner.execute import TIMING_FIELDS
+from harness.spec.row import TIMING_FIELDS
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 

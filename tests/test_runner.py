@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from harness.runner.execute import TIMING_FIELDS, make_row, run_cell, split_result, to_jsonable
+from harness.runner.execute import run_cell, split_result
 from harness.runner.executors import cpu_count, execute, threads_per_job
 from harness.spec.cells import Cell
+from harness.spec.row import TIMING_FIELDS, make_row, to_jsonable
 
 USES_TEST_PLUGINS = True  # the registry fixture (conftest.py) loads tests/plugins_for_tests.py
 
@@ -237,7 +238,7 @@ def test_compare_ignores_timings_unless_asked(registry, tmp_path):
 
 def test_timing_metrics_of_older_rows_are_treated_as_timings():
     from harness.results.summary import summarize
-    from harness.runner.execute import row_metrics
+    from harness.spec.row import row_metrics
 
     old = {"cell_id": "c", "point_id": "p", "status": "ok", "coords": {},
            "metrics": {"lambda_min_full": 1.0, "ntk_seconds": 2.0, "solver_seconds_full": 0.1}}

@@ -17,9 +17,9 @@ from plugins_for_tests import subprocess_env, write_spec
 
 from harness import api
 from harness.errors import SpecError
-from harness.runner.execute import TIMING_FIELDS
 from harness.runner.search import pending_cells, thresholds
 from harness.spec import parse_spec
+from harness.spec.row import TIMING_FIELDS
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 

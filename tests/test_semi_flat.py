@@ -7,7 +7,7 @@ import pytest
 from plugins_for_tests import installed_registry
 
 import harness_plugins.semi_flat as semi_flat
-from harness.plugin.components import CellContext, FigureContext
+from harness.plugin.context import CellContext, FigureContext
 from harness.plugin.seeds import cell_seed
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "semi_flat_minima.toml"

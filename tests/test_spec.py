@@ -9,8 +9,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import spec_components  # noqa: E402
 
 from harness.errors import SpecError  # noqa: E402
-from harness.plugin.components import Registry  # noqa: E402
 from harness.plugin.manager import make_plugin_manager  # noqa: E402
+from harness.plugin.registry import Registry  # noqa: E402
 from harness.spec import apply_override, load_spec, parse_spec  # noqa: E402
 
 

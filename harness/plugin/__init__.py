@@ -19,22 +19,18 @@ from harness.plugin.components import (
     Activation,
     Architecture,
     Backend,
-    CellContext,
     Component,
     Dataset,
-    Experiment,
-    FigureContext,
     Initializer,
     Loss,
     Optimizer,
-    Registry,
-    Skip,
-    SkipCell,
     TrainingProblem,
-    warm_up,
 )
+from harness.plugin.context import CellContext, FigureContext
+from harness.plugin.experiment import Experiment, Skip, SkipCell, warm_up
 from harness.plugin.hookspecs import hookimpl
 from harness.plugin.params import REQUIRED, Param
+from harness.plugin.registry import Registry
 
 
 def check_component(*args, **kwargs):

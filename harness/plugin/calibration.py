@@ -1,6 +1,6 @@
 """Calibrating the cost models of ``harness run --dry-run`` on this machine.
 
-An experiment's :meth:`~harness.plugin.components.Experiment.estimate` predicts a cell's seconds from
+An experiment's :meth:`~harness.plugin.experiment.Experiment.estimate` predicts a cell's seconds from
 a cost model (flops, epochs, solver steps) and *rates measured here*: :func:`rates` runs a short
 probe that the plugin supplies (typically a few milliseconds to a second of its own kernels at
 small sizes: a DGEMM, a few training epochs, one Levenberg-Marquardt fit) and caches what it

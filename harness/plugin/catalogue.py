@@ -74,7 +74,7 @@ class PluginCheck:
 def resolve_kind(name: str, kind: str | None, registry) -> str:
     """The kind of the component ``name``: ``kind`` when given (checked), else the one kind that
     has a component of that name; a :class:`UserError` (or ``PluginError``) says what is wrong."""
-    from harness.plugin.components import KINDS
+    from harness.plugin.registry import KINDS
 
     if kind is not None and kind not in KINDS:
         raise UserError(f"--kind {kind!r}: not a plugin kind{suggest(kind, KINDS)}; kinds: {', '.join(KINDS)}")

@@ -187,7 +187,7 @@ def ntk_seconds(N: int, sizes, n_kernels: int) -> float:
 def _probe_shallow() -> dict:
     from harness.engine import shallow
     from harness.engine.levenberg_marquardt import levenberg_marquardt
-    from harness.plugin.components import CellContext
+    from harness.plugin.context import CellContext
     from harness.plugin.manager import load_registry
 
     registry = load_registry()

@@ -1,6 +1,6 @@
 """Every hook a harness plugin can implement, one per plugin kind.
 
-Each hook receives a :class:`harness.plugin.components.Registry` and calls ``registry.add(Component)``
+Each hook receives a :class:`harness.plugin.registry.Registry` and calls ``registry.add(Component)``
 for every component it provides. Plugins are modules (or objects) with functions decorated by
 ``harness.hookimpl`` and are found through the ``harness`` entry-point group.
 """

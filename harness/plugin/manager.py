@@ -36,7 +36,8 @@ import pluggy
 
 from harness.errors import PluginError
 from harness.plugin import hookspecs
-from harness.plugin.components import KINDS, Component, Registry
+from harness.plugin.components import Component
+from harness.plugin.registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 DISTRIBUTION = "harness"

@@ -56,7 +56,7 @@ class Param:
     finite: bool = True
     component: str | None = None
     """The value names a registered component of this kind (``"activation"``): checked against
-    the run's registry when the benchmark file loads (:meth:`harness.plugin.components.Registry.create`)."""
+    the run's registry when the benchmark file loads (:meth:`harness.plugin.registry.Registry.create`)."""
 
     @property
     def required(self) -> bool:

@@ -204,7 +204,7 @@ def _point(row: Mapping[str, Any], by: str | Sequence[str]) -> dict[str, Any]:
 
 
 def _value(row: Mapping[str, Any], metric: str, timings: bool = False) -> float | None:
-    from harness.runner.execute import row_metrics
+    from harness.spec.row import row_metrics
 
     if row.get("status") not in METRIC_STATUSES:
         return None
@@ -283,7 +283,7 @@ def compare(runs: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], metrics: Se
     all_rows = [r for _, rows in runs for r in rows]
     if not all_rows:
         raise UserError("no result rows to compare")
-    from harness.runner.execute import row_metrics
+    from harness.spec.row import row_metrics
 
     known = metric_names([{"metrics": row_metrics(r, timings)} for r in all_rows])
     if not metrics:

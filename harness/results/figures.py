@@ -75,7 +75,8 @@ def draw(run_dir: str | Path, rows: Sequence[Mapping[str, Any]], blocks: Sequenc
          benchmark: str, registry) -> FigureReport:
     """Draw every block's figures from ``rows`` into ``run_dir/figures``, with the experiments
     of ``registry`` (the run's)."""
-    from harness.plugin.components import Experiment, FigureContext
+    from harness.plugin.experiment import Experiment
+    from harness.plugin.context import FigureContext
 
     report = FigureReport()
     out_dir = Path(run_dir) / "figures"

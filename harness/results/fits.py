@@ -234,7 +234,7 @@ PLOT_FORMATS = (".png", ".svg", ".pdf")
 def run_caption(run, experiment_ids: Iterable[str] | None = None) -> str:
     """What was run, one line per experiment block (:meth:`FigureContext.caption`), from a
     loaded run's spec (:class:`harness.results.runs.Run`); ``""`` when the spec did not load."""
-    from harness.plugin.components import FigureContext
+    from harness.plugin.context import FigureContext
 
     if run.spec is None:
         return ""

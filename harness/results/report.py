@@ -214,7 +214,7 @@ def figure_order(stems: Sequence[str], block_ids: Sequence[str]) -> list[tuple[s
 def figure_caption(number: int, block: Mapping[str, Any] | None, name: str, bench: Mapping[str, Any],
                    helps: Mapping[str, str], rows: Sequence[Mapping[str, Any]]) -> str:
     """``Figure n. <block> (<experiment>: <what it measures>): <name>; grid ...; k repetitions; rows``."""
-    from harness.plugin.components import FigureContext
+    from harness.plugin.context import FigureContext
 
     if block is None:
         return f"Figure {number}. {name} (no experiment block of this run's spec)."

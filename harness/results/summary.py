@@ -18,7 +18,7 @@ import math
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.errors import UserError, suggest
-from harness.runner.execute import STATUSES, row_metrics
+from harness.spec.row import STATUSES, row_metrics
 
 METRIC_STATUSES = ("ok", "diverged")
 

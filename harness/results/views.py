@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from harness.plugin.calibration import cache_path, consulted, schedule
 from harness.errors import UserError
+from harness.plugin.calibration import cache_path, consulted, schedule
+from harness.results.runs import load_run
+from harness.results.summary import filter_lines, format_blocks, summarize
+from harness.results.thresholds import format_thresholds
+from harness.runner.executors import threads_per_job
 from harness.runner.progress import format_seconds
 from harness.runner.resources import cells_over, format_bytes, machine_memory
-from harness.runner.executors import threads_per_job
-from harness.results.runs import load_run
-from harness.runner.search import format_thresholds
 from harness.runner.store import resolve_run_path
-from harness.results.summary import filter_lines, format_blocks, summarize
 
 
 def _fmt_seconds(s) -> str:

@@ -34,8 +34,9 @@ import sys
 from typing import Any, Callable, Iterator
 
 from harness.errors import UserError
-from harness.runner.execute import format_exception, group_cells, make_row, run_cell, run_cells
+from harness.runner.execute import format_exception, group_cells, run_cell, run_cells
 from harness.spec.cells import Cell
+from harness.spec.row import make_row
 
 INSTALL_HINT = 'pip install -e ".[dask]" in the harness checkout (dask and distributed)'
 """The PyPI name ``harness`` belongs to another project: install the extra from the checkout."""

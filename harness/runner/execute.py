@@ -1,44 +1,18 @@
 """Running one cell: build its components, call the experiment, classify the result as a row.
 
 ``run_cell(cell) -> row`` is a pure function of the cell (its resolved parameters and seed), so
-the same cell gives the same row in-process or in any worker process. A row is one JSON object:
-
-- the cell's identity (:meth:`harness.spec.cells.Cell.describe`): ``cell_id``, ``point_id``,
-  ``experiment_id``, ``experiment``, ``coords``, ``repetition``, ``params``, ``components``,
-  ``seed``;
-- ``plugins``: the distribution providing the experiment and each slot's component;
-- ``status``: ``ok``, ``diverged`` (a NaN or infinite metric), ``failed`` (an exception),
-  ``timeout`` or ``skipped`` (the experiment's ``check`` or ``run`` said why, in ``error``);
-- ``metrics`` (scalars) and ``curves`` (lists): what the experiment computed, the same for the
-  same cell wherever and whenever it runs;
-- ``timings``: wall-clock seconds the experiment measured (``ntk_seconds``, ``train_seconds``,
-  ...; the reserved result key ``"timings"``), kept out of ``metrics``;
-- ``resolved``: values fixed only when the cell ran (the reserved result key ``"resolved"``:
-  ``{"optimizer.lr": 0.005, "architecture.widths": [22, 22]}``); a ``slot.param`` entry also
-  replaces that parameter in the row's ``components``, which so show what was used;
-- ``nonfinite``: the fields (``metrics.final_loss``, ``curves.loss_curve``) that held NaN or
-  infinite values: rows are strict JSON, those values are written as ``null`` (and a
-  non-finite metric makes the row ``diverged``);
-- ``error`` (``None`` or a message), ``elapsed`` (seconds) and ``finished`` (ISO 8601 time, UTC).
-
-:data:`TIMING_FIELDS` are the fields that depend on when and where a cell ran: two runs of a
-cell give rows equal in everything else.
+the same cell gives the same row in-process or in any worker process; the row's fields are
+described in :mod:`harness.spec.row`.
 """
 from __future__ import annotations
 
 import math
 import time
 import traceback
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from harness.spec.cells import Cell
-
-STATUSES = ("ok", "diverged", "failed", "timeout", "skipped")
-TIMING_FIELDS = ("elapsed", "finished", "timings")
-"""Row fields that depend on when and where a cell ran, not on the cell."""
-RESERVED_KEYS = ("timings", "resolved")
-"""Keys of an experiment's result that are not metrics (see the module docstring)."""
+from harness.spec.row import make_row, to_jsonable
 
 _TRACEBACK_LINES = 6
 
@@ -48,7 +22,7 @@ def cell_context(cell: Cell, registry) -> tuple[Any, Any, dict[str, str]]:
     slot's component created through the context, and they and the experiment bound to it
     (:meth:`Component.bind`);
     ``plugins`` maps ``"experiment"`` and each slot to the distribution providing it."""
-    from harness.plugin.components import CellContext
+    from harness.plugin.context import CellContext
 
     cls = registry.get("experiment", cell.experiment)
     plugins = {"experiment": registry.provider_of("experiment", cell.experiment)}
@@ -79,7 +53,7 @@ def run_cell(cell: Cell, registry) -> dict[str, Any]:
     plugins: dict[str, str] = {}
     if cell.skip is not None:
         return make_row(cell, "skipped", error=cell.skip)
-    from harness.plugin.components import SkipCell
+    from harness.plugin.experiment import SkipCell
 
     context = None
     try:
@@ -133,86 +107,6 @@ def _resolved(value: Any, who: str) -> dict[str, Any]:
     return {str(k): to_jsonable(v) for k, v in value.items()}
 
 
-def make_row(cell: Cell, status: str, metrics: Mapping[str, Any] | None = None,
-             curves: Mapping[str, Any] | None = None, error: str | None = None,
-             plugins: Mapping[str, str] | None = None, elapsed: float = 0.0,
-             timings: Mapping[str, float] | None = None,
-             resolved: Mapping[str, Any] | None = None,
-             created: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """A result row for ``cell`` (see the module docstring for the fields); strict JSON data
-    (non-finite numbers become ``None``, named in ``nonfinite``). ``created``: components the
-    cell made by name (:meth:`CellContext.create`), added to the row's ``components``."""
-    if status not in STATUSES:
-        raise ValueError(f"unknown status {status!r}")
-    row = cell.describe()
-    if created:
-        row["components"] = {**(row.get("components") or {}),
-                             **{label: {"name": c["name"], "params": dict(c.get("params") or {})}
-                                for label, c in created.items() if label not in (row.get("components") or {})}}
-    resolved = dict(resolved or {})
-    if resolved:
-        components = {slot: {**chosen, "params": dict(chosen.get("params") or {})}
-                      for slot, chosen in (row.get("components") or {}).items()}
-        for key, value in resolved.items():
-            slot, _, name = key.partition(".")
-            if name and slot in components:
-                components[slot]["params"][name] = value
-        row["components"] = components
-    row.update({
-        "plugins": dict(plugins or {}),
-        "status": status,
-        "metrics": dict(metrics or {}),
-        "curves": dict(curves or {}),
-        "timings": dict(timings or {}),
-        "resolved": resolved,
-        "error": error,
-        "elapsed": round(float(elapsed), 6),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-    })
-    return strict_row(row)
-
-
-def strict_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """``row`` as strict JSON data: every NaN or infinite number becomes ``None`` and the fields
-    that held one are listed in ``nonfinite`` (``metrics.loss``, ``curves.loss_curve``; added to
-    what the row already lists). Idempotent."""
-    found: list[str] = list(row.get("nonfinite") or [])
-
-    def clean(value: Any, path: str) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            if path not in found:
-                found.append(path)
-            return None
-        if isinstance(value, Mapping):
-            return {k: clean(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v, path) for v in value]  # one entry per list, not per item
-        return value
-
-    out = {k: clean(v, k) for k, v in row.items() if k != "nonfinite"}
-    out["nonfinite"] = found
-    return out
-
-def is_legacy_timing(name: str) -> bool:
-    """A metric name that older harness versions used for a wall-clock time (``ntk_seconds``,
-    ``solver_seconds_full``, ``train_seconds``), before rows had ``timings``."""
-    return "seconds" in name.split("_")
-
-
-def row_metrics(row: Mapping[str, Any], timings: bool = False) -> dict[str, Any]:
-    """A row's metrics for summaries and comparisons: without timings (also the timing metrics
-    of rows written before ``timings`` existed), or with ``timings`` each as ``timings.<name>``."""
-    metrics = row.get("metrics") or {}
-    legacy = "timings" not in row
-    out = {k: v for k, v in metrics.items() if not (legacy and is_legacy_timing(k))}
-    if timings:
-        measured = dict(row.get("timings") or {})
-        if legacy:
-            measured.update({k: v for k, v in metrics.items() if is_legacy_timing(k)})
-        out.update({f"timings.{k}": v for k, v in measured.items()})
-    return out
-
-
 def format_exception(exc: BaseException) -> str:
     """``Type: message`` followed by the last lines of the traceback."""
     head = f"{type(exc).__name__}: {exc}"
@@ -246,22 +140,6 @@ def split_result(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
     for k, v in result.items():
         visit(f"{k}.", v)
     return metrics, curves
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` as JSON-friendly Python data (NumPy scalars and arrays converted)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    tolist = getattr(value, "tolist", None)  # NumPy scalars and arrays
-    if callable(tolist) and hasattr(value, "dtype"):
-        return to_jsonable(tolist())
-    if isinstance(value, (set, frozenset)):
-        return [to_jsonable(v) for v in sorted(value, key=str)]
-    return str(value)
 
 
 # ----------------------------------------------------------------------------------------------

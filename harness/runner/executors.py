@@ -15,7 +15,7 @@ killer, ``os._exit``) only fails its own cell: that cell gets a ``failed`` row s
 worker died, a fresh worker takes its place and the run goes on. A cell past ``timeout``
 seconds is stopped by killing its worker (its row: ``timeout``); the clock starts when the
 worker reports it began the cell, so a fresh worker's start-up is never counted, and one-time
-warm-up (:func:`harness.plugin.components.warm_up`: compiling kernels) is added to the cell's allowance.
+warm-up (:func:`harness.plugin.experiment.warm_up`: compiling kernels) is added to the cell's allowance.
 ``inline`` runs the cells in this process, one after the other, without isolation or timeouts:
 for debugging (a debugger, ``breakpoint()``) and for tests that patch the process.
 Workers share the cores: each one is limited to ``cores // jobs`` BLAS, OpenMP and Numba
@@ -35,8 +35,9 @@ from collections import deque
 from typing import Any, Iterable, Iterator
 
 from harness.plugin.machine import cpu_count
-from harness.runner.execute import group_cells, make_row, run_cell, run_cells
+from harness.runner.execute import group_cells, run_cell, run_cells
 from harness.spec.cells import Cell
+from harness.spec.row import make_row
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -290,7 +291,7 @@ def _worker_main(conn, threads: int, plugins: tuple = ()) -> None:
 
 
 def _report_warm_ups(conn) -> None:
-    """Tell the parent the seconds each one-time warm-up takes (:func:`harness.plugin.components.warm_up`),
+    """Tell the parent the seconds each one-time warm-up takes (:func:`harness.plugin.experiment.warm_up`),
     so that a cell's timeout does not count compiling kernels in a fresh worker."""
     try:
         from harness.plugin import components

@@ -96,7 +96,7 @@ def _toml_changes(before_text: str, after_text: str) -> list[str]:
     return out
 
 
-def _is_search_row(spec, row) -> bool:
+def is_search_row(spec, row) -> bool:
     exp = next((e for e in spec.experiments if e.id == row.get("experiment_id")), None)
     return exp is not None and exp.search is not None
 
@@ -105,7 +105,7 @@ def check_rows_belong(run_dir: RunDir, spec, rows) -> None:
     """Refuse to resume when ``rows.jsonl`` holds rows of cells the spec does not have (rows of
     another spec, or of an older harness whose cell ids hashed less): they would be mixed in."""
     ids = {c.cell_id for c in spec.cells()}
-    foreign = [r for r in rows if r["cell_id"] not in ids and not _is_search_row(spec, r)]
+    foreign = [r for r in rows if r["cell_id"] not in ids and not is_search_row(spec, r)]
     if foreign:
         raise UserError(f"{run_dir.rows_path}: {len(foreign)} of {len(rows)} rows are not cells of "
                         f"{run_dir.spec_path} (another spec, or an older harness whose cell ids differ); "

@@ -1,7 +1,7 @@
 """The machine's memory, and the check that every cell's estimated memory fits in it.
 
 :func:`check_memory` runs before a run starts (:func:`harness.api.run`): each grid point's
-estimate (:meth:`harness.plugin.components.Experiment.estimate`, its ``memory_bytes``; a threshold
+estimate (:meth:`harness.plugin.experiment.Experiment.estimate`, its ``memory_bytes``; a threshold
 search's at both ends of its range) is compared with the machine's memory
 (:func:`machine_memory`, from ``/proc/meminfo`` or ``os.sysconf``). A cell that cannot fit is
 refused before anything runs, unless ``force`` (``harness run --force``).

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from harness.errors import UserError
+from harness.spec.row import row_from_json, row_problem, row_to_json
 
 SPEC_FILE = "spec.toml"
 ENV_FILE = "env.json"
@@ -316,11 +317,9 @@ class RunDir:
     def append_row(self, row: Mapping[str, Any]) -> None:
         """Append one row as a line of ``rows.jsonl``; it is on disk when this returns. The line is
         strict JSON: NaN and infinite numbers are written as ``null`` and named in the row's
-        ``nonfinite`` (:func:`harness.runner.execute.strict_row`); files written before, with bare
+        ``nonfinite`` (:func:`harness.spec.row.strict_row`); files written before, with bare
         ``NaN``/``Infinity`` tokens, still read back."""
-        from harness.runner.execute import strict_row
-
-        line = json.dumps(strict_row(row), default=str, allow_nan=False) + "\n"
+        line = row_to_json(row) + "\n"
         data = line.encode("utf-8")
         try:
             if self._rows_file is None:
@@ -391,7 +390,7 @@ class RunDir:
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw)
+                row = row_from_json(raw)
             except ValueError:
                 raise UserError(f"{self.rows_path}:{number}: not a result row (invalid JSON); "
                                 "fix or delete that line") from None
@@ -407,54 +406,6 @@ class RunDir:
         return list(by_id.values()), end
 
     # -- summary -----------------------------------------------------------------------------
-    def write_summary(self, rows: Iterable[Mapping[str, Any]], order: Iterable[str] | None = None) -> Path:
-        from harness.results.summary import summarize, to_csv
-
-        return self.write_text(SUMMARY_FILE, to_csv(summarize(rows, order)))
-
-
-ROW_SHAPE: dict[str, tuple[type, ...]] = {
-    "cell_id": (str,), "point_id": (str,), "experiment_id": (str,), "status": (str,),
-    "coords": (dict,), "metrics": (dict,),
-}
-"""The keys every result row has, with their JSON types."""
-ROW_OPTIONAL: dict[str, tuple[type, ...]] = {
-    "experiment": (str,), "repetition": (int,), "params": (dict,), "components": (dict,),
-    "curves": (dict,), "seed": (dict,), "error": (str, type(None)), "elapsed": (int, float, type(None)),
-    "finished": (str, type(None)), "timings": (dict, type(None)), "plugins": (dict,),
-    "versions": (dict,), "resolved": (dict,), "nonfinite": (list,),
-}
-"""Keys a row may have, with their JSON types when present."""
-
-
-def row_problem(row: Any) -> str | None:
-    """Why ``row`` (parsed JSON) is not a result row of the expected shape, or ``None``."""
-    from harness.runner.execute import STATUSES
-
-    if not isinstance(row, dict):
-        return f"a JSON {type(row).__name__}, expected an object"
-    problems = []
-    for key, types in ROW_SHAPE.items():
-        if key not in row:
-            problems.append(f"no {key}")
-        elif not isinstance(row[key], types) or isinstance(row[key], bool):
-            problems.append(f"{key} is {_json_type(row[key])}, expected {_json_type(types[0]())}")
-    for key, types in ROW_OPTIONAL.items():
-        if key in row and (not isinstance(row[key], types) or (isinstance(row[key], bool) and bool not in types)):
-            problems.append(f"{key} is {_json_type(row[key])}")
-    if not problems and row["status"] not in STATUSES:
-        problems.append(f"status {row['status']!r} is not one of {', '.join(STATUSES)}")
-    if not problems:
-        for slot, chosen in (row.get("components") or {}).items():
-            if not isinstance(chosen, dict):
-                problems.append(f"components.{slot} is {_json_type(chosen)}")
-                break
-    return "; ".join(problems[:3]) if problems else None
-
-
-def _json_type(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 _REPORTED: set[str] = set()

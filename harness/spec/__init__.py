@@ -39,7 +39,7 @@ values and at most :data:`MAX_GRID_POINTS` points are made per block (:data:`MAX
 all, repetitions included; a range's size is computed before any value is made), every derived
 expression is evaluated at every point with bounded cost (:mod:`harness.plugin.expressions`), every
 parameter is validated at every point, and the experiment's
-:meth:`~harness.plugin.components.Experiment.check` runs at every resolved point (a threshold search's
+:meth:`~harness.plugin.experiment.Experiment.check` runs at every resolved point (a threshold search's
 at both ends of its range, and at every value it visits) and may mark a point skipped.
 
 The package: :mod:`.model` (the data model), :mod:`.load` (text to a validated Spec),

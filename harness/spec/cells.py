@@ -43,13 +43,13 @@ class Cell:
     seed_coords: dict[str, Any] = field(default_factory=dict)
     """The subset of ``coords`` the seed is keyed on (all axes unless ``seed_by`` says)."""
     skip: str | None = field(default=None, compare=False)
-    """Why the cell is not run (:class:`harness.plugin.components.Skip` from the experiment's
+    """Why the cell is not run (:class:`harness.plugin.experiment.Skip` from the experiment's
     ``check``): its row is ``skipped`` with this reason. Not part of the cell's identity."""
     versions: dict[str, str] = field(default_factory=dict)
     """Slot (and ``"experiment"``) -> the version of the component used (:meth:`Registry.version_of`)."""
     run_dir: str | None = field(default=None, compare=False)
     """The run directory the cell runs for (set by the runner; not part of its identity):
-    :attr:`harness.plugin.components.CellContext.run_dir`."""
+    :attr:`harness.plugin.context.CellContext.run_dir`."""
 
     def identity(self) -> list[Any]:
         """What determines this cell's results, except the repetition (hashed into the ids)."""

@@ -9,8 +9,9 @@ import re
 from typing import TYPE_CHECKING, Any, Mapping
 
 from harness.plugin import expressions
-from harness.plugin.components import Experiment, Registry
+from harness.plugin.experiment import Experiment
 from harness.plugin.params import Param, resolve_params
+from harness.plugin.registry import Registry
 from harness.plugin.seeds import canonical
 
 from ..errors import PluginError, SpecError, suggest
@@ -203,9 +204,9 @@ def _derive_and_resolve(exp: ExperimentSpec, coords: Mapping[str, Any], *, decla
 
 
 def _check_point(exp: ExperimentSpec, point: dict, slots_decl, source, prefix, registry, targets) -> None:
-    """Run the experiment's :meth:`~harness.plugin.components.Experiment.check` at a resolved point:
+    """Run the experiment's :meth:`~harness.plugin.experiment.Experiment.check` at a resolved point:
     a problem is a :class:`SpecError` naming the key at fault; a ``Skip`` marks the point."""
-    from harness.plugin.components import Skip
+    from harness.plugin.experiment import Skip
 
     if exp.component.check is Experiment.check:
         return

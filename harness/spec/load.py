@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from harness.plugin.components import Registry
+from harness.plugin.registry import Registry
 
 from ..errors import SpecError
 from .overrides import _override_of, apply_override

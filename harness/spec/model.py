@@ -7,11 +7,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from harness.plugin.components import Experiment
+from harness.plugin.experiment import Experiment
 from harness.plugin.params import Param
 from harness.plugin.seeds import canonical
-from harness.runner.search import Search
 from harness.spec.cells import Cell
+from harness.spec.search import Search
 from harness.spec.tomlwriter import dumps
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -81,7 +81,7 @@ class ExperimentSpec:
 
     def versions(self, components: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         """``"experiment"`` and each slot -> its component's version (part of a cell's identity,
-        :meth:`harness.plugin.components.Registry.version_of`); empty without a registry."""
+        :meth:`harness.plugin.registry.Registry.version_of`); empty without a registry."""
         if self.registry is None:
             return {}
         out = {"experiment": self.registry.version_of("experiment", self.experiment)}
@@ -123,7 +123,7 @@ class ExperimentSpec:
 
     def point_searches(self, root_seed: int) -> list:
         """One :class:`harness.runner.search.PointSearch` per grid point of a searched block."""
-        from harness.runner.search import PointSearch
+        from harness.spec.search import PointSearch
 
         out = []
         for sp in self.search_points:

@@ -8,9 +8,9 @@ import math
 from typing import Any, Mapping
 
 from harness.plugin import expressions
-from harness.plugin.components import Registry
 from harness.plugin.params import Param, resolve_params
-from harness.runner.search import TRANSFORMS, Search
+from harness.plugin.registry import Registry
+from harness.spec.search import TRANSFORMS, Search
 
 from ..errors import PluginError, SpecError, suggest
 from .grid import (

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from harness.plugin.components import KINDS, Component, Registry
+from harness.plugin.components import Component
 from harness.plugin.conformance.core import (
     CHECKS,
     EVERY_KIND,
@@ -65,6 +65,7 @@ from harness.plugin.conformance.core import (
     checks_for,
     run_checks,
 )
+from harness.plugin.registry import KINDS, Registry
 
 from . import activation, architecture, backend, common, dataset, experiment, initializer, loss, optimizer  # noqa: F401
 

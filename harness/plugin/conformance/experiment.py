@@ -7,8 +7,10 @@ import time
 
 import numpy as np
 
-from harness.plugin.components import CellContext, Component, Registry
+from harness.plugin.components import Component
 from harness.plugin.conformance.core import SEED, TIMING_KEY, Skip, _instance, _same, check
+from harness.plugin.context import CellContext
+from harness.plugin.registry import Registry
 
 _SCALARS = (type(None), bool, int, float, str, np.bool_, np.integer, np.floating)
 
@@ -48,7 +50,7 @@ def _experiment_example(cls, registry: Registry) -> str:
         seconds.append(time.perf_counter() - start)
     first, second = runs
     assert isinstance(first, dict), f"run returned {type(first).__name__}, expected a dict"
-    from harness.runner.execute import is_legacy_timing
+    from harness.plugin.experiment import is_legacy_timing
 
     for run in runs:
         timings = run.pop("timings", {})

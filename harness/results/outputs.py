@@ -1,0 +1,70 @@
+"""What a run writes from its rows when its cells are done: ``summary.csv`` (and
+``thresholds.csv`` for threshold searches), the figures and ``report.html``. Figures and the
+report never lose a run: their failures are warnings."""
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+from harness.results.runs import _search_order, load_run
+from harness.runner.store import SUMMARY_FILE, RunDir
+from harness.spec.row import Row
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()
+
+
+def write_summary(run_dir: RunDir, cells: Sequence[Any], spec=None) -> list[Row]:
+    """Write ``summary.csv`` (and ``thresholds.csv`` when the spec searches an axis) from the
+    rows on disk; returns them."""
+    from harness.results.summary import summarize, to_csv
+
+    rows = run_dir.read_rows()
+    order = list(dict.fromkeys(c.point_id for c in cells))
+    run_dir.write_text(SUMMARY_FILE, to_csv(summarize(rows, _search_order(spec, rows, order))))
+    if spec is not None and any(e.search is not None for e in spec.experiments):
+        from harness.results.thresholds import thresholds_csv
+        from harness.runner.search import thresholds
+
+        run_dir.write_text("thresholds.csv", thresholds_csv(thresholds(spec, rows)))
+    return rows
+
+
+def draw_figures(run_dir: RunDir, rows: Sequence[Row], spec, registry):
+    """Draw every block's figures into ``<run>/figures``; returns the
+    :class:`harness.results.figures.FigureReport` (a failure is one of its warnings)."""
+    from harness.results.figures import FigureReport, blocks_from_rows, blocks_from_spec, draw
+
+    blocks = blocks_from_spec(spec, rows) if spec is not None else blocks_from_rows(rows)
+    name = spec.name if spec is not None else run_dir.path.parent.name
+    try:
+        return draw(run_dir.path, rows, blocks, name, registry)
+    except Exception as exc:  # figures never lose a run
+        report = FigureReport()
+        report.warnings.append(f"figures failed: {type(exc).__name__}: {exc}")
+        return report
+
+
+def write_report(run_dir: RunDir, registry=None) -> None:
+    """Write ``report.html``; a failure is a warning, never a lost run."""
+    try:
+        from harness.results.report import write_report as write
+
+        write(load_run(run_dir, registry))
+    except Exception as exc:
+        _warn(f"report.html could not be written: {type(exc).__name__}: {exc}")
+
+
+def finished_run_outputs(registry, figures: bool = True):
+    """The outputs of a finished run, as :meth:`harness.runner.session.RunSession.finish` calls
+    them: the figures (unless ``figures`` is false; their warnings printed) and the report."""
+
+    def outputs(run_dir: RunDir, rows: list[Row], spec) -> None:
+        if figures:
+            for warning in draw_figures(run_dir, rows, spec, registry).warnings:
+                _warn(warning)
+        write_report(run_dir, registry)
+
+    return outputs

@@ -1,0 +1,42 @@
+"""The threshold searches' results as text: ``thresholds.csv`` and the table ``harness show``
+prints (one line per grid point, :func:`harness.runner.search.thresholds`)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from harness.results.summary import to_csv
+
+
+def thresholds_csv(lines: Sequence[Mapping[str, Any]]) -> str:
+    """``thresholds.csv`` text (blank cells for missing values)."""
+    return to_csv(lines)
+
+
+def format_thresholds(lines: Sequence[Mapping[str, Any]], max_width: int | None = 100) -> str:
+    """A plain-text table of threshold lines (numbers to 4 significant digits; the condition
+    and the evaluations are left to thresholds.csv); columns that do not fit are dropped from
+    the right and counted."""
+    skip = ("experiment_id", "condition", "evaluations")
+    cols = [k for k in dict.fromkeys(k for t in lines for k in t) if k not in skip]
+
+    def text(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    cells = [[text(t.get(c)) for c in cols] for t in lines]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
+    keep, used = [], 0
+    for i, w in enumerate(widths):
+        if max_width and keep and used + w + 2 > max_width:
+            break
+        keep.append(i)
+        used += w + 2
+    out = ["  ".join(cols[i].ljust(widths[i]) for i in keep)]
+    out += ["  ".join(r[i].ljust(widths[i]) for i in keep) for r in cells]
+    if len(keep) < len(cols):
+        out.append(f"({len(cols) - len(keep)} more columns in thresholds.csv: "
+                   + ", ".join(cols[i] for i in range(len(keep), len(cols))) + ")")
+    return "\n".join(line.rstrip() for line in out)

@@ -1,0 +1,69 @@
+"""Cost estimates of a run before it runs (``harness run --dry-run``): every cell a spec would
+execute, threshold searches along an expected path, each with its memory and seconds."""
+from __future__ import annotations
+
+from typing import Any
+
+from harness.plugin import calibration
+from harness.runner.execute import cell_context, group_cells
+from harness.runner.executors import threads_per_job
+from harness.runner.search import expected_path, point_searches
+
+
+def plan_cells(spec_obj, registry, jobs: int = 1) -> list[dict[str, Any]]:
+    """The cells a run would execute, each with its cost estimate (``--dry-run``).
+
+    A block with a threshold search contributes the cells of an expected search path
+    (:func:`harness.runner.search.expected_path`; ``searched`` is true for them): the real search
+    visits about as many axis values, at places its results decide.
+
+    Returns one dict per cell: ``cell`` (:class:`harness.spec.cells.Cell`), ``memory_bytes`` and
+    ``seconds`` (``None`` where the experiment does not say), ``setup_key``/``setup_seconds``
+    (a cost paid once per worker process for all cells with that key, or ``None``) and
+    ``error`` (an estimate that failed). Seconds are for cells running with ``-j jobs``, i.e.
+    ``cores // jobs`` threads each, from rates calibrated on this machine
+    (:mod:`harness.plugin.calibration`); :func:`harness.plugin.calibration.schedule` turns them into a wall time.
+    Cells the runner would group (:func:`harness.runner.execute.group_cells`) and whose estimate is
+    ``stacked`` share their worker's threads: their seconds are divided by
+    :func:`harness.plugin.calibration.parallel_speedup` of ``min(threads, group size)``.
+    """
+    out = []
+    cache: dict[str, Any] = {}
+    searched: list = []  # a searched block's cells along an expected path (harness.runner.search)
+    for point in point_searches(spec_obj):
+        for x in expected_path(point.search, point.start):
+            searched.extend(point.make_cells(x))
+    searched_ids = {c.cell_id for c in searched}
+    stacked: dict[int, tuple[dict, bool]] = {}  # id(cell) -> (its entry, its estimate's "stacked")
+    with calibration.for_threads(threads_per_job(jobs)):
+        cells = spec_obj.cells() + searched
+        for cell in cells:
+            entry: dict[str, Any] = {"cell": cell, "memory_bytes": None, "seconds": None,
+                                     "setup_key": None, "setup_seconds": None, "error": None,
+                                     "searched": cell.cell_id in searched_ids}
+            key = cell.point_id
+            if key not in cache:
+                try:
+                    experiment = cell_context(cell, registry)[0]
+                    cache[key] = dict(experiment.estimate(cell.params, cell.components) or {})
+                except Exception as exc:
+                    cache[key] = {"error": f"{type(exc).__name__}: {exc}"}
+            est = cache[key]
+            for k in ("memory_bytes", "seconds", "setup_key", "setup_seconds", "error"):
+                if est.get(k) is not None:
+                    entry[k] = est[k]
+            if entry["setup_key"] is not None and est.get("setup_scope") == "seed":
+                entry["setup_key"] = (entry["setup_key"], cell.root_seed, tuple(cell.spawn_key))
+            out.append(entry)
+            stacked[id(cell)] = (entry, bool(est.get("stacked")))
+    threads = threads_per_job(jobs)
+    if threads > 1:
+        for group in group_cells(cells, registry, parts=jobs):
+            factor = calibration.parallel_speedup(min(threads, len(group)))
+            for cell in group:
+                entry, shares = stacked[id(cell)]
+                if shares and len(group) > 1 and entry["seconds"] is not None:
+                    entry["seconds"] = float(entry["seconds"]) / factor
+    return out
+
+
