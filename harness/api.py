@@ -1,5 +1,3 @@
-# Length: about 470 lines in one module because the run orchestration (run and resume, plan, plot)
-# shares the run's state; analysis, catalogue, views, runs and integrity are modules of their own.
 """The Python API behind the CLI: run a benchmark, resume a run, plan one, load one back.
 
     import harness.api as h

@@ -1,5 +1,3 @@
-# Length: about 400 lines in one module because one click group; most of the length is the
-# commands' option declarations, and each command only parses, calls the API and prints.
 """The ``harness`` command line: a thin face over :mod:`harness.api`.
 
     harness run FILE [--set key.path=value ...] [--jobs N] [--timeout S] [--dry-run]

@@ -15,7 +15,8 @@ from plugins_for_tests import ECHO_SPEC, write_spec
 from harness import api
 from harness.cli import main
 from harness.errors import UserError
-from harness.runner.store import RunDir, find_runs, resolve_run_path
+from harness.runner.layout import find_runs, resolve_run_path
+from harness.runner.store import RunDir
 
 TWO_BLOCKS = """
 [benchmark]

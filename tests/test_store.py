@@ -147,7 +147,7 @@ def test_named_runs_meta_and_finding_the_latest(tmp_path):
     import os
     from pathlib import Path
 
-    from harness.runner.store import check_label, find_runs, resolve_run_path
+    from harness.runner.layout import check_label, find_runs, resolve_run_path
 
     a = RunDir.create(tmp_path, "bench", label="first-try")
     assert a.path.name.endswith("-first-try") and a.read_meta() == {}

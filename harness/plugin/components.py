@@ -1,5 +1,3 @@
-# Length: about 730 lines in one module because the interface of every plugin kind (one class
-# each), the registry and the cell context: the plugin author's reference in one place.
 """The plugin component kinds and the registry that holds them.
 
 A component is a class: its class attributes ``name``, ``help`` and ``params`` declare it, and an

@@ -19,7 +19,7 @@ def load_runs(paths: Iterable[str | Path], registry=None) -> list[tuple[str, lis
     run's rows in the grid's order (the spec's cells; file order when the spec does not load).
     ``latest`` and ``latest:BENCHMARK`` name the newest runs."""
     from harness.results.compare import run_label
-    from harness.runner.store import resolve_run_path
+    from harness.runner.layout import resolve_run_path
     from harness.results.summary import sort_rows
 
     runs = [load_run(resolve_run_path(str(p)), registry) for p in paths]
@@ -48,7 +48,7 @@ def fit(run_dir: str | Path, metric: str, axis: str, log: bool = False, n_boot: 
     block and combination of its other grid axes. With ``plot`` (a .png, .svg or .pdf path) the
     data and the fits are also drawn there. Returns ``(fits, plot path or None)``."""
     from harness.results.fits import check_plot_path, fit_rows, grid_keys, save_fit_plot
-    from harness.runner.store import resolve_run_path
+    from harness.runner.layout import resolve_run_path
     from harness.results.summary import sort_rows
 
     if plot is not None:
@@ -63,6 +63,6 @@ def fit(run_dir: str | Path, metric: str, axis: str, log: bool = False, n_boot: 
 def report(run_dir: str | Path, output: str | Path | None = None, registry=None) -> Path:
     """Write the run's ``report.html`` (or ``output``) and return its path."""
     from harness.results.report import write_report
-    from harness.runner.store import resolve_run_path
+    from harness.runner.layout import resolve_run_path
 
     return write_report(load_run(resolve_run_path(str(run_dir)), registry), output)

@@ -1,5 +1,3 @@
-# Length: about 460 lines in one module because one computation (grouping, pairing by seed,
-# bootstrap) and the three formats it is printed in.
 """Side-by-side comparison of result rows: one or several runs, grouped by a key.
 
 Rows are grouped by ``by`` (the experiment block ``experiment_id`` by default; also ``run``,

@@ -7,7 +7,8 @@ import sys
 from typing import Any, Sequence
 
 from harness.results.runs import _search_order, load_run
-from harness.runner.store import SUMMARY_FILE, RunDir
+from harness.runner.layout import SUMMARY_FILE
+from harness.runner.store import RunDir
 from harness.spec.row import Row
 
 

@@ -147,7 +147,7 @@ def _import_pandas(what: str, parquet: bool = False):
 
 
 def _check_meta(name: str | None, tags: Sequence[str], resume) -> list[str]:
-    from harness.runner.store import check_label, check_tags
+    from harness.runner.layout import check_label, check_tags
 
     if isinstance(tags, str):
         tags = [tags]
@@ -162,7 +162,7 @@ def resolve_run(path: str | Path, results_dir: str | Path | None = None) -> Path
     """The run directory ``path`` names: a path, ``latest`` (the newest run under the results
     folder) or ``latest:BENCHMARK`` (the newest run of one benchmark). A :class:`UserError`
     when it is not a run directory."""
-    from harness.runner.store import resolve_run_path
+    from harness.runner.layout import resolve_run_path
 
     return RunDir.open(resolve_run_path(path, results_dir)).path
 
@@ -178,7 +178,7 @@ def list_runs(benchmark: str | None = None, results_dir: str | Path | None = Non
     ``sessions`` (the first run and each resume) and ``jobs`` (of the last session)."""
     from datetime import datetime
 
-    from harness.runner.store import find_runs, run_sort_key
+    from harness.runner.layout import find_runs, run_sort_key
 
     out = []
     for path in find_runs(results_dir, benchmark):

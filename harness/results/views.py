@@ -15,7 +15,7 @@ from harness.results.thresholds import format_thresholds
 from harness.runner.executors import threads_per_job
 from harness.runner.progress import format_seconds
 from harness.runner.resources import cells_over, format_bytes, machine_memory
-from harness.runner.store import resolve_run_path
+from harness.runner.layout import resolve_run_path
 
 
 def _fmt_seconds(s) -> str:

@@ -242,7 +242,8 @@ def _local_cluster(distributed, n_workers: int, jobs: int):
 
     import dask
 
-    from harness.runner.executors import THREAD_ENV_VARS, threads_per_job
+    from harness.runner.executors import threads_per_job
+    from harness.runner.threads import THREAD_ENV_VARS
 
     threads = threads_per_job(jobs)
     env = {key: str(threads) for key in THREAD_ENV_VARS}
@@ -334,7 +335,7 @@ def run_cells_on_worker(cells: list[Cell], threads: int | dict[str, int], plugin
 
 def _limit_worker_threads(threads: int | dict[str, int]) -> None:
     """Limit this worker's BLAS and Numba threads (a number, or one per host)."""
-    from harness.runner import executors as runner
+    from harness.runner.threads import set_numba_threads
 
     if not isinstance(threads, int):
         threads = _worker_threads(threads)
@@ -344,7 +345,7 @@ def _limit_worker_threads(threads: int | dict[str, int]) -> None:
             import numba  # noqa: F401  (its thread count is per calling thread: set it here)
         except ImportError:
             pass
-    runner._set_numba_threads(threads)
+    set_numba_threads(threads)
 
 
 def _worker_registry(plugins: tuple):
@@ -361,9 +362,9 @@ def _apply_thread_limit(threads: int) -> None:
     """BLAS / OpenMP limits are per process: set them once per worker (and on a change)."""
     global _APPLIED
     if _APPLIED != threads:
-        from harness.runner.executors import _limit_threads
+        from harness.runner.threads import limit_threads
 
-        _limit_threads(threads)
+        limit_threads(threads)
         _APPLIED = threads
 
 

@@ -1,5 +1,3 @@
-# Length: about 510 lines in one module because one protocol between the parent and its worker
-# processes (start, assign, timeout, replace, stop).
 """Executing cells: in one worker process, in a pool of worker processes, on a Dask cluster, or
 in this process.
 
@@ -36,11 +34,10 @@ from typing import Any, Iterable, Iterator
 
 from harness.plugin.machine import cpu_count
 from harness.runner.execute import group_cells, run_cell, run_cells
+from harness.runner.threads import THREAD_ENV_VARS, limit_threads, set_numba_threads  # noqa: F401
 from harness.spec.cells import Cell
 from harness.spec.row import make_row
 
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                   "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
 _MAX_START_FAILURES = 3
 
 
@@ -256,12 +253,12 @@ def _worker_main(conn, threads: int, plugins: tuple = ()) -> None:
     list, ``registry.plugins``), then run the cells it is sent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
     _die_with_parent()
-    _limit_threads(threads)
+    limit_threads(threads)
     from harness.plugin.manager import load_registry
 
     registry = load_registry(plugins)
     if "numba" in sys.modules:
-        _set_numba_threads(threads)
+        set_numba_threads(threads)
     conn.send(("ready", os.getpid()))
     _report_warm_ups(conn)
     while True:
@@ -299,29 +296,6 @@ def _report_warm_ups(conn) -> None:
         listeners = getattr(components, "WARM_UP_LISTENERS", None)
         if listeners is not None:
             listeners.append(lambda seconds: conn.send(("warmup", float(seconds))))
-    except Exception:
-        pass
-
-
-_LIMITS: Any = None
-
-
-def _limit_threads(threads: int) -> None:
-    global _LIMITS
-    try:
-        import numpy  # noqa: F401  (loads the BLAS library so that threadpoolctl sees it)
-        from threadpoolctl import threadpool_limits
-
-        _LIMITS = threadpool_limits(limits=threads)
-    except Exception:  # thread limits are an optimisation, never a reason to fail
-        pass
-
-
-def _set_numba_threads(threads: int) -> None:
-    try:
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     except Exception:
         pass
 
