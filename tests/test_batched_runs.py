@@ -25,6 +25,7 @@ def text(row):
     return json.dumps({k: v for k, v in row.items() if k not in TIMING_FIELDS}, sort_keys=True)
 
 
+@pytest.mark.slow
 def test_memorization_rows_batched_equal_single(registry):
     cells = ([mem_cell(r, lr_rule="0.05") for r in range(5)]
              + [mem_cell(r, window=3 + r, lr_rule="0.05") for r in range(5, 8)])
@@ -118,6 +119,7 @@ def test_a_failing_member_runs_alone(registry, monkeypatch):
     assert [text(r) for r in rows] == [text(run_cell(c, registry)) for c in cells]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor,jobs,timeout", [("inline", 1, None), ("processes", 2, 600.0)])
 def test_executors_give_one_row_per_cell(registry, executor, jobs, timeout):
     cells = [mem_cell(r) for r in range(4)] + [mem_cell(r, N=30) for r in range(2)] + [mem_cell(0, batched=False, N=20)]
@@ -127,6 +129,7 @@ def test_executors_give_one_row_per_cell(registry, executor, jobs, timeout):
     assert all(text(r) == alone[r["cell_id"]] for r in rows)
 
 
+@pytest.mark.slow
 def test_a_group_past_its_timeout_runs_its_cells_alone(registry):
     """A group gets the per-cell timeout times its size; past it, each cell runs alone with
     the per-cell timeout (here every cell times out alone too: one timeout row per cell)."""
@@ -136,6 +139,7 @@ def test_a_group_past_its_timeout_runs_its_cells_alone(registry):
     assert {r["status"] for r in rows} == {"timeout"}
 
 
+@pytest.mark.slow
 def test_dask_executor_runs_groups(registry):
     pytest.importorskip("distributed")
     cells = [mem_cell(r) for r in range(3)]

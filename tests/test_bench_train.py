@@ -3,10 +3,12 @@ column filled) and the kernel-alone timings by block size and library."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from harness.benchmarking import train_speed
 
 
+@pytest.mark.slow
 def test_bench_train_prints_the_table_with_identical_paths(capsys):
     rows = train_speed.main(["--sizes", "6x40", "--R", "1,3", "--repeats", "1", "--seconds", "0.02",
                              "--no-torch"])

@@ -36,6 +36,7 @@ def assert_user_error(result, *fragments):
         assert fragment in result.output, result.output
 
 
+@pytest.mark.slow
 def test_run_writes_a_run_directory_and_show_prints_it(tmp_path, spec):
     result = invoke("run", spec, "--results-dir", tmp_path / "results", "-q")
     assert result.exit_code == 0, result.output
@@ -60,6 +61,7 @@ def test_run_writes_a_run_directory_and_show_prints_it(tmp_path, spec):
     assert [line.split()[0] for line in table[3:6]] == ["1", "2", "3"]
 
 
+@pytest.mark.slow
 def test_set_overrides_values(tmp_path, spec):
     result = invoke("run", spec, "--results-dir", tmp_path, "-q", "--no-figures",
                     "--set", "experiments.a.grid.x=[5.0]", "-s", "benchmark.repetitions=3")
@@ -87,6 +89,7 @@ def test_dry_run_lists_cells_with_estimates_and_runs_nothing(tmp_path, spec):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_failures_and_figure_errors_do_not_stop_the_run(tmp_path):
     spec = write_spec(tmp_path / "mixed.toml", """
 [benchmark]
@@ -112,6 +115,7 @@ experiment = "badfig"
     assert "cells: 3 of 3 (diverged 1, failed 1, ok 1)" in shown.output
 
 
+@pytest.mark.slow
 def test_plot_redraws_figures(tmp_path, spec):
     run_dir = Path(invoke("run", spec, "--results-dir", tmp_path, "-q", "--no-figures").stdout.strip())
     assert not (run_dir / "figures").exists()
@@ -120,6 +124,7 @@ def test_plot_redraws_figures(tmp_path, spec):
     assert sorted(Path(p).name for p in result.stdout.split()) == ["a-u_vs_x.png", "a-u_vs_x.svg"]
 
 
+@pytest.mark.slow
 def test_show_an_incomplete_run_says_how_to_finish(tmp_path, spec):
     run_dir = Path(invoke("run", spec, "--results-dir", tmp_path, "-q", "--no-figures").stdout.strip())
     rows = (run_dir / "rows.jsonl").read_text().splitlines(keepends=True)
@@ -160,6 +165,7 @@ def test_bad_benchmark_files(tmp_path):
     assert not list(tmp_path.glob("demo"))  # nothing created for an invalid file
 
 
+@pytest.mark.slow
 def test_console_script_user_error_and_help(tmp_path):
     env = subprocess_env()
     bad = subprocess.run([HARNESS, "run", str(tmp_path / "nope.toml")], env=env, capture_output=True,
@@ -173,6 +179,7 @@ def test_console_script_user_error_and_help(tmp_path):
         assert command in helped.stdout
 
 
+@pytest.mark.slow
 def test_bench_ntk_runs_and_prints_ratios():
     from click.testing import CliRunner
 
@@ -226,6 +233,7 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path, timed, args, fragme
     assert not results.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["timed.toml"]
 
 
+@pytest.mark.slow
 def test_force_runs_cells_that_do_not_fit(tmp_path, timed):
     result = invoke("run", timed, "--results-dir", tmp_path / "results", "-q", "--no-figures", "--force",
                     "--set", "experiments.t.memory=1000000000000000")
@@ -236,6 +244,7 @@ def test_force_runs_cells_that_do_not_fit(tmp_path, timed):
     assert plan.exit_code == 0 and "harness run refuses them unless --force" in plan.output
 
 
+@pytest.mark.slow
 def test_show_and_compare_leave_timings_out_unless_asked(tmp_path, timed):
     result = invoke("run", timed, "--results-dir", tmp_path / "results", "-q", "--no-figures")
     assert result.exit_code == 0, result.output

@@ -326,6 +326,7 @@ x = [3.0, 1.0, 2.0]
 """
 
 
+@pytest.mark.slow
 def test_groups_and_points_follow_the_grid_not_the_completion_order(tmp_path):
     from plugins_for_tests import loaded_test_plugins
 

@@ -156,10 +156,12 @@ class TransposedShapes(SlightlyWide):
     (WrongDtype, "shapes and dtypes"),
     (TransposedShapes, "shapes and dtypes"),
 ])
+@pytest.mark.slow
 def test_broken_initializer_is_caught(cls, check):
     assert check in _failed("initializer", cls)
 
 
+@pytest.mark.slow
 def test_initializer_with_dependent_entries_passes():
     # each row repeated: the variance check must widen its standard error, not fail
     class RepeatedRows(Initializer):

@@ -133,6 +133,7 @@ def mixed_cells():
             + [cell("fail", {"x": 1.0}), cell("nan", {"x": 2.0})])
 
 
+@pytest.mark.slow
 @needs_dask
 def test_own_local_cluster_gives_the_serial_rows_with_limited_threads(registry):
     cells = mixed_cells()
@@ -152,6 +153,7 @@ def test_own_local_cluster_gives_the_serial_rows_with_limited_threads(registry):
     assert "local Dask cluster" in lines[0] and "2 worker process(es)" in lines[0]
 
 
+@pytest.mark.slow
 @needs_dask
 def test_existing_cluster_gives_the_serial_rows(registry, cluster):
     cells = mixed_cells()
@@ -161,6 +163,7 @@ def test_existing_cluster_gives_the_serial_rows(registry, cluster):
     assert "2 worker(s) on 1 host(s), 2 task slot(s)" in lines[0]
 
 
+@pytest.mark.slow
 @needs_dask
 def test_worker_killed_mid_cell_costs_that_cell_a_retry(registry, cluster, client):
     wait_for_workers(client, 2)
@@ -191,6 +194,7 @@ def test_worker_killed_mid_cell_costs_that_cell_a_retry(registry, cluster, clien
     assert killed[0] not in worker_pids(client).values()  # the nanny replaced the dead worker
 
 
+@pytest.mark.slow
 @needs_dask
 def test_cell_that_keeps_killing_its_worker_fails_alone(registry, cluster, client):
     wait_for_workers(client, 2)
@@ -203,6 +207,7 @@ def test_cell_that_keeps_killing_its_worker_fails_alone(registry, cluster, clien
     wait_for_workers(client, 2)
 
 
+@pytest.mark.slow
 @needs_dask
 def test_closing_the_stream_cancels_the_remaining_cells(registry, cluster, client):
     cells = [cell("sleep", {"seconds": 0.3, "i": i}) for i in range(12)]
@@ -238,6 +243,7 @@ def _no_harness_probe():
     raise ModuleNotFoundError("No module named 'harness'")
 
 
+@pytest.mark.slow
 @needs_dask
 def test_unreachable_scheduler_is_a_user_error(registry, monkeypatch, tmp_path):
     import socket
@@ -259,6 +265,7 @@ def test_unreachable_scheduler_is_a_user_error(registry, monkeypatch, tmp_path):
     assert not (tmp_path / "r").exists()  # refused before a run directory was made
 
 
+@pytest.mark.slow
 @needs_dask
 def test_api_run_on_a_cluster_writes_rows_and_resumes_exactly(registry, cluster, tmp_path):
     from harness import api
@@ -282,6 +289,7 @@ def test_api_run_on_a_cluster_writes_rows_and_resumes_exactly(registry, cluster,
     assert [s["executor"] for s in resumed.read_env()["sessions"]] == ["dask", "dask"]
 
 
+@pytest.mark.slow
 @needs_dask
 def test_cli_sends_cells_to_the_scheduler(registry, cluster, tmp_path):
     spec = write_spec(tmp_path / "demo.toml", ECHO_SPEC)

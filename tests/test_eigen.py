@@ -58,6 +58,7 @@ def test_reference_is_eigvalsh():
     assert res.trace == pytest.approx(ev.sum(), rel=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", [1, 4, 8, 16])
 def test_cholesky_krylov_agrees_on_clustered_spectrum(block):
     ev = clustered_spectrum(500, seed=block)
@@ -131,6 +132,7 @@ def test_float32():
         assert res.floor == pytest.approx(np.finfo(np.float32).eps * 400 * res.lambda_max, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_block_krylov_top_on_known_operators():
     d = np.concatenate([np.linspace(0, 1, 997), [1.5, 1.9, 2.0]])
     rng = np.random.default_rng(3)

@@ -129,6 +129,7 @@ H = [5, 20]
 """
 
 
+@pytest.mark.slow
 def test_estimates_are_within_3x_of_measured_cpu_time_on_a_tiny_benchmark(tmp_path):
     """Each cell runs here on one thread (as with -j cores); the comparison is with CPU time,
     which a machine shared with other jobs inflates far less than wall time. The second pass

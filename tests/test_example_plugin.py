@@ -65,12 +65,14 @@ def harness(site: Path, *args: str, cwd: Path | None = None, **env_extra: str) -
     return subprocess.run(HARNESS + list(args), capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_installed_package_ships_the_entry_point(site):
     (dist_info,) = site.glob("harness_softplus-*.dist-info")
     assert "[harness]\nsoftplus = harness_softplus" in (dist_info / "entry_points.txt").read_text()
     assert (site / "harness_softplus" / "architecture.py").is_file()
 
 
+@pytest.mark.slow
 def test_components_are_listed_with_their_distribution(site):
     proc = harness(site, "plugins", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -89,6 +91,7 @@ def test_components_are_listed_with_their_distribution(site):
     assert "softplus" not in [e["name"] for e in off["components"]["activation"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["softplus", "pyramid"])
 def test_components_pass_the_conformance_suite(site, name):
     proc = harness(site, "check-plugin", name)
@@ -97,6 +100,7 @@ def test_components_pass_the_conformance_suite(site, name):
     assert " 0 failed" in proc.stdout.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_a_benchmark_runs_with_the_plugin_components(site, tmp_path):
     bench = EXAMPLE / "benchmarks" / "softplus_pyramid.toml"
     proc = harness(site, "run", str(bench), "--quiet", "--no-figures", "--results-dir", str(tmp_path),
@@ -126,6 +130,7 @@ def test_a_benchmark_runs_with_the_plugin_components(site, tmp_path):
     assert float(line["4.0-1.0_diff"]) == pytest.approx(by_beta[4.0] - by_beta[1.0])
 
 
+@pytest.mark.slow
 def test_the_package_own_tests_pass(site):
     env = {k: v for k, v in os.environ.items() if k != "HARNESS_PLUGINS"}
     env.update(PYTHONPATH=str(site), PYTHONDONTWRITEBYTECODE="1")

@@ -40,6 +40,7 @@ def png_pixels(data: bytes) -> np.ndarray:
     return matplotlib.image.imread(io.BytesIO(data), format="png")
 
 
+@pytest.mark.slow
 def test_same_png_as_tight_and_svg_text_stays_text(tmp_path):
     reference = io.BytesIO()
     make_figure().savefig(reference, format="png", bbox_inches="tight")
@@ -71,6 +72,7 @@ def test_wrapping_measures_each_word_once_and_matplotlib_is_restored():
     assert Text.__dict__["_get_wrapped_text"] is wrap and mtext._get_text_metrics_with_cache is metrics
 
 
+@pytest.mark.slow
 def test_wrapped_caption_has_the_same_lines_as_matplotlib():
     def lines(faster: bool) -> str:
         fig = make_figure()

@@ -131,6 +131,7 @@ i = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
 """
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     spec = write_spec(tmp_path / "slow.toml", SLOW_SPEC)
     results = tmp_path / "results"
@@ -231,6 +232,7 @@ i = [0, 1, 2]
 """
 
 
+@pytest.mark.slow
 def test_serial_runs_isolate_crashes_in_one_reused_worker(tmp_path):
     spec = write_spec(tmp_path / "crash.toml", CRASH_SPEC)
     result = invoke("run", spec, "--results-dir", tmp_path / "results", "--no-figures")
@@ -264,6 +266,7 @@ def test_serial_runs_isolate_crashes_in_one_reused_worker(tmp_path):
     assert len(run_dir.joinpath("rows.jsonl").read_text().splitlines()) == len(lines)
 
 
+@pytest.mark.slow
 def test_a_hang_is_stopped_by_the_timeout_and_a_fresh_worker_goes_on(tmp_path):
     text = """
 [benchmark]
@@ -298,6 +301,7 @@ def test_exit_status_counts_skipped_as_ok():
     assert api.describe_failure(bad) == "b [n=3] repetition 1: diverged: non-finite metric: loss=nan"
 
 
+@pytest.mark.slow
 def test_exit_code_0_only_when_every_cell_is_ok(tmp_path):
     spec = write_spec(tmp_path / "ok.toml", ECHO_SPEC)
     assert invoke("run", spec, "--results-dir", tmp_path / "r", "-q", "--no-figures").exit_code == 0
@@ -332,6 +336,7 @@ class _FullDisk:
         return os.write(fd, data)
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_with_one_line_and_the_resume_command(tmp_path, monkeypatch):
     spec = write_spec(tmp_path / "echo.toml", ECHO_SPEC)
     monkeypatch.setattr(store, "os", _FullDisk(allowed=2))
@@ -376,6 +381,7 @@ def test_rows_of_the_wrong_shape_are_reported_and_skipped_everywhere(tmp_path, c
 # dask: no live worker
 
 
+@pytest.mark.slow
 def test_a_dask_run_without_workers_stops_with_the_resume_command(tmp_path):
     distributed = pytest.importorskip("distributed")
     import logging

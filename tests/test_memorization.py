@@ -247,6 +247,7 @@ def context(exp):
     return FigureContext(benchmark="t", experiment_id="x", experiment=exp, grid={"N": [1, 2]}, repetitions=1)
 
 
+@pytest.mark.slow
 def test_figures(registry):
     from matplotlib.figure import Figure
 
@@ -295,6 +296,7 @@ def test_estimates_are_positive(registry):
         assert est["memory_bytes"] > 0 and est["seconds"] > 0
 
 
+@pytest.mark.slow
 def test_benchmark_files_load(registry):
     spec = load_spec(BENCHMARKS / "memorization.toml", registry=registry)
     (fig2,) = spec.experiments
@@ -333,6 +335,7 @@ def test_benchmark_files_load(registry):
     assert threshold.search_points[0]["start"] == 2 * 22 ** 2
 
 
+@pytest.mark.slow
 def test_memorisation_threshold_and_its_fit_on_the_heat_map():
     from harness_plugins.memorization import _heatmap, memorisation_threshold
 
@@ -474,6 +477,7 @@ def test_memorisation_figures_never_pool_an_extra_axis(registry):
         "capacity", "capacity_table"}
 
 
+@pytest.mark.slow
 def test_loss_curves_one_panel_per_point_one_line_per_repetition_capped():
     from harness_plugins.memorization.figures import MAX_LOSS_CURVE_PANELS, loss_curves_figure
 

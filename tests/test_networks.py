@@ -326,6 +326,7 @@ architecture = [{ name = "fc", widths = ["d", "d"], bias = true }, { name = "res
 """
 
 
+@pytest.mark.slow
 def test_ntk_spectrum_saves_arrays_that_reproduce_K(tmp_path):
     run_dir, rows = _run(tmp_path, NTK_FILE)
     path = run_dir.path if hasattr(run_dir, "path") else run_dir
@@ -343,6 +344,7 @@ def test_ntk_spectrum_saves_arrays_that_reproduce_K(tmp_path):
         assert abs(np.linalg.eigvalsh(K)[0] - r["metrics"]["lambda_min_full"]) <= 1e-8 * np.abs(K).max()
 
 
+@pytest.mark.slow
 def test_generic_architecture_in_a_run(tmp_path, monkeypatch):
     registry = load_registry()
     registry.add(SkipNet)
@@ -377,6 +379,7 @@ def test_inconsistent_architecture_is_a_spec_error(tmp_path):
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("rows.jsonl"))
 
 
+@pytest.mark.slow
 def test_memorization_with_residual_and_biases(tmp_path):
     text = """
 [benchmark]
@@ -413,6 +416,7 @@ architecture = [{ name = "fc", widths = ["d", "d"], bias = true }, { name = "res
     assert sum("heatmap-" in f and "final" not in f for f in figures) == 2  # one per architecture
 
 
+@pytest.mark.slow
 def test_conformance_covers_networks_and_generic_forwards():
     from harness.plugin.conformance import check_component
 
@@ -438,6 +442,7 @@ def test_split_rows_keeps_extra_axes_apart():
     assert split_rows([r for r in rows if r["coords"]["architecture"]["name"] == "fc"], drawn)[0][0] == ""
 
 
+@pytest.mark.slow
 def test_plot_metric_cli(tmp_path):
     from click.testing import CliRunner
 

@@ -240,6 +240,7 @@ def test_batch_size_parameter(registry):
     assert registry.create("optimizer", "sgd", {"batch_size": 16}).batch_size == 16
 
 
+@pytest.mark.slow
 def test_adam_speed_benchmark_runs_and_agrees_with_torch(capsys):
     """The speed benchmark's harness epoch is the same computation as PyTorch's (when torch is
     installed): identical weights after a few full-batch Adam epochs from the same start."""

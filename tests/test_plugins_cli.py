@@ -95,6 +95,7 @@ def test_disable_autoload_hides_third_party_plugins(site):
     assert {e["provider"] for entries in info["components"].values() for e in entries} <= {"harness"}
 
 
+@pytest.mark.slow
 def test_third_party_experiment_runs(site, tmp_path):
     spec = tmp_path / "third.toml"
     spec.write_text(textwrap.dedent("""

@@ -165,6 +165,7 @@ def _rows():
     return rows
 
 
+@pytest.mark.slow
 def test_figures():
     from matplotlib.figure import Figure
 
@@ -184,6 +185,7 @@ def test_figures():
     assert QuadraticFlow().figures([], context) == {}
 
 
+@pytest.mark.slow
 def test_finite_sample_figure():
     rows = []
     for n in (30, 300):
@@ -249,6 +251,7 @@ def test_figure_captions_state_the_conventions():
     assert "1/m" in CONVENTIONS and "1/4" in CONVENTIONS and "mean-field" in CONVENTIONS
 
 
+@pytest.mark.slow
 def test_figures_split_an_axis_they_do_not_draw():
     rows = [{**r, "coords": {**r["coords"], "init": init}, "params": {**r["params"], "init": init}}
             for init in ("orthonormal", "gaussian") for r in _rows()]

@@ -73,6 +73,7 @@ def run_dir(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_run_writes_the_report_with_every_section(run_dir):
     text = (run_dir / REPORT_FILE).read_text()  # written by api.run at the end
     assert text.startswith("<!DOCTYPE html>")
@@ -141,6 +142,7 @@ def test_harness_report_cli(run_dir, tmp_path):
     assert unwritable.exit_code == 2 and "cannot write" in unwritable.output
 
 
+@pytest.mark.slow
 def test_a_failing_report_only_warns(tmp_path, monkeypatch, capsys):
     import harness.results.report
 
@@ -241,6 +243,7 @@ x = [1.0, 2.0]
 """
 
 
+@pytest.mark.slow
 def test_figures_follow_the_blocks_with_captions_and_compared_axes_get_tables(tmp_path):
     from harness.results.report import compared_axes, figure_order
 

@@ -81,16 +81,19 @@ def reference(tmp_path_factory):
     return comparable(rows)
 
 
+@pytest.mark.slow
 def test_inline_and_two_jobs_give_the_serial_rows(tmp_path, reference):
     assert comparable(run(tmp_path, "inline", executor="inline")) == reference
     assert comparable(run(tmp_path, "jobs2", jobs=2)) == reference
 
 
+@pytest.mark.slow
 def test_dask_gives_the_serial_rows(tmp_path, reference):
     pytest.importorskip("distributed")
     assert comparable(run(tmp_path, "dask", executor="dask", jobs=2)) == reference
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_give_the_serial_rows(tmp_path, reference):
     spec = write_spec(tmp_path / "kill.toml", SPEC)
     results = tmp_path / "results"

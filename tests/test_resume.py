@@ -88,6 +88,7 @@ def assert_same_as_reference(run_dir, reference):
     assert Path(run_dir, "summary.csv").read_text() == reference.summary_path.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_sigkill_then_resume_loses_nothing(tmp_path, reference, jobs):
     spec = write_spec(tmp_path / "slow.toml", SLEEP_SPEC)
@@ -121,6 +122,7 @@ def test_sigkill_then_resume_loses_nothing(tmp_path, reference, jobs):
     assert [s["jobs"] for s in env_json["sessions"]] == [jobs, jobs]  # the resume remembers -j
 
 
+@pytest.mark.slow
 def test_torn_last_line_is_dropped_and_redone(tmp_path, reference):
     import shutil
 
@@ -175,6 +177,7 @@ i = [0, 1, 2, 3, 4, 5]
     assert exc.run_dir.summary_path.read_text().count("\n") == 4  # header + 3 points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_sigint_or_sigterm_stops_a_parallel_run_cleanly(tmp_path, reference, signum):
     spec = write_spec(tmp_path / "slow.toml", SLEEP_SPEC)
@@ -198,6 +201,7 @@ def test_sigint_or_sigterm_stops_a_parallel_run_cleanly(tmp_path, reference, sig
     assert_same_as_reference(run_dir, reference)
 
 
+@pytest.mark.slow
 def test_resume_notes_a_change_of_the_training_kernels_blas(tmp_path, monkeypatch, capsys):
     """env.json records the kernel's BLAS per session; a resume with another one says so."""
     from harness.runner import envinfo

@@ -115,6 +115,7 @@ def test_threads_per_job_never_oversubscribes():
     assert cpu_count() >= 1
 
 
+@pytest.mark.slow
 def test_serial_equals_two_jobs(registry):
     cells = [echo(x, rep) for rep in range(2) for x in (1.0, 2.0, 3.0)]
     cells += [cell("fail", {"x": 1.0}, exp_id="f"), cell("nan", {"x": 0.0}, exp_id="n")]
@@ -126,6 +127,7 @@ def test_serial_equals_two_jobs(registry):
     assert serial == parallel
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_cell_and_the_run_goes_on(registry):
     cells = [cell("sleep", {"seconds": 30.0, "i": 0}), cell("sleep", {"seconds": 0.0, "i": 1})]
     rows = {r["params"]["i"]: r for r in execute(cells, jobs=1, timeout=1.0, registry=registry)}
@@ -134,6 +136,7 @@ def test_timeout_kills_the_cell_and_the_run_goes_on(registry):
     assert rows[1]["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_dead_worker_fails_only_its_cell(registry):
     cells = [cell("crash"), echo(1.0), echo(2.0)]
     rows = list(execute(cells, jobs=2, registry=registry))
@@ -143,6 +146,7 @@ def test_dead_worker_fails_only_its_cell(registry):
     assert sorted(r["status"] for r in rows if r["experiment"] == "echo") == ["ok", "ok"]
 
 
+@pytest.mark.slow
 def test_workers_are_limited_to_their_share_of_threads(registry):
     cells = [cell("threads", {"i": i}) for i in range(2)]
     rows = list(execute(cells, jobs=2, registry=registry))
@@ -153,6 +157,7 @@ def test_workers_are_limited_to_their_share_of_threads(registry):
         assert r["metrics"]["blas_threads"] == want
 
 
+@pytest.mark.slow
 def test_closing_the_stream_stops_the_workers(registry):
     cells = [cell("sleep", {"seconds": 0.05, "i": i}) for i in range(6)]
     stream = execute(cells, jobs=2, registry=registry)
@@ -185,6 +190,7 @@ def _timed_rows(tmp_path, **options):
     return sorted(run_dir.read_rows(), key=lambda r: (r["coords"]["n"], r["repetition"])), run_dir
 
 
+@pytest.mark.slow
 def test_timings_resolved_values_and_skips_in_rows(registry, tmp_path):
     rows, run_dir = _timed_rows(tmp_path)
     ok = [r for r in rows if r["status"] == "ok"]
@@ -209,6 +215,7 @@ def test_timings_resolved_values_and_skips_in_rows(registry, tmp_path):
     assert "timings.work_seconds_mean" in summarize(rows, timings=True)[0]
 
 
+@pytest.mark.slow
 def test_rows_differ_only_in_timing_fields_across_executors(registry, tmp_path):
     serial, _ = _timed_rows(tmp_path / "a")
     pooled, _ = _timed_rows(tmp_path / "b", jobs=2)
@@ -223,6 +230,7 @@ def test_skip_cell_raised_in_run(registry):
     assert row["status"] == "skipped" and row["error"] == "nothing to do here"
 
 
+@pytest.mark.slow
 def test_compare_ignores_timings_unless_asked(registry, tmp_path):
     from harness.results.compare import compare
 

@@ -70,6 +70,7 @@ def assert_user_error(result, *fragments):
 
 # -- name, tags, meta.json --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_name_is_part_of_the_directory_and_meta_json_keeps_name_and_tags(results):
     first = results["first"]
     assert first.name.endswith("-baseline") and first.parent.name == "demo"

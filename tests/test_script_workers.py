@@ -25,6 +25,7 @@ print("RUN", run_dir.path)
 """
 
 
+@pytest.mark.slow
 def test_an_unguarded_script_runs_with_two_workers(tmp_path):
     spec = write_spec(tmp_path / "demo.toml", ECHO_SPEC)
     results = tmp_path / "results"

@@ -201,6 +201,7 @@ def strip(rows):
             for r in rows}
 
 
+@pytest.mark.slow
 def test_run_serial_and_two_jobs_agree(tmp_path, registry):
     spec = write_spec(tmp_path / "ramp.toml", ramp(reps=3, noise=0.2))
     a = api.run(spec, results_dir=tmp_path / "a", progress=False, figures=True)
@@ -214,6 +215,7 @@ def test_run_serial_and_two_jobs_agree(tmp_path, registry):
     assert [t["threshold"] for t in run.thresholds] == [pytest.approx(float(t["threshold"])) for t in ta]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_same_thresholds(tmp_path, registry):
     spec = write_spec(tmp_path / "ramp.toml", ramp(reps=2, noise=0.2, sleep=0.05))
     reference = api.run(spec, results_dir=tmp_path / "ref", progress=False, figures=False)

@@ -36,6 +36,7 @@ def test_same_width_gives_ratio_exactly_one(activation):
     assert out["error_H"] == out["error_H0"]
 
 
+@pytest.mark.slow
 def test_widths_share_students_perturbations_and_test_inputs():
     semi_flat._CACHE.clear()
     a = run(H=6)
@@ -76,6 +77,7 @@ def test_embedding_is_exact_and_statistics_are_consistent():
     assert out["parameters"] == 37
 
 
+@pytest.mark.slow
 def test_tanh_ratio_grows_with_width():
     ratios = [run(H=H, trials=20, hessian_trials=0)["mean_ratio"] for H in (5, 10, 20)]
     assert ratios[0] == 1.0 < ratios[1] < ratios[2]
