@@ -170,7 +170,7 @@ def limited_threads(n: int) -> Iterator[None]:
             import numba
 
             previous = numba.get_num_threads()
-            numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+            numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
             stack.callback(numba.set_num_threads, previous)
         except Exception:
             pass

@@ -253,7 +253,7 @@ class Architecture(Component):
             params = [rng.standard_normal(tuple(s)) / np.sqrt(s[-1]) for s in shapes]
             X = rng.standard_normal((3, d))
             try:
-                out = np.asarray(self.forward(params, X, _ProbeTanh()), dtype=float)
+                out = np.asarray(self.forward(params, X, _ProbeTanh()), dtype=np.float64)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - the plugin's forward is at fault
                 return f"forward fails on parameters of shapes {shapes}: {type(exc).__name__}: {exc}"
             if out.shape != (3,):

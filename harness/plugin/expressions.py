@@ -116,7 +116,7 @@ def _parse(text: str) -> ast.Expression:
         if depth > MAX_DEPTH:
             raise ExpressionError(f"expression {short(text)} is nested too deeply (more than "
                                   f"{MAX_DEPTH} levels)")
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))  # type: ignore[misc]
     return tree
 
 
@@ -174,7 +174,7 @@ class _Evaluator:
             args = [ev(a) for a in node.args]
             if node.func.id == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > 400:
                 raise ExpressionError(f"round(x, {short(args[1], 20)}): at most 400 digits")
-            return FUNCTIONS[node.func.id](*args)
+            return FUNCTIONS[node.func.id](*args)  # type: ignore[operator]
         raise ExpressionError(f"not allowed in an expression: {short(ast.unparse(node))}")
 
 

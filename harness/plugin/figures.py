@@ -211,7 +211,7 @@ def table_figure(lines: Sequence[Mapping[str, Any]], cols: Sequence[str], *, wid
     ax = fig.subplots()
     ax.axis("off")
     table = ax.table(cellText=[[text(line[c]) for c in cols] for line in lines], colLabels=list(cols),
-                     loc="upper center", bbox=bbox)
+                     loc="upper center", bbox=bbox)  # type: ignore[arg-type]
     table.auto_set_font_size(False)
     table.set_fontsize(7)
     return fig

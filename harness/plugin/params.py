@@ -6,6 +6,7 @@ allowed range or a set of choices, and a one-line help. The benchmark-file valid
 """
 from __future__ import annotations
 
+import builtins
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -50,7 +51,7 @@ class Param:
     choices: Sequence[Any] | None = None
     min: float | None = None
     max: float | None = None
-    item_type: type | tuple[type, ...] | None = None
+    item_type: builtins.type | tuple[builtins.type, ...] | None = None
     min_length: int = 0
     check: Callable[[Any], str | None] | None = None
     finite: bool = True

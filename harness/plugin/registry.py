@@ -71,7 +71,7 @@ class Registry:
                               f"and by {self.provider}")
         self._entries[kind][component.name] = Entry(component, self.provider)
 
-    def get(self, kind: str, name: str) -> type[Component]:
+    def get(self, kind: str, name: str) -> type[Any]:
         """The component class ``name`` of ``kind``; a :class:`PluginError` suggests close names."""
         entries = self._entries[kind]
         if name not in entries:
@@ -105,7 +105,7 @@ class Registry:
             for name in sorted(entries):
                 yield kind, name, entries[name].component, entries[name].provider
 
-    def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Component:
+    def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
         """The component ``name`` of ``kind`` configured with ``params`` (validated, including
         the parameters that name other components, :meth:`check_names`)."""
         component = self.get(kind, name)(**dict(params or {}))

@@ -7,14 +7,14 @@ the loaded runs to an output module (:mod:`harness.results.compare`, :mod:`harne
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from harness.results.compare import few_pairs_warning, format_comparisons  # noqa: F401  (re-exported: printing)
 from harness.results.fits import fits_json, format_fits  # noqa: F401  (re-exported: printing)
 from harness.results.runs import load_run
 
 
-def load_runs(paths: Iterable[str | Path], registry=None) -> list[tuple[str, list[dict[str, Any]]]]:
+def load_runs(paths: Iterable[str | Path], registry=None) -> list[tuple[str, list[Mapping[str, Any]]]]:
     """``[(run label, rows)]`` for run directories (a :class:`UserError` for a bad path), each
     run's rows in the grid's order (the spec's cells; file order when the spec does not load).
     ``latest`` and ``latest:BENCHMARK`` name the newest runs."""

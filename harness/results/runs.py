@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.errors import UserError
+from harness.spec.row import Row
 from harness.runner.store import RunDir
 
 
@@ -18,7 +19,7 @@ class Run:
     """A run directory loaded back: its rows, summary, spec and environment."""
 
     run_dir: RunDir
-    rows: list[dict[str, Any]]
+    rows: list[Row]
     env: dict[str, Any]
     spec: Any = None
     spec_error: str | None = None

@@ -28,7 +28,8 @@ def format_thresholds(lines: Sequence[Mapping[str, Any]], max_width: int | None 
 
     cells = [[text(t.get(c)) for c in cols] for t in lines]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
-    keep, used = [], 0
+    keep: list[int] = []
+    used = 0
     for i, w in enumerate(widths):
         if max_width and keep and used + w + 2 > max_width:
             break

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator
 from harness.errors import UserError
 from harness.runner.execute import format_exception, group_cells, run_cell, run_cells
 from harness.spec.cells import Cell
-from harness.spec.row import make_row
+from harness.spec.row import Row, make_row
 
 INSTALL_HINT = 'pip install -e ".[dask]" in the harness checkout (dask and distributed)'
 """The PyPI name ``harness`` belongs to another project: install the extra from the checkout."""
@@ -75,7 +75,7 @@ def check(scheduler: str | None = None, **options: Any) -> None:
 
 def execute(cells: list[Cell], jobs: int = 1, timeout: float | None = None, registry=None,
             scheduler: str | None = None, log: Callable[[str], None] | None = None,
-            worker_wait: float | None = None, **options: Any) -> Iterator[dict[str, Any]]:
+            worker_wait: float | None = None, **options: Any) -> Iterator[Row]:
     """Run ``cells`` on a Dask cluster and yield each row as its task completes.
 
     ``scheduler``: the address of an existing cluster's scheduler, or ``None`` to start a local
@@ -106,7 +106,7 @@ def execute(cells: list[Cell], jobs: int = 1, timeout: float | None = None, regi
     plugins = tuple(registry.plugins)
     distributed = _distributed()
     cluster = client = None
-    futures: dict[Any, Cell] = {}
+    futures: dict[Any, Cell | list[Cell]] = {}
     try:
         if scheduler is None:
             cluster, threads = _local_cluster(distributed, min(jobs, len(cells)), jobs)
@@ -215,7 +215,7 @@ class _WorkerWatch:
                              "joined); the cells still to run were cancelled")
 
 
-def _row(future, cell: Cell) -> dict[str, Any]:
+def _row(future, cell: Cell) -> Row:
     """The row of a completed future: its result, or a ``failed`` row saying why."""
     if future.status == "finished":
         return future.result()
@@ -316,7 +316,7 @@ def host_threads(workers: dict[str, dict], cores: dict[str, int]) -> dict[str, i
 # on the workers
 
 
-def run_cell_on_worker(cell: Cell, threads: int | dict[str, int], plugins: tuple = ()) -> dict[str, Any]:
+def run_cell_on_worker(cell: Cell, threads: int | dict[str, int], plugins: tuple = ()) -> Row:
     """The task: limit this worker's BLAS and Numba threads, then run the cell.
 
     ``threads``: a number, or one per host (:func:`host_threads`); a worker on a host not listed
@@ -325,7 +325,7 @@ def run_cell_on_worker(cell: Cell, threads: int | dict[str, int], plugins: tuple
     return run_cell(cell, _worker_registry(plugins))
 
 
-def run_cells_on_worker(cells: list[Cell], threads: int | dict[str, int], plugins: tuple = ()) -> list[dict[str, Any]]:
+def run_cells_on_worker(cells: list[Cell], threads: int | dict[str, int], plugins: tuple = ()) -> list[Row]:
     """The task of a group of cells run together (:func:`harness.runner.execute.run_cells`): their
     rows, in order. A group whose task fails (its worker died) is submitted again as single
     cells by the client."""

@@ -12,7 +12,7 @@ import traceback
 from typing import Any, Mapping
 
 from harness.spec.cells import Cell
-from harness.spec.row import make_row, to_jsonable
+from harness.spec.row import Row, make_row, to_jsonable
 
 _TRACEBACK_LINES = 6
 
@@ -46,7 +46,7 @@ def cell_context(cell: Cell, registry) -> tuple[Any, Any, dict[str, str]]:
     return experiment, context, plugins
 
 
-def run_cell(cell: Cell, registry) -> dict[str, Any]:
+def run_cell(cell: Cell, registry) -> Row:
     """Run ``cell`` with the components of ``registry`` and return its result row; exceptions
     become ``failed`` rows."""
     start = time.perf_counter()
@@ -208,7 +208,7 @@ def group_cells(cells, registry, parts: int = 1, max_size: int | None = None) ->
     return out
 
 
-def run_cells(cells, registry) -> list[dict[str, Any]]:
+def run_cells(cells, registry) -> list[Row]:
     """Run a group of cells (from :func:`group_cells`) and return one row per cell, in order.
 
     One cell (or an experiment without batching) is :func:`run_cell`. Otherwise the experiment's

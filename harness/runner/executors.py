@@ -30,13 +30,13 @@ import signal
 import sys
 import time
 from collections import deque
-from typing import Any, Iterable, Iterator
+from typing import Any, Generator, Iterable, Iterator
 
 from harness.plugin.machine import cpu_count
 from harness.runner.execute import group_cells, run_cell, run_cells
 from harness.runner.threads import THREAD_ENV_VARS, limit_threads, set_numba_threads  # noqa: F401
 from harness.spec.cells import Cell
-from harness.spec.row import make_row
+from harness.spec.row import Row, make_row
 
 _MAX_START_FAILURES = 3
 
@@ -120,7 +120,7 @@ def check_executor(name: str, **options: Any) -> None:
 
 
 def execute(cells: Iterable[Cell], jobs: int = 1, timeout: float | None = None,
-            registry=None, executor: str | None = None, **options: Any) -> Iterator[dict[str, Any]]:
+            registry=None, executor: str | None = None, **options: Any) -> Generator[Row, None, None]:
     """Run ``cells`` and yield each row as its cell finishes.
 
     ``executor`` names one of :data:`EXECUTORS` (``None``: see :func:`choose_executor`);
@@ -141,7 +141,7 @@ def execute(cells: Iterable[Cell], jobs: int = 1, timeout: float | None = None,
 
 
 def execute_inline(cells: list[Cell], jobs: int = 1, timeout: float | None = None,
-                   registry=None, **options: Any) -> Iterator[dict[str, Any]]:
+                   registry=None, **options: Any) -> Iterator[Row]:
     """Every cell in this process, one after the other (``jobs`` and ``timeout`` unused): no
     crash isolation; for debugging and for tests that patch this process. Cells that can run
     together do (:func:`harness.runner.execute.group_cells`)."""
@@ -151,7 +151,7 @@ def execute_inline(cells: list[Cell], jobs: int = 1, timeout: float | None = Non
 
 def execute_serial(cells: list[Cell], jobs: int = 1, timeout: float | None = None,
                    registry=None, workers: "WorkerPools | None" = None,
-                   **options: Any) -> Iterator[dict[str, Any]]:
+                   **options: Any) -> Iterator[Row]:
     """Every cell in one worker process (started once, using every core), one after the other,
     stopped after ``timeout`` seconds; a crash fails only its cell (a fresh worker goes on)."""
     yield from _pool(workers, 1, cpu_count(), timeout, registry).run(cells)
@@ -159,7 +159,7 @@ def execute_serial(cells: list[Cell], jobs: int = 1, timeout: float | None = Non
 
 def execute_processes(cells: list[Cell], jobs: int = 1, timeout: float | None = None,
                       registry=None, workers: "WorkerPools | None" = None,
-                      **options: Any) -> Iterator[dict[str, Any]]:
+                      **options: Any) -> Iterator[Row]:
     """Each cell in one of ``jobs`` worker processes, stopped after ``timeout`` seconds."""
     yield from _pool(workers, jobs, threads_per_job(jobs), timeout, registry).run(cells)
 
@@ -404,14 +404,15 @@ class _Pool:
         """A group's timeout: the per-cell timeout times its number of cells."""
         return self.timeout * (len(w.cell) if isinstance(w.cell, list) else 1)
 
-    def run(self, cells: list[Cell]) -> Iterator[dict[str, Any]]:
+    def run(self, cells: list[Cell]) -> Iterator[Row]:
         """Run ``cells``, grouped (:func:`harness.runner.execute.group_cells`: a worker gets a group of
         cells that run together, one row each). A group past its allowance (``timeout`` x its
         size) or whose worker dies is not recorded: its cells go back to the queue to run
         alone, each with the per-cell ``timeout``, so rows never depend on the grouping."""
         from multiprocessing.connection import wait
 
-        pending = deque(g if len(g) > 1 else g[0] for g in group_cells(cells, self.registry, parts=self.size))
+        groups = group_cells(cells, self.registry, parts=self.size)
+        pending: deque[Any] = deque(g if len(g) > 1 else g[0] for g in groups)
         try:
             while len(self.workers) < min(self.size, len(pending)):
                 self.workers.append(_Worker(self.ctx, self.threads, self.registry.plugins))
@@ -468,7 +469,7 @@ class _Pool:
             else:
                 self.close()
 
-    def _replace_dead(self, i: int, w: _Worker) -> Iterator[dict[str, Any]]:
+    def _replace_dead(self, i: int, w: _Worker) -> Iterator[Row]:
         cell, elapsed = w.cell, time.monotonic() - w.started
         w.stop(kill=True)
         code = w.process.exitcode

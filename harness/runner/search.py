@@ -151,9 +151,9 @@ def bootstrap_interval(s: Search, samples: Mapping[Any, Sequence[float]], resamp
         idx = rng.integers(0, len(v), size=(resamples, len(v)))
         with np.errstate(invalid="ignore"):
             means.append(v[idx].mean(axis=1))
-    means = np.array(means).T  # (resamples, len(xs))
+    table = np.array(means).T  # (resamples, len(xs))
     out = []
-    for row in means:
+    for row in table:
         agg = dict(zip(xs, row.tolist()))
         lo, hi = _bracket(s, agg)
         if lo is None:

@@ -314,10 +314,9 @@ class _unlock_on_error:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.run_dir.unlock()
-        return False
 
 
 def run_status(rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, int], Mapping[str, Any] | None]:

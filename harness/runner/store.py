@@ -58,7 +58,7 @@ from harness.runner.layout import (  # noqa: F401  (the run directory's file nam
     check_label,
     resolve_run_path,
 )
-from harness.spec.row import row_from_json, row_problem, row_to_json
+from harness.spec.row import Row, row_from_json, row_problem, row_to_json
 
 
 class RunDir:
@@ -66,7 +66,7 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._rows_file = None
+        self._rows_file: Any = None
         self._lock_fd: int | None = None
         self.stale_lock: dict[str, Any] | None = None
         """The holder of a stale lock :meth:`lock` took over (``None``: there was none)."""
@@ -350,7 +350,7 @@ class RunDir:
         self.close()
 
     # -- reading -----------------------------------------------------------------------------
-    def read_rows(self) -> list[dict[str, Any]]:
+    def read_rows(self) -> list[Row]:
         """Every complete row in ``rows.jsonl``, in the order written (a torn last line is
         ignored). A later row for the same cell replaces an earlier one."""
         rows, _ = self._parse_rows()
@@ -374,7 +374,7 @@ class RunDir:
     def finished_ids(self) -> set[str]:
         return {row["cell_id"] for row in self.read_rows()}
 
-    def _parse_rows(self) -> tuple[list[dict[str, Any]], int]:
+    def _parse_rows(self) -> tuple[list[Row], int]:
         try:
             data = self.rows_path.read_bytes()
         except FileNotFoundError:
@@ -382,7 +382,7 @@ class RunDir:
         except OSError as exc:
             raise UserError(f"cannot read {self.rows_path}: {exc.strerror or exc}") from None
         end = data.rfind(b"\n") + 1  # bytes after the last newline are a torn line
-        by_id: dict[str, dict[str, Any]] = {}
+        by_id: dict[str, Row] = {}
         bad: list[str] = []
         for number, raw in enumerate(data[:end].splitlines(), start=1):
             if not raw.strip():

@@ -130,7 +130,7 @@ class ExperimentSpec:
             base = sp["base"]
             out.append(PointSearch(
                 experiment_id=self.id, search=self.search, coords=dict(sp["coords"]), start=sp["start"],
-                make_cells=lambda x, base=base: self.cells_at({**base, self.search.axis: x}, root_seed)))
+                make_cells=lambda x, base=base: self.cells_at({**base, self.search.axis: x}, root_seed)))  # type: ignore[misc]
         return out
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
-from typing import Any, Mapping, TypedDict
+from typing import Any, Mapping, TypedDict, cast
 
 from harness.plugin.experiment import is_legacy_timing
 from harness.spec.cells import Cell
@@ -65,7 +65,7 @@ def row_to_json(row: Mapping[str, Any]) -> str:
     return json.dumps(strict_row(row), default=str, allow_nan=False)
 
 
-def row_from_json(text: str) -> Row:
+def row_from_json(text: str | bytes) -> Row:
     """A row parsed from one line of ``rows.jsonl``; :func:`row_problem` says whether it has the
     expected shape."""
     return json.loads(text)
@@ -83,7 +83,7 @@ def make_row(cell: Cell, status: str, metrics: Mapping[str, Any] | None = None,
              plugins: Mapping[str, str] | None = None, elapsed: float = 0.0,
              timings: Mapping[str, float] | None = None,
              resolved: Mapping[str, Any] | None = None,
-             created: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+             created: Mapping[str, Mapping[str, Any]] | None = None) -> Row:
     """A result row for ``cell`` (see the module docstring for the fields); strict JSON data
     (non-finite numbers become ``None``, named in ``nonfinite``). ``created``: components the
     cell made by name (:meth:`CellContext.create`), added to the row's ``components``."""
@@ -114,7 +114,7 @@ def make_row(cell: Cell, status: str, metrics: Mapping[str, Any] | None = None,
         "elapsed": round(float(elapsed), 6),
         "finished": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     })
-    return strict_row(row)
+    return cast(Row, strict_row(row))
 
 
 def strict_row(row: Mapping[str, Any]) -> dict[str, Any]:

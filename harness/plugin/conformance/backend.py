@@ -33,7 +33,7 @@ def _backend_ntk(cls) -> str:
     weights = _gaussian_weights([(7, 5), (6, 7), (1, 6)], rng)
     X = rng.standard_normal((9, 5))
     try:
-        got = np.asarray(backend.ntk(weights, X, _Tanh()), dtype=float)
+        got = np.asarray(backend.ntk(weights, X, _Tanh()), dtype=np.float64)
     except ImportError as exc:
         raise Skip(f"backend not usable here: {exc}") from None
     ref = _reference_ntk(weights, X, _Tanh())
