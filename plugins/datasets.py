@@ -22,22 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import Dataset, Param, PluginError, SpecError, hookimpl
+from harness.plugin import Dataset, Param, PluginError, SpecError, Width, hookimpl
 
 TARGETS = ("gaussian", "sign", "teacher", "zero")
-
-
-def _teacher_widths(values) -> str | None:
-    from harness_plugins.architectures import check_widths
-
-    return check_widths(values)
-
-
-def dataset_problem(dataset, d: int):
-    """``(key, problem)`` if ``dataset`` cannot draw data at input dimension ``d`` (a teacher
-    width below 1 there), else ``None``; for experiments' ``check``."""
-    check = getattr(dataset, "problem_at", None)
-    return check(d) if check is not None else None
 
 
 class _TargetedDataset(Dataset):
@@ -45,8 +32,8 @@ class _TargetedDataset(Dataset):
 
     params = (
         Param("targets", str, "gaussian", "how y is drawn", choices=TARGETS),
-        Param("teacher_widths", list, [1], "hidden widths of the teacher network (ints or expressions in d)",
-              item_type=(int, str), min=1, check=_teacher_widths),
+        Width.param("teacher_widths", [1], "hidden widths of the teacher network (ints or expressions in d)",
+                    many=True, min=1),
         Param("teacher_activation", str, "relu", "activation of the teacher network (a registered name)",
               component="activation"),
         Param("teacher_initializer", str, "lecun", "initializer of the teacher's weights (a registered name)",
@@ -62,11 +49,9 @@ class _TargetedDataset(Dataset):
         """``("dataset.teacher_widths", problem)`` when the teacher's widths fail at ``d``."""
         if self.targets != "teacher":
             return None
-        from harness_plugins.architectures import resolve_width
-
         for i, w in enumerate(self.teacher_widths):
             try:
-                resolve_width(w, d, f"dataset.teacher_widths[{i}]")
+                Width.resolve(w, d, f"dataset.teacher_widths[{i}]")
             except SpecError as exc:
                 return "dataset.teacher_widths", f"item {i}: {exc.problem}"
         return None

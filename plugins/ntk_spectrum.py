@@ -58,7 +58,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness import Experiment, Param, hookimpl
+from harness.plugin import Experiment, Param, dataset_problem, hidden_widths_resolved, hookimpl, save_arrays
 
 _KERNEL = re.compile(r"^(full|[Wb][1-9][0-9]*)$")
 DTYPES = ("float64", "float32")
@@ -146,8 +146,6 @@ class NTKSpectrum(Experiment):
 
     def check(self, params, components):
         """The kernels name layers the network has; widths and the dataset work at this d."""
-        from harness_plugins.datasets import dataset_problem
-
         arch = components["architecture"]
         arch.layer_shapes(self.d)  # a width below 1 at this d: SpecError
         problem = arch.problem(self.d)
@@ -268,42 +266,10 @@ def _warm_up_kernels(backend, activation, shapes, dtype) -> float:
     return warm_up(key, run)
 
 
-def hidden_widths_resolved(arch, shapes) -> dict:
-    """The hidden widths for the row's ``resolved``: ``architecture.widths`` (into the row's
-    components) when the architecture has a ``widths`` parameter, ``architecture.width`` for
-    one ``width``; always ``hidden_widths``."""
-    widths = [int(n) for n, _ in shapes[:-1]]
-    config = getattr(arch, "config", {}) or {}
-    if "widths" in config:
-        return {"architecture.widths": widths}
-    out: dict = {"hidden_widths": widths}
-    if "width" in config and widths:
-        out["architecture.width"] = widths[0]
-    return out
-
-
 def _parameter_layers(model) -> list[int]:
     """The 1-based layer of each parameter (a generic model: parameter i is 'layer' i + 1)."""
     layers = getattr(model, "parameter_layers", None)
     return layers() if layers is not None else list(range(1, model.n_params + 1))
-
-
-def save_arrays(cell, *, X, K=None, params, names, **extra) -> str | None:
-    """Write ``arrays/<cell_id>.npz`` in the run directory (:meth:`CellContext.array_path`):
-    ``X``, ``K`` (if given), every parameter under its name (``W1, b1, W2, ...``, forward order,
-    the output layer last) and ``extra``; returns the path, or ``None`` outside a run."""
-    path = cell.array_path() if hasattr(cell, "array_path") else None
-    if path is None:
-        return None
-    arrays = {"X": np.asarray(X)}
-    if K is not None:
-        arrays["K"] = np.asarray(K)
-    arrays.update({name: np.asarray(p) for name, p in zip(names, params)})
-    arrays.update({k: np.asarray(v) for k, v in extra.items()})
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-    return str(path)
 
 
 def kernel_order(kernels) -> list[str]:

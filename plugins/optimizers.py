@@ -56,9 +56,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import Optimizer, Param, hookimpl
 from harness.engine.jit import njit  # Numba kernels loaded on first call, cached on disk
-from harness.errors import UserError
+from harness.plugin import Expr, Optimizer, Param, UserError, hookimpl
 
 _BATCH = Param("batch_size", int, None, "samples per step; unset: full batch", min=1)
 
@@ -67,16 +66,8 @@ def _positive(x) -> str | None:
     return None if x > 0 else "must be > 0"
 
 
-def _size_expression(text) -> str | None:
-    """A ``gd_theory`` constant: a number or an expression in N, d, n."""
-    from harness.plugin.expressions import ExpressionError, check, names_in
-
-    try:
-        check(str(text))
-        unknown = names_in(str(text)) - {"N", "d", "n"}
-    except ExpressionError as exc:
-        return str(exc)
-    return f"uses {', '.join(sorted(unknown))}; allowed: N, d, n (= n_{{L-1}})" if unknown else None
+PAPER_CONSTANT = Expr("N", "d", "n", shown="N, d, n (= n_{L-1})")
+"""A ``gd_theory`` constant of rule ``paper``: a number or an expression in N, d, n."""
 
 
 # ---- gradient descent with the theoretical step ----------------------------------------------
@@ -89,10 +80,10 @@ class GDTheory(Optimizer):
         Param("rule", str, "ntk_smooth", "step rule", choices=("ntk_smooth", "paper", "ntk", "constant")),
         Param("c", float, 1.0, "multiplier of the rule (ntk_smooth: c < 2 keeps the linearised "
               "model monotone; c = 1 is the 1/smoothness step)", check=_positive),
-        Param("gamma", (str, float), "1", "rule paper: gamma, the initialisation scale of the paper's "
-              "eq. (18) (not reproduced), as an expression in N, d, n = n_{L-1}", check=_size_expression),
-        Param("C", (str, float), "1", "rule paper: the unspecified constant C, as an expression in "
-              "N, d, n = n_{L-1}", check=_size_expression),
+        PAPER_CONSTANT.param("gamma", "1", "rule paper: gamma, the initialisation scale of the paper's "
+                             "eq. (18) (not reproduced), as an expression in N, d, n = n_{L-1}"),
+        PAPER_CONSTANT.param("C", "1", "rule paper: the unspecified constant C, as an expression in "
+                             "N, d, n = n_{L-1}"),
         Param("method", str, "auto", "how lambda_max(K0) is computed",
               choices=("auto", "dense", "matvec")),
     )
@@ -110,11 +101,9 @@ class GDTheory(Optimizer):
     def paper_constants(self, problem) -> tuple[dict, float, float]:
         """``({N, d, n}, gamma, C)`` of rule ``paper`` for ``problem`` (``n = n_{L-1}``, the
         number of columns of the output layer)."""
-        from harness.plugin.expressions import evaluate
-
         sizes = {"N": int(problem.X.shape[0]), "d": int(problem.X.shape[1]),
                  "n": int(np.shape(problem.weights[-1])[1])}
-        gamma, C = (float(evaluate(str(v), sizes)) for v in (self.gamma, self.C))
+        gamma, C = (float(PAPER_CONSTANT.value(v, sizes)) for v in (self.gamma, self.C))
         return sizes, gamma, C
 
     def prepare(self, problem) -> dict:

@@ -6,11 +6,14 @@ run API); every other module of the package is private and may change.
 - component kinds, one interface each: :class:`Activation`, :class:`Initializer`,
   :class:`Architecture`, :class:`Dataset`, :class:`Loss`, :class:`Optimizer`, :class:`Backend`,
   :class:`Experiment` (all :class:`Component`), the :class:`Registry` and ``hookimpl``;
-- declared parameters: :class:`Param`, :data:`REQUIRED`;
+- declared parameters: :class:`Param`, :data:`REQUIRED`; expression-valued ones:
+  :class:`Expr`, :class:`Width` and :func:`hidden_widths_resolved`
+  (:mod:`harness.plugin.expression_params`);
 - what a cell and a figure see: :class:`CellContext`, :class:`FigureContext`, :class:`Skip`,
   :class:`SkipCell`, :func:`warm_up`, :class:`TrainingProblem`;
 - errors: :class:`SpecError` (a bad parameter), :class:`PluginError` (a broken plugin),
   :class:`UserError`;
+- a cell's data: :func:`dataset_problem`, :func:`save_arrays` (:mod:`harness.plugin.data`);
 - the conformance suite: :func:`check_component`, :func:`assert_conforms`,
   :func:`parametrize_with_checks` (:mod:`harness.plugin.conformance`).
 """
@@ -27,7 +30,9 @@ from harness.plugin.components import (
     TrainingProblem,
 )
 from harness.plugin.context import CellContext, FigureContext
+from harness.plugin.data import dataset_problem, save_arrays
 from harness.plugin.experiment import Experiment, Skip, SkipCell, warm_up
+from harness.plugin.expression_params import Expr, Width, hidden_widths_resolved
 from harness.plugin.hookspecs import hookimpl
 from harness.plugin.params import REQUIRED, Param
 from harness.plugin.registry import Registry
@@ -52,4 +57,5 @@ __all__ = [
     "FigureContext", "Initializer", "Loss", "Optimizer", "Registry", "Skip", "SkipCell",
     "TrainingProblem", "warm_up", "hookimpl", "REQUIRED", "Param", "PluginError", "SpecError",
     "UserError", "check_component", "assert_conforms",
+    "Expr", "Width", "hidden_widths_resolved", "dataset_problem", "save_arrays",
 ]

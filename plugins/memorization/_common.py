@@ -8,8 +8,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness import Param
 from harness.engine.training import TrainResult, train
+from harness.plugin import Param, save_arrays
 from harness.plugin.expressions import evaluate
 
 _CURVE = Param("curve_points", int, 200, "points kept of the per-epoch loss curve", min=2)
@@ -20,22 +20,6 @@ _DIVERGENCE = Param("divergence_factor", float, 1e8,
 
 _SAVE_ARRAYS = Param("save_arrays", bool, False, "write arrays/<cell_id>.npz in the run directory: X, y, "
                      "the final parameters (W1, b1, W2, ... in forward order) and outputs f")
-
-
-def _lr_rule_check(*names: str):
-    """A Param check: ``lr_rule`` is empty or an expression in ``names`` only."""
-    def check(text: str) -> str | None:
-        if not text:
-            return None
-        from harness.plugin.expressions import ExpressionError, names_in
-
-        try:
-            unknown = names_in(text) - set(names)
-        except ExpressionError as exc:
-            return str(exc)
-        return f"uses {', '.join(sorted(unknown))}; allowed: {', '.join(names)}" if unknown else None
-
-    return check
 
 
 def lr_problem(optimizer, lr_rule: str, variables: Mapping[str, Any]) -> str | None:
@@ -161,8 +145,6 @@ def training_problem(arch, d: int, backend) -> str | None:
 def save_training_arrays(cell, X, y, result: TrainResult, arch, d: int) -> None:
     """``arrays/<cell_id>.npz``: ``X``, ``y``, the final parameters ``W1, b1, ...`` (forward
     order, output last) and the final outputs ``f``."""
-    from harness_plugins.ntk_spectrum import save_arrays
-
     save_arrays(cell, X=X, params=result.weights, names=arch.parameter_names(d), y=y,
                 f=result.final_output)
 

@@ -40,9 +40,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness import Experiment, Param
 from harness.engine.stopping import ToleranceRule, WindowRule
 from harness.engine.training import train
+from harness.plugin import Experiment, Expr, Param, dataset_problem
 
 from ._common import (
     _CURVE,
@@ -51,7 +51,6 @@ from ._common import (
     MODELS,
     _batch_key,
     _fit_cells,
-    _lr_rule_check,
     _timings,
     _warm_up_training,
     lr_problem,
@@ -120,10 +119,8 @@ def _positive(x) -> str | None:
     return None if x > 0 else "must be > 0"
 
 
-def _size_expression(text) -> str | None:
-    from harness_plugins.optimizers import _size_expression as check
-
-    return check(text)
+PAPER_CONSTANT = Expr("N", "d", "n", shown="N, d, n (= n_{L-1})")
+"""deep_gd_paper's gamma and C (gd_theory's rule paper): a number or an expression in N, d, n."""
 
 
 class Capacity(Experiment):
@@ -140,15 +137,15 @@ class Capacity(Experiment):
         Param("max_epochs", int, 3000, "epoch budget of every model", min=1),
         Param("window", int, 100, "deep_adam early-stopping window (0: none)", min=0),
         Param("lr_rule", str, "1/(10*sqrt(N))", "deep_adam learning rate (expression in N, d, P)",
-              check=_lr_rule_check("N", "d", "P")),
+              check=Expr("N", "d", "P", empty=True)),
         Param("gd_rule", str, "ntk_smooth", "step rule of deep_gd and of the two_layer SGD step (see gd_theory)",
               choices=("ntk_smooth", "paper", "ntk", "constant")),
         Param("gd_c", float, 1.0, "deep_gd and deep_gd_paper step multiplier c", check=_positive),
-        Param("gd_gamma", (str, float), "1", "rule paper (deep_gd_paper): gamma, expression in N, d, "
-              "n = n_{L-1}", check=_size_expression),
-        Param("gd_C", (str, float), "N/2", "rule paper (deep_gd_paper): the constant C, expression in N, "
-              "d, n = n_{L-1}; N/2 converts a step stated for the loss 1/2 sum (f - y)^2 to ours, "
-              "mean (f - y)^2 (the paper's constant itself taken as 1)", check=_size_expression),
+        PAPER_CONSTANT.param("gd_gamma", "1", "rule paper (deep_gd_paper): gamma, expression in N, d, "
+                             "n = n_{L-1}"),
+        PAPER_CONSTANT.param("gd_C", "N/2", "rule paper (deep_gd_paper): the constant C, expression in N, "
+                             "d, n = n_{L-1}; N/2 converts a step stated for the loss 1/2 sum (f - y)^2 to "
+                             "ours, mean (f - y)^2 (the paper's constant itself taken as 1)"),
         Param("two_layer_c", float, 1.0, "two_layer SGD step = two_layer_c x the gd_rule step at init",
               check=_positive),
         Param("two_layer_lr", float, None, "two_layer SGD step, overriding two_layer_c", check=_positive),
@@ -173,8 +170,6 @@ class Capacity(Experiment):
 
     def check(self, params, components):
         """deep_adam: a usable lr from lr_rule at the network's P; a dataset that works at d."""
-        from harness_plugins.datasets import dataset_problem
-
         if self.model == "slots":
             for slot in ("architecture", "optimizer"):
                 if components.get(slot) is None:

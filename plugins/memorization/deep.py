@@ -33,8 +33,8 @@ the same way, without a parameter (``HARNESS_BATCH=0`` turns batching off for ev
 """
 from __future__ import annotations
 
-from harness import Experiment, Param
 from harness.engine.stopping import ToleranceRule, WindowRule
+from harness.plugin import Experiment, Expr, Param, dataset_problem, hidden_widths_resolved
 
 from ._common import (
     _BATCHED,
@@ -46,7 +46,6 @@ from ._common import (
     _batch_key,
     _fit,
     _fit_cells,
-    _lr_rule_check,
     _timings,
     engine_model,
     lr_problem,
@@ -78,7 +77,7 @@ class Memorization(Experiment):
         Param("tol", float, None, "also stop once the loss is <= tol (unset: no tolerance rule)", min=0.0),
         Param("lr_rule", str, "1/(10*sqrt(N))",
               "learning rate as an expression in N, d, P; replaces the optimizer's lr ('' keeps it)",
-              check=_lr_rule_check("N", "d", "P")),
+              check=Expr("N", "d", "P", empty=True)),
         _CURVE,
         _DIVERGENCE,
         _BATCHED,
@@ -100,8 +99,6 @@ class Memorization(Experiment):
 
     def check(self, params, components):
         """Widths >= 1 at this d, a usable lr from lr_rule, a dataset that works at this d."""
-        from harness_plugins.datasets import dataset_problem
-
         arch = components["architecture"]
         P = arch.param_count(self.d)  # a width below 1 at this d: SpecError
         problem = training_problem(arch, self.d, components.get("backend"))
@@ -153,8 +150,6 @@ class Memorization(Experiment):
     def _record(self, job, result) -> dict:
         N, d, P, lr, shapes = self.N, self.d, job["P"], job["lr"], job["shapes"]
         window = result.rules
-        from harness_plugins.ntk_spectrum import hidden_widths_resolved
-
         resolved = hidden_widths_resolved(job["arch"], shapes)
         if lr is not None:
             resolved["optimizer.lr"] = lr

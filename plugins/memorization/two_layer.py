@@ -19,8 +19,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from harness import Experiment, Param
 from harness.engine.stopping import ToleranceRule
+from harness.plugin import Experiment, Expr, Param, dataset_problem
 
 from ._common import (
     _CURVE,
@@ -29,7 +29,6 @@ from ._common import (
     _batch_key,
     _fit,
     _fit_cells,
-    _lr_rule_check,
     _timings,
     engine_model,
     lr_problem,
@@ -57,7 +56,7 @@ class TwoLayerMemorization(Experiment):
         Param("steps", int, 2000, "SGD steps T", min=1),
         Param("tol", float, 0.0, "stop once an epoch's training loss is <= tol", min=0.0),
         Param("lr_rule", str, "", "step size as an expression in m, d, q, P ('' keeps the optimizer's lr)",
-              check=_lr_rule_check("m", "N", "d", "q", "P")),
+              check=Expr("m", "N", "d", "q", "P", empty=True)),
         _CURVE,
         _DIVERGENCE,
         _SAVE_ARRAYS,
@@ -79,8 +78,6 @@ class TwoLayerMemorization(Experiment):
 
     def check(self, params, components):
         """q >= 1 at this d, a usable lr from lr_rule, a dataset that works at this d."""
-        from harness_plugins.datasets import dataset_problem
-
         arch = components["architecture"]
         q, P = arch.layer_shapes(self.d)[0][0], arch.param_count(self.d)
         problem = training_problem(arch, self.d, components.get("backend"))
