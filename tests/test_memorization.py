@@ -543,3 +543,32 @@ optimizer = { name = "sgd", lr = 0.01 }
     m = rows[0]["metrics"]
     assert m["width"] == 30 and m["P"] == 180 and m["lr"] == 0.01
     assert rows[0]["components"]["architecture"] == {"name": "wide_test", "params": {"width": 30}}
+
+
+def test_rows_record_every_key_an_optimizer_prepares():
+    """A new optimizer's ``prepare()`` keys land in the row as ``optimizer.<key>`` (a scalar as a
+    metric, a list as a curve); the step-size fields stay under their own names."""
+    from harness.plugin.manager import load_registry
+    from harness_plugins.optimizers import SGD
+
+    class Diagnosed(SGD):
+        name = "sgd_diagnosed_test"
+        help = "SGD whose prepare() reports diagnostics of its own"
+
+        def prepare(self, problem):
+            return {"lr": self.lr, "eta": self.lr, "grad_norm0": 2.5, "schedule": "flat",
+                    "probe_steps": [1.0, 2.0]}
+
+    registry = load_registry()
+    registry.add(Diagnosed)
+    (row,) = run_all(spec_text(FIG2.format(epochs=5, window=0) + """N = 30
+d = 4
+lr_rule = ""
+optimizer = { name = "sgd_diagnosed_test", lr = 0.01 }
+"""), registry)
+    assert row["status"] == "ok", row["error"]
+    m = row["metrics"]
+    assert m["optimizer.grad_norm0"] == 2.5 and m["optimizer.schedule"] == "flat"
+    assert row["curves"]["optimizer.probe_steps"] == [1.0, 2.0]
+    assert m["lr"] == 0.01 and m["eta"] == 0.01
+    assert m["eta_rule"] is None and m["eta_paper"] is None  # the step-size fields every row has

@@ -85,24 +85,37 @@ def with_lr(optimizer, lr_rule: str, variables: Mapping[str, Any]):
     return type(optimizer)(**{**optimizer.config, "lr": lr}), lr
 
 
+STEP_FIELDS = ("eta_rule", "eta", "lambda_max_K0", "eta_ntk_smooth", "eta_paper", "gamma_paper", "C_paper")
+"""Step-size fields every training row has, ``None`` when the optimizer's ``prepare()`` does not
+give them (gd_theory gives all: its rule, the step, lambda_max(K0) and both theory rules at the
+same c), so that rows of different optimizers share their columns."""
+
+OWN_NAME_FIELDS = STEP_FIELDS + ("lr",)
+"""``prepare()`` keys recorded under their own name: the step-size fields and the learning rate
+(the ``lr`` the experiments record themselves, the same value)."""
+
+
+def optimizer_record(prepared: Mapping[str, Any]) -> dict:
+    """Every key the optimizer's ``prepare()`` returned, for the result row: the
+    :data:`OWN_NAME_FIELDS` under their own names (the step-size ones ``None`` when absent), any
+    other key as ``optimizer.<key>`` (a scalar becomes a metric, a list of numbers a curve)."""
+    out: dict[str, Any] = dict.fromkeys(STEP_FIELDS)
+    for key, value in prepared.items():
+        out[key if key in OWN_NAME_FIELDS else f"optimizer.{key}"] = value
+    return out
+
+
 def training_record(result: TrainResult, curve_points: int) -> dict:
-    """The result-row entries every training experiment shares."""
+    """The result-row entries every training experiment shares: the training outcome, what the
+    optimizer's ``prepare()`` returned (:func:`optimizer_record`) and the loss curve."""
     epochs, values = result.curve(curve_points)
-    prepared = result.prepared
     return {
         "final_loss": math.inf if result.diverged else result.final_loss,
         "initial_loss": result.initial_loss,
         "stop_epoch": result.epochs,
         "steps": result.steps,
         "stop_reason": result.stop_reason,
-        "eta_rule": prepared.get("eta_rule"),
-        "eta": prepared.get("eta"),
-        "lambda_max_K0": prepared.get("lambda_max_K0"),
-        # gd_theory: both theory rules at the same c, whichever one set eta (see gd_theory)
-        "eta_ntk_smooth": prepared.get("eta_ntk_smooth"),
-        "eta_paper": prepared.get("eta_paper"),
-        "gamma_paper": prepared.get("gamma_paper"),
-        "C_paper": prepared.get("C_paper"),
+        **optimizer_record(result.prepared or {}),
         "loss_curve": values,
         "loss_curve_epoch": epochs,
         "timings": {"train_seconds": result.seconds},
