@@ -1,5 +1,3 @@
-# Length: about 480 lines in one module because one experiment and its figures, estimates and
-# saved arrays.
 """NTK spectrum at initialisation: Bombari, Amani and Mondelli (NeurIPS 2022), Figure 1.
 
 ``ntk_spectrum`` draws ``N`` inputs from the dataset slot (stream ``"data"``) and a network
@@ -52,69 +50,17 @@ per-layer figure is drawn once per value.
 """
 from __future__ import annotations
 
-import re
-from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness.plugin import Experiment, Param, dataset_problem, hidden_widths_resolved, hookimpl, save_arrays
+from harness.plugin import Experiment, Param, dataset_problem, hidden_widths_resolved, save_arrays
 
-_KERNEL = re.compile(r"^(full|[Wb][1-9][0-9]*)$")
+from .costs import _widths, spectrum_cost
+from .figures import _lambda_min_figure, _per_layer_figure
+from .kernels import _check_kernels, _parameter_layers, kernel_order, kernel_params
+
 DTYPES = ("float64", "float32")
-
-
-def _check_kernels(values) -> str | None:
-    for i, v in enumerate(values):
-        if not isinstance(v, str) or not _KERNEL.match(v):
-            return f"item {i}: {v!r} is not 'full', 'W<layer>' (W1, W2, ...) or 'b<layer>' (b1, ...)"
-    if len(set(values)) != len(values):
-        return "kernels are repeated"
-    return None
-
-
-def kernel_layers(kernels: Sequence[str], trainable: Sequence[bool]) -> dict[str, list[int]]:
-    """The 1-based layers summed by each kernel name: ``full`` = every trainable layer,
-    ``W<l>`` = layer ``l``. Raises ValueError for a layer the network does not have."""
-    L = len(trainable)
-    out = {}
-    for k in kernels:
-        if k == "full":
-            layers = [l for l in range(1, L + 1) if trainable[l - 1]]
-            if not layers:
-                raise ValueError("the network has no trainable layer")
-        else:
-            l = int(k[1:])
-            if not 1 <= l <= L:
-                raise ValueError(f"kernel {k!r}: the network has layers W1..W{L}")
-            layers = [l]
-        out[k] = layers
-    return out
-
-
-def kernel_params(kernels: Sequence[str], model) -> dict[str, list[int]]:
-    """The 0-based parameter indices summed by each kernel name of ``model`` (an
-    ``Architecture.model(d)``): ``full`` = every trainable parameter (weights and biases),
-    ``W<l>`` = the weight of layer ``l``, ``b<l>`` = its bias. Raises ValueError for a
-    parameter the network does not have."""
-    names = model.parameter_names()
-    trainable = model.parameter_trainable()
-    out = {}
-    for k in kernels:
-        if k == "full":
-            ps = [p for p, t in enumerate(trainable) if t]
-            if not ps:
-                raise ValueError("the network has no trainable parameter")
-        elif k in names:
-            ps = [names.index(k)]
-        else:
-            L = len([n for n in names if n.startswith("W")])
-            what = f"the network has layers W1..W{L}"
-            if len(names) > L or k.startswith("b"):
-                what += f" (parameters: {', '.join(names)})"
-            raise ValueError(f"kernel {k!r}: {what}")
-        out[k] = ps
-    return out
 
 
 class NTKSpectrum(Experiment):
@@ -210,23 +156,12 @@ class NTKSpectrum(Experiment):
     def estimate(self, cell_params: Mapping[str, Any], components) -> dict:
         p = {prm.name: prm.default for prm in self.params}
         p.update(cell_params)
-        N, d = int(p["N"]), int(p["d"])
+        d = int(p["d"])
         try:  # the cell's configured architecture when bound (any architecture), else the fc widths
             widths = [n for n, _ in self.context.components["architecture"].layer_shapes(d)[:-1]]
         except Exception:
             widths = _widths(components, d)
-        sizes = [d] + widths + [1]
-        n_kernels = len(p["kernels"])
-        from harness.plugin import costs  # rates calibrated on this machine
-
-        seconds = costs.ntk_seconds(N, sizes, n_kernels)
-        if p["solver"] == "eigvalsh" or (p["solver"] == "auto" and N < 900):
-            seconds += n_kernels * 4.0 * N ** 3 / costs.ntk_rates()["gemm_flops_per_s"]
-        if p["dtype"] == "float32":
-            seconds *= 0.6
-        return {"memory_bytes": int(8 * ((n_kernels + 1) * N * N + 3 * N * sum(sizes))),
-                "seconds": float(seconds), "setup_key": "ntk_kernels",
-                "setup_seconds": costs.ntk_rates()["setup_s"]}
+        return spectrum_cost(p, [d] + widths + [1])
 
     def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
         ok = [r for r in rows if r.get("status") == "ok" and r.get("metrics")]
@@ -264,198 +199,3 @@ def _warm_up_kernels(backend, activation, shapes, dtype) -> float:
                             {"full": None, **{f"W{l}": [l] for l in range(1, L + 1)}}, dtype)
 
     return warm_up(key, run)
-
-
-def _parameter_layers(model) -> list[int]:
-    """The 1-based layer of each parameter (a generic model: parameter i is 'layer' i + 1)."""
-    layers = getattr(model, "parameter_layers", None)
-    return layers() if layers is not None else list(range(1, model.n_params + 1))
-
-
-def kernel_order(kernels) -> list[str]:
-    """Natural order of kernel names: ``full`` first, then ``W1, W2, ..., W10`` by layer number
-    (anything else after them, alphabetically)."""
-    def key(k: str):
-        if k == "full":
-            return (0, 0, k)
-        if _KERNEL.match(k):
-            return (1, int(k[1:]), k)
-        return (2, 0, k)
-
-    return sorted(kernels, key=key)
-
-
-def _widths(components, d: int) -> list[int]:
-    """Hidden widths of the architecture slot (``fc`` default ``[d, d]``), for estimates."""
-    arch = (components or {}).get("architecture") or {}
-    widths = (arch.get("params") or {}).get("widths", ["d", "d"])
-    out = []
-    for w in widths:
-        if isinstance(w, int):
-            out.append(w)
-        else:
-            from harness.plugin.expressions import evaluate
-
-            try:
-                out.append(int(evaluate(str(w), {"d": d})))
-            except Exception:
-                out.append(d)
-    return out
-
-
-def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
-    """Top row, one panel per N: lambda_min of each kernel against d^2 (mean +- 1 std, linear
-    axes) with its least-squares slope per unit d^2 in the legend. Bottom row (when the full K
-    is among the kernels): each block's share lambda_min(K_block) / lambda_min(K) per row, mean
-    +- 1 std: a share that stays flat while the full K grows linearly means the block grows
-    like d^2 too. Rows whose lambda_min is below the round-off floor are not drawn (counted in
-    the legend; e.g. K_W3 = F_2 F_2^T has rank <= n_2 < N)."""
-    from matplotlib.figure import Figure
-
-    from harness.plugin.fitting import fit_slope
-
-    data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # N -> kernel -> d2 -> values
-    share: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # N -> block -> d2 -> shares
-    hidden: dict = defaultdict(int)  # (N, kernel) -> rows below the round-off floor (not drawn)
-    for r in rows:
-        m = r["metrics"]
-        N, d2 = int(m["N"]), int(m["d"]) ** 2
-        full = m.get("lambda_min_full")
-        full_ok = full is not None and np.isfinite(full) and full > 0 and not m.get("below_floor_full")
-        for k in kernels:
-            v = m.get(f"lambda_min_{k}")
-            if v is None or not np.isfinite(v):
-                continue
-            data[N].setdefault(k, defaultdict(list))
-            if m.get(f"below_floor_{k}") or v <= 0:
-                hidden[(N, k)] += 1
-                continue
-            data[N][k][d2].append(float(v))
-            if k != "full" and full_ok:
-                share[N][k][d2].append(float(v) / float(full))
-    Ns = sorted(data)
-    blocks = [k for k in kernels if k != "full"]
-    two_rows = "full" in kernels and bool(blocks)
-    ncol = max(len(Ns), 1)
-    fig = Figure(figsize=(4.3 * ncol + 0.4, 7.6 if two_rows else 4.4))
-    grid = fig.subplots(2 if two_rows else 1, ncol, squeeze=False)
-    colors = {k: ("black" if k == "full" else f"C{i}") for i, k in enumerate(kernels)}
-
-    def band(ax, series, color, label, lw=1.2):
-        d2 = np.array(sorted(series), dtype=float)
-        vals = [np.asarray(series[int(x)]) for x in d2]
-        mean = np.array([v.mean() for v in vals])
-        std = np.array([v.std(ddof=1) if v.size > 1 else 0.0 for v in vals])
-        ax.plot(d2, mean, "o-", color=color, ms=3, lw=lw, label=label)
-        ax.fill_between(d2, mean - std, mean + std, color=color, alpha=0.18, linewidth=0)
-        return [x for x, v in zip(d2, vals) for _ in v], [y for v in vals for y in v]
-
-    for col, N in enumerate(Ns):
-        ax = grid[0][col]
-        for k in kernels:
-            series = data[N].get(k)
-            label = "full K" if k == "full" else f"K_{k}"
-            if not series:
-                if hidden[(N, k)]:
-                    ax.plot([], [], " ", label=f"{label}: λ_min below the round-off floor in all "
-                                               f"{hidden[(N, k)]} rows (not drawn)")
-                continue
-            xs = sorted(series)
-            if len(xs) >= 2:
-                fit = fit_slope([x for x in xs for _ in series[x]], [y for x in xs for y in series[x]])
-                if np.isfinite(fit.slope):
-                    ci = (f" [{fit.ci_low:.3g}, {fit.ci_high:.3g}]"
-                          if np.isfinite(fit.ci_low) and np.isfinite(fit.ci_high) else "")
-                    label += f": slope {fit.slope:.3g}{ci} per d²"
-            if hidden[(N, k)]:
-                label += f" ({hidden[(N, k)]} row(s) below the floor not drawn)"
-            band(ax, series, colors[k], label, lw=1.6 if k == "full" else 1.2)
-        ax.set_title(f"N = {N}" + (f"\n{series}" if series else ""), fontsize=9 if not series else 7)
-        ax.set_xlabel("d² (= n_{L-2} n_{L-1})")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="upper left")
-        if two_rows:
-            ax2 = grid[1][col]
-            for k in blocks:
-                if share[N].get(k):
-                    band(ax2, share[N][k], colors[k], f"K_{k}")
-            ax2.set_xlabel("d² (= n_{L-2} n_{L-1})")
-            ax2.set_ylim(-0.03, 1.03)
-            ax2.grid(alpha=0.3)
-            if ax2.get_legend_handles_labels()[0]:
-                ax2.legend(fontsize=6.5, loc="center right")
-    grid[0][0].set_ylabel("λ_min: full NTK and per-layer blocks")
-    if two_rows:
-        grid[1][0].set_ylabel("share λ_min(K_block) / λ_min(K)")
-    fig.text(0.5, 0.005, context.caption("bands: mean ± 1 std over repetitions; top: least-squares "
-                                         "slope through all repetitions with 95% bootstrap CI; bottom: "
-                                         "each block's λ_min over the full K's, per row"),
-             ha="center", va="bottom", fontsize=6.5, wrap=True)
-    fig.tight_layout(rect=(0, 0.05 if two_rows else 0.08, 1, 1))
-    return fig
-
-
-def _lambda_min_figure(rows, kernel: str, context, groups=None):
-    """lambda_min of ``kernel`` against d^2: one line per N and per group of rows that differ in
-    another grid axis (``groups`` from :func:`harness.plugin.series.split_rows`; colours by group, then
-    by N; line styles by N)."""
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-
-    from harness.plugin.fitting import fit_slope, plot_fit
-
-    key = f"lambda_min_{kernel}"
-    groups = groups or [("", rows)]
-    by_n: dict = defaultdict(lambda: defaultdict(list))  # (group, N) -> d2 -> values
-    flagged = 0
-    for g, (_, part) in enumerate(groups):
-        for r in part:
-            m = r["metrics"]
-            if m.get(key) is None:
-                continue
-            by_n[(g, int(m["N"]))][int(m["d"]) ** 2].append(float(m[key]))
-            flagged += bool(m.get(f"below_floor_{kernel}"))
-    several = len(groups) > 1
-    fig = Figure(figsize=(7.4, 5.0) if several else (6.4, 4.6))
-    ax = fig.subplots()
-    cmap = colormaps["viridis"]
-    Ns = sorted({N for _, N in by_n})
-    styles = ["-", "--", ":", "-."]
-    for g, N in sorted(by_n):
-        i = Ns.index(N)
-        if several:
-            color, ls = f"C{g}", styles[i % len(styles)]
-            label = f"{groups[g][0]}, N = {N}"
-        else:
-            color, ls = cmap(0.85 * i / max(len(Ns) - 1, 1)), "-"
-            label = f"N = {N}"
-        series = by_n[(g, N)]
-        d2 = np.array(sorted(series), dtype=float)
-        vals = [np.asarray(series[int(x)]) for x in d2]
-        mean = np.array([v.mean() for v in vals])
-        std = np.array([v.std(ddof=1) if v.size > 1 else 0.0 for v in vals])
-        ax.plot(d2, mean, "o", ls=ls, color=color, ms=3, lw=1.4, label=label)
-        ax.fill_between(d2, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
-        xs = [x for x, v in zip(d2, vals) for _ in v]
-        ys = [y for v in vals for y in v]
-        if len(set(xs)) >= 2 and not several:
-            fit = fit_slope(xs, ys)
-            plot_fit(ax, fit, label=f"fit N = {N}", color=color, band=False, lw=1.0)
-    ax.set_xlabel("d² (= n_{L-2} n_{L-1})")
-    what = "full NTK (all weights)" if kernel == "full" else f"NTK block of {kernel}"
-    ax.set_ylabel(f"λ_min, {what}")
-    ax.legend(fontsize=6.5, loc="upper left")
-    ax.grid(alpha=0.3)
-    note = (f"; {flagged} row(s) with λ_min below the round-off floor eps·N·λ_max"
-            if flagged else "")
-    lines = ("colour: the other grid axes, line style: N (solid, dashed, dotted, ...)" if several else
-             "dashed: least-squares line through all repetitions, slope with 95% bootstrap CI")
-    fig.text(0.5, 0.005, context.caption("bands: mean ± 1 std over repetitions; " + lines + note),
-             ha="center", va="bottom", fontsize=6.5, wrap=True)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    return fig
-
-
-@hookimpl
-def harness_register_experiments(registry):
-    registry.add(NTKSpectrum)

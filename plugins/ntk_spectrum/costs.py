@@ -1,0 +1,43 @@
+"""Cost estimates of ``ntk_spectrum`` cells, from the NTK and eigen-solver rates
+:mod:`harness.plugin.costs` measures on this machine.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+
+def spectrum_cost(p: Mapping[str, Any], sizes: Sequence[int]) -> dict:
+    """Memory (bytes) and seconds of one cell with the experiment's parameters ``p`` (defaults
+    filled in) on a network of layer sizes ``sizes = [d, n_1, ..., 1]``: the Gram matrices and
+    one eigen-solve per kernel (a dense ``eigvalsh`` where the solver takes it), and the kernels'
+    compilation as a once-per-process set-up cost."""
+    N = int(p["N"])
+    n_kernels = len(p["kernels"])
+    from harness.plugin import costs  # rates calibrated on this machine
+
+    seconds = costs.ntk_seconds(N, sizes, n_kernels)
+    if p["solver"] == "eigvalsh" or (p["solver"] == "auto" and N < 900):
+        seconds += n_kernels * 4.0 * N ** 3 / costs.ntk_rates()["gemm_flops_per_s"]
+    if p["dtype"] == "float32":
+        seconds *= 0.6
+    return {"memory_bytes": int(8 * ((n_kernels + 1) * N * N + 3 * N * sum(sizes))),
+            "seconds": float(seconds), "setup_key": "ntk_kernels",
+            "setup_seconds": costs.ntk_rates()["setup_s"]}
+
+
+def _widths(components, d: int) -> list[int]:
+    """Hidden widths of the architecture slot (``fc`` default ``[d, d]``), for estimates."""
+    arch = (components or {}).get("architecture") or {}
+    widths = (arch.get("params") or {}).get("widths", ["d", "d"])
+    out = []
+    for w in widths:
+        if isinstance(w, int):
+            out.append(w)
+        else:
+            from harness.plugin.expressions import evaluate
+
+            try:
+                out.append(int(evaluate(str(w), {"d": d})))
+            except Exception:
+                out.append(d)
+    return out
