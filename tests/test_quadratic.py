@@ -1,4 +1,4 @@
-"""Tests of harness.engine.quadratic: closed-form risk against Monte Carlo, gradients against
+"""Tests of harness_plugins.quadratic_flow.quadratic: closed-form risk against Monte Carlo, gradients against
 autograd, the reduced overlap flow against the weight flow, the initial-overlap sampler against
 explicit draws, and gradient descent on finite samples against the population flow."""
 import autograd
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.engine import quadratic as q
+from harness_plugins.quadratic_flow import quadratic as q
 
 N_SE = 5.0
 

@@ -7,11 +7,11 @@ import pytest
 from plugins_for_tests import installed_registry
 
 from harness import Activation, CellContext
-from harness.engine import quadratic as q
 from harness.engine.network import forward
 from harness.plugin.conformance import assert_conforms
 from harness.plugin.context import FigureContext
 from harness_plugins.quadratic_flow import QuadraticFlow, QuadraticStudent, QuadraticStudentInit
+from harness_plugins.quadratic_flow import quadratic as q
 
 
 class _Square(Activation):

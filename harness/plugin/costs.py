@@ -13,9 +13,6 @@ Each model is a few numbers measured on this machine by a short probe of the ker
   the flop rates and the N^2 term of :func:`ntk_seconds`.
 - ``shallow_lm``: seconds per Levenberg-Marquardt iteration of the semi-flat experiment's
   one-hidden-layer fit, and the per-trial work of its cells (students cached) at H = 5 and 30.
-- ``ode``: seconds per right-hand-side evaluation of :func:`scipy.integrate.solve_ivp` (RK45) on
-  the quadratic flow's reduced equations at m = 5 and 40, and per flop of its finite-sample
-  gradient descent.
 
 The models are rough (a factor of about 1.5 either way); what the probes buy is that they are
 rough on *this* machine rather than on the one the constants were written on.
@@ -219,43 +216,3 @@ def _probe_shallow() -> dict:
 
 def shallow_rates() -> dict:
     return calibration.rates("shallow_lm", _probe_shallow, version=1)
-
-
-# ----------------------------------------------------------------------------- quadratic flow
-
-
-def _probe_ode() -> dict:
-    from harness.engine import quadratic as q
-
-    rng = np.random.default_rng(0)
-    out = {}
-    for m in (5, 40):
-        initial = q.initial_overlaps(200, m, 10, "orthonormal", "orthonormal", rng, rng)
-        t = np.linspace(0.0, 20.0, 21)
-        res = {}
-        seconds = calibration.best_time(lambda: res.update(r=q.integrate_overlaps(initial, t)), repeat=2)
-        out[f"eval_s_m{m}"] = seconds / max(res["r"].nfev, 1)
-    W0, W_star = q.initial_weights(100, 10, 10, "orthonormal", "orthonormal", rng, rng)
-    X = rng.standard_normal((2000, 100))
-    y = q.teacher_labels(X, W_star, 0.0, rng)
-    seconds = calibration.best_time(lambda: q.gd_finite_sample(W0, W_star, X, y, 0.1, 20), repeat=2)
-    out["gd_s_per_flop"] = seconds / (20 * gd_step_flops(2000, 100, 10, 10))
-    return out
-
-
-def gd_step_flops(n: int, d: int, m: int, m_star: int) -> float:
-    """Flops of one finite-sample gradient step of the quadratic student (and its population risk)."""
-    return 6.0 * n * d * m + 4.0 * d * m * (m + m_star)
-
-
-def ode_rates() -> dict:
-    return calibration.rates("ode", _probe_ode, version=1)
-
-
-def ode_eval_seconds(m: int) -> float:
-    """Seconds per right-hand-side evaluation of the reduced quadratic flow with m student
-    neurons (solver overhead included), interpolated in m^2 (m + m*) between the probes."""
-    r = ode_rates()
-    w = lambda k: k * k * (k + 10.0)  # noqa: E731
-    slope = max(r["eval_s_m40"] - r["eval_s_m5"], 0.0) / (w(40) - w(5))
-    return r["eval_s_m5"] + slope * max(w(m) - w(5), 0.0)

@@ -1,5 +1,3 @@
-# Length: about 450 lines in one module because one model (the quadratic teacher-student network):
-# overlaps, their ODE and finite-sample GD use each other's formulas.
 """Quadratic networks with a quadratic teacher: population risk, gradient flow, finite-sample GD.
 
 Model. Student ``f_W(x) = (1/m) sum_j (w_j . x)^2 = x^T A x`` with ``W = [w_1 .. w_m]`` of shape

@@ -1,5 +1,3 @@
-# Length: about 490 lines in one module because one experiment: the reduced flow, the weight flow
-# and finite-sample GD are compared on the same cells.
 """Quadratic teacher-student networks under population gradient flow (Martin, Bach, Biroli).
 
 Components:
@@ -10,7 +8,7 @@ Components:
 - initializer ``quadratic_student_init``: hidden rows an orthonormal family (or Gaussian), each
   of norm ``norm``; output weights ``1/m``.
 - experiment ``quadratic_flow``: gradient flow on the closed-form population risk (see
-  :mod:`harness.engine.quadratic` for the formulas and the time convention), optionally compared
+  :mod:`.quadratic` for the formulas and the time convention), optionally compared
   with gradient descent on ``n_train`` samples. A row holds the risk curve ``R(t)`` at
   ``n_points`` times, the time to recovery ``R(t) <= threshold * R(0)`` (``None`` if not reached
   by ``t_max``), the escape time ``R(t) <= escape_fraction * R(0)`` and the final overlaps
@@ -53,7 +51,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness import Architecture, Experiment, Initializer, Param, hookimpl
+from harness.plugin import Architecture, Experiment, Initializer, Param, hookimpl
+
+from .costs import flow_cost
 
 SOLVERS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
 
@@ -88,7 +88,7 @@ class QuadraticStudentInit(Initializer):
     example_shapes = [(20, 50), (1, 20)]
 
     def initialize(self, shapes, rng, dtype=np.float64):
-        from harness.engine.quadratic import draw_family
+        from .quadratic import draw_family
 
         if len(shapes) != 2 or shapes[1][0] != 1 or shapes[1][1] != shapes[0][0]:
             raise ValueError(f"quadratic_student_init expects shapes [(m, d), (1, m)], got {list(shapes)}")
@@ -146,7 +146,7 @@ class QuadraticFlow(Experiment):
     # -- one cell
 
     def run(self, cell) -> dict:
-        from harness.engine import quadratic as q
+        from . import quadratic as q
 
         d, m, ms = self.d, self.m, self.m_star
         teacher_init = self.init if self.teacher_init == "same" else self.teacher_init
@@ -241,27 +241,7 @@ class QuadraticFlow(Experiment):
     def estimate(self, cell_params: Mapping[str, Any], components) -> dict:
         p = {prm.name: prm.default for prm in self.params}
         p.update(cell_params)
-        from harness.plugin import costs  # rates calibrated on this machine
-
-        d, m, ms = int(p["d"]), int(p["m"]), int(p["m_star"])
-        speed = 1.0 if p["time_scale"] == "mean_field" else 1.0 / m
-        # measured: RK45 at the default tolerances takes 1300-3300 evaluations for t_max = 150
-        evals = 12.0 * float(p["t_max"]) * speed + 100.0
-        rates = costs.ode_rates()
-        if p["flow"] == "weights":
-            flops, state = 4.0 * d * m * (m + ms), d * m
-            per_eval = costs.ode_eval_seconds(m) + flops * rates["gd_s_per_flop"]
-        else:
-            flops, state = 4.0 * m * m * (m + ms), m * (m + ms)
-            per_eval = costs.ode_eval_seconds(m)
-        seconds = evals * per_eval
-        memory = 8 * (10 * state + d * (m + ms) * (2 if p["flow"] == "weights" else 0))
-        n = int(p["n_train"])
-        if n > 0:
-            steps = math.ceil(float(p["t_max"]) / float(p["gd_step"]))
-            seconds += steps * costs.gd_step_flops(n, d, m, ms) * rates["gd_s_per_flop"]
-            memory += 8 * n * (d + 2 * m)
-        return {"memory_bytes": int(memory), "seconds": float(seconds)}
+        return flow_cost(p)
 
     # -- figures
 
