@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from plugins_for_tests import installed_registry
 
-from harness.engine import embedding, shallow
-from harness.engine.levenberg_marquardt import levenberg_marquardt
+from harness_plugins.semi_flat import embedding, shallow
+from harness_plugins.semi_flat.levenberg_marquardt import levenberg_marquardt
 
 ACTIVATIONS = ["tanh", "relu"]
 

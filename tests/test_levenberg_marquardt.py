@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from plugins_for_tests import installed_registry
 
-from harness.engine import shallow
-from harness.engine.levenberg_marquardt import levenberg_marquardt, train_with_restarts
+from harness_plugins.semi_flat import shallow
+from harness_plugins.semi_flat.levenberg_marquardt import levenberg_marquardt, train_with_restarts
 
 
 def linear(seed=0, M=12, P=5):

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 from plugins_for_tests import installed_registry
 
-from harness.engine import relu_interpolation as ri
-from harness.engine import shallow
-from harness_plugins.semi_flat import train_student
+from harness_plugins.semi_flat import relu_interpolation as ri
+from harness_plugins.semi_flat import shallow, train_student
 
 RELU = installed_registry().create("activation", "relu")
 

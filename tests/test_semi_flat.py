@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from plugins_for_tests import installed_registry
 
-import harness_plugins.semi_flat as semi_flat
 from harness.plugin.context import CellContext, FigureContext
 from harness.plugin.seeds import cell_seed
+from harness_plugins.semi_flat import generalization as semi_flat
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "semi_flat_minima.toml"
 SMALL = {"trials": 4, "n_test": 300, "hessian_trials": 4}
@@ -57,7 +57,7 @@ def test_trial_t_does_not_depend_on_the_number_of_trials():
 def test_unitwise_perturbation_restricts_to_the_narrow_network():
     big, small = semi_flat._unitwise_normal(np.random.default_rng(3), 9, 5)
     bigger, _ = semi_flat._unitwise_normal(np.random.default_rng(3), 12, 5)
-    from harness.engine import shallow
+    from harness_plugins.semi_flat import shallow
 
     pb, ps, pB = shallow.unpack(big), shallow.unpack(small), shallow.unpack(bigger)
     for name in ("w", "b", "v"):

@@ -1,4 +1,6 @@
-"""Calibrated cost models of the engine's kernels, for the experiments' ``estimate``.
+"""Calibrated cost models of the engine's shared kernels (training and the NTK spectrum), for
+the experiments' ``estimate``; a plugin with kernels of its own measures them the same way, with
+:func:`harness.plugin.calibration.rates` and a probe in its own cost module.
 
 Each model is a few numbers measured on this machine by a short probe of the kernel itself
 (at small sizes, on one thread, best CPU time of a few repetitions) and cached by
@@ -11,8 +13,6 @@ Each model is a few numbers measured on this machine by a short probe of the ker
 - ``ntk``: a DGEMM (800 x 800), the NTK Gram matrix of a sigmoid ``d -> d -> d -> 1`` network
   at N = 1000, d = 400 and its extreme eigenvalues (solver ``auto``, Cholesky + Krylov path):
   the flop rates and the N^2 term of :func:`ntk_seconds`.
-- ``shallow_lm``: seconds per Levenberg-Marquardt iteration of the semi-flat experiment's
-  one-hidden-layer fit, and the per-trial work of its cells (students cached) at H = 5 and 30.
 
 The models are rough (a factor of about 1.5 either way); what the probes buy is that they are
 rough on *this* machine rather than on the one the constants were written on.
@@ -176,43 +176,3 @@ def ntk_seconds(N: int, sizes, n_kernels: int) -> float:
     # eigen-solver on one (see harness.engine.eigen)
     eig = factor / (r["gemm_flops_per_s"] * calibration.speedup(factor)) + r["eigen_s_per_n2"] * N * N
     return build / (r["ntk_flops_per_s"] * calibration.speedup(build)) + n_kernels * eig + 0.02
-
-
-# ----------------------------------------------------------------------------- semi-flat minima
-
-
-def _probe_shallow() -> dict:
-    from harness.engine import shallow
-    from harness.engine.levenberg_marquardt import levenberg_marquardt
-    from harness.plugin.context import CellContext
-    from harness.plugin.manager import load_registry
-
-    registry = load_registry()
-    tanh = registry.create("activation", "tanh", {})
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(10)
-    y = np.tanh(x) + 0.1 * rng.standard_normal(10)
-    starts = [rng.standard_normal(16) for _ in range(3)]
-    counted = []
-
-    def fit():
-        counted.clear()
-        for theta in starts:
-            counted.append(levenberg_marquardt(lambda th: shallow.residuals(th, x, y, tanh),
-                                               lambda th: shallow.jacobian(th, x, tanh), theta,
-                                               target=0.0, max_iterations=100).iterations)
-
-    t_fit = calibration.best_time(fit, repeat=2)
-    out = {"lm_iteration_s": t_fit / max(sum(counted), 1)}
-    # the per-trial work of a cell once its students are trained (cached in-process)
-    for H in (5, 30):
-        experiment = registry.create("experiment", "embedding_generalization",
-                                     {"H": H, "trials": 8, "hessian_trials": 8, "n_test": 1000})
-        cell = CellContext({"activation": tanh}, np.random.SeedSequence(12345), {}, registry=registry)
-        experiment.run(cell)  # trains and caches the students
-        out[f"trial_s_H{H}"] = calibration.best_time(lambda: experiment.run(cell), repeat=2) / 8
-    return out
-
-
-def shallow_rates() -> dict:
-    return calibration.rates("shallow_lm", _probe_shallow, version=1)

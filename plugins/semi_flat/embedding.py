@@ -1,7 +1,7 @@
 """Embedding a one-hidden-layer network with ``H0`` units into a wider one with ``H >= H0`` units.
 
 All three maps take a packed ``theta`` of length ``3 H0 + 1`` (layout of
-:mod:`harness.engine.shallow`) and return one of length ``3 H + 1`` that computes exactly the
+:mod:`harness_plugins.semi_flat.shallow`) and return one of length ``3 H + 1`` that computes exactly the
 same function ``f(x) = sum_j v_j phi(w_j x + b_j) + c`` for every ``x``. The ``H0`` original
 units keep their index ``0 .. H0-1``; the added units come after them, in order, so that the
 first ``H0`` units (and the first added ones) are the same for every ``H``. These maps follow

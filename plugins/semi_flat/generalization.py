@@ -1,11 +1,8 @@
-# Length: about 720 lines in one module because one experiment (embedding a narrow network into a
-# wider one) with its Hessian counts, table and figures; a split like plugins/memorization/ is the
-# next step.
 """Semi-flat minima by embedding (Fukumizu, Yamaguchi, Mototake and Tanaka, NeurIPS 2019).
 
 Experiment ``embedding_generalization``: a one-hidden-layer network ``N_H0`` with ``H0`` units is
 trained to (near) zero error on a tiny noisy data set, embedded into ``N_H`` with ``H >= H0``
-units by a function-preserving map (:mod:`harness.engine.embedding`), and both are perturbed by
+units by a function-preserving map (:mod:`harness_plugins.semi_flat.embedding`), and both are perturbed by
 the same Gaussian noise; the ratio of their generalisation errors says how much flatter (ratio
 near 1) or sharper (ratio above 1) the wide network's minimum is in the added directions.
 
@@ -16,7 +13,7 @@ One trial (our reading of the paper's protocol, every constant a parameter):
    student) plus noise ``N(0, noise_variance)`` (the paper's ``N(0, 1e-2)`` read as variance
    ``1e-2``, standard deviation 0.1);
 2. the ``H0``-unit student, started from ``N(0, init_std^2)`` parameters, is trained by
-   Levenberg-Marquardt (:mod:`harness.engine.levenberg_marquardt`) on the sum of squared errors
+   Levenberg-Marquardt (:mod:`harness_plugins.semi_flat.levenberg_marquardt`) on the sum of squared errors
    until it is ``<= target_error``, with up to ``max_restarts`` fresh starts (the best run is kept
    when none reaches the target);
 3. ``N_H`` = the embedding of the trained ``N_H0``;
@@ -44,13 +41,13 @@ ReLU units add only zero eigenvalues.
 ReLU training (``relu_start = "constructive"``, the default): on the data range a ReLU network with
 ``H0`` units is a continuous piecewise-linear function with at most ``H0`` knots, so each data set is
 first classified by the exact minimum number of knots ``K*`` of a continuous piecewise-linear
-interpolant (:func:`harness.engine.relu_interpolation.min_knots`, a dynamic programme over slopes):
+interpolant (:func:`harness_plugins.semi_flat.relu_interpolation.min_knots`, a dynamic programme over slopes):
 ``K* > H0`` proves that no ``H0``-unit ReLU network interpolates it (the trial then falls back to the
 random restarts below and ends at a local minimum); ``K* <= H0 - 1``: an interpolating network is
 built (knots strictly inside the gaps between sorted inputs, the affine part from units kinked left
 of the data) and polished by Levenberg-Marquardt to ``target_error``; ``K* = H0``: the knot units'
 directions must also produce the right affine part, searched from interpolating splines
-(:func:`harness.engine.relu_interpolation.interpolate`). With 10 points from the ReLU teacher and
+(:func:`harness_plugins.semi_flat.relu_interpolation.interpolate`). With 10 points from the ReLU teacher and
 noise variance 1e-2, ``K* >= 6`` for most data sets: ``H0 = 5`` ReLU units cannot reach 1e-29 there
 (``relu_impossible`` counts them), and the ratio compares perturbations of the local minimum
 reached. ``relu_start = "random"`` gives the plain random restarts. A few per cent of tanh trials miss the target:
@@ -79,11 +76,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness import Experiment, Param, hookimpl
-from harness.engine import shallow
-from harness.engine.embedding import EMBEDDINGS, embed
-from harness.engine.levenberg_marquardt import train_with_restarts
+from harness.plugin import Experiment, Param, hookimpl
 from harness.plugin.seeds import stream_key
+
+from . import shallow
+from .costs import generalization_cost
+from .embedding import EMBEDDINGS, embed
+from .levenberg_marquardt import train_with_restarts
 
 _TRAINING_PARAMS = ("H0", "n_train", "noise_variance", "teacher", "input_std", "init_std",
                     "target_error", "max_restarts", "max_iterations", "relu_start")
@@ -107,7 +106,7 @@ class TrainedStudent:
     """ReLU with the constructive start: ``K*`` of the training set (else ``None``)."""
     relu_status: str | None = None
     """ReLU with the constructive start: ``"constructed"``, ``"searched"``, ``"not_found"`` or
-    ``"impossible"`` (:class:`harness.engine.relu_interpolation.InterpolationResult`)."""
+    ``"impossible"`` (:class:`harness_plugins.semi_flat.relu_interpolation.InterpolationResult`)."""
 
 
 _CACHE: "OrderedDict[tuple, TrainedStudent]" = OrderedDict()
@@ -256,32 +255,14 @@ class EmbeddingGeneralization(Experiment):
         Hessians); the training of the trials' students is a set-up cost (``setup_key`` scoped
         by the cell's seed): a worker process trains them once for all the cells that share the
         seed and the training parameters (the in-process cache). Rates: the ``shallow_lm`` probe
-        of :mod:`harness.plugin.costs`; Levenberg-Marquardt iterations per trial as measured on
+        of :mod:`harness_plugins.semi_flat.costs`; Levenberg-Marquardt iterations per trial as measured on
         benchmarks/semi_flat_minima.toml (about 600 for tanh, which mostly reaches the target
         after 1-3 starts; about 235 for ReLU, whose 11 starts stall quickly)."""
-        from harness.plugin import costs
-
         p = {prm.name: prm.default for prm in self.params}
         p.update(cell_params)
-        rates = costs.shallow_rates()
-        trials, n_test = int(p["trials"]), int(p["n_test"])
-        H, H0 = int(p["H"]), int(p["H0"])
-        P = 3 * H + 1
-        # per trial, linear in H between the probe's H = 5 and H = 30 (n_test = 1000, Hessians on)
-        slope = (rates["trial_s_H30"] - rates["trial_s_H5"]) / 25.0
-        per_trial = max(rates["trial_s_H5"] + slope * (H - 5), 0.2 * rates["trial_s_H5"])
-        hessian_share = min(int(p["hessian_trials"]), trials) / max(trials, 1)
-        per_trial *= (0.5 + 0.5 * n_test / 1000.0) * (0.4 + 0.6 * hessian_share)
-        act = ((components or {}).get("activation") or {}).get("name", "tanh")
-        starts = 1 + int(p["max_restarts"])
-        iterations = (235.0 * starts / 11.0 if act == "relu"
-                      else 600.0 * min(1.0, starts / 11.0) * int(p["max_iterations"]) / 300.0)
         key = ("semi_flat_students", repr(sorted(((components or {}).get("activation") or {}).items())),
-               tuple(repr(p[k]) for k in _TRAINING_PARAMS), trials)
-        return {"memory_bytes": int(8 * n_test * (H + H0) * 4 + 8 * P * P * 3),
-                "seconds": float(trials * per_trial),
-                "setup_key": key, "setup_scope": "seed",
-                "setup_seconds": float(trials * iterations * rates["lm_iteration_s"])}
+               tuple(repr(p[k]) for k in _TRAINING_PARAMS), int(p["trials"]))
+        return {**generalization_cost(p, components), "setup_key": key, "setup_scope": "seed"}
 
     def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
         done = [r for r in rows if r.get("status") == "ok" and (r.get("metrics") or {}).get("n_trials")]
@@ -307,7 +288,7 @@ def train_student(x, y, act, H0: int, init_rng: np.random.Generator, *, init_std
     """Train an ``H0``-unit network on ``(x, y)`` by Levenberg-Marquardt to ``target_error``.
 
     ReLU with ``relu_start = "constructive"``: the interpolating start of
-    :func:`harness.engine.relu_interpolation.interpolate` (polished by Levenberg-Marquardt), and the
+    :func:`harness_plugins.semi_flat.relu_interpolation.interpolate` (polished by Levenberg-Marquardt), and the
     random restarts only when it fails (``K* > H0``: impossible; or not found). Otherwise random
     starts ``N(0, init_std^2)`` with up to ``max_restarts`` restarts."""
     P = 3 * H0 + 1
@@ -315,8 +296,8 @@ def train_student(x, y, act, H0: int, init_rng: np.random.Generator, *, init_std
     jac = lambda th: shallow.jacobian(th, x, act)  # noqa: E731
     knots = status = None
     if is_relu(act) and relu_start == "constructive":
-        from harness.engine.levenberg_marquardt import levenberg_marquardt
-        from harness.engine.relu_interpolation import interpolate
+        from .levenberg_marquardt import levenberg_marquardt
+        from .relu_interpolation import interpolate
 
         def polish(theta):
             r = levenberg_marquardt(res, jac, theta, target=target_error, max_iterations=max_iterations)
@@ -535,11 +516,11 @@ class EmbeddingCriticalPoint(Experiment):
     inertia is recorded too. It is embedded into ``H`` units by ``embedding`` with the
     free constants of the parameters, and the embedded point is classified by :func:`classify`:
     gradient first (not every map gives a critical point off interpolation, see
-    :mod:`harness.engine.embedding`: inactive units need ``v phi'(b) = 0``, i.e. ``new_output_weight
+    :mod:`harness_plugins.semi_flat.embedding`: inactive units need ``v phi'(b) = 0``, i.e. ``new_output_weight
     = 0`` for tanh or a dead ReLU unit; inactive propagation needs ``sum_i r_i phi(w x_i + b) = 0``,
     i.e. ``new_input_weight = 0`` for tanh or a ReLU unit dead on every training input), then the
     Hessian's inertia with zero meaning ``|lambda| <= hessian_rtol * max |lambda|``. The Hessian is
-    the exact one of :func:`harness.engine.shallow.error_hessian`; for ReLU it is the Hessian of the
+    the exact one of :func:`harness_plugins.semi_flat.shallow.error_hessian`; for ReLU it is the Hessian of the
     smooth piece the point lies in (no training input sits on a kink, checked: ``kink_margin_min``).
 
     Metrics: ``n_kept`` (trials kept), ``discarded`` (starts whose narrow point was not kept), ``narrow_loss_median``,
@@ -648,7 +629,7 @@ class EmbeddingCriticalPoint(Experiment):
     def _narrow(self, x, y, act, init_rng):
         """``(theta, relative gradient, zero eigenvalues, loss)`` of a kept narrow point, or ``None``,
         and the number of discarded starts."""
-        from harness.engine.levenberg_marquardt import levenberg_marquardt
+        from .levenberg_marquardt import levenberg_marquardt
 
         P = 3 * self.H0 + 1
         bad = 0
