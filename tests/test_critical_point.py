@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from plugins_for_tests import installed_registry
 
+import harness_plugins.semi_flat as semi_flat
 from harness.plugin.context import CellContext, FigureContext
 from harness.plugin.seeds import cell_seed
-from harness_plugins.semi_flat import generalization as semi_flat
 from harness_plugins.semi_flat import shallow
 
 RELU_DEAD = {"new_bias": -10.0, "new_output_weight": 1.0, "new_input_weight": 1.0}

@@ -8,7 +8,7 @@ from plugins_for_tests import installed_registry
 
 from harness.plugin.context import CellContext, FigureContext
 from harness.plugin.seeds import cell_seed
-from harness_plugins.semi_flat import generalization as semi_flat
+from harness_plugins.semi_flat import figures, generalization
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "semi_flat_minima.toml"
 SMALL = {"trials": 4, "n_test": 300, "hessian_trials": 4}
@@ -38,10 +38,10 @@ def test_same_width_gives_ratio_exactly_one(activation):
 
 @pytest.mark.slow
 def test_widths_share_students_perturbations_and_test_inputs():
-    semi_flat._CACHE.clear()
+    generalization._CACHE.clear()
     a = run(H=6)
     b = run(H=11)
-    semi_flat._CACHE.clear()  # recomputed from the seed alone, not from the cache
+    generalization._CACHE.clear()  # recomputed from the seed alone, not from the cache
     c = run(H=11)
     assert b == c
     for key in ("error_H0", "error_unperturbed", "rho_mean", "train_error_max", "restarts_mean"):
@@ -55,8 +55,8 @@ def test_trial_t_does_not_depend_on_the_number_of_trials():
 
 
 def test_unitwise_perturbation_restricts_to_the_narrow_network():
-    big, small = semi_flat._unitwise_normal(np.random.default_rng(3), 9, 5)
-    bigger, _ = semi_flat._unitwise_normal(np.random.default_rng(3), 12, 5)
+    big, small = generalization._unitwise_normal(np.random.default_rng(3), 9, 5)
+    bigger, _ = generalization._unitwise_normal(np.random.default_rng(3), 12, 5)
     from harness_plugins.semi_flat import shallow
 
     pb, ps, pB = shallow.unpack(big), shallow.unpack(small), shallow.unpack(bigger)
@@ -117,7 +117,7 @@ def test_pooled_mean_and_standard_error_match_the_union():
     rng = np.random.default_rng(0)
     groups = [rng.standard_normal(n) + shift for n, shift in ((5, 0.0), (9, 1.0), (3, -2.0))]
     union = np.concatenate(groups)
-    mean, se = semi_flat.pooled([(g.size, g.mean(), g.std(ddof=1)) for g in groups])
+    mean, se = figures.pooled([(g.size, g.mean(), g.std(ddof=1)) for g in groups])
     assert mean == pytest.approx(union.mean(), rel=1e-13)
     assert se == pytest.approx(union.std(ddof=1) / np.sqrt(union.size), rel=1e-12)
 

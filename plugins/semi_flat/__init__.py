@@ -1,22 +1,30 @@
-"""Semi-flat minima by embedding (Fukumizu, Yamaguchi, Mototake and Tanaka, NeurIPS 2019): the
-experiments ``embedding_generalization`` and ``embedding_critical_point``
-(:mod:`.generalization`), the one-hidden-layer network's numerics (:mod:`.shallow`), the
-embedding maps (:mod:`.embedding`), Levenberg-Marquardt training (:mod:`.levenberg_marquardt`),
-exact ReLU interpolation (:mod:`.relu_interpolation`) and cost estimates (:mod:`.costs`).
+"""Semi-flat minima by embedding (Fukumizu, Yamaguchi, Mototake and Tanaka, NeurIPS 2019).
+
+The experiments ``embedding_generalization`` (:mod:`.generalization`) and
+``embedding_critical_point`` (:mod:`.critical_point`), with their numerics: the
+one-hidden-layer network (:mod:`.shallow`), the embedding maps (:mod:`.embedding`),
+Levenberg-Marquardt training (:mod:`.levenberg_marquardt`) and exact ReLU interpolation
+(:mod:`.relu_interpolation`); cost estimates (:mod:`.costs`) and figures (:mod:`.figures`).
 """
 from __future__ import annotations
 
-from .embedding import EMBEDDINGS, embed  # noqa: F401
-from .generalization import (  # noqa: F401
+from harness.plugin import hookimpl
+
+from .critical_point import (  # noqa: F401
     CLASSES,
     EmbeddingCriticalPoint,
-    EmbeddingGeneralization,
-    TrainedStudent,
     classify,
-    harness_register_experiments,
-    is_relu,
     newton_polish,
-    pooled,
     relative_gradient,
-    train_student,
 )
+from .embedding import EMBEDDINGS, embed  # noqa: F401
+from .figures import pooled  # noqa: F401
+from .generalization import EmbeddingGeneralization, TrainedStudent, is_relu, train_student  # noqa: F401
+
+EXPERIMENTS = (EmbeddingGeneralization, EmbeddingCriticalPoint)
+
+
+@hookimpl
+def harness_register_experiments(registry):
+    for component in EXPERIMENTS:
+        registry.add(component)
