@@ -38,7 +38,7 @@ def flow_cost(p: Mapping[str, Any]) -> dict:
 
 
 def _probe_ode() -> dict:
-    from . import quadratic as q
+    import harness_plugins.quadratic_flow.quadratic as q
 
     rng = np.random.default_rng(0)
     out = {}

@@ -110,7 +110,7 @@ class QuadraticFlow(Experiment):
     # -- one cell
 
     def run(self, cell) -> dict:
-        from . import quadratic as q
+        import harness_plugins.quadratic_flow.quadratic as q
 
         d, m, ms = self.d, self.m, self.m_star
         teacher_init = self.init if self.teacher_init == "same" else self.teacher_init

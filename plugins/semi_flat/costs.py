@@ -35,10 +35,10 @@ def generalization_cost(p: Mapping[str, Any], components: Mapping[str, Any] | No
 
 
 def _probe_shallow() -> dict:
+    import harness_plugins.semi_flat.shallow as shallow
     from harness.plugin import CellContext
     from harness.plugin.manager import load_registry
 
-    from . import shallow
     from .levenberg_marquardt import levenberg_marquardt
 
     registry = load_registry()

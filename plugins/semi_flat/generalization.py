@@ -76,10 +76,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+import harness_plugins.semi_flat.shallow as shallow
 from harness.plugin import Experiment, Param
 from harness.plugin.seeds import stream_key
 
-from . import shallow
 from .costs import generalization_cost
 from .embedding import EMBEDDINGS, embed
 from .figures import _activation_of, _hessian_figure, _ratio_figure
