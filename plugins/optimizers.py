@@ -1,5 +1,3 @@
-# Length: about 440 lines in one module because GD, SGD, Adam and gd_theory share the step
-# kernels, the batched steppers and the step-size rules.
 """Built-in optimizers: gradient descent with a theory-set step, SGD and Adam.
 
 All follow :class:`harness.Optimizer`: ``prepare(problem)`` (what to record in the row),
