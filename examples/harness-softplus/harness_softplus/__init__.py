@@ -4,7 +4,7 @@ The harness imports this module through the ``harness`` entry-point group (see s
 calls the ``harness_register_*`` hooks below; each hook adds its component classes to the
 registry it is given.
 """
-from harness import hookimpl
+from harness.plugin import hookimpl
 
 from .activation import Softplus
 from .architecture import Pyramid

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from harness import Activation, Param
+from harness.plugin import Activation, Param
 
 
 def _float_array(x) -> np.ndarray:
