@@ -25,7 +25,7 @@ def save_arrays(cell: Any, *, X: np.ndarray, K: np.ndarray | None = None, params
     path = cell.array_path() if hasattr(cell, "array_path") else None
     if path is None:
         return None
-    arrays = {"X": np.asarray(X)}
+    arrays: dict[str, Any] = {"X": np.asarray(X)}
     if K is not None:
         arrays["K"] = np.asarray(K)
     arrays.update({name: np.asarray(p) for name, p in zip(names, params)})

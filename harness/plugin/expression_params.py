@@ -119,6 +119,7 @@ class Width:
     def resolve(value: Any, d: int, key: str) -> int:
         """The width ``value`` at input dimension ``d``; a :class:`SpecError` naming ``key``
         if it is not an integer >= 1 there."""
+        width: Any
         if isinstance(value, int):
             width = value
         else:
