@@ -385,9 +385,9 @@ def bench(ctx: click.Context, name: str) -> None:
     """Speed benchmarks, timed side by side against a baseline (in one process; torch in its own).
 
     \b
-    harness bench ntk  [--sizes 256x1024,512x2048] [--threads T] [--repeats R]
-        our NTK Gram vs plain NumPy/BLAS vs the explicit Jacobian product; GFLOP/s against
-        the measured DGEMM rate; peak memory; lambda_min solver vs eigvalsh
+    harness bench ntk  [--sizes 234x500,504x1000] [--threads T] [--repeats R] [--markdown]
+        our NTK Gram vs the plain NumPy formula, our lambda_min vs scipy's eigvalsh
+        (dsyevr), interleaved; the DGEMM rate and the floors; --markdown: a Markdown table
     harness bench adam [--d 122] [--N 12000] [--threads T] [--dtypes float64,float32]
         one full-batch Adam epoch of the Figure 2 network vs PyTorch on the CPU (if installed;
         torch timed in its own process)

@@ -30,3 +30,17 @@ def test_kernel_block_times_cover_every_block_and_library():
     libraries = ["openblas"] + (["mkl", "mkl-jit"] if kernel_blas().name == "mkl" else [])
     assert sorted(times) == sorted((lib, b) for lib in libraries for b in (8, 16))
     assert all(0 < best <= median for best, median in times.values())
+
+
+def test_bench_train_writes_the_same_table_as_markdown(capsys, tmp_path):
+    out_file = tmp_path / "train.md"
+    rows = train_speed.main(["--sizes", "6x40", "--R", "2", "--repeats", "1", "--seconds", "0.02",
+                             "--no-torch", "--markdown", str(out_file)])
+    printed = capsys.readouterr().out.strip().splitlines()
+    lines = out_file.read_text().strip().splitlines()
+    assert lines[0] == printed[0]  # the same title line
+    assert lines[2] == "| " + " | ".join(c.title for c in train_speed.MARKDOWN_COLUMNS) + " |"
+    cells = [c.strip() for c in lines[4].strip("|").split("|")]
+    assert cells[:3] == ["6", "40", "2"] and cells[9] == "-"  # no torch: a dash
+    assert float(cells[3]) == round(1e3 * rows[0]["batched"], 3)
+    assert cells[-1] == "True"

@@ -1,7 +1,9 @@
-"""Extreme eigenvalues (harness/engine/eigen.py): the Cholesky + block Krylov solver against
-LAPACK's eigvalsh, fallbacks, the round-off floor flag."""
+"""Extreme eigenvalues (harness/engine/eigen.py): the Cholesky + block Krylov solver and the
+tridiagonal solver against LAPACK's eigvalsh, the choice by N, fallbacks, the certificate and the
+round-off floor flag."""
 import numpy as np
 import pytest
+import scipy.linalg
 from plugins_for_tests import installed_registry
 
 from harness.engine import eigen
@@ -74,7 +76,8 @@ def test_cholesky_krylov_agrees_on_clustered_spectrum(block):
 
 def test_cholesky_krylov_agrees_on_an_ntk(ntk_kernel, monkeypatch):
     lo, hi, _ = eigvalsh_extremes(ntk_kernel)
-    assert extreme_eigenvalues(ntk_kernel).solver == "eigvalsh"  # N = 600 < AUTO_MIN_N
+    monkeypatch.setattr(eigen, "AUTO_MIN_N", 700)
+    assert extreme_eigenvalues(ntk_kernel).solver == "tridiagonal"  # N = 600 < AUTO_MIN_N
     monkeypatch.setattr(eigen, "AUTO_MIN_N", 500)
     for solver in ("auto", "cholesky_krylov"):
         res = extreme_eigenvalues(ntk_kernel, solver)
@@ -99,7 +102,7 @@ def test_singular_kernel_falls_back_and_is_flagged(monkeypatch):
     with pytest.raises(NotPositiveDefinite):
         extreme_eigenvalues(K, "cholesky_krylov")
     res = extreme_eigenvalues(K, "auto")
-    assert res.solver == "eigvalsh"
+    assert res.solver == "tridiagonal"
     assert "NotPositiveDefinite" in res.fallback
     assert res.below_floor
     assert abs(res.lambda_min) < res.floor
@@ -114,17 +117,22 @@ def test_floor_flag_on_a_definite_but_tiny_eigenvalue():
     assert not ok.below_floor
 
 
-def test_small_matrices_use_eigvalsh_under_auto():
+def test_auto_chooses_the_solver_by_n():
     K = spd_with_spectrum(np.linspace(1, 3, 50))
     res = extreme_eigenvalues(K)
-    assert res.solver == "eigvalsh" and res.fallback is None
+    assert res.solver == "tridiagonal" and res.fallback is None
     assert res.lambda_min == pytest.approx(1.0, rel=1e-12)
+    assert res.lambda_max == pytest.approx(3.0, rel=1e-12)
+    assert eigen.auto_solver(eigen.AUTO_MIN_N - 1) == "tridiagonal"
+    assert eigen.auto_solver(eigen.AUTO_MIN_N) == "cholesky_krylov"
+    big = spd_with_spectrum(clustered_spectrum(eigen.AUTO_MIN_N, seed=2), seed=2)
+    assert extreme_eigenvalues(big).solver == "cholesky_krylov"
 
 
 def test_float32():
     ev = np.linspace(1.0, 50.0, 400)
     K32 = spd_with_spectrum(ev).astype(np.float32)
-    for solver in ("eigvalsh", "cholesky_krylov"):
+    for solver in ("eigvalsh", "tridiagonal", "cholesky_krylov"):
         res = extreme_eigenvalues(K32, solver, tol=1e-5)
         assert res.dtype == "float32"
         assert res.lambda_min == pytest.approx(1.0, rel=1e-4)
@@ -154,7 +162,7 @@ def test_metrics_and_arguments():
         assert key in m
     assert m["condition_full"] == pytest.approx(2.0, rel=1e-8)
     assert all(isinstance(v, (int, float, str, bool, type(None))) for v in m.values())
-    assert set(SOLVERS) == {"auto", "eigvalsh", "cholesky_krylov"}
+    assert set(SOLVERS) == {"auto", "eigvalsh", "tridiagonal", "cholesky_krylov"}
     with pytest.raises(ValueError, match="unknown solver"):
         extreme_eigenvalues(K, "lobpcg")
     with pytest.raises(ValueError, match="square"):
@@ -272,3 +280,67 @@ def test_rank_bound_reports_an_exact_zero_and_lanczos_lambda_max():
     # a bound that does not prove singularity changes nothing; eigvalsh is never replaced
     assert extreme_eigenvalues(K + np.eye(300), "auto", rank_bound=400).solver != "rank_bound"
     assert extreme_eigenvalues(K, "eigvalsh", rank_bound=40).solver == "eigvalsh"
+
+
+def spectra(n):
+    """Well- and ill-conditioned test spectra of size n: name -> eigenvalues."""
+    return {"well (cond 10)": np.linspace(1.0, 10.0, n),
+            "clustered bottom (cond 1e6)": clustered_spectrum(n, seed=11),
+            "geometric (cond 1e6)": np.geomspace(1e-3, 1e3, n),
+            "ill (cond 1e10)": np.geomspace(1e-7, 1e3, n)}
+
+
+@pytest.mark.parametrize("name", list(spectra(100)))
+def test_every_solver_agrees_with_dense_eigvalsh(name):
+    """lambda_min and lambda_max of each solver against scipy's dense eigvalsh: within
+    ``tol`` relative plus the round-off floor eps * N * lambda_max (the accuracy of dsyevr
+    itself on an ill-conditioned K)."""
+    K = spd_with_spectrum(spectra(480)[name], seed=3)
+    ref = scipy.linalg.eigvalsh(K)
+    floor = np.finfo(np.float64).eps * K.shape[0] * ref[-1]
+    for solver in ("tridiagonal", "cholesky_krylov", "auto"):
+        res = extreme_eigenvalues(K, solver)
+        assert abs(res.lambda_min - ref[0]) <= 1e-8 * ref[0] + floor, (solver, res.lambda_min, ref[0])
+        assert abs(res.lambda_max - ref[-1]) <= 1e-8 * ref[-1], (solver, res.lambda_max, ref[-1])
+        assert res.below_floor == (res.lambda_min < res.floor)
+
+
+def test_tridiagonal_matches_dsyevr_subset_on_an_ntk(ntk_kernel):
+    """The same LAPACK reduction as scipy's eigvalsh(subset_by_index=[0, 0]): the same number
+    to a few ulps of lambda_max."""
+    lo = scipy.linalg.eigvalsh(ntk_kernel, subset_by_index=[0, 0])[0]
+    hi = scipy.linalg.eigvalsh(ntk_kernel, subset_by_index=[599, 599])[0]
+    res = extreme_eigenvalues(ntk_kernel, "tridiagonal")
+    eps = np.finfo(np.float64).eps
+    assert abs(res.lambda_min - lo) <= 16 * eps * hi
+    assert abs(res.lambda_max - hi) <= 16 * eps * hi
+    assert res.steps is None and res.estimated_error is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_certificate_brackets_lambda_min(seed, ntk_kernel):
+    """A shift-invert result proves ``sigma <= lambda_min`` (the float32 Cholesky of
+    K - sigma I succeeded) and reports a Ritz value: an upper bound within ``estimated_error``
+    (relative) of lambda_min. Checked against dense eigvalsh on an NTK and on random spectra."""
+    kernels = [ntk_kernel, spd_with_spectrum(clustered_spectrum(500, seed=20 + seed), seed=seed)]
+    for K in kernels:
+        lo = scipy.linalg.eigvalsh(K)[0]
+        res = cholesky_krylov(K, seed=seed)
+        assert res.extra["method"] == "shift_invert"
+        sigma, err = res.extra["sigma"], res.estimated_error
+        roundoff = np.finfo(np.float64).eps * K.shape[0] * res.lambda_max
+        assert 0 < sigma <= lo
+        assert lo - roundoff <= res.lambda_min <= lo * (1 + err) + roundoff
+        assert err <= 1e-9
+        # the certificate itself: K - sigma I is positive definite, K - lambda I for lambda a
+        # little above lambda_min is not
+        np.linalg.cholesky(K - sigma * np.eye(K.shape[0]))
+        with pytest.raises(np.linalg.LinAlgError):
+            np.linalg.cholesky(K - lo * (1 + 1e-6) * np.eye(K.shape[0]))
+
+
+def test_tridiagonal_skips_the_rank_bound_shortcut():
+    F = np.random.default_rng(3).standard_normal((300, 40))
+    K = F @ F.T
+    res = extreme_eigenvalues(K, "tridiagonal", rank_bound=40)
+    assert res.solver == "tridiagonal" and abs(res.lambda_min) < res.floor

@@ -48,6 +48,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .tables import Column, check_writable, markdown_table, write_markdown
+
 SIZES = ((22, 400), (38, 1200), (50, 2500), (122, 12000))
 
 
@@ -295,7 +297,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--blocks", default=None,
                         help="time the kernel alone for these rows per block (e.g. 64,107,160)")
     parser.add_argument("--torch-worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--markdown", metavar="FILE", default=None,
+                        help="also write the table as Markdown to FILE (for generated results pages)")
     args = parser.parse_args(argv)
+    if args.markdown and check_writable(args.markdown):
+        parser.error(check_writable(args.markdown))
     if args.torch_worker is not None:
         _torch_worker(json.loads(args.torch_worker))
         return []
@@ -324,9 +330,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             r = measure(d, N, R, args.repeats, args.threads, args.seconds, torch=not args.no_torch)
             rows.append(r)
             if not printed:
-                print(f"ms per epoch per network, full-batch Adam, Figure-2 network (ReLU, d -> d -> d -> d -> 1), "
-                      f"float64, {r['threads']} thread(s), DGEMM {r['dgemm_gflops']:.0f} GFLOP/s, "
-                      f"median of {args.repeats}; the kernel's products: {_kernel_products()}")
+                print(table_title(r, args.repeats))
                 print(header)
                 print("-" * len(header))
                 printed = True
@@ -335,7 +339,29 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                   f"{1e3 * r['engine']:9.3f} {r['single_over_batched']:14.2f} "
                   f"{r['engine_over_batched']:14.2f} {1e3 * r['numpy']:8.3f} {torch_ms} "
                   f"{r['floor_fraction']:11.2f} {str(r['identical']):>5}", flush=True)
+    if args.markdown and rows:
+        write_markdown(args.markdown, markdown_table(rows, MARKDOWN_COLUMNS, [table_title(rows[0], args.repeats)]))
     return rows
+
+
+def _ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.3f}"
+
+
+MARKDOWN_COLUMNS = (Column("d", "d"), Column("N", "N"), Column("R", "R"), Column("batched", "batched ms", _ms),
+                    Column("single", "single ms", _ms), Column("engine", "engine ms", _ms),
+                    Column("single_over_batched", "single/batched", "{:.2f}"),
+                    Column("engine_over_batched", "engine/batched", "{:.2f}"), Column("numpy", "numpy ms", _ms),
+                    Column("torch", "torch ms", _ms), Column("floor_fraction", "DGEMM floor", "{:.2f}"),
+                    Column("identical", "same"))
+"""The columns of the printed table, for ``--markdown``."""
+
+
+def table_title(row: dict, repeats: int) -> str:
+    """The line above the table: what one cell means and how it was measured."""
+    return (f"ms per epoch per network, full-batch Adam, Figure-2 network (ReLU, d -> d -> d -> d -> 1), "
+            f"float64, {row['threads']} thread(s), DGEMM {row['dgemm_gflops']:.0f} GFLOP/s, "
+            f"median of {repeats}; the kernel's products: {_kernel_products()}")
 
 
 if __name__ == "__main__":

@@ -9,14 +9,16 @@ from typing import Any, Mapping, Sequence
 def spectrum_cost(p: Mapping[str, Any], sizes: Sequence[int]) -> dict:
     """Memory (bytes) and seconds of one cell with the experiment's parameters ``p`` (defaults
     filled in) on a network of layer sizes ``sizes = [d, n_1, ..., 1]``: the Gram matrices and
-    one eigen-solve per kernel (a dense ``eigvalsh`` where the solver takes it), and the kernels'
-    compilation as a once-per-process set-up cost."""
+    one eigen-solve per kernel (a dense reduction where the solver, or ``auto`` at this N, takes
+    one), and the kernels' compilation as a once-per-process set-up cost."""
     N = int(p["N"])
     n_kernels = len(p["kernels"])
+    from harness.engine.eigen import auto_solver
     from harness.plugin import costs  # rates calibrated on this machine
 
     seconds = costs.ntk_seconds(N, sizes, n_kernels)
-    if p["solver"] == "eigvalsh" or (p["solver"] == "auto" and N < 900):
+    solver = auto_solver(N) if p["solver"] == "auto" else p["solver"]
+    if solver in ("eigvalsh", "tridiagonal"):
         seconds += n_kernels * 4.0 * N ** 3 / costs.ntk_rates()["gemm_flops_per_s"]
     if p["dtype"] == "float32":
         seconds *= 0.6

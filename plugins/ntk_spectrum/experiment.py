@@ -17,7 +17,7 @@ in the run directory: ``X``, the full ``K`` and the parameters ``W1, b1, W2, ...
 order (the output layer last, ``(1, n)``). Metrics per kernel ``k``: ``lambda_min_k``, ``lambda_max_k``, ``trace_k``,
 ``floor_k`` (``eps * N * lambda_max``), ``below_floor_k`` (lambda_min below the round-off floor:
 numerically singular), ``condition_k``, ``solver_k`` (the solver that produced the numbers),
-``fallback_k`` (why ``auto`` fell back to eigvalsh, if it did), ``steps_k``; plus ``N``, ``d``,
+``fallback_k`` (why ``auto`` fell back from ``cholesky_krylov``, if it did), ``steps_k``; plus ``N``, ``d``,
 ``d2``, ``P`` (trainable parameters) and ``L``. Wall-clock times go to the row's ``timings``
 (``ntk_seconds``, ``solver_seconds_k``; the engine's kernels are compiled once per process
 before the clock starts, ``warmup_seconds``), never to its metrics. The row's ``resolved``
@@ -75,9 +75,11 @@ class NTKSpectrum(Experiment):
         Param("kernels", list, ["full"], "kernels to compute: 'full' (all trainable weights) and/or "
               "per-layer blocks 'W1', 'W2', ... (1-based)", item_type=str, min_length=1,
               check=_check_kernels),
-        Param("solver", str, "auto", "eigen-solver: 'auto' (Cholesky + block Krylov, falls back to "
-              "eigvalsh), 'cholesky_krylov' or the reference 'eigvalsh'",
-              choices=("auto", "eigvalsh", "cholesky_krylov")),
+        Param("solver", str, "auto", "eigen-solver: 'auto' (chosen by N: 'tridiagonal' for small N, "
+              "'cholesky_krylov' for large N, falling back to 'tridiagonal'), 'cholesky_krylov', "
+              "'tridiagonal' (LAPACK reduction and bisection, the two extremes) or the reference "
+              "'eigvalsh' (every eigenvalue)",
+              choices=("auto", "eigvalsh", "tridiagonal", "cholesky_krylov")),
         Param("dtype", str, "float64", "floating type of data, weights and kernels", choices=DTYPES),
         Param("krylov_block", int, None, "block size of the Krylov iteration (unset: the solver's own, "
               "tuned default)", min=1),
