@@ -3,10 +3,9 @@ b of 1 to 8 columns: the inner step of the Krylov eigen-solvers (:mod:`harness.e
 
 Such a product is memory-bound: it should cost one pass over K (8 N^2 bytes in float64). BLAS
 GEMM packs panels of K into buffers first, which costs about two more passes when b is this
-small (measured, one thread, N = 3000, float64: 6.2 ms for b = 4 against 2.0 ms for a single
-matrix-vector product). :func:`symmetric_times_block` reads K once, four rows at a time, each
-group of rows multiplied by every column of V while it is in the L1 cache: 2.9 ms for b = 4
-(the measurement: ``python -m harness.benchmarking.ntk_speed --thin-products``; docs/engine.md).
+small (a GEMM with 4 columns takes about three times a matrix-vector product).
+:func:`symmetric_times_block` reads K once, four rows at a time, each group of rows multiplied
+by every column of V while it is in the L1 cache (docs/engine.md).
 """
 from __future__ import annotations
 
