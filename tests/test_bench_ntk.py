@@ -46,6 +46,7 @@ print(json.dumps({"K": K.tolist(), "lmin": mod.plain_lambda_min(K),
 """
 
 
+@pytest.mark.slow
 def test_baseline_runs_without_harness_and_matches_the_explicit_jacobian():
     """In a fresh interpreter where importing harness fails, the baseline computes K; K equals
     J J^T from the explicit per-sample Jacobian, and its lambda_min is dense eigvalsh's."""
@@ -123,6 +124,7 @@ def test_markdown_table_structure():
     assert lines[5] == "| long name | - | 0.50x |"
 
 
+@pytest.mark.slow
 def test_bench_ntk_cli_writes_a_markdown_table_with_a_lambda_min_line_per_size(capsys, tmp_path):
     out_file = tmp_path / "ntk.md"
     rows = ntk_speed.cli(["--sizes", "8x40,12x60", "--repeats", "1", "--markdown", str(out_file)])

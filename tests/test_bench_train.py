@@ -32,6 +32,7 @@ def test_kernel_block_times_cover_every_block_and_library():
     assert all(0 < best <= median for best, median in times.values())
 
 
+@pytest.mark.slow
 def test_bench_train_writes_the_same_table_as_markdown(capsys, tmp_path):
     out_file = tmp_path / "train.md"
     rows = train_speed.main(["--sizes", "6x40", "--R", "2", "--repeats", "1", "--seconds", "0.02",
