@@ -18,6 +18,7 @@ from harness.results.analysis import (  # noqa: F401  (public API)
     fits_json,
     format_comparisons,
     format_fits,
+    left_out_note,
     load_runs,
     report,
 )
@@ -130,11 +131,12 @@ def plot(run_dir: str | Path, plugins: Sequence[Any] = (), registry=None):
     return drawn
 
 
-def plot_metric(run_dir: str | Path, metric: str, x: str, hue: str | None = None, log: bool = False,
+def plot_metric(run_dir: str | Path, metric: str, x: str, hue: str | None = None, log: bool | None = None,
                 experiment_id: str | None = None, plugins: Sequence[Any] = (), registry=None) -> list[Path]:
     """Draw ``metric`` against ``x`` (one line per ``hue`` value, one panel per combination of
     the other grid axes; :mod:`harness.results.metric_plot`) into ``RUN/figures/<block>-plot_...`` (one
-    figure per experiment block, or only ``experiment_id``); returns the paths written."""
+    figure per experiment block, or only ``experiment_id``); returns the paths written. ``log``:
+    a log y axis (``None``: when the metric spans more than two decades)."""
     from harness.plugin.figures import FORMATS, close_figure, save_figure
     from harness.results.metric_plot import figure_stem, metric_figure
 

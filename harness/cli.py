@@ -10,8 +10,8 @@
     harness plugins [--json]
     harness plot RUN_DIR
     harness report RUN_DIR
-    harness compare RUN_DIR [RUN_DIR ...] [--metric M] [--by KEY[,KEY...]] [--pooled] [--timings]
-                    [--format table|csv|markdown]
+    harness compare RUN_DIR [RUN_DIR ...] [--metric M] [--by KEY[,KEY...]] [--experiment ID] [--ratio]
+                    [--pooled] [--timings] [--constants] [--format table|csv|markdown] [--width N]
     harness fit RUN_DIR --metric M --axis A [--log]
     harness check-plugin NAME [--kind KIND]
 
@@ -304,15 +304,27 @@ def report(run_dir, output):
 @main.command()
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True)
 @click.option("--metric", "-m", "metrics", multiple=True, metavar="NAME",
-              help="A metric to compare (repeatable; default every numeric metric).")
+              help="A metric to compare (repeatable; default every numeric metric that differs somewhere).")
 @click.option("--by", multiple=True, metavar="KEY",
               help="What to compare: experiment_id, experiment, run, a grid axis, a parameter, a slot "
                    "(its component) or slot.param; several keys (repeat --by, or comma-separated) group "
                    "by the tuple of their values, labelled v1/v2  [default: experiment_id].")
+@click.option("--experiment", "-e", "experiments", multiple=True, metavar="ID",
+              help="Only this experiment block (repeatable). Blocks are compared one by one unless "
+                   "--by names experiment_id or experiment.")
 @click.option("--baseline", default=None, metavar="GROUP", help="The group differences are taken against "
               "(default the first).")
+@click.option("--ratio", is_flag=True, help="Paired ratios group / baseline (geometric mean of the "
+              "per-pair ratios, bootstrap interval) instead of differences: for positive metrics that "
+              "span decades.")
+@click.option("--constants", is_flag=True, help="Also compare the metrics that are the same in every row at "
+              "each point (N, d, P, ...), left out by default.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "markdown"]), default="table",
               show_default=True)
+@click.option("--width", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Fit the text tables into N characters, pivoting to a line per group when the groups "
+                   "do not fit side by side (0: no limit) [default: the terminal's width, 100 when not "
+                   "a terminal].")
 @click.option("--n-boot", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Bootstrap resamples of the paired differences.")
 @click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
@@ -320,18 +332,26 @@ def report(run_dir, output):
 @click.option("--pooled", is_flag=True, help="Add a line 'all' pooling every point.")
 @click.option("--timings", is_flag=True, help="Also compare the rows' timings (wall-clock seconds, as "
               "timings.<name>); left out by default.")
-def compare(run_dirs, metrics, by, baseline, fmt, n_boot, level, pooled, timings):
-    """Compare groups of rows side by side, with paired differences (in the grid's order)."""
+def compare(run_dirs, metrics, by, experiments, baseline, ratio, constants, fmt, width, n_boot, level, pooled,
+            timings):
+    """Compare groups of rows side by side, with paired differences or ratios (in the grid's order)."""
     from .api import compare as compare_runs
-    from .api import few_pairs_warning, format_comparisons
+    from .api import few_pairs_warning, format_comparisons, left_out_note
 
     comparisons = compare_runs(run_dirs, metrics=list(metrics), by=by, baseline=baseline,
-                               n_boot=n_boot, level=level, pooled=pooled, timings=timings)
-    click.echo(format_comparisons(comparisons, fmt).rstrip("\n"))
+                               n_boot=n_boot, level=level, pooled=pooled, timings=timings,
+                               experiments=experiments, ratio=ratio, constants=constants)
+    if not comparisons:
+        raise UserError("nothing to compare: " + (left_out_note(comparisons) or "no block has two groups"))
+    width = _terminal_width() if width is None else width or None
+    click.echo(format_comparisons(comparisons, fmt, width if fmt == "table" else None).rstrip("\n"))
     if fmt == "csv":  # the table and markdown formats say it in their notes
         for c in comparisons:
             if c.few_pair_intervals:
                 click.echo(f"warning: {few_pairs_warning(c)}", err=True)
+        note = left_out_note(comparisons)
+        if note:
+            click.echo(f"note: {note}", err=True)
 
 
 @main.command()

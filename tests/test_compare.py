@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from harness.api import load_runs
 from harness.cli import main
 from harness.errors import UserError
-from harness.results.compare import bootstrap_mean_ci, compare, format_comparisons, group_rows
+from harness.results.compare import bootstrap_mean_ci, compare, group_rows
+from harness.results.compare_format import format_comparisons
 
 
 def row(exp_id, coords, value, spawn, status="ok", root=1, metric="loss", components=None):
@@ -76,13 +77,14 @@ def test_points_line_up_by_the_other_coordinates_and_a_pooled_line_follows():
 def test_by_a_coordinate_and_a_slot_and_baseline_choice():
     rows = [row("e", {"N": 10, "act": act}, v, spawn=0) for act, v in (("relu", 1.0), ("tanh", 4.0))]
     (c,) = compare([("r", rows)], metrics=["loss"], by="act", baseline="tanh")
-    assert c.groups == ["tanh", "relu"] and c.point_keys == ["experiment_id", "N"]
-    assert only_point(c, experiment_id="e", N=10).diffs["relu"].mean == pytest.approx(-3.0)
+    assert c.groups == ["tanh", "relu"] and c.point_keys == ["N"] and c.block == "e" and c.title == "e: loss"
+    assert only_point(c, N=10).diffs["relu"].mean == pytest.approx(-3.0)
     by_slot = [row("a", {"N": 10}, 1.0, 0), row("b", {"N": 10}, 2.5, 0), row("b", {"N": 10}, 3.5, 0)]
     assert list(group_rows([("r", by_slot)], "architecture")) == ["a", "b"]
-    (c,) = compare([("r", by_slot)], metrics=["loss"], by="architecture")
-    line = only_point(c, N=10)  # blocks a and b line up: the slot differs between blocks
-    assert line.stats["b"].n == 2 and line.diffs["b"].pairs == 0  # b's seed is ambiguous: no pair
+    # blocks are never mixed: a slot that differs between blocks gives one group per block
+    a, b = compare([("r", by_slot)], metrics=["loss"], by="architecture")
+    assert (a.block, a.groups, b.block, b.groups) == ("a", ["a"], "b", ["b"])
+    assert only_point(b, N=10).stats["b"].n == 2
     with pytest.raises(UserError, match=r"--by 'ac'.*did you mean 'act'"):
         compare([("r", rows)], by="ac")
     with pytest.raises(UserError, match=r"--baseline 'gelu'.*groups: relu, tanh"):
@@ -132,7 +134,9 @@ def sample_rows():
 
 
 def test_formats_table_markdown_csv():
-    comps = compare([("r", sample_rows())], metrics=["loss", "steps"], n_boot=100, pooled=True)
+    comps = compare([("r", sample_rows())], metrics=["loss", "steps"], n_boot=100, pooled=True, ratio=True)
+    for c in comps:
+        c.ratio = False  # the tables show differences; the CSV holds both
     table = format_comparisons(comps, "table")
     lines = table.splitlines()
     assert lines[0] == "loss"
@@ -146,12 +150,19 @@ def test_formats_table_markdown_csv():
     md = format_comparisons(comps, "markdown")
     assert "### loss" in md and "| N | fc | pyr\\|x | pyr\\|x − fc |" in md
 
-    data = list(csv.DictReader(io.StringIO(format_comparisons(comps, "csv"))))
-    assert [(d["metric"], d["N"]) for d in data] == [("loss", "10"), ("loss", "20"), ("loss", "all"),
-                                                     ("steps", "10"), ("steps", "20"), ("steps", "all")]
-    assert float(data[0]["fc_mean"]) == 2.0 and float(data[0]["fc_std"]) == 1.0 and data[0]["fc_n"] == "3"
-    assert float(data[0]["pyr|x-fc_diff"]) == 1.0 and data[0]["pyr|x-fc_pairs"] == "3"
-    assert float(data[3]["pyr|x-fc_diff"]) == 0.0
+    text = format_comparisons(comps, "csv")
+    assert text.splitlines()[0] == ("experiment_id,metric,N,group,baseline,mean,std,n,diff,diff_ci_low,diff_ci_high,"
+                                    "pairs,ratio,ratio_ci_low,ratio_ci_high,ratio_pairs,ratio_excluded")
+    data = list(csv.DictReader(io.StringIO(text)))
+    assert [(d["metric"], d["N"], d["group"]) for d in data][:6] == [
+        ("loss", "10", "fc"), ("loss", "10", "pyr|x"), ("loss", "20", "fc"), ("loss", "20", "pyr|x"),
+        ("loss", "all", "fc"), ("loss", "all", "pyr|x")]
+    assert float(data[0]["mean"]) == 2.0 and float(data[0]["std"]) == 1.0 and data[0]["n"] == "3"
+    assert data[0]["diff"] == "" and data[0]["baseline"] == "fc"
+    assert float(data[1]["diff"]) == 1.0 and data[1]["pairs"] == "3"
+    # paired ratios (2/1, 3/2, 4/3): the geometric mean is the cube root of their product, 4
+    assert float(data[1]["ratio"]) == pytest.approx(4 ** (1 / 3)) and data[1]["ratio_pairs"] == "3"
+    assert float(data[7]["diff"]) == 0.0 and float(data[7]["ratio"]) == 1.0
     with pytest.raises(UserError, match="--format 'xml'"):
         format_comparisons(comps, "xml")
 
@@ -183,15 +194,15 @@ def test_harness_compare_cli(tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["compare", str(one), "--metric", "loss", "--format", "csv"])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0].startswith("metric,N,fc_mean,fc_std,fc_n,pyr|x_mean")
+    assert result.output.splitlines()[0].startswith("experiment_id,metric,N,group,baseline,mean,std,n,diff")
     result = runner.invoke(main, ["compare", str(one), str(two), "-m", "loss", "--by", "run",
                                   "--format", "markdown"])
     assert result.exit_code == 0, result.output
     # runs are compared block by block: fc of two against fc of one, seed by seed
-    assert "| experiment_id | N | one | two | two − one |" in result.output
-    assert "| fc | 10 | 2 ± 1 (n=3) | 2.5 ± 1 (n=3) | +0.5 [+0.5, +0.5] (3 pairs\\*) |" in result.output
+    assert "### fc: loss\n\n| N | one | two | two − one |" in result.output
+    assert "| 10 | 2 ± 1 (n=3) | 2.5 ± 1 (n=3) | +0.5 [+0.5, +0.5] (3 pairs\\*) |" in result.output
     assert "fewer than 5 pairs (marked \\*)" in result.output
-    assert "| pyr\\|x | 10 | 3 ± 1 (n=3) | - | - |" in result.output
+    assert "### pyr|x: loss" in result.output and "| 10 | 3 ± 1 (n=3) |" in result.output
     bad = runner.invoke(main, ["compare", str(one), "--by", "nope"])
     assert bad.exit_code == 2 and bad.output.startswith("error: --by 'nope'") and "Traceback" not in bad.output
     missing = runner.invoke(main, ["compare", str(tmp_path / "none")])
@@ -205,8 +216,8 @@ def test_rows_without_the_by_key_belong_to_no_group():
     groups = group_rows([("r", capacity + other)], by="model")
     assert sorted(groups) == ["deep", "wide"]
     assert all(r["experiment_id"] == "capacity" for rs in groups.values() for r in rs)
-    (c,) = compare([("r", capacity + other)], metrics=["loss"], by="model")
-    assert c.groups == ["deep", "wide"]
+    (c,) = compare([("r", capacity + other)], metrics=["loss"], by="model")  # fig2 has no model
+    assert c.groups == ["deep", "wide"] and c.block == "capacity"
     assert "N" not in c.point_keys and "ratio" in c.point_keys  # columns of the compared rows only
 
 
@@ -265,10 +276,10 @@ def test_several_keys_group_by_the_tuple_of_values(tmp_path):
     (swapped,) = compare([("r", rows)], metrics=["loss"], by=["act", "experiment_id"], baseline="relu/res")
     assert swapped.groups == ["relu/res", "relu/fc", "tanh/fc", "tanh/res"]
     assert only_point(swapped, N=20).diffs["relu/fc"].mean == pytest.approx(-1.0)
-    # two grid axes: the block stays in the point, as for one axis
-    (by_axes,) = compare([("r", rows)], metrics=["loss"], by="act,N")
-    assert by_axes.point_keys == ["experiment_id"] and "relu/10" in by_axes.groups
-    assert "grouped by (act, N), labelled act/N" in format_comparisons([by_axes])
+    # two grid axes: one table per block
+    fc, res = compare([("r", rows)], metrics=["loss"], by="act,N")
+    assert (fc.block, res.block) == ("fc", "res") and fc.point_keys == [] and "relu/10" in fc.groups
+    assert "grouped by (act, N), labelled act/N" in format_comparisons([fc])
     # an unknown key among several is named
     with pytest.raises(UserError, match=r"--by 'ac'.*did you mean 'act'"):
         compare([("r", rows)], by=["experiment_id", "ac"])
@@ -278,10 +289,10 @@ def test_several_keys_leave_out_rows_missing_one_and_work_across_runs():
     rows = arch_act_rows()
     other = [row("fig2", {"N": 10}, 3.0, spawn=0)]  # no act: belongs to no group
     assert sum(len(g) for g in group_rows([("r", rows + other)], ["experiment_id", "act"]).values()) == len(rows)
-    (c,) = compare([("one", rows), ("two", rows)], metrics=["loss"], by=["run", "act"])
+    c, _ = compare([("one", rows), ("two", rows)], metrics=["loss"], by=["run", "act"])
     assert c.groups == ["one/relu", "one/tanh", "two/relu", "two/tanh"]
-    assert c.point_keys == ["experiment_id", "N"]
-    assert only_point(c, experiment_id="fc", N=10).diffs["two/relu"].mean == pytest.approx(0.0)
+    assert c.point_keys == ["N"] and c.block == "fc"
+    assert only_point(c, N=10).diffs["two/relu"].mean == pytest.approx(0.0)
     (c,) = compare([("one", rows), ("two", rows)], metrics=["loss"], by="experiment_id,act")
     assert c.groups[:2] == ["one:fc/relu", "one:fc/tanh"]  # the same values in both runs: prefixed
 
@@ -297,7 +308,8 @@ def test_cli_several_keys_repeated_or_comma_separated(tmp_path):
                                  "--format", "markdown", "--n-boot", "50"])
     assert comma.exit_code == 0 and comma.output == repeated.output
     csv_out = runner.invoke(main, ["compare", str(one), "-m", "loss", "--by", "experiment_id,act", "--format", "csv"])
-    assert csv_out.stdout.splitlines()[0].startswith("metric,N,fc/relu_mean,fc/relu_std,fc/relu_n,")
+    assert [ln.split(",")[3] for ln in csv_out.stdout.splitlines()[1:5]] == ["fc/relu", "fc/tanh", "res/relu",
+                                                                             "res/tanh"]
 
 
 def test_cli_pooled_line_is_opt_in_and_csv_warns_on_stderr(tmp_path):

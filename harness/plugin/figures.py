@@ -1,13 +1,35 @@
 """Figure helpers for experiments' ``figures`` hooks: saving a figure to several formats with
-tight, fast bounding boxes, a table drawn as a figure, and the threshold-search figure."""
+tight, fast bounding boxes, choosing a log axis (:func:`wants_log_axis`), a table drawn as a
+figure, and the threshold-search figure."""
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 FORMATS = ("png", "svg")
+
+LOG_AXIS_DECADES = 2.0
+"""A positive quantity spanning more than this many decades is drawn on a log axis."""
+
+
+def decades(values: Sequence[float]) -> float:
+    """``log10(max / min)`` of the finite values of ``values``; NaN when there are none or one
+    is not > 0 (such values cannot go on a log axis)."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite or min(finite) <= 0:
+        return math.nan
+    return math.log10(max(finite) / min(finite))
+
+
+def wants_log_axis(values: Sequence[float], threshold: float = LOG_AXIS_DECADES) -> bool:
+    """Whether ``values`` (what an axis draws: means, and the band edges if any) are all
+    positive and span more than ``threshold`` decades: then a linear axis flattens the small
+    ones onto zero, and a log axis shows them."""
+    span = decades(values)
+    return span == span and span > threshold
 
 
 def save_figure(fig: Any, paths: Mapping[str, Path]) -> list[Path]:

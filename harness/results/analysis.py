@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from harness.results.compare import few_pairs_warning, format_comparisons  # noqa: F401  (re-exported: printing)
+from harness.results.compare_format import few_pairs_warning, format_comparisons, left_out_note  # noqa: F401  (re-exported: printing)
 from harness.results.fits import fits_json, format_fits  # noqa: F401  (re-exported: printing)
 from harness.results.runs import load_run
 
@@ -30,16 +30,21 @@ def load_runs(paths: Iterable[str | Path], registry=None) -> list[tuple[str, lis
 
 def compare(run_dirs: Sequence[str | Path], metrics: Sequence[str] | None = None,
             by: str | Sequence[str] = "experiment_id", baseline: str | None = None, n_boot: int = 2000,
-            level: float = 0.95, pooled: bool = False, timings: bool = False, registry=None):
+            level: float = 0.95, pooled: bool = False, timings: bool = False, registry=None,
+            experiments: Sequence[str] = (), ratio: bool = False, constants: bool = False):
     """Compare the rows of one or several run directories (:func:`harness.results.compare.compare`);
-    returns the list of :class:`harness.results.compare.MetricComparison`. ``by`` is one key or several
-    (a list, or comma-separated): rows are then grouped by the tuple of their values."""
+    returns the list of :class:`harness.results.compare.MetricComparison` (one per experiment
+    block and metric unless the groups are blocks). ``by`` is one key or several (a list, or
+    comma-separated): rows are then grouped by the tuple of their values. ``experiments`` keeps
+    only these blocks; ``ratio`` adds paired ratios; ``constants`` keeps the metrics that are the
+    same in every row at each point."""
     from harness.results.compare import by_keys
     from harness.results.compare import compare as compare_rows
 
     keys = by_keys(by)  # a key given twice is refused before anything is loaded
     return compare_rows(load_runs(run_dirs, registry), metrics=list(metrics or []) or None, by=keys,
-                        baseline=baseline, n_boot=n_boot, level=level, pooled=pooled, timings=timings)
+                        baseline=baseline, n_boot=n_boot, level=level, pooled=pooled, timings=timings,
+                        experiments=list(experiments or ()), ratio=ratio, constants=constants)
 
 
 def fit(run_dir: str | Path, metric: str, axis: str, log: bool = False, n_boot: int = 1000,

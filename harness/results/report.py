@@ -10,10 +10,14 @@ environment.
 A **compared axis** is a grid axis of one key, with at least two values, that picks a
 component or a variant: a slot (``activation = ["tanh", "relu"]``, ``optimizer``,
 ``architecture``) or a parameter whose values are text (``model = ["deep_adam", "two_layer"]``).
-For each, the report holds ``harness compare RUN --by AXIS`` restricted to that block: per metric,
-the groups side by side at each point of the other axes, with seed-paired differences against
-the first value (:mod:`harness.results.compare`). It loads nothing from elsewhere and runs no script. Every
-text taken from the run (names, values, error messages) is HTML-escaped.
+For each, the report holds ``harness compare RUN -e BLOCK --by AXIS`` (:mod:`harness.results.compare`):
+per metric that is not the same in every row at each point, the groups (short labels naming what
+differs) side by side at each point of the other axes, with seed-paired differences against the
+first value, or paired ratios for a positive metric spanning more than two decades; a table
+wider than :data:`REPORT_TABLE_WIDTH` characters is pivoted to a line per group.
+
+The page loads nothing from elsewhere and runs no script. Every text taken from the run (names,
+values, error messages) is HTML-escaped.
 """
 from __future__ import annotations
 
@@ -270,10 +274,18 @@ def compared_axes(spec) -> list[tuple[str, str]]:
     return out
 
 
+REPORT_TABLE_WIDTH = 160
+"""The report's comparison tables pivot to a line per group when wider than this (characters)."""
+
+
 def _compare_section(run, n_boot: int = 1000) -> str:
-    """The comparison tables of every compared axis ("" when there is none)."""
-    from harness.results.compare import compare, table_parts
+    """The comparison tables of every compared axis ("" when there is none): per block, short
+    group labels, constant metrics left out, paired ratios for positive metrics that span more
+    than two decades (:func:`harness.plugin.figures.wants_log_axis`), differences otherwise."""
     from harness.errors import UserError
+    from harness.plugin.figures import wants_log_axis
+    from harness.results.compare import compare
+    from harness.results.compare_format import left_out_note, table_parts
     from harness.results.summary import sort_rows
 
     axes = compared_axes(run.spec)
@@ -281,20 +293,26 @@ def _compare_section(run, n_boot: int = 1000) -> str:
         return ""
     rows = sort_rows(run.rows, [line["point_id"] for line in run.summary])
     out = ['<p class="muted">Per compared axis (a slot, or a parameter with text values, varied by the '
-           'grid): each metric side by side, with seed-paired differences against the first value '
-           '(as <code>harness compare RUN --by AXIS</code>).</p>']
+           'grid): each metric side by side, with seed-paired differences against the first value, or '
+           'paired ratios where the metric is positive and spans more than two decades (as '
+           '<code>harness compare RUN -e BLOCK --by AXIS [--ratio]</code>).</p>']
     for block_id, axis in axes:
         block_rows = [r for r in rows if r.get("experiment_id") == block_id]
-        try:
-            comparisons = compare([(run.path.name, block_rows)], by=axis, n_boot=n_boot)
-        except UserError as exc:
-            out.append(f"<h3>{esc(block_id)}: by {esc(axis)}</h3><p class=\"muted\">{esc(exc)}</p>")
-            continue
         out.append(f"<h3>{esc(block_id)}: by {esc(axis)}</h3>")
+        try:
+            comparisons = compare([(run.path.name, block_rows)], by=axis, n_boot=n_boot, ratio=True)
+        except UserError as exc:
+            out.append(f"<p class=\"muted\">{esc(exc)}</p>")
+            continue
         for c in comparisons:
-            header, body, notes = table_parts(c)
+            values = [s.mean for line in c.lines for s in line.stats.values() if s.mean is not None]
+            c.ratio = wants_log_axis(values)  # the lines hold both; the table shows one
+            header, body, notes = table_parts(c, REPORT_TABLE_WIDTH)
             out.append(f"<h4>{esc(c.metric)}</h4>" + _table(header, body))
             out.append("".join(f'<p class="muted">{esc(n)}</p>' for n in notes))
+        note = left_out_note(comparisons)
+        if note:
+            out.append(f'<p class="muted">{esc(note)}</p>')
     return "".join(out)
 
 
