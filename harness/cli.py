@@ -235,7 +235,8 @@ def export(run_dir, fmt, output):
               "parameter or metric).")
 @click.option("--hue", default=None, metavar="KEY", help="With --metric: one line per value of KEY (a grid "
               "axis, parameter, slot such as architecture, or slot.param).")
-@click.option("--log", is_flag=True, help="With --metric: logarithmic y axis.")
+@click.option("--log/--linear", "log", default=None, help="With --metric: a logarithmic or linear y axis "
+              "[default: logarithmic when the metric is positive and spans more than two decades].")
 @click.option("--experiment", "experiment_id", default=None, metavar="ID", help="With --metric: only this "
               "experiment block.")
 def plot(run_dir, metric, x_axis, hue, log, experiment_id):
@@ -243,7 +244,7 @@ def plot(run_dir, metric, x_axis, hue, log, experiment_id):
     AXIS [--hue KEY] [--log], draw one metric (other grid axes get their own panels)."""
     from . import api
 
-    if metric is not None or x_axis is not None or hue is not None or log or experiment_id is not None:
+    if metric is not None or x_axis is not None or hue is not None or log is not None or experiment_id is not None:
         if metric is None or x_axis is None:
             raise click.UsageError("--metric and --x go together (--hue, --log, --experiment need them)")
         for path in api.plot_metric(run_dir, metric, x_axis, hue, log, experiment_id):

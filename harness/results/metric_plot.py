@@ -10,6 +10,7 @@ repetitions with a +- 1 std band.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
@@ -50,10 +51,14 @@ def _number(v: Any) -> float | None:
 
 
 def metric_figure(rows: Sequence[Mapping[str, Any]], metric: str, x: str, hue: str | None = None,
-                  log: bool = False, title: str = ""):
+                  log: bool | None = None, title: str = ""):
     """A matplotlib Figure: ``metric`` against ``x``, one line per ``hue`` value, one panel per
-    combination of the other grid axes. Raises ValueError when no row has both numbers."""
+    combination of the other grid axes. ``log``: a logarithmic y axis (``None``: when the means
+    drawn are positive and span more than two decades, :func:`harness.plugin.figures.wants_log_axis`).
+    Raises ValueError when no row has both numbers."""
     from matplotlib.figure import Figure
+
+    from harness.plugin.figures import wants_log_axis
 
     usable = [r for r in rows if r.get("status") in ("ok", "diverged")
               and _number(row_value(r, metric)) is not None and _number(row_value(r, x)) is not None]
@@ -64,6 +69,12 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], metric: str, x: str, hue: s
         return [row_value(r, x), short_value(row_value(r, hue)) if hue else None]
 
     panels = split_rows(usable, drawn)
+    if log is None:
+        cells: dict = defaultdict(list)  # (panel, x, hue) -> values: one mean per point drawn
+        for label, part in panels:
+            for r in part:
+                cells[(label, _key(drawn(r)))].append(_number(row_value(r, metric)))
+        log = wants_log_axis([float(np.mean(v)) for v in cells.values()])
     hues = sorted({short_value(row_value(r, hue)) if hue else "" for r in usable})  # one colour each
     ncol = min(3, len(panels))
     nrow = -(-len(panels) // ncol)
@@ -93,12 +104,17 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], metric: str, x: str, hue: s
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     n_rep = len({r.get("repetition") for r in usable})
-    fig.text(0.5, 0.005, (title + "; " if title else "") + f"lines: mean ± 1 std over repetitions "
+    scale = "log y axis; " if log else ""
+    fig.text(0.5, 0.005, (title + "; " if title else "") + scale + f"lines: mean ± 1 std over repetitions "
              f"({n_rep} repetition index(es)); panels: one per value of the other grid axes",
              ha="center", va="bottom", fontsize=6.5, wrap=True)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
-def figure_stem(metric: str, x: str, hue: str | None, log: bool) -> str:
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def figure_stem(metric: str, x: str, hue: str | None, log: bool | None) -> str:
     return slug(f"plot_{metric}_vs_{x}" + (f"_by_{hue}" if hue else "") + ("_log" if log else ""))

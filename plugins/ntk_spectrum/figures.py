@@ -1,5 +1,7 @@
 """Figures of the ``ntk_spectrum`` experiment: lambda_min of each kernel against d^2 (one line
-per N), and the per-layer figure (every kernel, and each block's share of the full K).
+per N), and the per-layer figure (every kernel, and each block's share of the full K). A y axis
+is logarithmic when the means it draws span more than two decades
+(:func:`harness.plugin.figures.wants_log_axis`).
 """
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ from typing import Sequence
 
 import numpy as np
 
+from harness.plugin.figures import wants_log_axis
+
 
 def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
-    """Top row, one panel per N: lambda_min of each kernel against d^2 (mean +- 1 std, linear
-    axes) with its least-squares slope per unit d^2 in the legend. Bottom row (when the full K
+    """Top row, one panel per N: lambda_min of each kernel against d^2 (mean +- 1 std; a log y
+    axis when the means span more than two decades) with its least-squares slope per unit d^2 in
+    the legend. Bottom row (when the full K
     is among the kernels): each block's share lambda_min(K_block) / lambda_min(K) per row, mean
     +- 1 std: a share that stays flat while the full K grows linearly means the block grows
     like d^2 too. Rows whose lambda_min is below the round-off floor are not drawn (counted in
@@ -76,6 +81,8 @@ def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
             if hidden[(N, k)]:
                 label += f" ({hidden[(N, k)]} row(s) below the floor not drawn)"
             band(ax, series, colors[k], label, lw=1.6 if k == "full" else 1.2)
+        top = [float(np.mean(v)) for k in kernels for v in (data[N].get(k) or {}).values()]
+        ax.set_yscale("log" if wants_log_axis(top) else "linear")  # blocks may lie decades apart
         ax.set_title(f"N = {N}" + (f"\n{series}" if series else ""), fontsize=9 if not series else 7)
         ax.set_xlabel("d² (= n_{L-2} n_{L-1})")
         ax.grid(alpha=0.3)
@@ -156,6 +163,9 @@ def _lambda_min_figure(rows, kernel: str, context, groups=None):
             if flagged else "")
     lines = ("colour: the other grid axes, line style: N (solid, dashed, dotted, ...)" if several else
              "dashed: least-squares line through all repetitions, slope with 95% bootstrap CI")
+    if wants_log_axis([float(np.mean(v)) for s in by_n.values() for v in s.values()]):  # else small ones sit on 0
+        ax.set_yscale("log")
+        lines += "; log y axis (the means span more than two decades)"
     fig.text(0.5, 0.005, context.caption("bands: mean ± 1 std over repetitions; " + lines + note),
              ha="center", va="bottom", fontsize=6.5, wrap=True)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
