@@ -8,6 +8,7 @@ built-in ``fc`` with biases and ``residual``; refusal of inconsistent declaratio
 from __future__ import annotations
 
 import json
+import re
 
 import autograd.numpy as anp
 import numpy as np
@@ -424,9 +425,38 @@ def test_conformance_covers_networks_and_generic_forwards():
                        ("initializer", "fan_in_gaussian")):
         results = check_component(kind, comp, REGISTRY) if isinstance(comp, str) else check_component(kind, comp)
         assert all(r.passed and not r.skipped for r in results), [str(r) for r in results]
-        assert any(r.name in ("NTK against autograd", "biases") for r in results)
+        assert any(r.name in ("NTK against an independent Jacobian", "biases") for r in results)
     failed = [r for r in check_component("architecture", LiarNet) if not r.passed]
     assert failed and "disagrees" in str(failed[0])
+
+
+class DetachedNet(SkipNet):
+    """A forward that hides its skip weights from autograd (reads the traced value): the generic
+    path's NTK then lacks their block, which only an independent derivative can see."""
+
+    name = "_test_detached"
+
+    def forward(self, params, X, activation):
+        W1, w2, v = params
+        v = getattr(v, "_value", v)
+        return (activation.phi(X @ W1.T) @ w2.T + X @ v.T)[:, 0]
+
+
+def test_generic_ntk_is_checked_against_finite_differences_with_the_error_printed():
+    from harness.plugin.conformance import check_component
+    from harness.plugin.conformance.architecture import finite_difference_jacobian
+
+    (ntk,) = [r for r in check_component("architecture", SkipNet) if r.name == "NTK against an independent Jacobian"]
+    assert ntk.passed and not ntk.skipped
+    errors = [float(x) for x in re.findall(r"finite-difference J J\^T to ([0-9.e+-]+)", ntk.detail)]
+    assert len(errors) == 2 and all(0 < e < 1e-8 for e in errors), ntk.detail
+    (bad,) = [r for r in check_component("architecture", DetachedNet) if r.name == "NTK against an independent Jacobian"]
+    assert not bad.passed and "differs from finite differences' J J^T by" in bad.detail
+    # the finite-difference Jacobian itself: exact for a linear forward
+    X = np.random.default_rng(0).standard_normal((5, 3))
+    W = np.random.default_rng(1).standard_normal((1, 3))
+    J = finite_difference_jacobian(lambda p, X, a: (X @ p[0].T)[:, 0], [W], X, None)
+    assert np.allclose(J, X, rtol=1e-9, atol=1e-10)
 
 
 def test_split_rows_keeps_extra_axes_apart():

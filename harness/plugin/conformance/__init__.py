@@ -33,7 +33,8 @@ a check is a function registered for its kind with the :func:`~.core.check` deco
   chain from ``d`` to 1; ``trainable``, ``parameter_shapes`` and ``param_count`` agree;
   ``forward`` gives ``(N,)`` and agrees with its network's forward; the NTK the engine computes
   (structured per dense layer, biases and residual blocks included) equals ``J J^T`` with J from
-  autograd through the architecture's own ``forward`` (a generic forward: autograd traces it);
+  autograd through the architecture's own ``forward``; a generic forward's NTK (autograd's)
+  equals ``J J^T`` with J from central finite differences of the forward, the error printed;
 - dataset: shapes, dtypes, finite, equal seeds give equal data, different seeds differ;
 - loss: ``grad`` against central finite differences of ``value``, shapes, that the loss
   is a mean over samples, and that a declared ``jit_code`` is one the training kernel computes

@@ -1,5 +1,6 @@
 """Architecture checks: layer shapes chain from d to 1, the counts agree, ``forward`` gives
-``(N,)``, and the engine's structured NTK equals ``J J^T`` from autograd.
+``(N,)``, and the engine's NTK equals ``J J^T`` from an independent derivative: autograd for
+the structured path, central finite differences for the generic (autograd) path.
 """
 from __future__ import annotations
 
@@ -74,11 +75,37 @@ def _architecture_forward(arch) -> str:
     return "output (N,), equal to its network's forward where it describes one"
 
 
-@check("architecture", "NTK against autograd", after="forward")
+FD_TOLERANCE = 1e-6
+"""Largest relative error allowed between the generic path's NTK and J J^T from central finite
+differences (their own error is about 1e-9 at the step :func:`finite_difference_jacobian` takes)."""
+
+
+def finite_difference_jacobian(forward, params, X: np.ndarray, activation) -> np.ndarray:
+    """``J`` (N, P): central differences of ``forward(params, X, activation)`` (plain NumPy, no
+    automatic differentiation) in every parameter entry, flattened row-major in parameter order,
+    with the step ``1e-5 max(1, |theta|)`` (error O(step^2))."""
+    params = [np.array(p, dtype=np.float64) for p in params]
+    columns = []
+    for p in params:
+        for idx in np.ndindex(p.shape):
+            h = 1e-5 * max(1.0, abs(p[idx]))
+            saved = p[idx]
+            p[idx] = saved + h
+            up = np.asarray(forward(params, X, activation), dtype=np.float64).reshape(-1)
+            p[idx] = saved - h
+            down = np.asarray(forward(params, X, activation), dtype=np.float64).reshape(-1)
+            p[idx] = saved
+            columns.append((up - down) / (2 * h))
+    return np.stack(columns, axis=1)
+
+
+@check("architecture", "NTK against an independent Jacobian", after="forward")
 def _architecture_ntk(arch) -> str:
-    """The NTK the engine computes for this architecture (structured or generic path) equals
-    J J^T with J differentiated by autograd through the architecture's own ``forward``."""
-    from harness.engine.generic import generic_jacobian
+    """The NTK the engine computes for this architecture equals J J^T from an independent
+    derivative of the architecture's own ``forward``: J by autograd for the structured path
+    (the engine's formula never differentiates the forward), J by central finite differences
+    for the generic path (whose NTK autograd computes)."""
+    from harness.engine.generic import generic_jacobian, generic_kernels
     from harness.engine.ntk import network_kernels
 
     act = _Tanh()
@@ -89,12 +116,18 @@ def _architecture_ntk(arch) -> str:
         if sum(int(np.prod(s)) for s in arch.parameter_shapes(d)) > 4000:
             raise Skip(f"more than 4000 parameters at d = {d}")
         X = rng.standard_normal((7, d))
-        J = generic_jacobian(arch.forward, params, X, act)
-        ref = J @ J.T
         net = arch.network(d)
         if net is None:
-            lines.append(f"d={d}: generic path")
+            K = generic_kernels(arch.forward, params, X, act, {"K": None})["K"]
+            J = finite_difference_jacobian(arch.forward, params, X, act)
+            ref = J @ J.T
+            err = np.max(np.abs(K - ref)) / max(np.abs(ref).max(), 1e-300)
+            assert err <= FD_TOLERANCE, (f"d = {d}: generic NTK differs from finite differences' J J^T by "
+                                         f"{err:.3g} (relative; at most {FD_TOLERANCE:g})")
+            lines.append(f"d={d}: generic NTK = finite-difference J J^T to {err:.1e}")
             continue
+        J = generic_jacobian(arch.forward, params, X, act)
+        ref = J @ J.T
         K = network_kernels(net, params, X, act, {"K": None})["K"]
         err = np.max(np.abs(K - ref)) / max(np.abs(ref).max(), 1e-300)
         assert err <= 1e-9, f"d = {d}: structured NTK differs from autograd's J J^T by {err:.3g} (relative)"
