@@ -218,3 +218,69 @@ def test_plan_divides_stacked_cells_of_a_group_by_the_threads_they_share(tmp_pat
         assert g["seconds"] == pytest.approx(a["seconds"] / factor, rel=1e-12)
         assert j["seconds"] == pytest.approx(a["seconds"], rel=1e-12)  # kernel: one thread anyway
     assert calibration.parallel_speedup(1) == 1.0 and calibration.parallel_speedup(2) == pytest.approx(1.85)
+
+
+class _PlainFC:
+    """A plugin with one generic architecture: the ``fc`` network [d, d] written as a forward."""
+
+    from harness import Architecture, Param, hookimpl
+
+    class PlainFC(Architecture):
+        name = "_test_plain_fc"
+        help = "fc [d, d] as a plain forward: the generic (autograd) path"
+
+        def layer_shapes(self, d):
+            return [(d, d), (d, d), (1, d)]
+
+        def forward(self, params, X, activation):
+            h = X
+            for W in params[:-1]:
+                h = activation.phi(h @ W.T)
+            return (h @ params[-1].T)[:, 0]
+
+    @staticmethod
+    @hookimpl
+    def harness_register_architectures(registry):
+        registry.add(_PlainFC.PlainFC)
+
+
+GENERIC = """
+[benchmark]
+name = "generic"
+seed = 1
+repetitions = 1
+[[experiments]]
+id = "ntk"
+experiment = "ntk_spectrum"
+dataset = { name = "gaussian", targets = "zero" }
+[experiments.grid]
+N = [1000]
+d = [64]
+architecture = ["fc", "_test_plain_fc"]
+"""
+
+
+@pytest.mark.slow
+def test_generic_path_is_priced_from_its_own_probe(tmp_path, cache):
+    """The same network on the structured and the generic path: the dry-run prices the generic
+    cell from the calibrated autograd probe, within 3x of its measured CPU time (one thread)."""
+    from harness.plugin import costs
+    from harness.plugin.manager import load_registry
+    from harness.runner.execute import run_cell
+
+    spec = tmp_path / "generic.toml"
+    spec.write_text(GENERIC, encoding="utf-8")
+    registry = load_registry([_PlainFC()])
+    structured, generic = api.plan(spec, jobs=cpu_count(), registry=registry)
+    assert "generic" in calibration.consulted() and costs.generic_rates()["row_s_1"] > 0
+    measured = []
+    with calibration.limited_threads(1):
+        for e in (structured, generic):
+            run_cell(e["cell"], registry)  # compiled kernels in place, as after a run's first cells
+            t0 = time.process_time()
+            row = run_cell(e["cell"], registry)
+            measured.append(time.process_time() - t0)
+            assert row["status"] == "ok", row["error"]
+    assert row["metrics"]["ntk_path"] == "generic"
+    assert generic["seconds"] > 1.5 * structured["seconds"]
+    assert measured[1] / 3 <= generic["seconds"] <= 3 * measured[1], (generic["seconds"], measured)

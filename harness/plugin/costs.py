@@ -13,6 +13,10 @@ Each model is a few numbers measured on this machine by a short probe of the ker
 - ``ntk``: a DGEMM (800 x 800), the NTK Gram matrix of a sigmoid ``d -> d -> d -> 1`` network
   at N = 1000, d = 400 and its extreme eigenvalues (solver ``auto``, Cholesky + Krylov path):
   the flop rates and the N^2 term of :func:`ntk_seconds`.
+- ``generic``: the autograd Jacobian of the generic path (an architecture known only by its
+  ``forward``) of a tanh ``d -> d -> d -> 1`` network written as a plain forward, per row at
+  d = 10 and 40 (:func:`generic_jacobian_seconds`; :func:`generic_ntk_seconds` prices the
+  generic path's NTK spectrum cells).
 
 The models are rough (a factor of about 1.5 either way); what the probes buy is that they are
 rough on *this* machine rather than on the one the constants were written on.
@@ -171,8 +175,64 @@ def ntk_seconds(N: int, sizes, n_kernels: int) -> float:
     """Seconds of one NTK spectrum cell: the Gram matrices and ``n_kernels`` eigen-solves."""
     r = ntk_rates()
     build = ntk_flops(N, sizes)
+    return build / (r["ntk_flops_per_s"] * calibration.speedup(build)) + n_kernels * eigen_seconds(N) + 0.02
+
+
+def eigen_seconds(N: int) -> float:
+    """Seconds of one extreme-eigenvalue solve (``auto``, Cholesky + Krylov) of an N x N kernel."""
+    r = ntk_rates()
     factor = _FACTOR_FLOPS * N ** 3
-    # the Gram products and the factorisations run on every thread; the iterative steps of the
-    # eigen-solver on one (see harness.engine.eigen)
-    eig = factor / (r["gemm_flops_per_s"] * calibration.speedup(factor)) + r["eigen_s_per_n2"] * N * N
-    return build / (r["ntk_flops_per_s"] * calibration.speedup(build)) + n_kernels * eig + 0.02
+    # the factorisations run on every thread; the iterative steps of the eigen-solver on one
+    # (see harness.engine.eigen)
+    return factor / (r["gemm_flops_per_s"] * calibration.speedup(factor)) + r["eigen_s_per_n2"] * N * N
+
+
+# ----------------------------------------------------------------------------- the generic path
+
+
+def _probe_generic() -> dict:
+    """The generic (autograd) path: its Jacobian of a tanh ``fc`` network written as a plain
+    forward, per row, at two parameter counts (P = 210 and 3240, N = 64)."""
+    from harness.engine.generic import generic_jacobian
+    from harness.plugin.manager import load_registry
+
+    tanh = load_registry().create("activation", "tanh", {})
+    rng = np.random.default_rng(0)
+
+    def forward(params, X, activation):
+        h = X
+        for W in params[:-1]:
+            h = activation.phi(h @ W.T)
+        return (h @ params[-1].T)[:, 0]
+
+    out = {}
+    for i, d in enumerate((10, 40)):
+        sizes = [d, d, d, 1]
+        params = [rng.standard_normal((b, a)) / math.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
+        X = rng.standard_normal((64, d))
+        out[f"row_s_{i}"] = calibration.best_time(lambda: generic_jacobian(forward, params, X, tanh)) / 64
+        out[f"P_{i}"] = float(sum(p.size for p in params))
+    return out
+
+
+def generic_rates() -> dict:
+    return calibration.rates("generic", _probe_generic, version=1)
+
+
+def generic_jacobian_seconds(N: int, P: int) -> float:
+    """Seconds of the generic path's Jacobian ``J`` (N, P) (:func:`harness.engine.generic.generic_jacobian`):
+    per row, linear in P between (and beyond) the probe's two sizes; one thread (autograd traces
+    in Python)."""
+    r = generic_rates()
+    slope = max((r["row_s_1"] - r["row_s_0"]) / (r["P_1"] - r["P_0"]), 0.0)
+    return N * max(r["row_s_0"] + slope * (P - r["P_0"]), r["row_s_0"])
+
+
+def generic_ntk_seconds(N: int, P: int, n_kernels: int) -> float:
+    """Seconds of one NTK spectrum cell on the generic path (P parameters): the autograd Jacobian
+    (:func:`generic_jacobian_seconds`), the products ``J_g J_g^T`` (2 N^2 P flops for the full K,
+    as much again for blocks that sum to it) and ``n_kernels`` eigen-solves."""
+    r = ntk_rates()
+    gram = 2.0 * N * N * P * min(n_kernels, 2)
+    return (generic_jacobian_seconds(N, P) + gram / (r["gemm_flops_per_s"] * calibration.speedup(gram))
+            + n_kernels * eigen_seconds(N) + 0.02)

@@ -159,11 +159,14 @@ class NTKSpectrum(Experiment):
         p = {prm.name: prm.default for prm in self.params}
         p.update(cell_params)
         d = int(p["d"])
+        generic_P = None
         try:  # the cell's configured architecture when bound (any architecture), else the fc widths
-            widths = [n for n, _ in self.context.components["architecture"].layer_shapes(d)[:-1]]
+            arch = self.context.components["architecture"]
+            widths = [n for n, _ in arch.layer_shapes(d)[:-1]]
+            generic_P = arch.param_count(d, trainable_only=False) if arch.ntk_path(d) == "generic" else None
         except Exception:
             widths = _widths(components, d)
-        return spectrum_cost(p, [d] + widths + [1])
+        return spectrum_cost(p, [d] + widths + [1], generic_P)
 
     def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
         ok = [r for r in rows if r.get("status") == "ok" and r.get("metrics")]
