@@ -41,13 +41,8 @@ Threads: the members are split into ``threads`` contiguous chunks trained indepe
 Python threads (BLAS single-threaded inside, as in the single path for the sizes that stack;
 the kernels release the GIL), so the threads never wait on each other.
 
-Optimizers: an optimizer class may provide ``batch_stepper(optimizers, stacks)`` (a class
-method) returning an object with ``step(stacks, grads, mask)`` (update the members whose
-``mask`` entry is true, in place; ``stacks`` and ``grads`` are lists over the layers of arrays
-with the current member count as their first axis, ``None`` for a frozen layer) and
-``select(keep)`` (keep the state of these member positions, in this order), or ``None`` when it
-cannot batch these optimizers (then :class:`MemberStepper` calls each member's own ``step``
-on its slices of the stacks: correct for any optimizer, only slower).
+Optimizers: the update of a stack is the optimizer's fused ``batch_stepper``, or each member's
+own ``step`` on its slices (:mod:`harness.engine.stack_steppers`).
 """
 from __future__ import annotations
 
@@ -62,9 +57,10 @@ import numpy as np
 from .chain_kernels import fused_codes
 from .gradients import GradientEngine
 from .pointwise import phi_dphi_inplace
+from .stack_steppers import MemberStepper, make_stepper
 from .stopping import DivergenceRule, MaxEpochs, StoppingRule
 from .threads import blas_threads, engine_threads, run_in_threads
-from .training import TrainResult, engine_flops, one_blas_thread, shapes_of, train
+from .training import TrainResult, engine_flops, one_blas_thread, shapes_of, train, weights_moved
 
 __all__ = ["Member", "train_batch", "StackedGradientEngine", "MemberStepper", "batch_key_of",
            "member_flops", "member_rows", "outer_times_stack"]
@@ -262,35 +258,6 @@ class StackedGradientEngine:
 
 
 # ----------------------------------------------------------------------------------------------
-# optimizer steps over the stack
-
-
-class MemberStepper:
-    """The fallback stepper: each member's own ``optimizer.step`` on its slices of the stacks."""
-
-    def __init__(self, optimizers: Sequence[Any], stacks: Sequence[np.ndarray]) -> None:
-        self.optimizers = list(optimizers)
-        self.states = [opt.init_state([W[i] for W in stacks]) for i, opt in enumerate(self.optimizers)]
-
-    def step(self, stacks, grads, mask) -> None:
-        for i in np.flatnonzero(mask):
-            self.optimizers[i].step([W[i] for W in stacks],
-                                    [None if g is None else g[i] for g in grads], self.states[i])
-
-    def select(self, keep) -> None:
-        self.optimizers = [self.optimizers[i] for i in keep]
-        self.states = [self.states[i] for i in keep]
-
-
-def make_stepper(optimizers: Sequence[Any], stacks: Sequence[np.ndarray]):
-    """The optimizer class's ``batch_stepper`` when it has one and accepts these optimizers,
-    else a :class:`MemberStepper`."""
-    make = getattr(type(optimizers[0]), "batch_stepper", None)
-    stepper = make(list(optimizers), stacks) if make is not None else None
-    return stepper if stepper is not None else MemberStepper(optimizers, stacks)
-
-
-# ----------------------------------------------------------------------------------------------
 # the training loop of a chunk of members
 
 
@@ -448,7 +415,7 @@ class _Chunk:
                            steps=steps, stop_reason=reason,
                            initial_loss=losses[0] if self.full_batch else initial,
                            final_loss=final_loss, final_output=final_output, prepared=prepared,
-                           rules=summaries)
+                           rules=summaries, moved=weights_moved(m.weights, weights))
 
     def _compact(self, keep: list[int]) -> None:
         n = len(keep)

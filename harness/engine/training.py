@@ -35,7 +35,8 @@ class TrainResult:
     loss at the initial weights (``losses[0]`` in full batch); ``stop_reason`` is the ``reason`` of
     the rule that stopped training (``"max_epochs"``, ``"max_steps"``, ``"window"``,
     ``"tolerance"``, ``"diverged"``); ``prepared`` is what ``optimizer.prepare`` returned and
-    ``rules`` merges the rules' summaries.
+    ``rules`` merges the rules' summaries; ``moved`` says whether any weight differs from its
+    initial value (``False`` after steps: the optimizer updated nothing, or every gradient was 0).
     """
 
     weights: list[np.ndarray]
@@ -49,6 +50,7 @@ class TrainResult:
     prepared: dict = field(default_factory=dict)
     rules: dict = field(default_factory=dict)
     seconds: float = 0.0
+    moved: bool = True
 
     @property
     def diverged(self) -> bool:
@@ -128,6 +130,7 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
     a model, ``trainable`` has one flag per parameter.
     """
     start = time.perf_counter()
+    initial = [np.asarray(W) for W in weights]
     weights = [np.array(W, copy=True) for W in weights]
     trainable = list(trainable) if trainable is not None else [True] * len(weights)
     N = X.shape[0]
@@ -198,5 +201,10 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
     return TrainResult(weights=weights, losses=np.asarray(losses), epochs=len(losses), steps=steps,
                        stop_reason=reason, initial_loss=losses[0] if full_batch else initial_loss,
                        final_loss=final_loss, final_output=final_output, prepared=dict(prepared),
-                       rules=summaries, seconds=time.perf_counter() - start)
+                       rules=summaries, seconds=time.perf_counter() - start, moved=weights_moved(initial, weights))
+
+
+def weights_moved(initial: Sequence[np.ndarray], final: Sequence[np.ndarray]) -> bool:
+    """Whether any array of ``final`` differs from its ``initial`` counterpart (or its shape)."""
+    return any(not np.array_equal(a, b) for a, b in zip(initial, final))
 

@@ -1,5 +1,7 @@
 """Optimizer checks: steps keep shapes and dtypes, leave frozen layers alone, move the
-trainable ones, are deterministic and match ``reference_step``.
+trainable ones, are deterministic, match ``reference_step``, and a stack of members stepped as
+batched training steps them (:func:`harness.engine.stack_steppers.make_stepper`) moves every
+member exactly as the single-network loop moves it alone.
 """
 from __future__ import annotations
 
@@ -116,3 +118,53 @@ def _optimizer_reference(cls) -> str:
             assert np.allclose(W, E, rtol=1e-10, atol=1e-13), \
                 f"step {k}: layer {l} differs from reference_step by {np.max(np.abs(W - E)):.3g}"
     return f"{OPT_STEPS} steps match reference_step"
+
+
+BATCH_MEMBERS = 3
+"""Members of the stack in the batched-stepper check (each its own data and weights)."""
+
+
+def _member_problem(i: int) -> TrainingProblem:
+    rng = _rng(51, i)
+    X = rng.standard_normal((12, OPT_SHAPES[0][1]))
+    return TrainingProblem(X=X, y=rng.standard_normal(12), weights=_gaussian_weights(OPT_SHAPES, rng),
+                           activation=_Tanh(), trainable=list(OPT_TRAINABLE), loss=_HalfSquaredError())
+
+
+@check("optimizer", "batched stepper", args=class_arg, after="steps")
+def _optimizer_batched(cls) -> str:
+    """Batched training steps a stack of members with the optimizer's ``batch_stepper`` or, without
+    one, each member's ``step`` on its slices of the stacks; after each of ``OPT_STEPS`` steps
+    every member's weights must equal those the single-network loop gives it (which keeps what
+    its weight list holds, updated in place or rebound), and the trainable layers must move."""
+    from harness.engine.stack_steppers import make_stepper
+
+    problems = [_member_problem(i) for i in range(BATCH_MEMBERS)]
+    single, batched = [_instance(cls) for _ in problems], [_instance(cls) for _ in problems]
+    for opt, other, problem in zip(single, batched, problems):
+        opt.prepare(problem)
+        other.prepare(problem)
+    alone = [[W.copy() for W in p.weights] for p in problems]
+    states = [opt.init_state(w) for opt, w in zip(single, alone)]
+    stacks = [np.stack([p.weights[l] for p in problems]) for l in range(len(OPT_SHAPES))]
+    stepper = make_stepper(batched, stacks)
+    mask = np.ones(BATCH_MEMBERS, dtype=np.bool_)
+    for k in range(OPT_STEPS):
+        grads = [_gradients(p, [W[i] for W in stacks]) for i, p in enumerate(problems)]
+        stepper.step(stacks, [None if grads[0][l] is None else np.stack([g[l] for g in grads])
+                              for l in range(len(OPT_SHAPES))], mask)
+        for i, (opt, problem) in enumerate(zip(single, problems)):
+            opt.step(alone[i], _gradients(problem, alone[i]), states[i])
+            for l, W in enumerate(alone[i]):
+                B = stacks[l][i]
+                assert np.allclose(B, W, rtol=1e-12, atol=1e-14), (
+                    f"step {k}: member {i}, layer {l}: batched training moves it differently from training "
+                    f"alone (by {np.max(np.abs(B - W)):.3g}; {type(stepper).__name__})")
+    for l, trained in enumerate(OPT_TRAINABLE):
+        unmoved = [i for i, p in enumerate(problems) if np.array_equal(stacks[l][i], p.weights[l])]
+        if trained:
+            assert not unmoved, f"batched training left trainable layer {l} of members {unmoved} where it started"
+        else:
+            assert len(unmoved) == BATCH_MEMBERS, f"batched training moved frozen layer {l}"
+    return (f"{BATCH_MEMBERS} members, {OPT_STEPS} steps with {type(stepper).__name__}: the same weights as "
+            "each member alone, trainable layers moved")
