@@ -95,6 +95,7 @@ def show_lines(run_dir, experiments: Sequence[str] = (), where: Sequence[str] = 
     out.append((f"cells: {len(result.rows)}" + (f" of {total}" if total is not None else "") + f" ({parts})", False))
     if result.spec_error:
         out.append((f"warning: the run's spec no longer loads: {result.spec_error}", True))
+    out += [(text, True) for text in untrained_warnings(result.rows, experiments)]
     missing = result.missing
     if missing:
         out.append((f"incomplete: {missing} cells missing; finish with: harness run --resume {result.path}", False))
@@ -112,3 +113,20 @@ def show_lines(run_dir, experiments: Sequence[str] = (), where: Sequence[str] = 
         out.append((f"{block_id}: threshold search ({condition}; thresholds.csv)", False))
         out.append((format_thresholds(lines, max_width=width or None), False))
     return out
+
+
+UNTRAINED = "weights_unchanged"
+"""The metric of a training row whose weights ended where they started although the optimizer
+stepped with a step size > 0 (``harness_plugins.memorization``)."""
+
+
+def untrained_warnings(rows, experiments: Sequence[str] = ()) -> list[str]:
+    """One warning per experiment block with rows flagged :data:`UNTRAINED`: they did not train."""
+    flagged: dict[str, int] = {}
+    for r in rows:
+        if (not experiments or r.get("experiment_id") in experiments) and (r.get("metrics") or {}).get(UNTRAINED):
+            flagged[str(r.get("experiment_id"))] = flagged.get(str(r.get("experiment_id")), 0) + 1
+    return [f"warning: {n} row{'s' if n > 1 else ''} of {block} did not train: the weights ended where they "
+            f"started although the optimizer stepped with lr > 0 on a finite loss ({UNTRAINED}); an optimizer "
+            "step that updates nothing (check it with harness check-plugin), or gradients exactly zero"
+            for block, n in flagged.items()]

@@ -105,13 +105,24 @@ def optimizer_record(prepared: Mapping[str, Any]) -> dict:
     return out
 
 
-def training_record(result: TrainResult, curve_points: int) -> dict:
-    """The result-row entries every training experiment shares: the training outcome, what the
-    optimizer's ``prepare()`` returned (:func:`optimizer_record`) and the loss curve."""
+def weights_unchanged(result: TrainResult, lr: float | None) -> bool:
+    """The row's ``weights_unchanged``: the optimizer stepped (on a finite loss) with a step size
+    > 0 (``lr``, or ``gd_theory``'s ``eta``; ``None``: not known, taken as > 0), yet every weight
+    ended where it started: an optimizer whose ``step`` updates nothing, or gradients exactly 0.
+    Such a row did not train; ``harness show`` names it."""
+    step = lr if lr is not None else result.prepared.get("eta")
+    return bool(result.steps > 0 and (step is None or step > 0) and not result.moved)
+
+
+def training_record(result: TrainResult, curve_points: int, lr: float | None = None) -> dict:
+    """The result-row entries every training experiment shares: the training outcome (with
+    :func:`weights_unchanged`; ``lr``: the learning rate that ran), what the optimizer's
+    ``prepare()`` returned (:func:`optimizer_record`) and the loss curve."""
     epochs, values = result.curve(curve_points)
     return {
         "final_loss": math.inf if result.diverged else result.final_loss,
         "initial_loss": result.initial_loss,
+        "weights_unchanged": weights_unchanged(result, lr),
         "stop_epoch": result.epochs,
         "steps": result.steps,
         "stop_reason": result.stop_reason,

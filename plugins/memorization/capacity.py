@@ -268,7 +268,7 @@ class Capacity(Experiment):
         result.prepared.update(job["step"])
         if self.save_arrays:
             save_training_arrays(cell, X, y, result, arch, d)
-        record = training_record(result, self.curve_points)
+        record = training_record(result, self.curve_points, lr)
         resolved = dict(job["resolved"])
         resolved["widths"] = [n for n, _ in shapes[:-1]]
         if lr is not None:

@@ -158,7 +158,7 @@ class Memorization(Experiment):
         return {
             "d2": d * d, "P": P, "P_over_N": P / N, "lr": lr,
             "ntk_path": job["arch"].ntk_path(d),
-            **training_record(result, self.curve_points),
+            **training_record(result, self.curve_points, lr),
             **{key: window.get(key) for key in WINDOW_FIELDS},
             "timings": _timings(result),
             "resolved": resolved,

@@ -147,7 +147,7 @@ class TwoLayerMemorization(Experiment):
             "train_accuracy": accuracy,
             "inactive_fraction": float(np.mean(np.all(first <= 0, axis=1))),
             "ntk_path": arch.ntk_path(d),
-            **training_record(result, self.curve_points),
+            **training_record(result, self.curve_points, lr),
             "timings": _timings(result),
             "resolved": {"architecture.q": q, **({"optimizer.lr": lr} if lr is not None else {})},
         }
