@@ -58,6 +58,13 @@ class Param:
     component: str | None = None
     """The value names a registered component of this kind (``"activation"``): checked against
     the run's registry when the benchmark file loads (:meth:`harness.plugin.registry.Registry.create`)."""
+    sets: str | None = None
+    """For an experiment's text parameter that is a *rule* for a slot's parameter (``lr_rule``
+    sets ``"optimizer.lr"``): the ``slot.param`` it sets. The slot's parameter, set explicitly in
+    the benchmark file, wins over the rule's default (the rule then resolves to ``""``: none);
+    both set explicitly is refused when the file loads, naming both; where the rule applies, the
+    slot's parameter is left out of the resolved spec (the experiment reports the value it used
+    in its result's ``resolved``). :mod:`harness.spec.slot_rules` applies this."""
 
     @property
     def required(self) -> bool:
@@ -153,6 +160,7 @@ class Param:
             "max": self.max,
             "help": self.help,
             "component": self.component,
+            "sets": self.sets,
         }
 
 

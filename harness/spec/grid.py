@@ -16,6 +16,7 @@ from harness.plugin.seeds import canonical
 
 from ..errors import PluginError, SpecError, suggest
 from .model import MAX_GRID_POINTS, Axis
+from .slot_rules import apply_rules
 
 if TYPE_CHECKING:
     from .model import ExperimentSpec
@@ -183,8 +184,10 @@ def _grid_coords(exp: ExperimentSpec) -> list[dict[str, Any]]:
 
 def _derive_and_resolve(exp: ExperimentSpec, coords: Mapping[str, Any], *, declared: Mapping[str, Param],
                         slots_decl: Mapping[str, tuple], source: str, prefix: str, registry: Registry,
-                        targets: Mapping[str, str]) -> dict:
-    """The point at ``coords`` (axis values): derived values added, parameters resolved."""
+                        targets: Mapping[str, str], given: set[str] = frozenset()) -> dict:
+    """The point at ``coords`` (axis values): derived values added, parameters resolved, rules
+    for slot parameters applied (:mod:`harness.spec.slot_rules`; ``given``: the key paths the
+    block sets explicitly)."""
     coords = dict(coords)
     env = {k: v for k, v in exp.params.items() if isinstance(v, (int, float, str, list))}
     env.update({_var_name(k): v for k, v in coords.items()})
@@ -199,6 +202,7 @@ def _derive_and_resolve(exp: ExperimentSpec, coords: Mapping[str, Any], *, decla
         coords[key] = value
         env[_var_name(key)] = value
     point = _resolve_point(exp, coords, declared, slots_decl, source, prefix, registry, targets)
+    apply_rules(exp.component, point, exp.slots, set(given), slots_decl, registry, source, prefix, targets)
     _check_point(exp, point, slots_decl, source, prefix, registry, targets)
     return point
 

@@ -32,6 +32,7 @@ from .model import (
     ExperimentSpec,
     Spec,
 )
+from .slot_rules import block_given, prepare_block
 
 
 def _validate(raw: dict, source: str, registry: Registry) -> Spec:
@@ -179,11 +180,14 @@ def _validate_experiment(block: dict, index: int, source: str, registry: Registr
         elif not p.required:
             base[p.name] = p.default
 
+    given = block_given(block, exp_params, slots_decl)
+    prepare_block(component, base, slots, given)  # a rule vs its slot parameter (slot_rules)
     exp = ExperimentSpec(id=exp_id, experiment=name, component=component, repetitions=repetitions,
                          params=base, slots=slots, axes=axes, derived=dict(derived), seed_by=seed_by,
                          description=description, search=search)
     exp.resolve = functools.partial(_derive_and_resolve, exp, declared=declared, slots_decl=slots_decl,
-                                    source=source, prefix=prefix, registry=registry, targets=targets)
+                                    source=source, prefix=prefix, registry=registry, targets=targets,
+                                    given=given)
     if search is None:
         exp.points = [exp.resolve(coords) for coords in _grid_coords(exp)]
         if not exp.points:

@@ -4,9 +4,12 @@ d -> d -> d -> d -> 1) is trained by full-batch Adam on N Gaussian inputs with N
 MSE without 1/2, at most ``max_epochs`` epochs with the paper's early stopping (windows of
 ``window`` epochs; stop when a window's loss sum exceeds the previous one). The learning rate
 is the expression ``lr_rule`` in ``N``, ``d`` and ``P`` (the trainable parameter count), by
-default the paper's ``"1/(10*sqrt(N))"``; it replaces the optimizer's ``lr`` (set
-``lr_rule = ""`` to use the optimizer's own ``lr``; optimizers without an ``lr``, such as
-``gd_theory``, ignore it). Rows hold ``final_loss`` (the full-batch loss at the final weights),
+default the paper's ``"1/(10*sqrt(N))"``, unless the benchmark file sets the optimizer's ``lr``
+(``optimizer = {name = "adam", lr = 0.0007}``): an explicit ``lr`` wins over the default rule,
+``lr_rule = ""`` keeps the optimizer's own ``lr``, and an explicit ``lr`` with an explicit
+``lr_rule`` is refused when the file loads (:mod:`harness.spec.slot_rules`); optimizers without
+an ``lr``, such as ``gd_theory``, ignore it. The ``lr`` that ran is the row's metric ``lr`` and
+its ``components.optimizer.params.lr``. Rows hold ``final_loss`` (the full-batch loss at the final weights),
 ``reported_loss`` (the authors' value, what the paper plots: the sum of the last complete
 window that did not exceed its predecessor, i.e. at a window stop the window *before* the one
 that triggered it and otherwise the last complete window, divided by ``window / 2`` = 50),
@@ -15,7 +18,8 @@ start inclusive, end exclusive), ``stop_window_loss`` (the window that triggered
 50: right after a loss spike, *not* the paper's value), ``windows`` (complete windows), all from
 :class:`harness.engine.stopping.WindowRule` and ``None`` without a window rule or a complete
 window, then ``stop_epoch``, ``stop_reason``, ``P``, ``P_over_N``, the step actually used
-(``lr``, or ``eta_rule`` and ``eta`` for ``gd_theory``) and the loss curve (``loss_curve``
+(``lr``, or ``eta_rule`` and ``eta`` for ``gd_theory``), ``weights_unchanged`` (true when the
+optimizer stepped yet no weight moved: a row that did not train) and the loss curve (``loss_curve``
 against ``loss_curve_epoch``, subsampled to ``curve_points`` points). A diverged run reports
 ``final_loss = inf`` (so its row is marked diverged). Figures: ``heatmap``, the one that
 reproduces Fig. 2: the mean over repetitions of log10(reported_loss) over (d^2, N) with the
@@ -76,8 +80,9 @@ class Memorization(Experiment):
         Param("window", int, 100, "early-stopping window in epochs (0: no window rule)", min=0),
         Param("tol", float, None, "also stop once the loss is <= tol (unset: no tolerance rule)", min=0.0),
         Param("lr_rule", str, "1/(10*sqrt(N))",
-              "learning rate as an expression in N, d, P; replaces the optimizer's lr ('' keeps it)",
-              check=Expr("N", "d", "P", empty=True)),
+              "learning rate as an expression in N, d, P, unless the optimizer's lr is set ('' keeps the "
+              "optimizer's lr; an explicit optimizer.lr and lr_rule are refused together)",
+              check=Expr("N", "d", "P", empty=True), sets="optimizer.lr"),
         _CURVE,
         _DIVERGENCE,
         _BATCHED,

@@ -55,8 +55,9 @@ class TwoLayerMemorization(Experiment):
         Param("d", int, 20, "input dimension", min=1),
         Param("steps", int, 2000, "SGD steps T", min=1),
         Param("tol", float, 0.0, "stop once an epoch's training loss is <= tol", min=0.0),
-        Param("lr_rule", str, "", "step size as an expression in m, d, q, P ('' keeps the optimizer's lr)",
-              check=Expr("m", "N", "d", "q", "P", empty=True)),
+        Param("lr_rule", str, "", "step size as an expression in m, d, q, P ('' keeps the optimizer's lr; "
+              "an explicit optimizer.lr and a rule are refused together)",
+              check=Expr("m", "N", "d", "q", "P", empty=True), sets="optimizer.lr"),
         _CURVE,
         _DIVERGENCE,
         _SAVE_ARRAYS,
