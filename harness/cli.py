@@ -289,7 +289,8 @@ def plugins(as_json):
     if info["failures"]:
         click.echo("plugins that failed to load:")
         for f in info["failures"]:
-            click.echo(f"  {f['plugin']}: {f['error']}")
+            module = f" (module {f['module']})" if f.get("module") else ""
+            click.echo(f"  {f['plugin']}{module}: {f['error']}")
 
 
 @main.command()
@@ -383,10 +384,13 @@ def fit(run_dir, metric, axis, log, n_boot, level, as_json, plot_file):
 @click.option("--kind", "kind", default=None, metavar="KIND",
               help="The component's kind, when the name is used by several kinds.")
 def check_plugin(name, kind):
-    """Run the conformance checks on one component (exit 1 on a failure)."""
+    """Run the conformance checks on one component (exit 1 on a failure; 2 when no component has
+    the name, naming the plugins that failed to load, their modules and errors)."""
     from .api import check_plugin as check
 
     found = check(name, kind)
+    if found.failures:
+        click.echo(f"warning: {found.failures}", err=True)
     click.echo(f"{found.kind} {name} [{found.provider}]")
     for result in found.results:
         click.echo(f"  {result}")

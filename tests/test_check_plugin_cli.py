@@ -116,3 +116,29 @@ def test_user_mistakes_are_one_line_errors(cli, args, message):
     result = cli(*args)
     assert result.exit_code == 2
     assert result.output.startswith(message) and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_name_from_a_plugin_that_failed_to_load_names_plugin_module_and_error(monkeypatch, tmp_path):
+    (tmp_path / "lion_typo.py").write_text(
+        "from harness import hookimpl\n\n@hookimpl\ndef harness_register_optimizer(registry):\n    pass\n")
+    (tmp_path / "lion_raises.py").write_text(
+        "from harness import hookimpl\n\n@hookimpl\ndef harness_register_optimizers(registry):\n"
+        "    raise RuntimeError('lion needs a GPU')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugin_manager.EXTRA_PLUGINS_ENV, "lion_typo,lion_missing,lion_raises")
+    result = CliRunner().invoke(main, ["check-plugin", "lion"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    text = result.output
+    assert text.startswith("error: no component named 'lion'; plugins that failed to load: ")
+    assert ("plugin 'lion_missing' (module lion_missing): ModuleNotFoundError: No module named 'lion_missing'"
+            in text)
+    assert ("plugin 'lion_typo' (module lion_typo): PluginError: unknown hook 'harness_register_optimizer'"
+            in text and "did you mean harness_register_optimizers?" in text)
+    assert "plugin 'lion_raises' (module lion_raises): RuntimeError: lion needs a GPU" in text
+    with_kind = CliRunner().invoke(main, ["check-plugin", "lion", "--kind", "optimizer"])
+    assert with_kind.exit_code == 2 and "unknown optimizer 'lion'" in with_kind.output
+    assert "(module lion_typo)" in with_kind.output
+    listed = CliRunner().invoke(main, ["plugins"])
+    assert "  lion_raises (module lion_raises): RuntimeError: lion needs a GPU" in listed.output
+    found = CliRunner().invoke(main, ["check-plugin", "sigmoid"])  # a component that loaded: checked, warned
+    assert found.exit_code == 0 and "warning: plugins that failed to load" in found.stderr

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Sequence
 
-from harness.errors import UserError, suggest
+from harness.errors import PluginError, UserError, suggest
 
 
 def _registry(registry, plugins: Sequence[Any]):
@@ -28,7 +28,7 @@ def _version(dist: str) -> str | None:
 
 
 def describe_plugins(plugins: Sequence[Any] = (), registry=None) -> dict:
-    """``{"components": {kind: [entry, ...]}, "failures": [{"plugin", "error"}]}``: every
+    """``{"components": {kind: [entry, ...]}, "failures": [{"plugin", "module", "error"}]}``: every
     component with its parameters (:meth:`Component.describe`), slots (experiments), the
     distribution providing it and that distribution's version."""
     registry = _registry(registry, plugins)
@@ -45,7 +45,8 @@ def describe_plugins(plugins: Sequence[Any] = (), registry=None) -> dict:
             entry["slots"] = {s: {"kind": k, "default": d} for s, (k, d) in dict(slots).items()}
         kinds.setdefault(kind, []).append(entry)
     return {"components": kinds,
-            "failures": [{"plugin": name, "error": error} for name, error in registry.failures]}
+            "failures": [{"plugin": name, "module": registry.failure_modules.get(name), "error": error}
+                         for name, error in registry.failures]}
 
 
 @dataclass
@@ -57,6 +58,8 @@ class PluginCheck:
     name: str
     provider: str
     results: list
+    failures: str = ""
+    """The plugins that failed to load (:meth:`Registry.failure_text`), "" when none did."""
 
     @property
     def failed(self) -> int:
@@ -80,9 +83,14 @@ def resolve_kind(name: str, kind: str | None, registry) -> str:
         raise UserError(f"--kind {kind!r}: not a plugin kind{suggest(kind, KINDS)}; kinds: {', '.join(KINDS)}")
     kinds = [kind] if kind else [k for k in KINDS if name in registry.names(k)]
     if kind and name not in registry.names(kind):
-        registry.get(kind, name)  # raises a PluginError with close names
+        try:
+            registry.get(kind, name)
+        except PluginError as exc:  # close names, and the plugins that failed to load
+            raise UserError(str(exc)) from None
     if not kinds:
         every = sorted({n for k in KINDS for n in registry.names(k)})
+        if registry.failures:  # the component may be in a plugin that did not load: say which and why
+            raise UserError(f"no component named {name!r}{suggest(name, every)}; {registry.failure_text()}")
         raise UserError(f"no component named {name!r}{suggest(name, every)}; list them with: harness plugins")
     if len(kinds) > 1:
         raise UserError(f"{name!r} is registered as {' and '.join(kinds)}; choose one with --kind")
@@ -96,4 +104,5 @@ def check_plugin(name: str, kind: str | None = None, plugins: Sequence[Any] = ()
 
     registry = _registry(registry, plugins)
     kind = resolve_kind(name, kind, registry)
-    return PluginCheck(kind, name, registry.provider_of(kind, name), check_component(kind, name, registry))
+    return PluginCheck(kind, name, registry.provider_of(kind, name), check_component(kind, name, registry),
+                       registry.failure_text())

@@ -91,8 +91,9 @@ def _entry_points() -> list[tuple[str, Any]]:
     return out
 
 
-def _load_entry_points(pm: pluggy.PluginManager, failures: list[tuple[str, str]]) -> None:
-    """pluggy's ``load_setuptools_entrypoints``, with a broken plugin recorded and skipped."""
+def _load_entry_points(pm: pluggy.PluginManager, failures: list[tuple[str, str]], modules: dict[str, str]) -> None:
+    """pluggy's ``load_setuptools_entrypoints``, with a broken plugin recorded (and its module)
+    and skipped."""
     eps = _entry_points()
     if _autoload_disabled():
         own = {ep.name for dist, ep in eps if dist == DISTRIBUTION}
@@ -109,7 +110,15 @@ def _load_entry_points(pm: pluggy.PluginManager, failures: list[tuple[str, str]]
             if broken is None:
                 raise
             failures.append((f"{broken[0]}:{broken[1].name}", _error(exc)))
+            modules[f"{broken[0]}:{broken[1].name}"] = broken[1].value.partition(":")[0]
             pm.set_blocked(broken[1].name)
+
+
+def _module_of(plugin: Any, name: str) -> str:
+    """The module a plugin object comes from (a module's own name, an object's class module)."""
+    if isinstance(plugin, types.ModuleType):
+        return plugin.__name__
+    return getattr(type(plugin), "__module__", None) or name
 
 
 def _plugin_name(plugin: Any) -> str:
@@ -147,7 +156,7 @@ def make_plugin_manager(plugins: Iterable[Any] = (), *, extra_plugins: Iterable[
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     registry = Registry()
-    _load_entry_points(pm, registry.failures)
+    _load_entry_points(pm, registry.failures, registry.failure_modules)
     providers = {pm.get_name(plugin): dist.metadata["Name"] for plugin, dist in pm.list_plugin_distinfo()}
 
     for module_name in filter(None, (m.strip() for m in os.environ.get(EXTRA_PLUGINS_ENV, "").split(","))):
@@ -156,6 +165,7 @@ def make_plugin_manager(plugins: Iterable[Any] = (), *, extra_plugins: Iterable[
                 pm.register(importlib.import_module(module_name), name=module_name)
         except Exception as exc:
             registry.failures.append((module_name, _error(exc)))
+            registry.failure_modules[module_name] = module_name
 
     explicit: list[str] = []
     kept: list[Any] = []
@@ -175,6 +185,7 @@ def make_plugin_manager(plugins: Iterable[Any] = (), *, extra_plugins: Iterable[
         if name in explicit:
             raise PluginError(problem.removeprefix("PluginError: "))
         registry.failures.append((name, problem))
+        registry.failure_modules[name] = _module_of(pm.get_plugin(name), name)
         pm.unregister(name=name)
 
     for kind, hook_name in HOOKS_BY_KIND.items():
@@ -186,6 +197,7 @@ def make_plugin_manager(plugins: Iterable[Any] = (), *, extra_plugins: Iterable[
                 if impl.plugin_name in explicit:
                     raise PluginError(f"plugin {impl.plugin_name!r}: {_error(exc)}") from exc
                 registry.failures.append((impl.plugin_name, _error(exc)))
+                registry.failure_modules[impl.plugin_name] = _module_of(impl.plugin, impl.plugin_name)
     registry.provider = "<unknown>"
     return pm, registry
 

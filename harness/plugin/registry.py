@@ -52,6 +52,9 @@ class Registry:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self.provider = "<unknown>"
         self.failures: list[tuple[str, str]] = []
+        """``(plugin, error)`` of every plugin that failed to import, validate or register."""
+        self.failure_modules: dict[str, str] = {}
+        """Plugin -> the module it was to be loaded from (entry point or ``HARNESS_PLUGINS``)."""
         self.plugins: tuple = ()
         """The plugins given besides the installed ones (module names or objects): a worker
         process rebuilds this registry with ``harness.plugin.manager.load_registry(plugins)``."""
@@ -77,9 +80,19 @@ class Registry:
         if name not in entries:
             msg = f"unknown {kind} {name!r}{suggest(name, entries)}; available: {', '.join(sorted(entries)) or 'none'}"
             if self.failures:
-                msg += "; plugins that failed to load: " + ", ".join(n for n, _ in self.failures)
+                msg += "; " + self.failure_text()
             raise PluginError(msg)
         return entries[name].component
+
+    def failure_text(self) -> str:
+        """``plugins that failed to load: plugin 'p' (module m): Error: ...; ...`` ("" if none)."""
+        if not self.failures:
+            return ""
+        parts = []
+        for plugin, error in self.failures:
+            module = self.failure_modules.get(plugin)
+            parts.append(f"plugin {plugin!r}" + (f" (module {module})" if module else "") + f": {error}")
+        return "plugins that failed to load: " + "; ".join(parts)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._entries[kind])
