@@ -274,3 +274,15 @@ def test_figures_follow_the_blocks_with_captions_and_compared_axes_get_tables(tm
 
 def test_no_compared_axis_no_comparison_section(run_dir):
     assert 'id="compare"' not in render_report(load_run(run_dir))
+
+
+def test_run_times_come_from_the_sessions_and_rows():
+    from harness.results.report import run_times
+
+    sessions = [{"started": "2026-01-01T10:00:00+00:00"}, {"started": "2026-01-01T12:00:00+00:00"}]
+    rows = [{"finished": "2026-01-01T10:01:30.500+00:00", "elapsed": 50.0},
+            {"finished": "2026-01-01T10:02:00+00:00", "elapsed": 60.0},   # first session: 2:00
+            {"finished": "2026-01-01T12:00:45+00:00", "elapsed": 45.0}]   # second session: 0:45
+    assert run_times(sessions, rows) == [("wall time", "2:45 (2 sessions)"),
+                                         ("cell time", "2:35 (the cells' elapsed seconds added up)")]
+    assert run_times([], []) == []

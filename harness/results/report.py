@@ -26,6 +26,7 @@ import html
 import json
 import math
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -357,6 +358,7 @@ def render_report(run) -> str:
     sessions = env.get("sessions") if isinstance(env.get("sessions"), list) else []
     if sessions and isinstance(sessions[0], dict) and sessions[0].get("started"):
         facts.append(("started", sessions[0]["started"]))
+    facts += run_times(sessions, run.rows)
     for key in ("python", "platform", "cpu", "cores"):
         if key in env and not isinstance(env[key], (dict, list)):
             facts.append((key, env[key]))
@@ -382,6 +384,35 @@ def render_report(run) -> str:
     parts.append(f'<h2 id="environment">Environment</h2><pre>{esc(json.dumps(env, indent=2, default=str))}</pre>')
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _time(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+
+
+def run_times(sessions: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """How long the run took, from its own record (never typed): ``wall time``, per session from
+    its start (``env.json``) to the last row it finished (``rows.jsonl``), added over sessions;
+    ``cell time``, the rows' ``elapsed`` added up (more than the wall time with ``-j``)."""
+    from harness.runner.progress import format_seconds
+
+    starts = sorted(t for t in (_time(x.get("started")) for x in sessions if isinstance(x, dict)) if t)
+    ends = sorted(t for t in (_time(r.get("finished")) for r in rows if r.get("finished")) if t)
+    out = []
+    if starts and ends:
+        wall = 0.0
+        for i, start in enumerate(starts):
+            until = starts[i + 1] if i + 1 < len(starts) else None
+            done = [t for t in ends if t >= start and (until is None or t < until)]
+            wall += (max(done) - start).total_seconds() if done else 0.0
+        out.append(("wall time", f"{format_seconds(wall)} ({len(starts)} session{'s' if len(starts) > 1 else ''})"))
+    elapsed = [float(r["elapsed"]) for r in rows if isinstance(r.get("elapsed"), (int, float))]
+    if elapsed:
+        out.append(("cell time", f"{format_seconds(sum(elapsed))} (the cells' elapsed seconds added up)"))
+    return out
 
 
 def _thresholds_section(lines: Sequence[Mapping[str, Any]]) -> str:
