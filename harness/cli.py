@@ -38,6 +38,8 @@ from .errors import UserError
 EXIT_INTERRUPTED = 130
 EXIT_CELLS_FAILED = 3
 """``harness run``: the run finished, but some cells failed, timed out or diverged."""
+MAX_COMPARE_WIDTH = 200
+"""``harness compare``'s tables are at most this wide unless --width says otherwise."""
 EXIT_STOPPED = 4
 """``harness run``: the run had to stop (a full disk, no Dask worker left); resume it
 (:class:`harness.errors.RunStopped`)."""
@@ -325,8 +327,8 @@ def report(run_dir, output):
               show_default=True)
 @click.option("--width", type=click.IntRange(min=0), default=None, metavar="N",
               help="Fit the text tables into N characters, pivoting to a line per group when the groups "
-                   "do not fit side by side (0: no limit) [default: the terminal's width, 100 when not "
-                   "a terminal].")
+                   "do not fit side by side (0: no limit) [default: the terminal's width up to 200, 100 "
+                   "when not a terminal].")
 @click.option("--n-boot", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Bootstrap resamples of the paired differences.")
 @click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
@@ -345,7 +347,7 @@ def compare(run_dirs, metrics, by, experiments, baseline, ratio, constants, fmt,
                                experiments=experiments, ratio=ratio, constants=constants)
     if not comparisons:
         raise UserError("nothing to compare: " + (left_out_note(comparisons) or "no block has two groups"))
-    width = _terminal_width() if width is None else width or None
+    width = min(_terminal_width(), MAX_COMPARE_WIDTH) if width is None else width or None
     click.echo(format_comparisons(comparisons, fmt, width if fmt == "table" else None).rstrip("\n"))
     if fmt == "csv":  # the table and markdown formats say it in their notes
         for c in comparisons:

@@ -127,3 +127,33 @@ def test_cli_done_when_ntk_block_by_architecture_with_ratios(tmp_path):
     assert {d["experiment_id"] for d in data} == {"ntk"} and "note: left out" in csv_out.stderr
     bad = CliRunner().invoke(main, ["compare", str(run), "-e", "nope"])
     assert bad.exit_code == 2 and bad.output.startswith("error: --experiment 'nope'")
+
+
+@pytest.mark.slow
+def test_done_when_on_a_reduced_architectures_run(tmp_path):
+    """``harness compare RUN --by architecture -e ntk --metric lambda_min_full --ratio`` on a reduced
+    benchmarks/architectures.toml run: exit 0, lines of at most 200 characters, no JSON label; the
+    report's comparison tables the same."""
+    from pathlib import Path
+
+    from harness import api
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "architectures.toml"
+    run_dir = api.run(str(bench), overrides=["experiments.ntk.grid.N=[40]", "experiments.ntk.grid.d=[6, 12]",
+                                            "experiments.mem.grid.N=[20]", "experiments.mem.grid.d=[4]",
+                                            "experiments.mem.max_epochs=20", "benchmark.repetitions=2"],
+                      results_dir=tmp_path / "results", progress=False, executor="inline")
+    for width in ([], ["--width", "200"], ["--width", "60"]):
+        result = CliRunner().invoke(main, ["compare", str(run_dir.path), "--by", "architecture", "-e", "ntk",
+                                           "--metric", "lambda_min_full", "--ratio", *width])
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert lines[0] == "ntk: lambda_min_full" and max(map(len, lines)) <= 200
+        assert not any(c in result.output for c in '{}"')
+        assert "residual(bias)" in result.output and "ratio" in result.output
+    html = (run_dir.path / "report.html").read_text()
+    section = html[html.index('id="compare"'):html.index('id="problems"')]
+    assert "<h3>ntk: by architecture</h3>" in section and "<h3>mem: by architecture</h3>" in section
+    assert "fc(bias)" in section and "&quot;name&quot;" not in section and "{" not in section
+    assert "ratio vs fc" in section or "residual / fc" in section  # lambda_min spans decades: ratios
+    assert "left out, the same in every row at each point" in section
