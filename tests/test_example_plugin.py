@@ -125,9 +125,10 @@ def test_a_benchmark_runs_with_the_plugin_components(site, tmp_path):
     by_beta = {r["components"]["activation"]["params"]["beta"]: r["metrics"]["final_loss"] for r in rows}
     cmp = harness(site, "compare", str(run_dir), "--by", "activation.beta", "-m", "final_loss", "--format", "csv")
     assert cmp.returncode == 0, cmp.stderr
-    (line,) = list(csv.DictReader(io.StringIO(cmp.stdout)))
-    assert line["4.0-1.0_pairs"] == "1"
-    assert float(line["4.0-1.0_diff"]) == pytest.approx(by_beta[4.0] - by_beta[1.0])
+    base, line = list(csv.DictReader(io.StringIO(cmp.stdout)))  # tidy: a line per group
+    assert (base["group"], line["group"], line["baseline"]) == ("1.0", "4.0", "1.0")
+    assert line["pairs"] == "1"
+    assert float(line["diff"]) == pytest.approx(by_beta[4.0] - by_beta[1.0])
 
 
 @pytest.mark.slow
