@@ -193,3 +193,22 @@ def test_rows_flag_weights_that_did_not_move_and_show_names_them(tmp_path, optim
             assert ma["weights_unchanged"] is True and ma["final_loss"] == ma["initial_loss"]
         else:
             assert ma["weights_unchanged"] is False and ma["final_loss"] < 0.9 * ma["initial_loss"]
+
+
+def test_weights_unchanged_needs_steps_a_positive_step_size_and_no_movement():
+    from harness.results.views import untrained_warnings
+    from harness_plugins.memorization._common import weights_unchanged
+
+    reg = load_registry()
+    act, loss = reg.create("activation", "tanh"), reg.create("loss", "mse")
+    W, X, y = problem(0)
+    idle = train(W, X, y, act, loss, Idle(), max_epochs=3)
+    moved = train(W, X, y, act, loss, RebindingSGD(), max_epochs=3)
+    assert (idle.steps, idle.moved, moved.moved) == (3, False, True)
+    assert weights_unchanged(idle, 0.05) and not weights_unchanged(moved, 0.05)
+    assert not weights_unchanged(idle, 0.0)  # lr = 0: nothing was supposed to move
+    idle.steps = 0
+    assert not weights_unchanged(idle, 0.05)  # no finite loss, no step
+    rows = [{"experiment_id": "mem", "metrics": {"weights_unchanged": flag}} for flag in (True, False, True)]
+    (warning,) = untrained_warnings(rows)
+    assert warning.startswith("warning: 2 rows of mem did not train") and untrained_warnings(rows, ["other"]) == []
