@@ -79,7 +79,8 @@ def paired_times(ours: Callable[[], object], baseline: Callable[[], object], rep
     the per-pair ratios baseline / ours, "ratios": [...]}``."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    t_ours, t_base = [], []
+    t_ours: list[float] = []
+    t_base: list[float] = []
     for _ in range(repeats):
         for fn, out in ((ours, t_ours), (baseline, t_base)):
             time.sleep(settle)
@@ -173,7 +174,7 @@ def main(sizes: Sequence[tuple[int, int]] | None = None, threads: int | None = N
         threads = max(counts, default=1)
     threads = max(1, int(threads))
     saved = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     rows = []
     try:
         with threadpool_limits(limits=threads, user_api="blas"):

@@ -41,7 +41,7 @@ def plain_ntk(weights: list[np.ndarray], X: np.ndarray) -> np.ndarray:
     for W in weights[:-1]:
         F.append(sigmoid(F[-1] @ W.T))
     L = len(weights)
-    B = [None] * (L + 1)  # B[l] for l = 1..L; B[L] is all ones
+    B: list = [None] * (L + 1)  # B[l] for l = 1..L; B[L] is all ones
     b = np.ones((X.shape[0], 1))
     for l in range(L - 1, 0, -1):
         b = F[l] * (1.0 - F[l]) * (b @ weights[l])  # sigmoid'(G_l) = F_l (1 - F_l)

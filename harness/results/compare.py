@@ -143,7 +143,7 @@ class MetricComparison:
     def title(self) -> str:
         return f"{self.block}: {self.metric}" if self.block is not None else self.metric
 
-    def paired(self) -> list[dict[str, Difference]]:
+    def paired(self) -> list[dict[str, Ratio] | dict[str, Difference]]:
         """Per line, what is shown against the baseline: the ratios or the differences."""
         return [line.ratios if self.ratio else line.diffs for line in self.lines]
 

@@ -184,7 +184,7 @@ def _grid_coords(exp: ExperimentSpec) -> list[dict[str, Any]]:
 
 def _derive_and_resolve(exp: ExperimentSpec, coords: Mapping[str, Any], *, declared: Mapping[str, Param],
                         slots_decl: Mapping[str, tuple], source: str, prefix: str, registry: Registry,
-                        targets: Mapping[str, str], given: set[str] = frozenset()) -> dict:
+                        targets: Mapping[str, str], given: set[str] | frozenset[str] = frozenset()) -> dict:
     """The point at ``coords`` (axis values): derived values added, parameters resolved, rules
     for slot parameters applied (:mod:`harness.spec.slot_rules`; ``given``: the key paths the
     block sets explicitly)."""
