@@ -21,7 +21,7 @@ so results agree with the ``numba`` backend to rounding (the tests require 1e-8 
   training loop's full batch); do not modify ``X`` in place between evaluations.
 - batched training (:func:`harness.engine.batched_training.train_batch`, the memorisation
   cells' repetitions as one stack): :meth:`TorchBackend.stacked_gradient_engine` returns an
-  evaluator with the interface of :class:`harness.engine.batched_training.StackedGradientEngine`.
+  evaluator with the interface of :class:`harness.engine.stacked_gradients.StackedGradientEngine`.
   Each evaluation uploads every layer's weights as one stacked tensor ``(k, n_l, n_{l-1})``, runs
   the forward and backward passes of the whole stack as batched products (``torch.bmm``),
   downloads the k outputs (k x rows numbers) for the Loss component (member by member, on the
@@ -252,7 +252,7 @@ class TorchGradientEngine(_TorchEvaluator):
 
 class TorchStackedGradientEngine(_TorchEvaluator):
     """Loss and gradients of up to ``members`` networks of one shape at once on a torch device,
-    with the interface of :class:`harness.engine.batched_training.StackedGradientEngine` (see
+    with the interface of :class:`harness.engine.stacked_gradients.StackedGradientEngine` (see
     the module docstring). The inputs ``X`` (k, rows, d) stay on the device while the same array
     object is passed; do not modify it in place between evaluations."""
 

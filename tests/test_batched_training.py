@@ -5,7 +5,8 @@ compiled kernel (the mean squared error) and through the NumPy engine (the same 
 import numpy as np
 import pytest
 
-from harness.engine.batched_training import Member, StackedGradientEngine, train_batch
+from harness.engine.batched_training import Member, train_batch
+from harness.engine.stacked_gradients import StackedGradientEngine
 from harness.engine.stopping import ToleranceRule, WindowRule
 from harness.engine.training import train
 
@@ -140,11 +141,11 @@ def test_members_too_large_to_stack_train_one_by_one(registry, monkeypatch):
     """Members past SMALL_STEP_FLOPS on the NumPy engine train with the single loop (all BLAS
     threads), members the kernel evaluates still stack."""
     import harness.engine.batched_training as bt
-    import harness.engine.training as tr
+    import harness.engine.evaluation_cost as cost
 
     act = registry.create("activation", "relu")
     data = problems(registry, 3)
-    monkeypatch.setattr(tr, "SMALL_STEP_FLOPS", 1.0)
+    monkeypatch.setattr(cost, "SMALL_STEP_FLOPS", 1.0)
     calls = []
     real = bt._Chunk.run
     monkeypatch.setattr(bt._Chunk, "run", lambda self: calls.append(len(self.members)) or real(self))

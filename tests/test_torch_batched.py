@@ -10,7 +10,8 @@ import pytest
 
 pytest.importorskip("torch", reason="torch is not installed (pip install 'harness[torch]')")
 
-from harness.engine.batched_training import Member, StackedGradientEngine, train_batch  # noqa: E402
+from harness.engine.batched_training import Member, train_batch  # noqa: E402
+from harness.engine.stacked_gradients import StackedGradientEngine  # noqa: E402
 from harness.engine.stopping import WindowRule  # noqa: E402
 from harness.engine.training import train  # noqa: E402
 

@@ -41,9 +41,9 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .evaluation_cost import KERNEL_MAX_FLOPS
 from .kernel_blas import kernel_blas
 from .pointwise import KERNELS, fused_kernel
-from .training import KERNEL_MAX_FLOPS
 
 __all__ = ["ACTIVATION_CODES", "LOSS_CODES", "BLOCK_BYTES", "MAX_FLOPS", "block_rows", "fused_loss",
            "jit_slots", "jit_table",
@@ -258,8 +258,8 @@ def fused_loss(loss) -> int | None:
 
 MAX_FLOPS = KERNEL_MAX_FLOPS
 """The kernel serves evaluations of fewer flops than this (``6 rows P``): see
-:data:`harness.engine.training.KERNEL_MAX_FLOPS`, where it is defined (a module without Numba,
-for the cost estimates)."""
+:data:`harness.engine.evaluation_cost.KERNEL_MAX_FLOPS`, where it is defined (a module without
+Numba, for the cost estimates)."""
 
 
 def fused_codes(shapes, activation, loss, dtype, rows: int) -> tuple[int, int] | None:

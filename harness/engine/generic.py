@@ -26,6 +26,8 @@ from typing import Callable, Mapping, Sequence
 import autograd.numpy as anp  # noqa: F401  (re-exported for plugin forwards)
 import numpy as np
 
+from .problem import GradientResult
+
 __all__ = ["anp", "GenericPathError", "autograd_activation", "generic_jacobian", "generic_kernels",
            "GenericGradientEngine"]
 
@@ -134,8 +136,6 @@ class GenericGradientEngine:
 
     def loss_and_grads(self, params: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, loss):
         from autograd import make_vjp
-
-        from .gradients import GradientResult
 
         params = list(params)
         vjp, out = make_vjp(lambda ps: _call(self.forward, ps, X, self.activation))(params)

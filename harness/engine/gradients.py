@@ -30,23 +30,15 @@ Two implementations with one contract:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from .network import backward_signals, forward, weight_gradients
 from .pointwise import fused_kernel, outer_times, phi_dphi_inplace
+from .problem import GradientResult
 
-
-@dataclass
-class GradientResult:
-    """``loss`` (float), ``output`` f (N,) and ``grads``: one array per layer, shaped like the
-    weights, ``None`` for a frozen layer."""
-
-    loss: float
-    output: np.ndarray
-    grads: list[np.ndarray | None]
+__all__ = ["GradientResult", "loss_and_gradients", "GradientEngine"]
 
 
 def loss_and_gradients(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activation,

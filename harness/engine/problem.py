@@ -1,6 +1,10 @@
-"""The problem types the engine's training loops hand to an optimizer.
+"""The types the engine's training loops hand around: the problem an optimizer prepares on, and
+what a loss-and-gradient evaluation returns.
 
-They live in the engine (which imports nothing from the rest of ``harness``);
+They live in the engine (which imports nothing from the rest of ``harness``), in a module that
+imports none of the engine's other modules, so that every evaluator (the CPU engines of
+:mod:`harness.engine.gradients`, :mod:`harness.engine.structured`,
+:mod:`harness.engine.generic`, a device backend's) returns the same type;
 :mod:`harness.plugin.components` re-exports :class:`TrainingProblem` for plugin authors.
 """
 from __future__ import annotations
@@ -9,6 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+
+@dataclass
+class GradientResult:
+    """``loss`` (float), ``output`` f (N,) and ``grads``: one array per layer (or parameter),
+    shaped like the weights, ``None`` for a frozen one."""
+
+    loss: float
+    output: np.ndarray
+    grads: list[np.ndarray | None]
 
 
 @dataclass

@@ -20,7 +20,10 @@ from typing import Sequence
 
 import numpy as np
 
+from .gradients import GradientEngine
+from .network import Network
 from .pointwise import phi_dphi_inplace
+from .problem import GradientResult
 
 __all__ = ["NetworkGradientEngine", "make_gradient_engine", "make_stacked_engine"]
 
@@ -105,15 +108,13 @@ class NetworkGradientEngine:
         return grads
 
     def loss_and_grads(self, params: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, loss):
-        from .gradients import GradientResult
-
         H, P, out = self._forward(params, X)
         r = np.ascontiguousarray(loss.grad(out, y), dtype=self.dtype)
         grads = self.grads_from_residual(params, H, P, r)
         return GradientResult(float(loss.value(out, y)), out, grads)
 
     def stack_loss_and_grads(self, params, X, y, loss, k: int):
-        """The stacked contract of :class:`harness.engine.batched_training.StackedGradientEngine`:
+        """The stacked contract of :class:`harness.engine.stacked_gradients.StackedGradientEngine`:
         losses (k floats) and gradients (per parameter, leading axis k) of the first ``k``
         members, the Loss component called member by member."""
         params = [p[:k] for p in params]
@@ -132,8 +133,6 @@ def make_gradient_engine(model, activation, trainable=None, dtype=np.float64, ma
     :class:`~harness.engine.network.Network` -> the backend's (default: the CPU
     :class:`~harness.engine.gradients.GradientEngine`) for ``shapes``; a general Network ->
     :class:`NetworkGradientEngine`; a :class:`GenericModel` -> the autograd engine."""
-    from .network import Network
-
     if isinstance(model, GenericModel):
         from .generic import GenericGradientEngine
 
@@ -144,21 +143,17 @@ def make_gradient_engine(model, activation, trainable=None, dtype=np.float64, ma
         shapes = model.layer_shapes()
     if backend is not None:
         return backend.gradient_engine(shapes, activation, trainable, dtype=dtype, max_rows=max_rows)
-    from .gradients import GradientEngine
-
     return GradientEngine(shapes, activation, trainable, dtype=dtype, max_rows=max_rows)
 
 
 def make_stacked_engine(model, shapes, activation, members, trainable, dtype, rows):
     """The stacked evaluator of :mod:`harness.engine.batched_training`, or ``None`` when
     ``model`` cannot be stacked (the generic path: members then train one by one)."""
-    from .network import Network
-
     if isinstance(model, GenericModel):
         return None
     if isinstance(model, Network) and not model.plain:
         return _StackAdapter(NetworkGradientEngine(model, activation, trainable, dtype))
-    from .batched_training import StackedGradientEngine
+    from .stacked_gradients import StackedGradientEngine  # here: it imports Numba
 
     return StackedGradientEngine(shapes, activation, members, trainable, dtype, rows=rows)
 

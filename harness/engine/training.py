@@ -21,9 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
+from .evaluation_cost import engine_flops, one_blas_thread, shapes_of
 from .gradients import GradientEngine
 from .problem import TrainingProblem
 from .stopping import DivergenceRule, MaxEpochs, StoppingRule
+from .structured import make_gradient_engine
 from .threads import blas_threads
 
 
@@ -74,41 +76,6 @@ def subsample_curve(values: Sequence[float] | np.ndarray, points: int) -> tuple[
     return idx.tolist(), arr[idx].tolist()
 
 
-SMALL_STEP_FLOPS = 5e7
-"""Below this many floating-point operations per gradient evaluation, training runs with one
-BLAS thread: the products are too small for BLAS's threads to pay, and idle BLAS threads
-spinning on a busy machine can slow small products a hundredfold. Training through the compiled
-kernel (:mod:`harness.engine.chain_kernels`, up to :data:`KERNEL_MAX_FLOPS`) also runs on one thread:
-its products are blocks of rows, too small for threads at any size."""
-
-
-def shapes_of(weights: Sequence[np.ndarray]) -> list[tuple[int, int]]:
-    return [tuple(np.shape(W)) for W in weights]
-
-
-KERNEL_MAX_FLOPS = 1e9
-"""The compiled kernel (:mod:`harness.engine.chain_kernels`, its ``MAX_FLOPS``) serves
-evaluations of fewer flops than this (``6 rows P``). It runs on one BLAS thread; measured side by
-side on 2 cores (``harness bench train``), one thread of it beats the NumPy engine with two BLAS
-threads on whole matrices up to d = 80, N = 5000 (6e8 flops) and about breaks even at d = 122,
-N = 12000 (3e9), where the NumPy engine keeps the cores."""
-
-
-def one_blas_thread(flops: float, kernel: bool) -> bool:
-    """Whether a training whose gradient evaluation costs ``flops`` runs on one BLAS thread: when
-    the compiled kernel evaluates it (``kernel``) or it is under :data:`SMALL_STEP_FLOPS`.
-    :func:`train` then limits BLAS to one thread, and
-    :func:`harness.engine.batched_training.train_batch` trains such members in stacks that share
-    the threads; the others train alone with every BLAS thread."""
-    return bool(kernel) or float(flops) < SMALL_STEP_FLOPS
-
-
-def engine_flops(shapes: Sequence[tuple[int, int]], rows: int) -> float:
-    """Approximate flops of one loss-and-gradient evaluation on ``rows`` samples: three products
-    per layer (forward, back-propagation, gradient) of ``2 rows n_l n_{l-1}`` each."""
-    return 6.0 * rows * sum(a * b for a, b in shapes)
-
-
 def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activation, loss, optimizer,
           *, trainable: Sequence[bool] | None = None, max_epochs: int = 1000,
           max_steps: int | None = None, rules: Sequence[StoppingRule] = (),
@@ -147,8 +114,6 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
         engine = make_engine([W.shape for W in weights], activation, trainable, dtype=X.dtype,
                              max_rows=N if full_batch else batch)
     else:
-        from .structured import make_gradient_engine
-
         engine = make_gradient_engine(model, activation, trainable, X.dtype,
                                       N if full_batch else batch, backend, [W.shape for W in weights])
     all_rules = [DivergenceRule(divergence_factor), *rules, MaxEpochs(max_epochs)]

@@ -353,7 +353,7 @@ class Backend(Component):
     ``stacked_gradient_engine(shapes, activation, members, trainable, dtype, rows)`` returns the
     evaluator of batched training (:func:`harness.engine.batched_training.train_batch`: up to
     ``members`` networks of one shape as one stack), with the interface of
-    :class:`harness.engine.batched_training.StackedGradientEngine`: ``loss_and_grads(W, X, y,
+    :class:`harness.engine.stacked_gradients.StackedGradientEngine`: ``loss_and_grads(W, X, y,
     loss, k)`` takes ``W`` per layer a stack ``(members, n_l, n_{l-1})`` of which the first ``k``
     are current, ``X`` (k, rows, d) and ``y`` (k, rows), and returns ``(values, grads)``: k
     floats (each member's loss through the Loss component) and per layer the gradients
@@ -401,7 +401,7 @@ class Backend(Component):
     def stacked_gradient_engine(self, shapes: Sequence[tuple[int, int]], activation: "Activation",
                                 members: int, trainable: Sequence[bool] | None = None,
                                 dtype: Any = np.float64, rows: int | None = None):
-        from harness.engine.batched_training import StackedGradientEngine
+        from harness.engine.stacked_gradients import StackedGradientEngine
 
         return StackedGradientEngine(shapes, activation, members, trainable, dtype, rows=rows)
 

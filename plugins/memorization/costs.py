@@ -27,11 +27,11 @@ def _train_cost(N: int, P: float, epochs: float, batch: int | None = None, margi
     with the compilation of the training kernels as a once-per-process set-up cost.
 
     On one thread where the engine runs the training on one thread: under the compiled
-    kernel's :data:`~harness.engine.training.KERNEL_MAX_FLOPS` per evaluation (assumed to apply
+    kernel's :data:`~harness.engine.evaluation_cost.KERNEL_MAX_FLOPS` per evaluation (assumed to apply
     with the mean squared error, i.e. without ``margin_loss``, and a fused activation, as the
-    built-in ones are) or under :data:`~harness.engine.training.SMALL_STEP_FLOPS`; such cells
+    built-in ones are) or under :data:`~harness.engine.evaluation_cost.SMALL_STEP_FLOPS`; such cells
     are ``stacked`` (:meth:`harness.Experiment.estimate`): in a group they share the threads."""
-    from harness.engine.training import KERNEL_MAX_FLOPS, one_blas_thread
+    from harness.engine.evaluation_cost import KERNEL_MAX_FLOPS, one_blas_thread
     from harness.plugin import costs
 
     rows = N if batch is None or batch >= N else int(batch)

@@ -48,7 +48,7 @@ a check is a function registered for its kind with the :func:`~.core.check` deco
 - backend: ``ntk`` (full kernel, default arguments) agrees with ``sum_l (F_{l-1} F_{l-1}^T) o
   (B_l B_l^T)`` computed from :mod:`harness.engine.network`; ``stacked_gradient_engine`` (the
   losses and gradients of a stack of networks, first layer frozen or not) agrees with
-  :class:`harness.engine.batched_training.StackedGradientEngine`.
+  :class:`harness.engine.stacked_gradients.StackedGradientEngine`.
 """
 from __future__ import annotations
 

@@ -47,8 +47,8 @@ def _backend_ntk(cls) -> str:
 def _backend_stacked_gradients(cls) -> str:
     """Losses and gradients of the first 3 members of a stack of 4 small chains, with the first
     layer frozen and with every layer trainable, against
-    :class:`harness.engine.batched_training.StackedGradientEngine` (float64)."""
-    from harness.engine.batched_training import StackedGradientEngine
+    :class:`harness.engine.stacked_gradients.StackedGradientEngine` (float64)."""
+    from harness.engine.stacked_gradients import StackedGradientEngine
 
     backend = _instance(cls)
     rng = _rng(71)
