@@ -27,18 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from ..engine.gradients import GradientEngine
-
-
-def figure2_problem(d: int, N: int, dtype, seed: int = 0):
-    """``X (N, d)``, ``y (N,)`` and the weights ``[(d, d), (d, d), (d, d), (1, d)]`` of the
-    Figure-2 network (hidden ``N(0, 1/d)``, output ``N(0, 1)``)."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((N, d))
-    y = rng.standard_normal(N)
-    shapes = [(d, d)] * 3 + [(1, d)]
-    weights = [rng.standard_normal(s) / np.sqrt(d) for s in shapes[:-1]]
-    weights.append(rng.standard_normal(shapes[-1]))
-    return X.astype(dtype), y.astype(dtype), [W.astype(dtype) for W in weights]
+from .figure2 import TorchEpoch, figure2_problem, torch_epoch_seconds
 
 
 class HarnessEpoch:
@@ -61,38 +50,6 @@ class HarnessEpoch:
         res = self.engine.loss_and_grads(self.weights, self.X, self.y, self.loss)
         self.optimizer.step(self.weights, res.grads, self.state)
         return res.loss
-
-
-class TorchEpoch:
-    """The same epoch in PyTorch: ``nn.Linear(bias=False)`` layers, ``torch.optim.Adam``."""
-
-    def __init__(self, X, y, weights, lr: float) -> None:
-        import torch
-
-        self.torch = torch
-        dtype = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[X.dtype]
-        layers = []
-        for l, W in enumerate(weights):
-            lin = torch.nn.Linear(W.shape[1], W.shape[0], bias=False, dtype=dtype)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W)))
-            layers.append(lin)
-            if l < len(weights) - 1:
-                layers.append(torch.nn.ReLU())
-        self.net = torch.nn.Sequential(*layers)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
-        self.X = torch.from_numpy(X)
-        self.y = torch.from_numpy(y)
-
-    def __call__(self) -> float:
-        self.opt.zero_grad(set_to_none=True)
-        loss = ((self.net(self.X).squeeze(1) - self.y) ** 2).mean()
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach())
-
-    def weights(self) -> list[np.ndarray]:
-        return [m.weight.detach().numpy() for m in self.net if hasattr(m, "weight")]
 
 
 def _blas_threads() -> int:
@@ -139,8 +96,6 @@ def measure(d: int = 122, N: int = 12000, dtype=np.float64, repeats: int = 9,
         t_ours = [_time(ours) for _ in range(repeats)]
     t_theirs = None
     if torch is not None:
-        from .train_speed import torch_epoch_seconds
-
         t_theirs = torch_epoch_seconds(d, N, threads, 1, repeats, np.dtype(dtype).name)
     return {"d": d, "N": N, "dtype": np.dtype(dtype).name, "threads": threads,
             "harness": statistics.median(t_ours), "torch": t_theirs,

@@ -39,15 +39,13 @@ and MKL's JIT GEMMs (``openblas``, ``mkl``, ``mkl-jit``).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 import time
 from typing import Sequence
 
 import numpy as np
 
+from .figure2 import figure2_problem, torch_epoch_seconds
 from .tables import Column, check_writable, markdown_table, write_markdown
 
 SIZES = ((22, 400), (38, 1200), (50, 2500), (122, 12000))
@@ -55,13 +53,11 @@ SIZES = ((22, 400), (38, 1200), (50, 2500), (122, 12000))
 
 def problem(d: int, N: int, R: int, seed: int = 0):
     """``R`` Figure-2 problems of size (d, N): ``[(X, y, weights)]``."""
-    from .adam_speed import figure2_problem
-
     return [figure2_problem(d, N, np.float64, seed + r) for r in range(R)]
 
 
 def flops_per_epoch(d: int, N: int) -> float:
-    from ..engine.training import engine_flops
+    from ..engine.evaluation_cost import engine_flops
 
     return engine_flops([(d, d)] * 3 + [(1, d)], N)
 
@@ -149,41 +145,6 @@ def _time_numpy(data, lr, epochs):
     t0 = time.perf_counter()
     numpy_epochs(X, y, W, lr, epochs)
     return (time.perf_counter() - t0) / epochs
-
-
-def torch_epoch_seconds(d: int, N: int, threads: int, epochs: int, repeats: int,
-                        dtype: str = "float64") -> float | None:
-    """Median seconds of a torch CPU epoch, timed in a fresh process (``None`` without torch)."""
-    cmd = [sys.executable, "-m", "harness.benchmarking.train_speed", "--torch-worker",
-           json.dumps({"d": d, "N": N, "threads": threads, "epochs": epochs, "repeats": repeats,
-                       "dtype": dtype})]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True).stdout
-        return json.loads(out.strip().splitlines()[-1])["seconds"]
-    except Exception:
-        return None
-
-
-def _torch_worker(spec: dict) -> None:
-    try:
-        import torch
-    except ImportError:
-        print(json.dumps({"seconds": None}))
-        return
-    from .adam_speed import TorchEpoch, figure2_problem
-
-    torch.set_num_threads(int(spec["threads"]))
-    X, y, W = figure2_problem(spec["d"], spec["N"], np.dtype(spec.get("dtype", "float64")))
-    epoch = TorchEpoch(X, y, W, 1.0 / (10.0 * np.sqrt(spec["N"])))
-    for _ in range(3):
-        epoch()
-    times = []
-    for _ in range(spec["repeats"]):
-        t0 = time.perf_counter()
-        for _ in range(spec["epochs"]):
-            epoch()
-        times.append((time.perf_counter() - t0) / spec["epochs"])
-    print(json.dumps({"seconds": statistics.median(times)}))
 
 
 SETTLE_SECONDS = 0.3
@@ -296,15 +257,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--blocks", default=None,
                         help="time the kernel alone for these rows per block (e.g. 64,107,160)")
-    parser.add_argument("--torch-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--markdown", metavar="FILE", default=None,
                         help="also write the table as Markdown to FILE (for generated results pages)")
     args = parser.parse_args(argv)
     if args.markdown and check_writable(args.markdown):
         parser.error(check_writable(args.markdown))
-    if args.torch_worker is not None:
-        _torch_worker(json.loads(args.torch_worker))
-        return []
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     Rs = [int(r) for r in args.R.split(",")]
     if args.blocks:
