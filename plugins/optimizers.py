@@ -49,6 +49,12 @@ all of these into every row.
 ``adam`` — Kingma and Ba (2015) with bias correction:
 ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``,
 ``W <- W - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)``.
+
+Precision: the state (moments, momentum buffers) has the weights' dtype, and every step computes
+in it: the scalars of a step (step sizes, betas, eps, the bias corrections, computed in float64
+from the step count) are rounded to the weights' dtype first (:func:`_real`), so a float32
+network is updated in float32 arithmetic as PyTorch's optimizers update one, and a stack of
+members (the batched steppers) gets the very numbers each member gets alone.
 """
 from __future__ import annotations
 
@@ -58,6 +64,12 @@ from harness.engine.jit import njit  # Numba kernels loaded on first call, cache
 from harness.plugin import Expr, Optimizer, Param, UserError, hookimpl
 
 _BATCH = Param("batch_size", int, None, "samples per step; unset: full batch", min=1)
+
+
+def _real(W: np.ndarray):
+    """The scalar type of the weights ``W`` (``np.float32`` or ``np.float64``): a step's scalars
+    are converted with it, so that the step computes in the weights' precision."""
+    return W.dtype.type
 
 
 def _positive(x) -> str | None:
@@ -154,13 +166,13 @@ class GDTheory(Optimizer):
         eta = self._eta()
         for W, g in zip(weights, grads):
             if g is not None:
-                W -= eta * g
+                W -= _real(W)(eta) * g
         state["t"] += 1
 
     @classmethod
     def batch_stepper(cls, optimizers, stacks):
         """Fused steps of a stack of members (see :mod:`harness.engine.batched_training`)."""
-        return _GDStack([o._eta() for o in optimizers])
+        return _GDStack([o._eta() for o in optimizers], stacks)
 
     def reference_step(self, weights, grads, state):
         eta = self._eta()
@@ -201,10 +213,11 @@ class SGD(Optimizer):
         for l, (W, g) in enumerate(zip(weights, grads)):
             if g is None:
                 continue
+            real = _real(W)
             if self.momentum:
-                _sgd_momentum(W, g, state["buf"][l], self.lr, self.momentum)
+                _sgd_momentum(W, g, state["buf"][l], real(self.lr), real(self.momentum))
             else:
-                W -= self.lr * g
+                W -= real(self.lr) * g
         state["t"] += 1
 
     @classmethod
@@ -234,15 +247,16 @@ class SGD(Optimizer):
 # ---- Adam --------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _adam(W, g, m, v, step_size, beta1, beta2, eps_hat, sqrt_bc2):
-    """One fused Adam update of a 2-D block, in place:
-    ``m, v`` moments; ``W -= step_size * m / (sqrt(v) / sqrt_bc2 + eps_hat)``."""
+def _adam(W, g, m, v, step_size, beta1, c1, beta2, c2, eps_hat, sqrt_bc2):
+    """One fused Adam update of a 2-D block, in place, in the dtype of the scalars (the weights'):
+    ``m, v`` moments (``c1 = 1 - beta1``, ``c2 = 1 - beta2``);
+    ``W -= step_size * m / (sqrt(v) / sqrt_bc2 + eps_hat)``."""
     n, k = W.shape
     for i in range(n):
         for j in range(k):
             gij = g[i, j]
-            mij = beta1 * m[i, j] + (1.0 - beta1) * gij
-            vij = beta2 * v[i, j] + (1.0 - beta2) * gij * gij
+            mij = beta1 * m[i, j] + c1 * gij
+            vij = beta2 * v[i, j] + c2 * gij * gij
             m[i, j] = mij
             v[i, j] = vij
             W[i, j] -= step_size * mij / (np.sqrt(vij) / sqrt_bc2 + eps_hat)
@@ -273,8 +287,10 @@ class Adam(Optimizer):
         for l, (W, g) in enumerate(zip(weights, grads)):
             if g is None:
                 continue
-            _adam(W, g, state["m"][l], state["v"][l], self.lr / bc1, self.beta1, self.beta2,
-                  self.eps, sqrt_bc2)
+            real = _real(W)
+            _adam(W, g, state["m"][l], state["v"][l], real(self.lr / bc1), real(self.beta1),
+                  real(1.0 - self.beta1), real(self.beta2), real(1.0 - self.beta2), real(self.eps),
+                  real(sqrt_bc2))
         state["t"] = t
 
     @classmethod
@@ -310,7 +326,7 @@ class Adam(Optimizer):
 
 
 @njit(nogil=True, cache=True)
-def _adam_stack(W, g, m, v, step_size, beta1, beta2, eps_hat, sqrt_bc2, mask):
+def _adam_stack(W, g, m, v, step_size, beta1, c1, beta2, c2, eps_hat, sqrt_bc2, mask):
     R, n, k = W.shape
     for r in range(R):
         if not mask[r]:
@@ -319,8 +335,8 @@ def _adam_stack(W, g, m, v, step_size, beta1, beta2, eps_hat, sqrt_bc2, mask):
         for i in range(n):
             for j in range(k):
                 gij = g[r, i, j]
-                mij = beta1 * m[r, i, j] + (1.0 - beta1) * gij
-                vij = beta2 * v[r, i, j] + (1.0 - beta2) * gij * gij
+                mij = beta1 * m[r, i, j] + c1 * gij
+                vij = beta2 * v[r, i, j] + c2 * gij * gij
                 m[r, i, j] = mij
                 v[r, i, j] = vij
                 W[r, i, j] -= s * mij / (np.sqrt(vij) / c + eps_hat)
@@ -353,8 +369,8 @@ def _sgd_momentum_stack(W, g, buf, lr, momentum, mask):
 
 
 class _GDStack:
-    def __init__(self, etas):
-        self.lr = np.array(etas, dtype=np.float64)
+    def __init__(self, etas, stacks):
+        self.lr = np.array(etas, dtype=stacks[0].dtype)  # the members' steps, in the weights' dtype
 
     def step(self, stacks, grads, mask):
         lr = self.lr[:len(mask)]
@@ -368,8 +384,8 @@ class _GDStack:
 
 class _SGDStack(_GDStack):
     def __init__(self, lrs, momentum, stacks):
-        super().__init__(lrs)
-        self.momentum = float(momentum)
+        super().__init__(lrs, stacks)
+        self.momentum = _real(stacks[0])(momentum)
         self.buf = [np.zeros_like(W) for W in stacks] if self.momentum else None
 
     def step(self, stacks, grads, mask):
@@ -393,14 +409,18 @@ class _AdamStack:
     def __init__(self, lrs, adam, stacks):
         self.lr = [float(x) for x in lrs]
         self.beta1, self.beta2, self.eps = adam.beta1, adam.beta2, adam.eps
+        self.dtype = stacks[0].dtype
+        real = self.dtype.type
+        self.scalars = (real(self.beta1), real(1.0 - self.beta1), real(self.beta2), real(1.0 - self.beta2),
+                        real(self.eps))  # as Adam.step passes them
         self.t = [0] * len(self.lr)
         self.m = [np.zeros_like(W) for W in stacks]
         self.v = [np.zeros_like(W) for W in stacks]
 
     def step(self, stacks, grads, mask):
         k = len(mask)
-        step_size = np.zeros(k)
-        sqrt_bc2 = np.ones(k)
+        step_size = np.zeros(k, dtype=self.dtype)
+        sqrt_bc2 = np.ones(k, dtype=self.dtype)
         for r in range(k):
             if mask[r]:  # the scalars exactly as Adam.step computes them
                 t = self.t[r] + 1
@@ -408,10 +428,10 @@ class _AdamStack:
                 sqrt_bc2[r] = np.sqrt(1.0 - self.beta2 ** t)
                 step_size[r] = self.lr[r] / bc1
                 self.t[r] = t
+        beta1, c1, beta2, c2, eps = self.scalars
         for W, g, m, v in zip(stacks, grads, self.m, self.v):
             if g is not None:
-                _adam_stack(W, g, m[:k], v[:k], step_size, self.beta1, self.beta2, self.eps,
-                            sqrt_bc2, mask)
+                _adam_stack(W, g, m[:k], v[:k], step_size, beta1, c1, beta2, c2, eps, sqrt_bc2, mask)
 
     def select(self, keep):
         keep = list(keep)

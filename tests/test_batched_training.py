@@ -1,7 +1,7 @@
 """Batched training (harness.engine.batched_training): every member's result is the one the
 single-network path (harness.engine.training.train) gives for it alone, bit for bit, through the
 compiled kernel (the mean squared error) and through the NumPy engine (the same loss without
-``jit_code``, as any other loss)."""
+``jit_code``, as any other loss), in float64 and in float32."""
 import numpy as np
 import pytest
 
@@ -14,14 +14,14 @@ SHAPES = [(7, 5), (7, 7), (7, 7), (1, 7)]
 N = 48
 
 
-def problems(registry, R, shapes=SHAPES, n=N):
+def problems(registry, R, shapes=SHAPES, n=N, dtype=np.float64):
     init = registry.create("initializer", "fan_in_gaussian")
     out = []
     for i in range(R):
         rng = np.random.default_rng(100 + i)
-        X = rng.standard_normal((n, shapes[0][1]))
-        y = rng.standard_normal(n)
-        out.append((X, y, init.initialize(shapes, rng)))
+        X = rng.standard_normal((n, shapes[0][1])).astype(dtype)
+        y = rng.standard_normal(n).astype(dtype)
+        out.append((X, y, init.initialize(shapes, rng, dtype)))
     return out
 
 
@@ -53,14 +53,16 @@ def mse(registry, kernel: bool):
     return loss
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kernel", [True, False])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name,params,activation", CASES)
-def test_members_equal_the_single_path(registry, name, params, activation, threads, kernel):
+def test_members_equal_the_single_path(registry, name, params, activation, threads, kernel, dtype):
     """Per-member learning rates and windows: the window rule fires at different epochs in
-    different members; mini-batch members shuffle with their own generators."""
+    different members; mini-batch members shuffle with their own generators. float32 members
+    train in float32: weights, outputs and the optimizer's state."""
     act, loss = registry.create("activation", activation), mse(registry, kernel)
-    data = problems(registry, 5)
+    data = problems(registry, 5, dtype=dtype)
 
     def optimizer(i):
         p = dict(params)
@@ -78,6 +80,7 @@ def test_members_equal_the_single_path(registry, name, params, activation, threa
     batched = train_batch(members, act, loss, threads=threads)
     for s, b in zip(singles, batched):
         assert_same(s, b)
+        assert all(W.dtype == dtype for W in b.weights) and b.final_output.dtype == dtype
     assert len({b.epochs for b in batched}) > 1  # members stopped at different epochs
 
 

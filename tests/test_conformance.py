@@ -382,12 +382,36 @@ class Stalls(GoodGD):
         pass
 
 
+class Float64Momentum(GoodGD):
+    """Heavy-ball momentum whose buffers are float64 whatever the weights."""
+
+    def init_state(self, weights):
+        return {"buf": [np.zeros(np.shape(W)) for W in weights]}
+
+    def step(self, weights, grads, state):
+        for W, g, b in zip(weights, grads, state["buf"]):
+            if g is not None:
+                b *= 0.5
+                b += g
+                W -= (self.lr * b).astype(W.dtype)
+
+
+class SlowInFloat32(GoodGD):
+    """Takes a tenth of the step on float32 weights."""
+
+    def step(self, weights, grads, state):
+        for W, g in zip(weights, grads):
+            if g is not None:
+                W -= (self.lr if W.dtype == np.float64 else 0.1 * self.lr) * g
+
+
 def test_good_optimizer_passes():
     _passed_all("optimizer", GoodGD)
 
 
 @pytest.mark.parametrize("cls,check", [(DecaysEverything, "steps"), (NoisyGD, "deterministic"),
-                                       (NoPrepareDict, "steps"), (Stalls, "steps")])
+                                       (NoPrepareDict, "steps"), (Stalls, "steps"),
+                                       (Float64Momentum, "float32 kept"), (SlowInFloat32, "float32 kept")])
 def test_broken_optimizer_is_caught(cls, check):
     assert check in _failed("optimizer", cls)
 

@@ -56,6 +56,61 @@ def test_adam_steps_follow_kingma_ba(registry):
     np.testing.assert_array_equal(weights[1], weights_and_grads()[0][1])  # frozen layer untouched
 
 
+def test_adam_computes_in_float32_on_float32_weights(registry):
+    """Moments and weights stay float32 and every operation of a step is a float32 one: the
+    steps equal the update computed here in float32 (its scalars rounded to float32 first) bit
+    for bit, and differ from the float64 update rounded to float32."""
+    lr, b1, b2, eps = 0.003, 0.8, 0.99, 1e-6
+    adam = registry.create("optimizer", "adam", {"lr": lr, "beta1": b1, "beta2": b2, "eps": eps})
+    weights = [W.astype(np.float32) for W in weights_and_grads()[0]]
+    state = adam.init_state(weights)
+    f32 = np.float32
+    exact = [W.copy() for W in weights]
+    m = [np.zeros_like(W) for W in weights]
+    v = [np.zeros_like(W) for W in weights]
+    wide = [W.astype(np.float64) for W in weights]
+    m64 = [np.zeros_like(W) for W in wide]
+    v64 = [np.zeros_like(W) for W in wide]
+    rng = np.random.default_rng(2)
+    for t in range(1, 6):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+        adam.step(weights, grads, state)
+        step_size, sqrt_bc2 = f32(lr / (1 - b1 ** t)), f32(np.sqrt(1 - b2 ** t))
+        for l, g in enumerate(grads):
+            m[l] = f32(b1) * m[l] + f32(1 - b1) * g
+            v[l] = f32(b2) * v[l] + f32(1 - b2) * g * g
+            exact[l] = exact[l] - step_size * m[l] / (np.sqrt(v[l]) / sqrt_bc2 + f32(eps))
+            m64[l] = b1 * m64[l] + (1 - b1) * g
+            v64[l] = b2 * v64[l] + (1 - b2) * g * g
+            wide[l] = wide[l] - (lr / (1 - b1 ** t)) * m64[l] / (np.sqrt(v64[l]) / np.sqrt(1 - b2 ** t) + eps)
+    for l, W in enumerate(weights):
+        assert W.dtype == state["m"][l].dtype == state["v"][l].dtype == np.float32
+        np.testing.assert_array_equal(W, exact[l])
+        np.testing.assert_allclose(W, wide[l], rtol=1e-5, atol=1e-6)
+    assert not all(np.array_equal(W, E.astype(np.float32)) for W, E in zip(weights, wide))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_computes_in_float32_on_float32_weights(registry, momentum):
+    sgd = registry.create("optimizer", "sgd", {"lr": 0.1, "momentum": momentum})
+    weights = [W.astype(np.float32) for W in weights_and_grads()[0]]
+    state = sgd.init_state(weights)
+    exact = [W.copy() for W in weights]
+    buf = [np.zeros_like(W) for W in weights]
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+        sgd.step(weights, grads, state)
+        for l, g in enumerate(grads):
+            buf[l] = np.float32(momentum) * buf[l] + g
+            exact[l] = exact[l] - np.float32(0.1) * (buf[l] if momentum else g)
+    for W, E in zip(weights, exact):
+        assert W.dtype == np.float32
+        np.testing.assert_array_equal(W, E)
+    if momentum:
+        assert all(b.dtype == np.float32 for b in state["buf"])
+
+
 def test_sgd_step_and_momentum(registry):
     weights, g1 = weights_and_grads(frozen=(0,))
     _, g2 = weights_and_grads(seed=5, frozen=(0,))

@@ -40,7 +40,8 @@ a check is a function registered for its kind with the :func:`~.core.check` deco
   is a mean over samples, and that a declared ``jit_code`` is one the training kernel computes
   and agrees with it;
 - optimizer: ``prepare`` returns a dict; steps keep shapes and dtypes, leave frozen layers
-  (gradient ``None``) untouched, move the trainable ones, and are deterministic;
+  (gradient ``None``) untouched, move the trainable ones, and are deterministic; on float32
+  weights the weights and the state stay float32 and follow the float64 steps to rounding;
 - experiment: the ``example`` cell run twice with the same seed gives identical results (timing
   metrics excepted, see :data:`TIMING_KEY`), as a flat dict of scalars and lists of numbers, with
   wall-clock times (``*_seconds``) only under the reserved key ``timings`` (a dict of numbers,

@@ -1,7 +1,8 @@
 """Optimizer checks: steps keep shapes and dtypes, leave frozen layers alone, move the
-trainable ones, are deterministic, match ``reference_step``, and a stack of members stepped as
-batched training steps them (:func:`harness.engine.stack_steppers.make_stepper`) moves every
-member exactly as the single-network loop moves it alone.
+trainable ones, are deterministic, match ``reference_step``, keep float32 weights and state in
+float32, and a stack of members stepped as batched training steps them
+(:func:`harness.engine.stack_steppers.make_stepper`) moves every member exactly as the
+single-network loop moves it alone.
 """
 from __future__ import annotations
 
@@ -168,3 +169,40 @@ def _optimizer_batched(cls) -> str:
             assert len(unmoved) == BATCH_MEMBERS, f"batched training moved frozen layer {l}"
     return (f"{BATCH_MEMBERS} members, {OPT_STEPS} steps with {type(stepper).__name__}: the same weights as "
             "each member alone, trainable layers moved")
+
+
+def _float_arrays(state) -> list[np.ndarray]:
+    """Every floating-point array of at least one dimension in ``state`` (dicts, lists, tuples)."""
+    if isinstance(state, np.ndarray):
+        return [state] if state.ndim and np.issubdtype(state.dtype, np.floating) else []
+    if isinstance(state, dict):
+        state = list(state.values())
+    if isinstance(state, (list, tuple)):
+        return [a for item in state for a in _float_arrays(item)]
+    return []
+
+
+@check("optimizer", "float32 kept", args=class_arg, after="steps")
+def _optimizer_float32(cls) -> str:
+    """``OPT_STEPS`` steps on float32 weights and gradients: the weights and every array of the
+    state stay float32, and the weights follow the float64 trajectory to float32 rounding."""
+    problem = _optimizer_problem()
+    _, reference = _optimizer_trajectory(cls)
+    problem32 = TrainingProblem(X=problem.X.astype(np.float32), y=problem.y.astype(np.float32),
+                                weights=[W.astype(np.float32) for W in problem.weights],
+                                activation=problem.activation, trainable=problem.trainable, loss=problem.loss)
+    opt = _instance(cls)
+    opt.prepare(problem32)
+    weights = [W.copy() for W in problem32.weights]
+    state = opt.init_state(weights)
+    for k in range(OPT_STEPS):
+        grads = _gradients(problem32, weights)
+        opt.step(weights, grads, state)
+        for l, W in enumerate(weights):
+            assert W.dtype == np.float32, f"step {k}: layer {l} became {W.dtype}"
+        wide = [a.dtype for a in _float_arrays(state) if a.dtype != np.float32]
+        assert not wide, f"step {k}: the state holds arrays of {sorted({str(t) for t in wide})}, not float32"
+        for l, (W, E) in enumerate(zip(weights, reference[k])):
+            assert np.allclose(W, E, rtol=1e-4, atol=1e-5), \
+                f"step {k}: layer {l} differs from the float64 steps by {np.max(np.abs(W - E)):.3g}"
+    return f"{OPT_STEPS} steps on float32: weights and state float32, within float32 rounding of float64"
