@@ -59,6 +59,21 @@ def test_window_rule_stops_when_a_window_sum_exceeds_the_previous():
     assert rule.update(12, 0.0) is True and rule.sums == [12, 6, 9]  # a stopped rule stays stopped
 
 
+def test_window_sums_accumulate_in_float64_from_float32_losses():
+    """A float32 training hands the rule float32 losses: the sums are float64 sums of them."""
+    losses = (np.float32(0.1) + np.float32(1e-3) * np.arange(200, 0, -1, dtype=np.float32)).astype(np.float32)
+    rule = WindowRule(100)
+    for epoch, value in enumerate(losses):
+        assert rule.update(epoch, value) is False
+    wide = [sum(float(v) for v in losses[k:k + 100]) for k in (0, 100)]
+    assert rule.sums == wide and all(type(t) is float for t in rule.sums)
+    assert rule.summary()["reported_loss"] == wide[1] / 50
+    narrow = np.float32(0)
+    for v in losses[100:]:
+        narrow += v
+    assert float(narrow) != wide[1]  # summed in float32 the value would differ
+
+
 def test_window_rule_reported_loss_with_adam_spikes_at_paper_scale():
     # window sums: w0 = 100, w1 = 10, w2 = 99 x 0.01 + 5 (a spike) = 5.99 < 10: no stop,
     # w3 = 100 x 1e-4 = 0.01, w4 = 99 x 1e-6 + 0.5 (an Adam-like spike) = 0.500099 > 0.01: stop

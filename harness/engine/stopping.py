@@ -28,6 +28,11 @@ numbers it wants recorded. Rules are stateful: build a fresh one per training ru
 
   Once the rule has fired it stays fired: later ``update`` calls return ``True`` and change
   nothing.
+
+  The window sums accumulate in float64 whatever the training's dtype: each epoch's loss is
+  added as a Python float (a float32 training's losses are float32 numbers, their sums are not
+  rounded to float32), so ``reported_loss`` carries no float32 rounding beyond the losses'
+  own.
 - :class:`ToleranceRule`: stop once the loss is ``<= tol``.
 - :class:`MaxEpochs`: stop after ``max_epochs`` epochs.
 - :class:`DivergenceRule`: stop when the loss is not finite or exceeds ``factor`` times the
@@ -66,7 +71,7 @@ class WindowRule(StoppingRule):
     def update(self, epoch: int, loss: float) -> bool:
         if self.stopped is not None:  # the paper's loop ends here: later losses change nothing
             return True
-        self._current += loss
+        self._current += float(loss)  # float64, whatever the dtype of the loss
         self._count += 1
         if self._count < self.window:
             return False

@@ -8,6 +8,11 @@ framework's training loop reports it); in mini-batch, the mean of the batch loss
 epoch weighted by batch size. After the loop, ``final_loss`` is the full-data loss at the final
 weights (one more forward pass).
 
+Precision: training runs in the dtype of ``X`` (float64 or float32): the engine's buffers and
+products (float32: SGEMM), the weights (cast to it) and the optimizer's state and steps. Each
+epoch's loss is computed in that dtype and recorded as a Python float, so the losses, and the
+window sums of :class:`~harness.engine.stopping.WindowRule`, accumulate in float64.
+
 Gradients come from :class:`harness.engine.gradients.GradientEngine`; nothing here knows about
 benchmark files or result rows.
 """
@@ -97,8 +102,8 @@ def train(weights: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray, activatio
     a model, ``trainable`` has one flag per parameter.
     """
     start = time.perf_counter()
-    initial = [np.asarray(W) for W in weights]
-    weights = [np.array(W, copy=True) for W in weights]
+    initial = [np.asarray(W, dtype=X.dtype) for W in weights]  # the start, in the training dtype
+    weights = [np.array(W, dtype=X.dtype, copy=True) for W in weights]
     trainable = list(trainable) if trainable is not None else [True] * len(weights)
     N = X.shape[0]
     if prepared is None:
