@@ -25,10 +25,10 @@ def text(row):
     return json.dumps({k: v for k, v in row.items() if k not in TIMING_FIELDS}, sort_keys=True)
 
 
-@pytest.mark.slow
-def test_memorization_rows_batched_equal_single(registry):
-    cells = ([mem_cell(r, lr_rule="0.05") for r in range(5)]
-             + [mem_cell(r, window=3 + r, lr_rule="0.05") for r in range(5, 8)])
+@pytest.mark.parametrize("dtype", [pytest.param("float64", marks=pytest.mark.slow), "float32"])
+def test_memorization_rows_batched_equal_single(registry, dtype):
+    cells = ([mem_cell(r, lr_rule="0.05", dtype=dtype) for r in range(5)]
+             + [mem_cell(r, window=3 + r, lr_rule="0.05", dtype=dtype) for r in range(5, 8)])
     assert [len(g) for g in group_cells(cells, registry)] == [8]
     alone = [run_cell(c, registry) for c in cells]
     together = run_cells(cells, registry)
@@ -36,11 +36,21 @@ def test_memorization_rows_batched_equal_single(registry):
     assert [text(r) for r in together] == [text(r) for r in alone]
     assert len({r["metrics"]["stop_epoch"] for r in together}) > 1  # stops at different epochs
     assert all(r["timings"]["train_seconds"] > 0 for r in together)
+    assert all(r["params"]["dtype"] == dtype and r["status"] == "ok" for r in together)
 
 
-def daniely_cell(rep, m=30, d=6, q=8, steps=60, lr=0.5, loss="hinge"):
+def test_cells_of_two_dtypes_train_in_separate_stacks(registry):
+    cells = [mem_cell(r, dtype="float32") for r in range(3)] + [mem_cell(r) for r in range(2)]
+    assert [len(g) for g in group_cells(cells, registry)] == [3, 2]
+    rows = run_cells(cells[:3], registry) + run_cells(cells[3:], registry)
+    f32, f64 = rows[0]["metrics"], rows[3]["metrics"]  # repetition 0: the same data and weights
+    assert f32["final_loss"] != f64["final_loss"]
+    assert f32["final_loss"] == pytest.approx(f64["final_loss"], rel=1e-3)
+
+
+def daniely_cell(rep, m=30, d=6, q=8, steps=60, lr=0.5, loss="hinge", dtype="float64"):
     p = {"m": m, "d": d, "steps": steps, "tol": 0.0, "lr_rule": "", "curve_points": 50,
-         "divergence_factor": 1e8, "save_arrays": False}
+         "divergence_factor": 1e8, "save_arrays": False, "dtype": dtype}
     comps = {"architecture": {"name": "two_layer", "params": {"q": q}},
              "optimizer": {"name": "sgd", "params": {"lr": lr, "batch_size": 10}},
              "loss": {"name": loss}}
@@ -48,11 +58,12 @@ def daniely_cell(rep, m=30, d=6, q=8, steps=60, lr=0.5, loss="hinge"):
                 coords={"m": m, "d": d}, repetition=rep, root_seed=5, seed_coords={"m": m, "d": d})
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("loss", ["hinge", "mse"])
-def test_two_layer_rows_batched_equal_single(registry, loss):
+def test_two_layer_rows_batched_equal_single(registry, loss, dtype):
     """Daniely's cells batch too (per-cell steps and learning rates in one stack)."""
-    cells = ([daniely_cell(r, loss=loss) for r in range(4)]
-             + [daniely_cell(4, steps=25, loss=loss), daniely_cell(5, lr=0.2, loss=loss)])
+    cells = ([daniely_cell(r, loss=loss, dtype=dtype) for r in range(4)]
+             + [daniely_cell(4, steps=25, loss=loss, dtype=dtype), daniely_cell(5, lr=0.2, loss=loss, dtype=dtype)])
     assert [len(g) for g in group_cells(cells, registry)] == [5, 1]  # the lr is a component parameter
     alone = [run_cell(c, registry) for c in cells]
     together = run_cells(cells, registry)
@@ -61,20 +72,21 @@ def test_two_layer_rows_batched_equal_single(registry, loss):
     assert together[4]["metrics"]["steps"] == 25
 
 
-def capacity_cell(rep, model, ratio=2.0):
+def capacity_cell(rep, model, ratio=2.0, dtype="float64"):
     p = {"N": 40, "d": 5, "ratio": ratio, "model": model, "depth": 4, "max_epochs": 120,
          "lr_rule": "1/(10*sqrt(N))", "window": 10, "gd_rule": "ntk_smooth", "gd_c": 1.0,
          "gd_gamma": 1.0, "gd_C": 1.0, "two_layer_c": 1.0, "two_layer_lr": None,
          "two_layer_batch_size": 16, "two_layer_B": 1.0, "zero_tol": 1e-3, "curve_points": 50,
-         "divergence_factor": 1e8, "save_arrays": False}
+         "divergence_factor": 1e8, "save_arrays": False, "dtype": dtype}
     return Cell(experiment_id="c", experiment="capacity", params=p, components={},
                 coords={"ratio": ratio, "model": model}, repetition=rep, root_seed=3,
                 seed_coords={"ratio": ratio})
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("model", ["deep_adam", "deep_gd", "two_layer"])
-def test_capacity_rows_batched_equal_single(registry, model):
-    cells = [capacity_cell(r, model) for r in range(3)] + [capacity_cell(0, model, ratio=3.0)]
+def test_capacity_rows_batched_equal_single(registry, model, dtype):
+    cells = [capacity_cell(r, model, dtype=dtype) for r in range(3)] + [capacity_cell(0, model, ratio=3.0, dtype=dtype)]
     assert [len(g) for g in group_cells(cells, registry)] == [3, 1]
     alone = [run_cell(c, registry) for c in cells]
     together = run_cells(cells, registry)

@@ -18,6 +18,22 @@ _CURVE = Param("curve_points", int, 200, "points kept of the per-epoch loss curv
 _DIVERGENCE = Param("divergence_factor", float, 1e8,
                     "stop as diverged once the loss exceeds this times the first epoch's", min=1.0)
 
+DTYPES = ("float64", "float32")
+"""The floating types a training experiment runs in (its ``dtype`` parameter)."""
+
+_DTYPE = Param("dtype", str, "float64", "floating type of the training: data, weights, optimizer state, "
+               "products and losses ('float32': as torch trains by default); the early-stopping window "
+               "sums accumulate in float64 either way", choices=DTYPES)
+
+
+def training_data(cell, n: int, d: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """``X (n, d)``, ``y (n,)`` from the cell's dataset in ``dtype`` (``"float64"`` or
+    ``"float32"``: the dataset's float64 draws rounded, so both dtypes see the same points)."""
+    real = np.dtype(dtype)
+    X, y = cell.dataset.sample(n, d, cell.rng("data"), real)
+    return np.asarray(X, dtype=real), np.asarray(y, dtype=real)
+
+
 _SAVE_ARRAYS = Param("save_arrays", bool, False, "write arrays/<cell_id>.npz in the run directory: X, y, "
                      "the final parameters (W1, b1, W2, ... in forward order) and outputs f")
 

@@ -26,6 +26,9 @@ MSE), train at a target parameter count ``P = ratio * N``:
   configured (its own ``lr``). The row's ``components`` show the architecture with the chosen
   width (``resolved``). The two slots are optional and unused by the four built-in models.
 
+``dtype`` (``"float64"``, default, or ``"float32"``) is the precision every model trains in (see
+``memorization``).
+
 ``model`` is a grid axis; keying the seed on the other axes only (``seed_by``) gives every model
 the same data. Rows hold ``final_loss``, ``reached_zero`` (``final_loss <= zero_tol``), the
 actual ``P`` and ``P_over_N``. Outputs: a table (:meth:`Capacity.table`, also drawn as the
@@ -47,6 +50,7 @@ from harness.plugin import Experiment, Expr, Param, dataset_problem
 from ._common import (
     _CURVE,
     _DIVERGENCE,
+    _DTYPE,
     _SAVE_ARRAYS,
     MODELS,
     _batch_key,
@@ -55,6 +59,7 @@ from ._common import (
     _warm_up_training,
     lr_problem,
     save_training_arrays,
+    training_data,
     training_record,
     with_lr,
 )
@@ -155,6 +160,7 @@ class Capacity(Experiment):
               "(training also stops once an epoch's loss is <= zero_tol / 10)", min=0.0),
         _CURVE,
         _DIVERGENCE,
+        _DTYPE,
         _SAVE_ARRAYS,
     )
     slots = {
@@ -191,7 +197,7 @@ class Capacity(Experiment):
         from harness import TrainingProblem
 
         N, d, target = self.N, self.d, self.ratio * self.N
-        X, y = cell.dataset.sample(N, d, cell.rng("data"))
+        X, y = training_data(cell, N, d, self.dtype)
         resolved: dict = {}
         if self.model == "slots":
             key = width_param(cell.architecture)
@@ -251,9 +257,9 @@ class Capacity(Experiment):
 
     @classmethod
     def batch_key(cls, params, components):
-        """The repetitions of a point (equal N, d, ratio, model and depth, equal components but
-        the dataset) train as one stack; ``HARNESS_BATCH=0`` turns it off."""
-        return _batch_key(params, components, ("N", "d", "ratio", "model", "depth"))
+        """The repetitions of a point (equal N, d, ratio, model, depth and dtype, equal components
+        but the dataset) train as one stack; ``HARNESS_BATCH=0`` turns it off."""
+        return _batch_key(params, components, ("N", "d", "ratio", "model", "depth", "dtype"))
 
     @classmethod
     def run_batch(cls, members) -> list:
@@ -286,7 +292,8 @@ class Capacity(Experiment):
         P = max(ratio * N, d)
         depth = int(cell_params.get("depth", 4))
         width = max(two_layer_units(P, d), deep_width(P, d, depth))
-        memory = int(8 * N * (d + 4 * width) + 32 * P)
+        size = np.dtype(cell_params.get("dtype", "float64")).itemsize
+        memory = int(size * N * (d + 4 * width) + 4 * size * P)
         epochs = int(cell_params.get("max_epochs", 3000))
         if cell_params["model"] == "two_layer":
             q = two_layer_units(P, d)

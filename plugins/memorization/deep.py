@@ -27,7 +27,13 @@ lines P = N and d^2 = N and the memorisation threshold N*(d) (memorised: that me
 :func:`memorisation_threshold`); ``heatmap_final_loss``, the same map of log10(final_loss)
 (no threshold); and the final loss against P / N.
 
-Batching (``batched = true``, the default): cells of one block with equal ``N``, ``d`` and
+Precision (``dtype``, default ``"float64"``): ``"float32"`` trains in single precision, as the
+authors did (torch's default): the data (the dataset's float64 draws rounded), the weights,
+Adam's moments and steps, the matrix products (SGEMM) and each epoch's loss; the window sums
+behind ``reported_loss`` accumulate in float64 either way. ``two_layer_memorization`` and
+``capacity`` take the same parameter.
+
+Batching (``batched = true``, the default): cells of one block with equal ``N``, ``d``, ``dtype`` and
 components (initializer and dataset aside), such as the repetitions of a grid point, are
 trained together by :func:`harness.engine.batched_training.train_batch` (``batch_key`` /
 ``run_batch``); each row is bit-identical to the cell's row alone except ``timings`` (on the
@@ -37,6 +43,8 @@ the same way, without a parameter (``HARNESS_BATCH=0`` turns batching off for ev
 """
 from __future__ import annotations
 
+import numpy as np
+
 from harness.engine.stopping import ToleranceRule, WindowRule
 from harness.plugin import Experiment, Expr, Param, dataset_problem, hidden_widths_resolved
 
@@ -44,6 +52,7 @@ from ._common import (
     _BATCHED,
     _CURVE,
     _DIVERGENCE,
+    _DTYPE,
     _SAVE_ARRAYS,
     REPORTED_LABEL,
     WINDOW_FIELDS,
@@ -54,6 +63,7 @@ from ._common import (
     engine_model,
     lr_problem,
     save_training_arrays,
+    training_data,
     training_problem,
     training_record,
     with_lr,
@@ -86,6 +96,7 @@ class Memorization(Experiment):
         _CURVE,
         _DIVERGENCE,
         _BATCHED,
+        _DTYPE,
         _SAVE_ARRAYS,
     )
     slots = {
@@ -117,7 +128,7 @@ class Memorization(Experiment):
     def _job(self, cell) -> dict:
         """Data, network and optimizer of one cell (what :func:`_fit` takes)."""
         N, d = self.N, self.d
-        X, y = cell.dataset.sample(N, d, cell.rng("data"))
+        X, y = training_data(cell, N, d, self.dtype)
         arch = cell.architecture
         shapes = arch.layer_shapes(d)
         model, trainable = engine_model(arch, d)
@@ -141,8 +152,9 @@ class Memorization(Experiment):
 
     @classmethod
     def batch_key(cls, params, components):
-        """Cells of equal N, d and components (initializer and dataset aside) train as one stack."""
-        return _batch_key(params, components, ("N", "d", "batched"))
+        """Cells of equal N, d, dtype and components (initializer and dataset aside) train as one
+        stack."""
+        return _batch_key(params, components, ("N", "d", "batched", "dtype"))
 
     @classmethod
     def run_batch(cls, members) -> list:
@@ -173,7 +185,8 @@ class Memorization(Experiment):
         N, d = int(cell_params["N"]), int(cell_params["d"])
         widths = _component_widths(self, d)
         P = sum(a * b for a, b in zip([d] + widths, widths + [1]))
-        return {"memory_bytes": int(8 * N * (d + 3 * sum(widths) + 4) + 32 * P),
+        size = np.dtype(cell_params.get("dtype", "float64")).itemsize
+        return {"memory_bytes": int(size * N * (d + 3 * sum(widths) + 4) + 4 * size * P),
                 **_train_cost(N, P, _expected_epochs(cell_params, P, N))}
 
     def figures(self, rows, context) -> dict:

@@ -10,7 +10,8 @@ targets, like ``targets = "sign"``, give random +-1 labels independent of x. Row
 ``q d / m``, one line per (d, m). (With ReLU, the symmetric initialisation has only q/2 distinct
 hyperplanes: a point on the negative side of all of them has ``h = 0`` and no gradient, a
 fraction of about ``2^{-q/2}`` of the points; ``inactive_fraction`` is the fraction of points
-with every hidden pre-activation <= 0 at the end of training.)
+with every hidden pre-activation <= 0 at the end of training.) ``dtype`` (``"float64"``,
+default, or ``"float32"``) is the precision of the training (see ``memorization``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from harness.plugin import Experiment, Expr, Param, dataset_problem
 from ._common import (
     _CURVE,
     _DIVERGENCE,
+    _DTYPE,
     _SAVE_ARRAYS,
     _batch_key,
     _fit,
@@ -33,6 +35,7 @@ from ._common import (
     engine_model,
     lr_problem,
     save_training_arrays,
+    training_data,
     training_problem,
     training_record,
     with_lr,
@@ -60,6 +63,7 @@ class TwoLayerMemorization(Experiment):
               check=Expr("m", "N", "d", "q", "P", empty=True), sets="optimizer.lr"),
         _CURVE,
         _DIVERGENCE,
+        _DTYPE,
         _SAVE_ARRAYS,
     )
     slots = {
@@ -93,7 +97,7 @@ class TwoLayerMemorization(Experiment):
     def _job(self, cell) -> dict:
         """Data, network and optimizer of one cell (what :func:`_fit` takes)."""
         m, d = self.m, self.d
-        X, y = cell.dataset.sample(m, d, cell.rng("data"))
+        X, y = training_data(cell, m, d, self.dtype)
         y = labels_of(y)
         arch = cell.architecture
         shapes = arch.layer_shapes(d)
@@ -121,8 +125,8 @@ class TwoLayerMemorization(Experiment):
     def batch_key(cls, params, components):
         """Cells of equal m and d and equal components (initializer and dataset aside) train as
         one stack (the repetitions of a grid point: Daniely's networks are small, so a stack of
-        them costs little more than one); ``HARNESS_BATCH=0`` turns it off."""
-        return _batch_key(params, components, ("m", "d"))
+        them costs little more than one), in one ``dtype``; ``HARNESS_BATCH=0`` turns it off."""
+        return _batch_key(params, components, ("m", "d", "dtype"))
 
     @classmethod
     def run_batch(cls, members) -> list:
@@ -164,7 +168,8 @@ class TwoLayerMemorization(Experiment):
         loss = ((components or {}).get("loss") or {}).get("name", "hinge")
         cost = _train_cost(m, q * d, steps / math.ceil(m / batch), batch=batch, margin_loss=loss != "mse")
         cost["seconds"] += _train_cost(m, q * d, 2)["seconds"]
-        return {"memory_bytes": int(8 * m * (d + 3 * q) + 32 * q * d), **cost}
+        size = np.dtype(cell_params.get("dtype", "float64")).itemsize
+        return {"memory_bytes": int(size * m * (d + 3 * q) + 4 * size * q * d), **cost}
 
     def figures(self, rows, context) -> dict:
         done = [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
