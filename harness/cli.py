@@ -419,8 +419,10 @@ def bench(ctx: click.Context, name: str) -> None:
         one full-batch Adam epoch of the Figure 2 network vs PyTorch on the CPU (if installed;
         torch timed in its own process)
     harness bench train [--sizes 22x400,38x1200] [--R 1,10] [--threads T] [--repeats R]
+                        [--dtype float32|float64|float64,float32]
         many small networks: batched training vs one at a time (fused kernel, NumPy engine),
-        plain NumPy and torch (CPU, own process); --blocks 64,107,160: the kernel alone
+        plain NumPy and torch (CPU, own process); --dtype float64,float32: both precisions side
+        by side (float32: SGEMM); --blocks 64,107,160: the kernel alone
 
     Options after NAME go to that benchmark.
     """

@@ -1,5 +1,6 @@
 """harness bench train: its table on a tiny problem (batched and single bit-identical, every
-column filled) and the kernel-alone timings by block size and library."""
+column filled), in float64 and float32 side by side, and the kernel-alone timings by block size
+and library."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,10 +27,34 @@ def test_bench_train_prints_the_table_with_identical_paths(capsys):
 def test_kernel_block_times_cover_every_block_and_library():
     from harness.engine.kernel_blas import kernel_blas
 
-    times = train_speed.kernel_block_times(6, 40, 2, [8, 16], repeats=1)
     libraries = ["openblas"] + (["mkl", "mkl-jit"] if kernel_blas().name == "mkl" else [])
-    assert sorted(times) == sorted((lib, b) for lib in libraries for b in (8, 16))
-    assert all(0 < best <= median for best, median in times.values())
+    for dtype in (np.float64, np.float32):
+        times = train_speed.kernel_block_times(6, 40, 2, [8, 16], repeats=1, dtype=dtype)
+        assert sorted(times) == sorted((lib, b) for lib in libraries for b in (8, 16))
+        assert all(0 < best <= median for best, median in times.values())
+
+
+@pytest.mark.slow
+def test_bench_train_times_both_dtypes_side_by_side(capsys):
+    rows = train_speed.main(["--sizes", "6x40", "--R", "3", "--repeats", "2", "--seconds", "0.02",
+                             "--no-torch", "--dtype", "float64,float32"])
+    out = capsys.readouterr().out
+    assert "DGEMM" in out and "SGEMM" in out and "f64/this" in out
+    assert [r["dtype"] for r in rows] == ["float64", "float32"]
+    assert rows[0]["epochs"] == rows[1]["epochs"]  # the same work in both
+    assert rows[0]["float64_over_this"] == 1.0 and rows[1]["float64_over_this"] > 0
+    for r in rows:
+        assert r["identical"] is True and r["floor_fraction"] > 0 and r["gemm_gflops"] > 0
+    alone = train_speed.main(["--sizes", "6x40", "--R", "3", "--repeats", "1", "--seconds", "0.02",
+                              "--no-torch", "--dtype", "float32"])
+    assert [r["dtype"] for r in alone] == ["float32"] and alone[0]["float64_over_this"] is None
+
+
+def test_bench_train_refuses_an_unknown_dtype(capsys):
+    with pytest.raises(SystemExit) as info:
+        train_speed.main(["--dtype", "float16"])
+    assert info.value.code == 2
+    assert "--dtype 'float16': allowed values are float64, float32" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -42,6 +67,6 @@ def test_bench_train_writes_the_same_table_as_markdown(capsys, tmp_path):
     assert lines[0] == printed[0]  # the same title line
     assert lines[2] == "| " + " | ".join(c.title for c in train_speed.MARKDOWN_COLUMNS) + " |"
     cells = [c.strip() for c in lines[4].strip("|").split("|")]
-    assert cells[:3] == ["6", "40", "2"] and cells[9] == "-"  # no torch: a dash
-    assert float(cells[3]) == round(1e3 * rows[0]["batched"], 3)
+    assert cells[:4] == ["6", "40", "2", "float64"] and cells[11] == "-"  # no torch: a dash
+    assert float(cells[4]) == round(1e3 * rows[0]["batched"], 3)
     assert cells[-1] == "True"

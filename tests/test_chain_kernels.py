@@ -80,19 +80,19 @@ def reference(weights, X, y, act):
     return loss(weights), grad(loss)(weights)
 
 
-def evaluate(weights, X, y, code, trainable, block, library="np.dot"):
-    """The kernel on a stack of one network, with ``block`` rows per block and the products of
-    ``library`` (a key of LIBRARIES)."""
+def evaluate(weights, X, y, code, trainable, block, library="np.dot", dtype=np.float64):
+    """The kernel on a stack of one network, with ``block`` rows per block, the products of
+    ``library`` (a key of LIBRARIES) and every array in ``dtype`` (the inputs rounded to it)."""
     shapes = [W.shape for W in weights]
-    buffers = BlockBuffers(shapes, np.float64, rows=block)
-    grads = tuple(np.full((1, *s), np.nan) for s in shapes)
-    out, values = np.empty((1, X.shape[0])), np.empty(1)
+    buffers = BlockBuffers(shapes, dtype, rows=block)
+    grads = tuple(np.full((1, *s), np.nan, dtype=dtype) for s in shapes)
+    out, values = np.empty((1, X.shape[0]), dtype=dtype), np.empty(1, dtype=dtype)
     flags = np.array(trainable, dtype=np.bool_)
     lowest = int(np.flatnonzero(flags)[0]) if flags.any() else len(shapes)
-    gemm, jits, owners = products(library, shapes, block, X.shape[0])  # owners: alive during the call
-    mse_loss_and_grads(tuple(W[None] for W in weights), X[None], y[None], grads, flags, lowest,
-                       code, buffers.F, buffers.P, buffers.Da, buffers.Db, buffers.s, buffers.T,
-                       buffers.U, out, values, 1, gemm, jits)
+    gemm, jits, owners = products(library, shapes, block, X.shape[0], dtype)  # owners: alive during the call
+    mse_loss_and_grads(tuple(W.astype(dtype)[None] for W in weights), X.astype(dtype)[None],
+                       y.astype(dtype)[None], grads, flags, lowest, code, buffers.F, buffers.P,
+                       buffers.Da, buffers.Db, buffers.s, buffers.T, buffers.U, out, values, 1, gemm, jits)
     del owners
     return values[0], [g[0] for g in grads], out[0]
 
@@ -177,26 +177,51 @@ def test_stack_members_beyond_k_untouched(registry):
         assert np.array_equal(g[1], gs)
 
 
+@pytest.mark.parametrize("act", list(CODES))
+@pytest.mark.parametrize("widths, block", [((8, 8), 20), ((7, 4, 6), 37), ((6,), 200)])
 @pytest.mark.parametrize("library", list(LIBRARIES))
-def test_float32_follows_float64(library):
+def test_float32_kernel_equals_autograd_to_float32_rounding(act, widths, block, library):
+    """In float32 (SGEMM: np.dot on float32 arrays, MKL's cblas_sgemm or its JIT SGEMMs) the
+    loss, the gradients and the outputs agree with autograd in float64 on the same (rounded)
+    numbers to float32 rounding, and the kernel writes float32."""
     d, N = 6, 64
-    weights = chain((8, 8), d, seed=4)
+    weights = [W.astype(np.float32).astype(np.float64) for W in chain(widths, d, seed=4 + len(widths))]
     rng = np.random.default_rng(1)
-    X, y = rng.standard_normal((N, d)), rng.standard_normal(N)
-    W32 = [W.astype(np.float32) for W in weights]
-    buffers = BlockBuffers([W.shape for W in W32], np.float32, rows=20)
-    grads = tuple(np.empty((1, *W.shape), np.float32) for W in W32)
-    out, values = np.empty((1, N), np.float32), np.empty(1, np.float32)
-    gemm, jits, owners = products(library, [W.shape for W in W32], 20, N, np.float32)
-    mse_loss_and_grads(tuple(W[None] for W in W32), X.astype(np.float32)[None], y.astype(np.float32)[None],
-                       grads, np.ones(3, np.bool_), 0, CODES["tanh"], buffers.F, buffers.P, buffers.Da,
-                       buffers.Db, buffers.s, buffers.T, buffers.U, out, values, 1, gemm, jits)
-    del owners
-    ref_value, ref_grads = reference(weights, X, y, "tanh")
-    assert grads[0].dtype == np.float32
-    assert float(values[0]) == pytest.approx(ref_value, rel=1e-5)
+    X = rng.standard_normal((N, d)).astype(np.float32).astype(np.float64)
+    y = rng.standard_normal(N).astype(np.float32).astype(np.float64)
+    value, grads, out = evaluate(weights, X, y, CODES[act], [True] * len(weights), block, library,
+                                 np.float32)
+    ref_value, ref_grads = reference(weights, X, y, act)
+    assert out.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    assert float(value) == pytest.approx(ref_value, rel=1e-5)
     for g, r in zip(grads, ref_grads):
-        np.testing.assert_allclose(g[0], r, rtol=1e-4, atol=1e-5 * np.abs(r).max())
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5 * np.abs(r).max())
+    f = X
+    for W in weights[:-1]:
+        f = np.asarray(PHI[act](f @ W.T))
+    np.testing.assert_allclose(out, f @ weights[-1][0], rtol=1e-5, atol=1e-6 * np.abs(f @ weights[-1][0]).max())
+    value64, grads64, _ = evaluate(weights, X, y, CODES[act], [True] * len(weights), block, library)
+    assert float(value) != value64 or any(not np.array_equal(g, h) for g, h in zip(grads, grads64))
+
+
+def test_float32_engine_paths_agree(registry):
+    """The single-network engine in float32: the compiled kernel (MSE) and the NumPy path (the
+    same loss without jit_code) agree to float32 rounding; both give float32 gradients."""
+    act = registry.create("activation", "relu")
+    fused, plain = registry.create("loss", "mse"), registry.create("loss", "mse")
+    plain.jit_code = None
+    weights = [W.astype(np.float32) for W in chain((7, 7, 7), 7, seed=8)]
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((90, 7)).astype(np.float32), rng.standard_normal(90).astype(np.float32)
+    engine = GradientEngine([W.shape for W in weights], act, dtype=np.float32)
+    assert engine.fused_evaluator(fused, 90) is not None and engine.fused_evaluator(plain, 90) is None
+    a = engine.loss_and_grads(weights, X, y, fused)
+    a_grads = [g.copy() for g in a.grads]
+    b = engine.loss_and_grads(weights, X, y, plain)
+    assert a.loss == pytest.approx(b.loss, rel=1e-5)
+    for g, h in zip(a_grads, b.grads):
+        assert g.dtype == h.dtype == np.float32
+        np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-5 * np.abs(h).max())
 
 
 def test_engine_kernel_and_numpy_paths_agree(registry):

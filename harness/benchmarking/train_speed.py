@@ -15,26 +15,33 @@ lr 1/(10 sqrt N)) and each number of networks R, the milliseconds of one epoch *
   write it;
 - ``torch``: the same epoch in PyTorch on the CPU (``nn.Linear(bias=False)``, ``optim.Adam``),
   timed in its own process with the same number of threads, when torch is installed;
-- ``floor``: the fraction of the DGEMM floor the batched path reaches: the epoch's
-  ``6 N P`` flops at the DGEMM rate measured in this process (the best of a few 1000 x 1000
-  products with the same threads), divided by the batched time.
+- ``floor``: the fraction of the GEMM floor the batched path reaches: the epoch's ``6 N P``
+  flops at the GEMM rate of its dtype measured in this process (DGEMM for float64, SGEMM for
+  float32: the best of a few 1000 x 1000 products with the same threads), divided by the
+  batched time.
 
-The in-process columns are timed in alternation (batched, single, engine, numpy, batched, ...)
-so that they see the same machine load; the table gives medians over ``--repeats`` rounds and
-the ratios single / batched and engine / batched measured round by round (their medians).
+``--dtype float64`` (default), ``float32`` or ``float64,float32``: the precision of the
+networks (data, weights, Adam's state and the products: SGEMM in float32). With both, each line
+is timed in both dtypes side by side, and the column ``f64/this`` gives the float64 batched
+time over this dtype's, measured round by round (its median).
+
+The in-process columns are timed in alternation (batched, single, engine, numpy, batched, ...;
+dtype by dtype within a round) so that they see the same machine load; the table gives medians
+over ``--repeats`` rounds and the ratios single / batched and engine / batched measured round by
+round (their medians).
 
 Run: ``harness bench train [--sizes 22x400,38x1200,50x2500,122x12000] [--R 1,10]
-[--repeats 5] [--threads T] [--seconds 1.0]``. Each timing trains about ``--seconds`` of the
-single path (about 100 epochs at d = 38, N = 1200): the one-off costs of a call (stacking the
-members, their final outputs) then weigh as little as in the studies' runs of hundreds to
-thousands of epochs.
+[--repeats 5] [--threads T] [--seconds 1.0] [--dtype float64,float32]``. Each timing trains
+about ``--seconds`` of the single path (about 100 epochs at d = 38, N = 1200; the same epochs in
+every dtype): the one-off costs of a call (stacking the members, their final outputs) then weigh
+as little as in the studies' runs of hundreds to thousands of epochs.
 
 ``--blocks 64,107,160`` times instead the loss-and-gradient kernel alone
 (:func:`harness.engine.chain_kernels.mse_loss_and_grads`, one thread) on a stack of R networks
 for each number of rows per block, in alternation: microseconds per network, best and median
 over the rounds (the measurement behind ``BLOCK_BYTES``; docs/engine.md); with MKL installed
 (:mod:`harness.engine.kernel_blas`), each block size with SciPy's OpenBLAS, MKL's CBLAS GEMM
-and MKL's JIT GEMMs (``openblas``, ``mkl``, ``mkl-jit``).
+and MKL's JIT GEMMs (``openblas``, ``mkl``, ``mkl-jit``); in each ``--dtype``.
 """
 from __future__ import annotations
 
@@ -50,10 +57,14 @@ from .tables import Column, check_writable, markdown_table, write_markdown
 
 SIZES = ((22, 400), (38, 1200), (50, 2500), (122, 12000))
 
+DTYPES = ("float64", "float32")
+"""The dtypes ``--dtype`` takes."""
 
-def problem(d: int, N: int, R: int, seed: int = 0):
-    """``R`` Figure-2 problems of size (d, N): ``[(X, y, weights)]``."""
-    return [figure2_problem(d, N, np.float64, seed + r) for r in range(R)]
+
+def problem(d: int, N: int, R: int, seed: int = 0, dtype=np.float64):
+    """``R`` Figure-2 problems of size (d, N) in ``dtype`` (the float64 draws rounded):
+    ``[(X, y, weights)]``."""
+    return [figure2_problem(d, N, dtype, seed + r) for r in range(R)]
 
 
 def flops_per_epoch(d: int, N: int) -> float:
@@ -62,12 +73,13 @@ def flops_per_epoch(d: int, N: int) -> float:
     return engine_flops([(d, d)] * 3 + [(1, d)], N)
 
 
-def dgemm_rate(threads: int, size: int = 1000, repeats: int = 5) -> float:
-    """FLOP/s of the best of ``repeats`` ``size x size`` products with ``threads`` BLAS threads."""
+def gemm_rate(threads: int, dtype=np.float64, size: int = 1000, repeats: int = 5) -> float:
+    """FLOP/s of the best of ``repeats`` ``size x size`` products in ``dtype`` (DGEMM, SGEMM)
+    with ``threads`` BLAS threads."""
     from threadpoolctl import threadpool_limits
 
-    a = np.random.default_rng(0).standard_normal((size, size))
-    b = np.random.default_rng(1).standard_normal((size, size))
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
+    b = np.random.default_rng(1).standard_normal((size, size)).astype(dtype)
     best = np.inf
     with threadpool_limits(limits=threads, user_api="blas"):
         a @ b
@@ -160,71 +172,88 @@ def _settle() -> None:
 
 
 def measure(d: int, N: int, R: int, repeats: int = 5, threads: int | None = None,
-            seconds: float = 1.0, torch: bool = True) -> dict:
-    """One line of the table (seconds per epoch per network; see the module docstring)."""
+            seconds: float = 1.0, torch: bool = True, dtypes: Sequence[str] = ("float64",)) -> list[dict]:
+    """The lines of the table for one size and R, one per dtype of ``dtypes``, timed in
+    alternation (seconds per epoch per network; see the module docstring)."""
     from threadpoolctl import threadpool_limits
 
     from ..engine.threads import engine_threads
 
     threads = engine_threads(threads)
-    data = problem(d, N, R)
+    dtypes = [np.dtype(t).name for t in dtypes]
+    data = {t: problem(d, N, R, dtype=np.dtype(t)) for t in dtypes}
     lr = 1.0 / (10.0 * np.sqrt(N))
-    rate = dgemm_rate(threads)
+    rates = {t: gemm_rate(threads, np.dtype(t)) for t in dict.fromkeys(["float64", *dtypes])}
+    columns = ("batched", "single", "engine", "numpy")
+    times: dict[str, dict[str, list[float]]] = {t: {c: [] for c in columns} for t in dtypes}
+    same = {}
     with threadpool_limits(limits=threads, user_api="blas"):
-        # warm up (compilation) and check that both paths give the same weights
-        _, b = _time_batched(data[:2] if R > 1 else data, lr, 2, threads)
-        _, s = _time_single(data[:2] if R > 1 else data, lr, 2)
-        same = all(np.array_equal(u, w) for rb, rs in zip(b, s) for u, w in zip(rb.weights, rs.weights))
-        guess = max(_time_single(data[:1], lr, 3)[0], 1e-5)
+        for t in dtypes:  # warm up (compilation) and check that both paths give the same weights
+            part = data[t][:2] if R > 1 else data[t]
+            _, b = _time_batched(part, lr, 2, threads)
+            _, s = _time_single(part, lr, 2)
+            same[t] = all(np.array_equal(u, w) for rb, rs in zip(b, s) for u, w in zip(rb.weights, rs.weights))
+        guess = max(_time_single(data[dtypes[0]][:1], lr, 3)[0], 1e-5)
         epochs = max(3, int(seconds / (guess * R)))
-        tb, ts, te, tn, ratio, ratio_e = [], [], [], [], [], []
         for _ in range(repeats):
-            _settle()
-            tb.append(_time_batched(data, lr, epochs, threads)[0])
-            _settle()
-            ts.append(_time_single(data, lr, epochs)[0])
-            _settle()
-            te.append(_time_single(data, lr, epochs, fused=False)[0])
-            _settle()
-            tn.append(_time_numpy(data, lr, max(3, epochs * R // 2)))
-            ratio.append(ts[-1] / tb[-1])
-            ratio_e.append(te[-1] / tb[-1])
-    tt = torch_epoch_seconds(d, N, threads, max(3, epochs * R // 2), repeats) if torch else None
-    batched = statistics.median(tb)
-    return {"d": d, "N": N, "R": R, "threads": threads, "epochs": epochs, "dgemm_gflops": rate / 1e9,
-            "batched": batched, "single": statistics.median(ts), "engine": statistics.median(te),
-            "numpy": statistics.median(tn), "torch": tt, "single_over_batched": statistics.median(ratio),
-            "engine_over_batched": statistics.median(ratio_e),
-            "floor_fraction": flops_per_epoch(d, N) / rate / batched, "identical": same}
+            for t in dtypes:
+                T = times[t]
+                _settle()
+                T["batched"].append(_time_batched(data[t], lr, epochs, threads)[0])
+                _settle()
+                T["single"].append(_time_single(data[t], lr, epochs)[0])
+                _settle()
+                T["engine"].append(_time_single(data[t], lr, epochs, fused=False)[0])
+                _settle()
+                T["numpy"].append(_time_numpy(data[t], lr, max(3, epochs * R // 2)))
+    rows = []
+    for t in dtypes:
+        T = times[t]
+        batched = statistics.median(T["batched"])
+        tt = torch_epoch_seconds(d, N, threads, max(3, epochs * R // 2), repeats, t) if torch else None
+        over = (statistics.median([a / b for a, b in zip(times["float64"]["batched"], T["batched"])])
+                if "float64" in times else None)
+        rows.append({
+            "d": d, "N": N, "R": R, "dtype": t, "threads": threads, "epochs": epochs,
+            "dgemm_gflops": rates["float64"] / 1e9, "gemm_gflops": rates[t] / 1e9,
+            "batched": batched, "single": statistics.median(T["single"]),
+            "engine": statistics.median(T["engine"]), "numpy": statistics.median(T["numpy"]), "torch": tt,
+            "single_over_batched": statistics.median([a / b for a, b in zip(T["single"], T["batched"])]),
+            "engine_over_batched": statistics.median([a / b for a, b in zip(T["engine"], T["batched"])]),
+            "float64_over_this": over,
+            "floor_fraction": flops_per_epoch(d, N) / rates[t] / batched, "identical": same[t]})
+    return rows
 
 
-def kernel_block_times(d: int, N: int, R: int, blocks: Sequence[int], repeats: int = 9) -> dict:
-    """Seconds per network of one kernel evaluation on a stack of ``R`` Figure-2 networks, for
-    each block size and each way the kernel can call its products here (SciPy's OpenBLAS; when
-    :mod:`harness.engine.kernel_blas` loaded MKL, also MKL's CBLAS GEMM and MKL's JIT GEMMs):
-    ``{(library, block): (best, median)}`` over ``repeats`` alternating rounds."""
+def kernel_block_times(d: int, N: int, R: int, blocks: Sequence[int], repeats: int = 9,
+                       dtype=np.float64) -> dict:
+    """Seconds per network of one kernel evaluation on a stack of ``R`` Figure-2 networks in
+    ``dtype``, for each block size and each way the kernel can call its products here (SciPy's
+    OpenBLAS; when :mod:`harness.engine.kernel_blas` loaded MKL, also MKL's CBLAS GEMM and MKL's
+    JIT GEMMs): ``{(library, block): (best, median)}`` over ``repeats`` alternating rounds."""
     from ..engine.chain_kernels import ACTIVATION_CODES, BlockBuffers, jit_slots, jit_table, mse_loss_and_grads
     from ..engine.kernel_blas import kernel_blas
     from ..engine.threads import blas_threads
 
-    data = problem(d, N, R)
+    dtype = np.dtype(dtype)
+    data = problem(d, N, R, dtype=dtype)
     X = np.stack([x for x, _, _ in data])
     y = np.stack([t for _, t, _ in data])
     W = tuple(np.stack([w[l] for _, _, w in data]) for l in range(len(data[0][2])))
     shapes = [w.shape[1:] for w in W]
     grads = tuple(np.empty_like(w) for w in W)
     flags = np.ones(len(W), dtype=np.bool_)
-    out, values = np.empty((R, N)), np.empty(R)
+    out, values = np.empty((R, N), dtype=dtype), np.empty(R, dtype=dtype)
     chosen = kernel_blas()
     none = np.zeros((2, jit_slots(len(shapes)), 2), np.int64)
     # library -> (gemm address, JIT table per block size, owners of the JIT kernels)
     libraries: dict[str, tuple[int, dict, list]] = {"openblas": (0, {b: none for b in blocks}, [])}
     if chosen.name == "mkl":
-        libraries["mkl"] = (chosen.address(np.float64), {b: none for b in blocks}, [])
-        tables = {b: jit_table(shapes, b, N, np.float64, chosen) for b in blocks}
-        libraries["mkl-jit"] = (chosen.address(np.float64), {b: t[0] for b, t in tables.items()},
+        libraries["mkl"] = (chosen.address(dtype), {b: none for b in blocks}, [])
+        tables = {b: jit_table(shapes, b, N, dtype, chosen) for b in blocks}
+        libraries["mkl-jit"] = (chosen.address(dtype), {b: t[0] for b, t in tables.items()},
                                 [t[1] for t in tables.values()])
-    buffers = {b: BlockBuffers(shapes, np.float64, rows=b) for b in blocks}
+    buffers = {b: BlockBuffers(shapes, dtype, rows=b) for b in blocks}
     times: dict[tuple[str, int], list[float]] = {(lib, b): [] for b in blocks for lib in libraries}
     with blas_threads(1):
         for rnd in range(repeats + 1):
@@ -239,12 +268,24 @@ def kernel_block_times(d: int, N: int, R: int, blocks: Sequence[int], repeats: i
     return {key: (min(v), statistics.median(v)) for key, v in times.items()}
 
 
-def _kernel_products() -> str:
-    """Which library the training kernel's products use here (:mod:`harness.engine.kernel_blas`)."""
+def _kernel_products(d: int, dtype) -> str:
+    """Which library the training kernel's products use here (:mod:`harness.engine.kernel_blas`)
+    for a d x d layer in ``dtype``: MKL compiles JIT GEMMs on Intel processors only."""
     from ..engine.kernel_blas import kernel_blas
 
     chosen = kernel_blas()
-    return "MKL (JIT GEMMs)" if chosen.name == "mkl" else "SciPy's OpenBLAS"
+    if chosen.name != "mkl":
+        return "SciPy's OpenBLAS"
+    return "MKL (JIT GEMMs)" if chosen.jit_gemm(64, d, d, False, dtype) is not None else \
+        "MKL (CBLAS GEMM; no JIT GEMM on this processor)"
+
+
+def _dtypes(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in names if t not in DTYPES]
+    if bad or not names:
+        parser.error(f"--dtype {text!r}: allowed values are {', '.join(DTYPES)}, or both comma-separated")
+    return list(dict.fromkeys(names))
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
@@ -254,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=1.0, help="target seconds of one timing")
+    parser.add_argument("--dtype", default="float64",
+                        help="float64 (default), float32, or float64,float32 to time both side by side")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--blocks", default=None,
                         help="time the kernel alone for these rows per block (e.g. 64,107,160)")
@@ -262,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.markdown and check_writable(args.markdown):
         parser.error(check_writable(args.markdown))
+    dtypes = _dtypes(parser, args.dtype)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     Rs = [int(r) for r in args.R.split(",")]
     if args.blocks:
@@ -271,33 +315,37 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         print("us per network of one loss-and-gradient kernel call (best / median), one thread, "
               "by rows per block")
         for d, N in sizes:
-            default = block_rows([(d, d)] * 3 + [(1, d)], np.float64)
-            times = kernel_block_times(d, N, max(Rs), blocks, max(3, args.repeats))
-            cells = "  ".join(f"{b} ({lib}): {1e6 * t[0]:.0f} / {1e6 * t[1]:.0f}"
-                              for (lib, b), t in times.items())
-            print(f"d = {d}, N = {N}, R = {max(Rs)} (default block {default}): {cells}", flush=True)
+            for t in dtypes:
+                default = block_rows([(d, d)] * 3 + [(1, d)], np.dtype(t))
+                times = kernel_block_times(d, N, max(Rs), blocks, max(3, args.repeats), np.dtype(t))
+                cells = "  ".join(f"{b} ({lib}): {1e6 * v[0]:.0f} / {1e6 * v[1]:.0f}"
+                                  for (lib, b), v in times.items())
+                print(f"d = {d}, N = {N}, R = {max(Rs)}, {t} (default block {default}): {cells}", flush=True)
         return []
     rows = []
-    header = (f"{'d':>4} {'N':>6} {'R':>3} {'batched ms':>10} {'single ms':>9} {'engine ms':>9} "
-              f"{'single/batched':>14} {'engine/batched':>14} "
-              f"{'numpy ms':>8} {'torch ms':>8} {'DGEMM floor':>11} {'same':>5}")
+    header = (f"{'d':>4} {'N':>6} {'R':>3} {'dtype':>7} {'batched ms':>10} {'single ms':>9} {'engine ms':>9} "
+              f"{'single/batched':>14} {'engine/batched':>14} {'f64/this':>8} "
+              f"{'numpy ms':>8} {'torch ms':>8} {'GEMM floor':>10} {'same':>5}")
     printed = False
     for d, N in sizes:
         for R in Rs:
-            r = measure(d, N, R, args.repeats, args.threads, args.seconds, torch=not args.no_torch)
-            rows.append(r)
-            if not printed:
-                print(table_title(r, args.repeats))
-                print(header)
-                print("-" * len(header))
-                printed = True
-            torch_ms = f"{1e3 * r['torch']:8.3f}" if r["torch"] is not None else f"{'-':>8}"
-            print(f"{d:>4} {N:>6} {R:>3} {1e3 * r['batched']:10.3f} {1e3 * r['single']:9.3f} "
-                  f"{1e3 * r['engine']:9.3f} {r['single_over_batched']:14.2f} "
-                  f"{r['engine_over_batched']:14.2f} {1e3 * r['numpy']:8.3f} {torch_ms} "
-                  f"{r['floor_fraction']:11.2f} {str(r['identical']):>5}", flush=True)
+            for r in measure(d, N, R, args.repeats, args.threads, args.seconds, torch=not args.no_torch,
+                             dtypes=dtypes):
+                rows.append(r)
+                if not printed:
+                    print(table_title(r, dtypes, args.repeats))
+                    print(header)
+                    print("-" * len(header))
+                    printed = True
+                torch_ms = f"{1e3 * r['torch']:8.3f}" if r["torch"] is not None else f"{'-':>8}"
+                over = f"{r['float64_over_this']:8.2f}" if r["float64_over_this"] is not None else f"{'-':>8}"
+                print(f"{d:>4} {N:>6} {R:>3} {r['dtype']:>7} {1e3 * r['batched']:10.3f} {1e3 * r['single']:9.3f} "
+                      f"{1e3 * r['engine']:9.3f} {r['single_over_batched']:14.2f} "
+                      f"{r['engine_over_batched']:14.2f} {over} {1e3 * r['numpy']:8.3f} {torch_ms} "
+                      f"{r['floor_fraction']:10.2f} {str(r['identical']):>5}", flush=True)
     if args.markdown and rows:
-        write_markdown(args.markdown, markdown_table(rows, MARKDOWN_COLUMNS, [table_title(rows[0], args.repeats)]))
+        write_markdown(args.markdown, markdown_table(rows, MARKDOWN_COLUMNS,
+                                                     [table_title(rows[0], dtypes, args.repeats)]))
     return rows
 
 
@@ -305,20 +353,26 @@ def _ms(seconds: float) -> str:
     return f"{1e3 * seconds:.3f}"
 
 
-MARKDOWN_COLUMNS = (Column("d", "d"), Column("N", "N"), Column("R", "R"), Column("batched", "batched ms", _ms),
-                    Column("single", "single ms", _ms), Column("engine", "engine ms", _ms),
+MARKDOWN_COLUMNS = (Column("d", "d"), Column("N", "N"), Column("R", "R"), Column("dtype", "dtype"),
+                    Column("batched", "batched ms", _ms), Column("single", "single ms", _ms),
+                    Column("engine", "engine ms", _ms),
                     Column("single_over_batched", "single/batched", "{:.2f}"),
-                    Column("engine_over_batched", "engine/batched", "{:.2f}"), Column("numpy", "numpy ms", _ms),
-                    Column("torch", "torch ms", _ms), Column("floor_fraction", "DGEMM floor", "{:.2f}"),
+                    Column("engine_over_batched", "engine/batched", "{:.2f}"),
+                    Column("float64_over_this", "f64/this", "{:.2f}"), Column("numpy", "numpy ms", _ms),
+                    Column("torch", "torch ms", _ms), Column("floor_fraction", "GEMM floor", "{:.2f}"),
                     Column("identical", "same"))
 """The columns of the printed table, for ``--markdown``."""
 
 
-def table_title(row: dict, repeats: int) -> str:
-    """The line above the table: what one cell means and how it was measured."""
+def table_title(row: dict, dtypes: Sequence[str], repeats: int) -> str:
+    """The line above the table: what one cell means and how it was measured (the GEMM rates
+    of this machine, DGEMM and, with float32, SGEMM; which library the kernel's products use)."""
+    rates = ", ".join(f"{'DGEMM' if t == 'float64' else 'SGEMM'} "
+                      f"{(row['dgemm_gflops'] if t == 'float64' else row['gemm_gflops']):.0f} GFLOP/s"
+                      for t in dict.fromkeys(["float64", *dtypes]))
+    products = "; ".join(f"{t}: {_kernel_products(row['d'], np.dtype(t))}" for t in dtypes)
     return (f"ms per epoch per network, full-batch Adam, Figure-2 network (ReLU, d -> d -> d -> d -> 1), "
-            f"float64, {row['threads']} thread(s), DGEMM {row['dgemm_gflops']:.0f} GFLOP/s, "
-            f"median of {repeats}; the kernel's products: {_kernel_products()}")
+            f"{row['threads']} thread(s), {rates}, median of {repeats}; the kernel's products: {products}")
 
 
 if __name__ == "__main__":
