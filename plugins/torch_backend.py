@@ -28,6 +28,11 @@ so results agree with the ``numba`` backend to rounding (the tests require 1e-8 
   host), uploads the k output signals and downloads the stacked gradients. The same algebra as
   the single evaluator, so the members' results agree with training each alone to rounding.
 
+Both evaluators compute in the dtype they are made for, float64 or float32 (a cell's
+``dtype``: the stacked repetitions of a float32 memorisation cell train as float32 tensors, as
+torch trains by default); the tests require agreement with the CPU engine to float32 rounding in
+float32.
+
 Activations: the built-ins (``jit_code`` sigmoid, relu, tanh, quadratic, identity) run as torch
 operations, after a check on probe points that they reproduce the plugin's own ``phi`` and
 ``dphi``; any other activation is evaluated with its NumPy ``phi`` / ``dphi`` (a round trip to

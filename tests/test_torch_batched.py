@@ -228,3 +228,33 @@ def test_memorization_cells_batch_on_torch(registry, tmp_path, monkeypatch):
             assert ma[key] == pytest.approx(mb[key], rel=1e-9), key
         assert np.allclose(a["curves"]["loss_curve"], b["curves"]["loss_curve"], rtol=1e-9, atol=0)
     assert json.dumps(together[0]["metrics"]["final_loss"]) != json.dumps(together[1]["metrics"]["final_loss"])
+
+
+def test_float32_memorization_cells_batch_on_torch(registry, monkeypatch):
+    """dtype = "float32" on torch: the repetitions train as one float32 stack on the device
+    (tensors in float32), and the rows follow the CPU engine's float32 rows to float32 rounding."""
+    from harness.execute import group_cells, run_cells
+    from harness.spec import parse_spec
+    from harness_plugins import torch_backend as module
+
+    dtypes = []
+    original = module.TorchStackedGradientEngine.loss_and_grads
+
+    def spy(self, W, X, y, loss, k):
+        dtypes.append((self.tdtype, X.dtype, W[0].dtype))
+        return original(self, W, X, y, loss, k)
+
+    monkeypatch.setattr(module.TorchStackedGradientEngine, "loss_and_grads", spy)
+    text = SPEC.format(batched="true") + 'dtype = "float32"\n'
+    cells = parse_spec(text, "b.toml", registry=registry).cells()
+    (group,) = group_cells(cells, registry)
+    on_torch = run_cells(group, registry)
+    assert dtypes and set(dtypes) == {(module.import_torch().float32, np.dtype(np.float32), np.dtype(np.float32))}
+    numba = text.replace('{ name = "torch", device = "cpu" }', '"numba"')
+    on_cpu = run_cells(parse_spec(numba, "b.toml", registry=registry).cells(), registry)
+    for a, b in zip(on_torch, on_cpu):
+        assert a["status"] == b["status"] == "ok" and a["params"]["dtype"] == "float32"
+        ma, mb = a["metrics"], b["metrics"]
+        assert ma["stop_epoch"] == mb["stop_epoch"] and ma["stop_reason"] == mb["stop_reason"]
+        for key in ("final_loss", "initial_loss", "reported_loss"):
+            assert ma[key] == pytest.approx(mb[key], rel=1e-4), key
