@@ -441,56 +441,6 @@ def test_late_failures_are_refused_when_the_file_loads(registry, extra, grid, me
     assert str(info.value).startswith("m.toml: ") and message in str(info.value)
 
 
-@pytest.mark.parametrize("experiment, params", [
-    ("memorization", 'N = 20\nd = 5\narchitecture = { name = "fc", widths = ["d", "d", "d"] }'),
-    ("two_layer_memorization", "m = 20\nd = 5"),
-    ("capacity", "N = 20\nd = 5"),
-])
-def test_a_dtype_other_than_float64_or_float32_is_refused(registry, experiment, params):
-    text = spec_text(f'id = "x"\nexperiment = "{experiment}"\n{params}\ndtype = "float16"\n')
-    with pytest.raises(SpecError) as info:
-        parse_spec(text, "m.toml", registry=registry)
-    assert str(info.value).startswith("m.toml: experiments.x.dtype = 'float16': not allowed")
-    assert "float64" in str(info.value) and "float32" in str(info.value)
-
-
-@pytest.mark.parametrize("batched", [False, True])
-def test_float32_rows_train_in_float32(registry, monkeypatch, batched):
-    """dtype = "float32": data and weights reach the training loop in float32 (the float64
-    draws rounded), the row records the dtype, and its losses follow the float64 row's to
-    float32 rounding without being equal to them."""
-    import harness.engine.batched_training as bt
-    from harness_plugins.memorization import _common
-
-    seen = []
-    real_train, real_batch = _common.train, bt.train_batch
-
-    def spy_train(weights, X, y, *args, **kwargs):
-        seen.append((X, y, list(weights)))
-        return real_train(weights, X, y, *args, **kwargs)
-
-    def spy_batch(members, *args, **kwargs):
-        seen.extend((m.X, m.y, list(m.weights)) for m in members)
-        return real_batch(members, *args, **kwargs)
-
-    monkeypatch.setattr(_common, "train", spy_train)
-    monkeypatch.setattr(bt, "train_batch", spy_batch)
-    block = FIG2.format(epochs=300, window=100) + f"N = 30\nd = 4\nbatched = {str(batched).lower()}\n"
-    rows = {}
-    for dtype in ("float64", "float32"):
-        seen.clear()
-        rows[dtype] = run_all(spec_text(block + f'dtype = "{dtype}"\n', reps=2), registry)
-        assert sum(X.shape == (30, 4) for X, _, _ in seen) == 2  # and a warm-up's tiny network
-        for X, y, weights in seen:
-            assert X.dtype == y.dtype == np.dtype(dtype)
-            assert all(W.dtype == np.dtype(dtype) for W in weights)
-        assert all(r["status"] == "ok" and r["params"]["dtype"] == dtype for r in rows[dtype])
-    for r64, r32 in zip(rows["float64"], rows["float32"]):
-        c64, c32 = np.asarray(r64["curves"]["loss_curve"]), np.asarray(r32["curves"]["loss_curve"])
-        assert not np.array_equal(c64, c32)
-        assert np.allclose(c32[:50], c64[:50], rtol=1e-4, atol=0)
-
-
 def test_rows_show_the_lr_used_and_keep_timings_apart(registry):
     (row,) = run_all(spec_text(FIG2.format(epochs=5, window=0) + "N = 25\nd = 4\n"), registry)
     assert row["status"] == "ok"
