@@ -6,8 +6,10 @@ Numba's ``np.dot``, i.e. SciPy's OpenBLAS, whose small-matrix kernels reach abou
 per core on the development machine (AVX-512). With Intel's MKL installed (``pip install -e
 ".[mkl]"``, the ``mkl`` wheel) the kernel calls, for each product shape of a problem, a GEMM
 that MKL compiles for that shape (``mkl_cblas_jit_create_dgemm``: 63-68 GFLOP/s on those
-products), and MKL's ``cblas_dgemm`` (sequential: the kernel's callers are the threads; about
-58) where MKL declines to compile one; the matrix-vector products stay on ``np.dot``. The
+products; ``mkl_cblas_jit_create_sgemm`` for a float32 network), and MKL's ``cblas_dgemm`` /
+``cblas_sgemm`` (sequential: the kernel's callers are the threads; about 58 GFLOP/s in float64)
+where MKL declines to compile one (on processors other than Intel's it compiles none); the
+matrix-vector products stay on ``np.dot``. The
 kernel then takes about 18% less time (docs/engine.md has the measurements; ``harness bench
 train --blocks 107`` repeats them side by side).
 
