@@ -138,6 +138,13 @@ def test_no_import_cycles():
     assert cycles(edges) == []
 
 
+def test_the_engine_imports_nothing_of_harness_outside_it():
+    """The numerical engine is self-contained: not even the lowest layer beside it."""
+    outside = sorted(f"{src} -> {dst}" for src, targets in graph().items() if src.startswith("harness.engine")
+                     for dst in targets if not (dst == "harness.engine" or dst.startswith("harness.engine.")))
+    assert outside == []
+
+
 def test_no_module_imports_a_layer_above_it():
     edges = graph()
     upward = []
