@@ -9,7 +9,7 @@ import pytest
 from test_memorization import FIG2, run_all, spec_text
 
 from harness import SpecError
-from harness.execute import group_cells, run_cells
+from harness.runner.execute import group_cells, run_cells
 from harness.spec import parse_spec
 
 

@@ -233,7 +233,7 @@ def test_memorization_cells_batch_on_torch(registry, tmp_path, monkeypatch):
 def test_float32_memorization_cells_batch_on_torch(registry, monkeypatch):
     """dtype = "float32" on torch: the repetitions train as one float32 stack on the device
     (tensors in float32), and the rows follow the CPU engine's float32 rows to float32 rounding."""
-    from harness.execute import group_cells, run_cells
+    from harness.runner.execute import group_cells, run_cells
     from harness.spec import parse_spec
     from harness_plugins import torch_backend as module
 
