@@ -162,3 +162,24 @@ def test_members_too_large_to_stack_train_one_by_one(registry, monkeypatch):
         for (X, y, W), b in zip(data, out):
             assert_same(train(W, X, y, act, loss, registry.create("optimizer", "adam", {"lr": 0.01}),
                               max_epochs=20), b)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_float64_weights_train_in_the_dtype_of_the_data(registry, frozen):
+    """Weights given in float64 with float32 data: both paths train in float32, give the same
+    result, and judge whether the weights moved against the start rounded to float32 (a network
+    with every layer frozen has not moved)."""
+    act, loss = registry.create("activation", "relu"), registry.create("loss", "mse")
+    data = [(X.astype(np.float32), y.astype(np.float32), W) for X, y, W in problems(registry, 3)]
+    trainable = [not frozen] * len(SHAPES)
+
+    def opt():
+        return registry.create("optimizer", "adam", {"lr": 0.01})
+
+    singles = [train(W, X, y, act, loss, opt(), max_epochs=20, trainable=trainable) for X, y, W in data]
+    batched = train_batch([Member(W, X, y, opt(), max_epochs=20) for X, y, W in data], act, loss,
+                          trainable=trainable)
+    for s, b in zip(singles, batched):
+        assert_same(s, b)
+        assert all(W.dtype == np.float32 for W in b.weights)
+        assert s.moved == b.moved == (not frozen)

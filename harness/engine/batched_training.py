@@ -260,7 +260,8 @@ class _Chunk:
                            steps=steps, stop_reason=reason,
                            initial_loss=losses[0] if self.full_batch else initial,
                            final_loss=final_loss, final_output=final_output, prepared=prepared,
-                           rules=summaries, moved=weights_moved(m.weights, weights))
+                           rules=summaries,
+                           moved=weights_moved([np.asarray(W, dtype=self.dtype) for W in m.weights], weights))
 
     def _compact(self, keep: list[int]) -> None:
         n = len(keep)
