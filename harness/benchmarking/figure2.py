@@ -43,7 +43,7 @@ class TorchEpoch:
 
         self.torch = torch
         dtype = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[X.dtype]
-        layers = []
+        layers: list = []
         for l, W in enumerate(weights):
             lin = torch.nn.Linear(W.shape[1], W.shape[0], bias=False, dtype=dtype)
             with torch.no_grad():
@@ -64,7 +64,7 @@ class TorchEpoch:
         return float(loss.detach())
 
     def weights(self) -> list[np.ndarray]:
-        return [m.weight.detach().numpy() for m in self.net if hasattr(m, "weight")]
+        return [m.weight.detach().numpy() for m in self.net if hasattr(m, "weight")]  # type: ignore[operator]  (torch stubs: Module.weight)
 
 
 def torch_epoch_seconds(d: int, N: int, threads: int, epochs: int, repeats: int,
