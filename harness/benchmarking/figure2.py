@@ -64,7 +64,7 @@ class TorchEpoch:
         return float(loss.detach())
 
     def weights(self) -> list[np.ndarray]:
-        return [m.weight.detach().numpy() for m in self.net if hasattr(m, "weight")]  # type: ignore[operator]  (torch stubs: Module.weight)
+        return [m.weight.detach().numpy() for m in self.net if hasattr(m, "weight")]  # type: ignore[operator]
 
 
 def torch_epoch_seconds(d: int, N: int, threads: int, epochs: int, repeats: int,
