@@ -190,7 +190,8 @@ def test_rows_flag_weights_that_did_not_move_and_show_names_them(tmp_path, optim
         assert ma["lr"] == mb["lr"] == 0.05
         assert ma["final_loss"] == pytest.approx(mb["final_loss"], rel=1e-12)
         if optimizer == "_test_idle":
-            assert ma["weights_unchanged"] is True and ma["final_loss"] == ma["initial_loss"]
+            # equal up to the products' library (MKL and OpenBLAS differ in the last bit)
+            assert ma["weights_unchanged"] is True and ma["final_loss"] == pytest.approx(ma["initial_loss"], rel=1e-12)
         else:
             assert ma["weights_unchanged"] is False and ma["final_loss"] < 0.9 * ma["initial_loss"]
 
