@@ -5,7 +5,7 @@ Experiments: ``echo`` (seeded draws, a curve, a nested dict, an optional sleep, 
 ``segfault`` (a real SIGSEGV through ctypes), ``leak`` (runs out of memory under its own
 RLIMIT_AS), ``hang`` (never returns),
 ``threads`` (reports its thread limits), ``interrupt`` (a Ctrl-C), ``badfig`` (its figures raise),
-``ramp`` (a known threshold: loss = 10 ** ((n - c) / w) with seeded noise, for the threshold
+``huge`` (metrics at the ends of the number range), ``ramp`` (a known threshold: loss = 10 ** ((n - c) / w) with seeded noise, for the threshold
 search), ``timed`` (timings, resolved values, a ``check`` with a skip, a memory estimate).
 Dataset: ``tdata``.
 """
@@ -204,6 +204,17 @@ class BadFig(Experiment):
         raise RuntimeError("cannot draw")
 
 
+class Huge(Experiment):
+    name = "huge"
+    help = "metrics at the ends of the number range: 1e308, ~1e200 that differ by seed, 10**400"
+    params = (Param("i", int, 0, help="an index, to make many cells"),)
+
+    def run(self, cell):
+        u = float(cell.rng("draw").uniform())
+        return {"lr": 1e308, "spread": 1e200 * (1.0 + u), "big": 10 ** 400,
+                "opposite": 1.7e308 if u < 0.5 else -1.7e308, "plain": u}
+
+
 class Ramp(Experiment):
     name = "ramp"
     help = "loss = 10 ** ((n - c * k) / w + noise * N(0, 1)): crosses 1 at n = c k (a known threshold)"
@@ -265,7 +276,7 @@ def harness_register_datasets(registry):
 
 @hookimpl
 def harness_register_experiments(registry):
-    for cls in (Echo, Sleep, Fail, NaN, Crash, Threads, Interrupt, BadFig, Ramp, Segfault, Leak, Hang, Timed):
+    for cls in (Echo, Sleep, Fail, NaN, Crash, Threads, Interrupt, BadFig, Ramp, Segfault, Leak, Hang, Timed, Huge):
         registry.add(cls)
 
 

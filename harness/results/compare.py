@@ -51,6 +51,7 @@ import numpy as np
 from harness.errors import UserError, suggest
 from harness.results.fits import available_keys, metric_names, row_value
 from harness.results.labels import short_labels
+from harness.results.stats import finite_float, mean_std
 
 METRIC_STATUSES = ("ok", "diverged")
 BLOCK_KEYS = ("experiment_id", "experiment")
@@ -70,6 +71,10 @@ def bootstrap_mean_ci(values: Sequence[float], n_boot: int = 2000, level: float 
     v = np.asarray(values, dtype=float)
     if v.size < 2 or n_boot <= 0:
         return math.nan, math.nan
+    scale = float(np.max(np.abs(v)))  # means of values near the float range: scaled to 1
+    if not 0 < scale < math.inf:
+        scale = 1.0
+    v = v / scale
     rng = rng if rng is not None else np.random.default_rng(0)
     chunk = max(1, min(n_boot, 1_000_000 // v.size))
     means = []
@@ -80,7 +85,7 @@ def bootstrap_mean_ci(values: Sequence[float], n_boot: int = 2000, level: float 
         done += k
     alpha = (1 - level) / 2
     lo, hi = np.quantile(np.concatenate(means), [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    return float(lo) * scale, float(hi) * scale
 
 
 @dataclass
@@ -242,10 +247,7 @@ def _value(row: Mapping[str, Any], metric: str, timings: bool = False) -> float 
 
     if row.get("status") not in METRIC_STATUSES:
         return None
-    v = row_metrics(row, timings).get(metric)  # a boolean counts as 0 or 1: its mean is a fraction
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return float(v)
+    return finite_float(row_metrics(row, timings).get(metric))  # a boolean counts as 0 or 1
 
 
 def _seed_key(row: Mapping[str, Any]) -> tuple | None:
@@ -266,8 +268,6 @@ def _by_seed(entries: Sequence[tuple[tuple | None, float]]) -> dict[tuple, float
 
 
 def _stats(values: Sequence[float]) -> Stats:
-    from harness.results.summary import mean_std
-
     mean, std = mean_std(values)
     return Stats(mean, std, len(values))
 
@@ -276,7 +276,7 @@ def _difference(diffs: Sequence[float], n_boot: int, level: float, rng: np.rando
     if not diffs:
         return Difference(None, math.nan, math.nan, 0)
     lo, hi = bootstrap_mean_ci(diffs, n_boot, level, rng)
-    return Difference(math.fsum(diffs) / len(diffs), lo, hi, len(diffs))
+    return Difference(mean_std(diffs)[0], lo, hi, len(diffs))
 
 
 def _ratio(pairs: Sequence[tuple[float, float]], n_boot: int, level: float, rng: np.random.Generator) -> Ratio:
@@ -442,7 +442,8 @@ def _compare_metric(groups, names, keys, metric, n_boot, level, gen, pooled, tim
 
 
 def _paired(line: Line, group: str, pairs, n_boot, level, gen, ratio: bool) -> None:
-    line.diffs[group] = _difference([g - b for g, b in pairs], n_boot, level, gen)
+    diffs = [g - b for g, b in pairs if math.isfinite(g - b)]  # beyond the float range: left out
+    line.diffs[group] = _difference(diffs, n_boot, level, gen)
     if ratio:
         line.ratios[group] = _ratio(pairs, n_boot, level, gen)
 

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 from harness.errors import UserError
 from harness.results.compare import ALL, GROUP_SEPARATOR, MIN_PAIRS, Difference, MetricComparison, Ratio, Stats
 from harness.results.labels import value_text
+from harness.results.stats import short_number
 
 FORMATS = ("table", "csv", "markdown")
 MAX_CELL = 40
@@ -35,9 +36,7 @@ MAX_CELL = 40
 def _num(x: float | None, signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
-    if x == 0 or 1e-3 <= abs(x) < 1e5:
-        return f"{x:+.4g}" if signed else f"{x:.4g}"
-    return f"{x:+.3e}" if signed else f"{x:.3e}"
+    return short_number(x, signed)
 
 
 def _stats_text(s: Stats) -> str:

@@ -19,7 +19,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from harness.errors import UserError, suggest
-from harness.plugin.fitting import DEFAULT_SEED, FitResult, generator_of, fit_proportional, fit_slope, plot_fit  # noqa: F401
+from harness.plugin.fitting import DEFAULT_SEED, FitResult, fit_proportional, fit_slope, generator_of, plot_fit  # noqa: F401
+from harness.results.stats import finite_float, mean_std_arrays
 
 # ----------------------------------------------------------------------------------------------
 # fits over a run's rows
@@ -168,14 +169,16 @@ def fit_rows(rows: Sequence[Mapping[str, Any]], metric: str, axis: str, log: boo
                 if not _is_number(xv):
                     non_numeric += xv is not None
                     continue
-                if isinstance(yv, (int, float)):
-                    xs.append(float(xv))
-                    ys.append(float(yv))
+                xf, yf = finite_float(xv), finite_float(yv)
+                if xf is not None and yf is not None:
+                    xs.append(xf)
+                    ys.append(yf)
             if non_numeric:
                 out.append(GroupFit(exp_id, fixed, None, f"axis {axis!r} is not numeric"))
                 continue
             try:
-                fit = fit_slope(xs, ys, log=log, n_boot=n_boot, rng=gen, level=level)
+                with np.errstate(over="ignore", invalid="ignore"):  # values near the float range
+                    fit = fit_slope(xs, ys, log=log, n_boot=n_boot, rng=gen, level=level)
             except ValueError as exc:
                 out.append(GroupFit(exp_id, fixed, None, str(exc), xs, ys))
             else:
@@ -209,8 +212,7 @@ def plot_fits(fits: Sequence[GroupFit], metric: str, axis: str, log: bool = Fals
         for xv, yv in zip(g.x, g.y):
             by_x.setdefault(xv, []).append(yv)
         xs = sorted(by_x)
-        means = [float(np.mean(by_x[v])) for v in xs]
-        stds = [float(np.std(by_x[v], ddof=1)) if len(by_x[v]) > 1 else 0.0 for v in xs]
+        means, stds = mean_std_arrays([by_x[v] for v in xs])
         points = ax.errorbar(xs, means, yerr=stds, fmt="o", capsize=3, label=f"{g.label} (mean ± std)")
         if g.fit is not None:
             plot_fit(ax, g.fit, label=g.label, color=points[0].get_color())

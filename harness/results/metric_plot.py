@@ -11,13 +11,13 @@ repetitions with a +- 1 std band.
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from harness.plugin.series import short_value, slug, split_rows
+from harness.results.stats import finite_float, mean_std, mean_std_arrays
 
 __all__ = ["row_value", "metric_figure"]
 
@@ -45,9 +45,7 @@ def row_value(row: Mapping[str, Any], key: str) -> Any:
 
 
 def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(float(v)) else None
+    return None if isinstance(v, bool) else finite_float(v)
 
 
 def metric_figure(rows: Sequence[Mapping[str, Any]], metric: str, x: str, hue: str | None = None,
@@ -74,7 +72,8 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], metric: str, x: str, hue: s
         for label, part in panels:
             for r in part:
                 cells[(label, _key(drawn(r)))].append(_number(row_value(r, metric)))
-        log = wants_log_axis([float(np.mean(v)) for v in cells.values()])
+        log = wants_log_axis([m for m in (finite_float(mean_std(v)[0]) for v in cells.values())
+                               if m is not None])
     hues = sorted({short_value(row_value(r, hue)) if hue else "" for r in usable})  # one colour each
     ncol = min(3, len(panels))
     nrow = -(-len(panels) // ncol)
@@ -88,9 +87,7 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], metric: str, x: str, hue: s
         for h, series in sorted(lines.items()):
             i = hues.index(h)
             xs = np.array(sorted(series))
-            vals = [np.asarray(series[v]) for v in xs]
-            mean = np.array([v.mean() for v in vals])
-            std = np.array([v.std(ddof=1) if v.size > 1 else 0.0 for v in vals])
+            mean, std = mean_std_arrays([series[v] for v in xs])
             ax.plot(xs, mean, "o-", color=f"C{i}", ms=3, lw=1.3, label=f"{hue} = {h}" if hue else metric)
             ax.fill_between(xs, mean - std, mean + std, color=f"C{i}", alpha=0.18, linewidth=0)
         if log:

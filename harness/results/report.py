@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from harness.results.stats import short_number
+
 REPORT_FILE = "report.html"
 MAX_PROBLEM_ROWS = 500
 """At most this many non-ok cells are listed (the counts always cover all of them)."""
@@ -62,7 +64,9 @@ def _text(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)
-        return f"{value:.4g}" if value == 0 or 1e-3 <= abs(value) < 1e5 else f"{value:.3e}"
+        return short_number(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 15:
+        return short_number(value)
     if isinstance(value, (list, dict)):
         return json.dumps(value, default=str)
     return str(value)

@@ -3,8 +3,9 @@
 Each line holds the experiment block, the grid coordinates, ``n_rows``, the count of each
 status (``n_ok``, ``n_diverged``, ...), and for every numeric metric ``<m>_mean``, ``<m>_std``
 (sample standard deviation, ddof=1; empty when fewer than two values) and ``<m>_n`` (how many
-values entered). Metric values come from the ``ok`` and ``diverged`` rows; NaN and infinite
-values are left out (the status counts say how many rows diverged). Booleans count as 0/1, so
+values entered), right for any finite value (:func:`harness.results.stats.mean_std`: a mean
+beyond the float range, of integer metrics such as ``10**400``, is written as an integer).
+Metric values come from the ``ok`` and ``diverged`` rows; NaN and infinite values are left out (the status counts say how many rows diverged). Booleans count as 0/1, so
 their mean is a fraction. Timings (a row's ``timings``: wall-clock seconds) are left out unless
 asked for (``timings=True``, ``harness show --timings``): then they are summarised as
 ``timings.<name>`` like metrics.
@@ -18,6 +19,7 @@ import math
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.errors import UserError, suggest
+from harness.results.stats import mean_std, short_number
 from harness.spec.row import STATUSES, row_metrics
 
 METRIC_STATUSES = ("ok", "diverged")
@@ -51,8 +53,10 @@ def summarize(rows: Iterable[Mapping[str, Any]], order: Iterable[str] | None = N
             for name, value in row_metrics(r, timings).items():
                 if isinstance(value, (int, float)):
                     values.setdefault(name, [])
-                    if math.isfinite(value):
-                        values[name].append(float(value))
+                    if isinstance(value, int):  # a bool as 0 or 1; an int of any size, exactly
+                        values[name].append(int(value))
+                    elif math.isfinite(value):
+                        values[name].append(value)
         for name, xs in values.items():
             mean, std = mean_std(xs)
             line[f"{name}_mean"] = mean
@@ -60,18 +64,6 @@ def summarize(rows: Iterable[Mapping[str, Any]], order: Iterable[str] | None = N
             line[f"{name}_n"] = len(xs)
         out.append(line)
     return out
-
-
-def mean_std(xs: Sequence[float]) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation (``None`` where undefined)."""
-    n = len(xs)
-    if n == 0:
-        return None, None
-    mean = math.fsum(xs) / n
-    if n < 2:
-        return mean, None
-    var = math.fsum((x - mean) ** 2 for x in xs) / (n - 1)
-    return mean, math.sqrt(var)
 
 
 def columns(lines: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -111,10 +103,8 @@ def read_csv(text: str) -> list[dict[str, str]]:
 def _fmt_number(x: Any) -> str:
     if x is None:
         return ""
-    if isinstance(x, float):
-        if x == 0 or 1e-3 <= abs(x) < 1e5:
-            return f"{x:.4g}"
-        return f"{x:.3e}"
+    if isinstance(x, float) or (isinstance(x, int) and not isinstance(x, bool) and abs(x) >= 10 ** 15):
+        return short_number(x)
     return str(x)
 
 
