@@ -37,7 +37,7 @@ BENCHMARK_PARAMS = (
           check=lambda v: None if _BENCHMARK_NAME.match(v) else
           "use 1 to 100 letters, digits, '_', '-' and '.', starting with a letter or digit"),
     Param("seed", int, min=0, help="root seed of every cell's random streams"),
-    Param("repetitions", int, 1, min=1, help="repetitions of every grid point"),
+    Param("repetitions", int, 1, min=1, max=MAX_CELLS, help="repetitions of every grid point"),
     Param("description", str, "", help="free text"),
 )
 
