@@ -31,6 +31,7 @@ class Probe(Experiment):
     params = (Param("N", int, min=1), Param("scale", float, 1.0, min=0.0),
               Param("mode", str, "a", choices=("a", "b")))
     slots = {"activation": ("activation", "lin"), "architecture": ("architecture", "chain")}
+    metrics = ("N", "u")
 
     def run(self, cell):
         return {"N": self.N, "u": float(cell.rng("data").uniform())}

@@ -464,6 +464,14 @@ class NoExample(GoodExperiment):
     example = {}
 
 
+class DeclaredExperiment(GoodExperiment):
+    metrics = ("mean", "n", "status_note", "nan_metric")
+
+
+class UndeclaredMetric(DeclaredExperiment):
+    metrics = ("mean", "n", "status_note")
+
+
 class BadSlot(GoodExperiment):
     example = {"components": {"activaton": {"name": "relu"}}}
 
@@ -476,6 +484,15 @@ def test_good_experiment_passes():
 @pytest.mark.parametrize("cls", [GlobalRandomExperiment, NestedExperiment, ArrayCurveExperiment, BadSlot])
 def test_broken_experiment_is_caught(cls):
     assert "example cell" in _failed("experiment", cls)
+
+
+def test_declared_metrics_are_checked_against_the_example():
+    results = {r.name: r for r in check_component("experiment", DeclaredExperiment, REGISTRY)}
+    assert results["declared metrics"].passed and not results["declared metrics"].skipped
+    assert results["declared metrics"].detail == "4 metric(s), all declared"
+    failed = {r.name: str(r) for r in check_component("experiment", UndeclaredMetric, REGISTRY) if not r.passed}
+    assert "metrics ['nan_metric'] are not among the declared metric_names" in failed["declared metrics"]
+    assert {r.name: r for r in check_component("experiment", GoodExperiment, REGISTRY)}["declared metrics"].skipped
 
 
 def test_wall_clock_metric_is_caught():

@@ -58,7 +58,7 @@ def test_cells_cover_grid_and_repetitions(registry):
 
 
 def test_range_tied_and_derived(registry):
-    text = BASE.replace('scale = [1.0, 2.0]', '''i = { start = 5, stop = 25, step = 10 }
+    text = BASE.replace("N = 10\n", "").replace('scale = [1.0, 2.0]', '''i = { start = 5, stop = 25, step = 10 }
 "mode, architecture.depth" = [["a", 1], ["b", 3]]
 [experiments.derived]
 N = "floor(sqrt(1000 * i))"
@@ -100,7 +100,7 @@ def test_seed_by_shares_seeds_across_axis(registry):
 
 
 def test_resolved_spec_round_trips(registry):
-    text = BASE.replace('scale = [1.0, 2.0]', '''i = { start = 1, stop = 3 }
+    text = BASE.replace("N = 10\n", "").replace('scale = [1.0, 2.0]', '''i = { start = 1, stop = 3 }
 [experiments.derived]
 N = "10 * i"''')
     spec = parse(text, registry)
@@ -149,7 +149,7 @@ def test_bad_input_messages(registry, text_change, overrides, expected):
 
 
 def test_derived_errors_name_the_expression(registry):
-    text = BASE.replace('scale = [1.0, 2.0]', '''i = [0, 1]
+    text = BASE.replace("N = 10\n", "").replace('scale = [1.0, 2.0]', '''i = [0, 1]
 [experiments.derived]
 N = "10 / i"''')
     msg = error_of(text, registry)
@@ -223,7 +223,7 @@ def test_total_cells_are_capped(registry):
     ("+".join(["1"] * 3000), "too long"),
 ])
 def test_hostile_derived_expressions_are_refused_at_load(registry, expression, expected):
-    text = BASE + f'[experiments.derived]\nN = "{expression}"\n'
+    text = BASE.replace("N = 10\n", "") + f'[experiments.derived]\nN = "{expression}"\n'
     msg = error_of(text, registry)
     assert msg.startswith("b.toml: experiments.e.derived.N = ") and expected in msg
     assert len(msg) <= 400

@@ -111,6 +111,10 @@ class SpectrumResult:
     fallback: str | None = None
     extra: dict = field(default_factory=dict)
 
+    METRICS = ("solver", "lambda_min", "lambda_max", "trace", "floor", "below_floor", "steps", "fallback",
+               "condition")
+    """The names :meth:`metrics` gives (each with its suffix), besides ``solver_seconds``."""
+
     def metrics(self, suffix: str = "") -> dict:
         """Flat scalar metrics ``lambda_min{suffix}``, ... for a result row."""
         keys = ("solver", "lambda_min", "lambda_max", "trace", "floor", "below_floor", "seconds",

@@ -39,6 +39,14 @@ class Experiment(Component):
     """A small, fast cell for the conformance suite: ``{"params": {...}, "components":
     {slot: {"name": .., "params": {...}}}}`` (missing parts take their defaults)."""
 
+    metrics: ClassVar[Sequence[str] | None] = None
+    """The names of the metrics ``run`` returns (its scalar results, nested dicts flattened with
+    dots), a superset: what a benchmark file may name before anything runs (a threshold search's
+    ``metric``); a name ending in ``.*`` stands for every metric under that prefix
+    (``optimizer.*``, :func:`declares_metric`). ``None``: not declared, nothing is checked.
+    :meth:`metric_names` may make it depend on the cell's parameters; the conformance suite
+    checks the example cell against it."""
+
     context: "CellContext | None" = None
     """The cell this instance runs or is planned for (set by :meth:`bind`): ``estimate`` may
     look at the cell's configured components (``self.context.architecture``) through it."""
@@ -71,6 +79,13 @@ class Experiment(Component):
             except Exception as exc:  # noqa: BLE001 - the runner reruns this member alone
                 out.append(exc)
         return out
+
+    @classmethod
+    def metric_names(cls, params: Mapping[str, Any], components: Mapping[str, Mapping[str, Any]]):
+        """The names of the metrics a cell with these resolved ``params`` and ``components``
+        (slot -> ``{"name", "params"}``) returns, or ``None`` when not declared; by default
+        :attr:`metrics`."""
+        return cls.metrics
 
     def check(self, params: Mapping[str, Any], components: Mapping[str, "Component"]):
         """Cross-parameter constraints of one resolved grid point, checked when the benchmark
@@ -110,6 +125,12 @@ class Experiment(Component):
         as PNG and SVG in the run's ``figures/`` folder.
         """
         return {}
+
+
+def declares_metric(names, metric: str) -> bool:
+    """Whether the declared metric ``names`` (:attr:`Experiment.metrics`) cover ``metric``: by
+    name, or by a ``prefix.*`` entry."""
+    return metric in names or any(n.endswith(".*") and metric.startswith(n[:-1]) for n in names)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,26 @@ def _parse_axis(label: str, values: Any, source: str, prefix: str) -> Axis:
     return Axis(label=label, keys=keys, values=values)
 
 
+def _check_distinct_components(axis: Axis, slots_decl: Mapping[str, tuple], source: str, prefix: str,
+                               registry: Registry) -> None:
+    """Refuse two values of an axis that configure the same components (``"relu"`` and
+    ``{name = "relu"}``; a component with and without a parameter at its default value): they
+    would be two grid points of one cell."""
+    if not any(k in slots_decl for k in axis.keys):
+        return
+    seen: dict[str, int] = {}
+    for i, value in enumerate(axis.values):
+        parts = list(value) if len(axis.keys) > 1 else [value]
+        resolved = [_slot_spec(v, k, slots_decl[k][0], source, prefix, registry) if k in slots_decl
+                    else _same_number(v) for k, v in zip(axis.keys, parts)]
+        key = canonical(resolved)
+        if key in seen:
+            raise SpecError(source, f"{prefix}grid.{axis.label}", axis.values,
+                            f"items {seen[key]} and {i} ({axis.values[seen[key]]!r} and {value!r}) configure the "
+                            "same component: each grid value must be distinct (use repetitions to run a point again)")
+        seen[key] = i
+
+
 def _same_number(value: Any) -> Any:
     """``value`` with every number as a float (``10`` and ``10.0`` are the same grid value)."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
@@ -117,7 +137,7 @@ def _range_values(table: dict, source: str, key: str) -> list:
                     for i in range(num)]
         else:
             vals = [start + (stop - start) * i / max(num - 1, 1) for i in range(num)]
-        return vals
+        return [_snap(v) for v in vals]
     step = table.get("step", 1)
     if not isinstance(step, (int, float)) or isinstance(step, bool) or step == 0 or not math.isfinite(step):
         raise SpecError(source, f"{key}.step", step, "expected a finite non-zero number")
@@ -130,6 +150,17 @@ def _range_values(table: dict, source: str, key: str) -> list:
     if count <= 0:
         raise SpecError(source, key, table, "empty range: no value from start to stop with this step")
     return [start + i * step for i in range(count)]
+
+
+def _snap(value: float) -> float | int:
+    """A computed range value within rounding of an integer as that integer's float (``10.000000000000002``
+    -> ``10.0``, which an ``int`` axis takes as ``10``); an int stays as it is."""
+    if isinstance(value, int):
+        return value
+    nearest = round(value)
+    if nearest != 0 and abs(value - nearest) <= 1e-9 * abs(nearest):
+        return float(nearest)
+    return value
 
 
 def _is_free(key: str, declared: Mapping[str, Param], slots: Mapping[str, Any]) -> bool:

@@ -24,6 +24,10 @@ MAX_GRID_POINTS = 100_000
 """Grid points one experiment block may have (axes multiplied; a searched block's grid too)."""
 
 
+MAX_ID_LENGTH = 64
+"""Characters of an experiment block's id (it starts the names of the block's figure files)."""
+
+
 MAX_CELLS = 1_000_000
 """Cells a benchmark file may have in all (grid points times repetitions)."""
 
@@ -98,6 +102,11 @@ class ExperimentSpec:
     def grid(self) -> dict[str, list[Any]]:
         """Axis label -> values (tied axes as lists of lists), as written in the file."""
         return {a.label: [list(v) if len(a.keys) > 1 else v for v in a.values] for a in self.axes}
+
+    def per_point_keys(self) -> set[str]:
+        """The key paths set per point: the grid's axes, the derived values and the searched axis."""
+        keys = {k for a in self.axes for k in a.keys} | set(self.derived)
+        return keys | {self.search.axis} if self.search is not None else keys
 
     def seed_axes(self) -> list[str]:
         if self.seed_by is not None:
@@ -178,9 +187,12 @@ class Spec:
                 block["description"] = exp.description
             if exp.seed_by is not None:
                 block["seed_by"] = list(exp.seed_by)
-            block.update(exp.params)
+            per_point = exp.per_point_keys()  # a default here would set them twice
+            block.update({k: v for k, v in exp.params.items() if k not in per_point})
             for slot, spec in exp.slots.items():
-                block[slot] = {"name": spec["name"], **spec["params"]}
+                if slot not in per_point:
+                    block[slot] = {"name": spec["name"], **{k: v for k, v in spec["params"].items()
+                                                             if f"{slot}.{k}" not in per_point}}
             if exp.axes:
                 block["grid"] = exp.grid
             if exp.derived:

@@ -8,12 +8,14 @@ import math
 from typing import Any, Mapping
 
 from harness.plugin import expressions
-from harness.plugin.params import Param, resolve_params
+from harness.plugin.experiment import declares_metric
+from harness.plugin.params import REQUIRED, Param, resolve_params
 from harness.plugin.registry import Registry
 from harness.spec.search import TRANSFORMS, Search
 
 from ..errors import PluginError, SpecError, suggest
 from .grid import (
+    _check_distinct_components,
     _check_key_path,
     _derive_and_resolve,
     _fmt,
@@ -29,6 +31,7 @@ from .model import (
     BENCHMARK_PARAMS,
     MAX_CELLS,
     MAX_GRID_POINTS,
+    MAX_ID_LENGTH,
     ExperimentSpec,
     Spec,
 )
@@ -83,8 +86,9 @@ def _validate_experiment(block: dict, index: int, source: str, registry: Registr
     except PluginError as exc:
         raise SpecError(source, f"{where}.experiment", name, str(exc)) from None
     exp_id = block.get("id", name)
-    if not isinstance(exp_id, str) or not _NAME.match(exp_id):
-        raise SpecError(source, f"{where}.id", exp_id, "expected a string of letters, digits, '_', '-' or '.'")
+    if not isinstance(exp_id, str) or not _NAME.match(exp_id) or len(exp_id) > MAX_ID_LENGTH:
+        raise SpecError(source, f"{where}.id", exp_id, f"expected 1 to {MAX_ID_LENGTH} letters, digits, '_', '-' or "
+                        "'.' (it names the block's figure files)")
     prefix = f"experiments.{exp_id}."
 
     repetitions = block.get("repetitions", default_repetitions)
@@ -135,10 +139,12 @@ def _validate_experiment(block: dict, index: int, source: str, registry: Registr
             if key in targets:
                 raise SpecError(source, f"{prefix}grid.{axis.label}", ..., f"{key!r} is set twice in the grid")
             targets[key] = f"{prefix}grid.{axis.label}"
+        _check_distinct_components(axis, slots_decl, source, prefix, registry)
     for key in derived:
         if key in targets:
             raise SpecError(source, f"{prefix}derived.{key}", derived[key], f"{key!r} is also a grid axis")
         targets[key] = f"{prefix}derived.{key}"
+    _check_set_once(block, targets, declared, slots_decl, source, prefix, registry)
 
     # free grid variables must feed a derived expression (catches typos in axis names)
     used = set().union(*[expressions.names_in(t) for t in derived.values()]) if derived else set()
@@ -152,11 +158,17 @@ def _validate_experiment(block: dict, index: int, source: str, registry: Registr
     for key in derived:
         if "." in key:
             _check_key_path(key, declared, slots_decl, source, f"{prefix}derived.{key}", derived[key])
+        elif _is_free(key, declared, slots_decl) and not _feeds_another(key, derived, block.get("search")):
+            allowed = sorted(declared) + [f"{s}.<param>" for s in slots_decl] + list(slots_decl)
+            raise SpecError(source, f"{prefix}derived.{key}", derived[key],
+                            f"{key!r} is neither a parameter of {name!r}{suggest(key, allowed)} nor used by "
+                            "another derived expression or the search's start; allowed: " + ", ".join(allowed))
 
     search = None
     if "search" in block:
         search = _parse_search(block["search"], source, prefix, declared, slots_decl, targets, used)
         targets[search.axis] = f"{prefix}search.axis"
+        _check_set_once(block, {search.axis: targets[search.axis]}, declared, slots_decl, source, prefix, registry)
 
     seed_by = block.get("seed_by")
     if seed_by is not None:
@@ -195,6 +207,64 @@ def _validate_experiment(block: dict, index: int, source: str, registry: Registr
     else:
         exp.search_points = [_search_point(exp, coords, source, prefix) for coords in _grid_coords(exp)]
     return exp
+
+
+def _feeds_another(key: str, derived: Mapping[str, Any], search: Any) -> bool:
+    """Whether the free variable ``key`` of ``derived`` is used by another derived expression or
+    by the search's ``start`` (else it names nothing: a misspelt parameter)."""
+    texts = [t for k, t in derived.items() if k != key and isinstance(t, str)]
+    if isinstance(search, dict) and isinstance(search.get("start"), str):
+        texts.append(search["start"])
+    for text in texts:
+        try:
+            if _var_name(key) in expressions.names_in(text):
+                return True
+        except expressions.ExpressionError:
+            continue
+    return False
+
+
+def _check_set_once(block: Mapping[str, Any], targets: Mapping[str, str], declared: Mapping[str, Param],
+                    slots_decl: Mapping[str, Any], source: str, prefix: str, registry: Registry) -> None:
+    """Refuse a parameter, slot or slot parameter that the block sets as a single value and also
+    per point (a grid axis, a derived value, the searched axis): one of them would be ignored. A
+    single value equal to the default is let through (it changes nothing; run directories of
+    earlier versions wrote every default into their spec)."""
+    for key, where in targets.items():
+        head, _, param = key.partition(".")
+        if not param and key in block and key in declared:
+            if declared[key].default is REQUIRED or not _same_value(block[key], declared[key].default):
+                raise SpecError(source, prefix + key, block[key], f"also set by {where}: set a parameter once "
+                                "(drop the single value or the per-point one)")
+        elif not param and key in slots_decl and key in block:
+            default = slots_decl[key][1]
+            given = block[key]
+            name = given.get("name", default) if isinstance(given, dict) else given
+            extra = {k: v for k, v in given.items() if k != "name"} if isinstance(given, dict) else {}
+            if name != default or not _defaults(extra, slots_decl[key][0], name, registry):
+                raise SpecError(source, prefix + key, given, f"the slot is also set by {where}: choose its "
+                                "component once (drop one of them)")
+        elif param and head in slots_decl and isinstance(block.get(head), dict) and param in block[head]:
+            given = block[head]
+            name = given.get("name", slots_decl[head][1])
+            if not _defaults({param: given[param]}, slots_decl[head][0], name, registry):
+                raise SpecError(source, f"{prefix}{key}", given[param], f"also set by {where}: set a parameter "
+                                "once (drop the single value or the per-point one)")
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                                              and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+
+
+def _defaults(given: Mapping[str, Any], kind: str, name: Any, registry: Registry) -> bool:
+    """Whether every parameter in ``given`` is at the default of component ``name``."""
+    try:
+        declared = {p.name: p for p in registry.get(kind, name).params}
+    except Exception:
+        return False
+    return all(k in declared and declared[k].default is not REQUIRED and _same_value(v, declared[k].default)
+               for k, v in given.items())
 
 
 _SEARCH_KEYS = ("axis", "lower", "upper", "scale", "integer", "start", "growth", "tolerance", "max_steps",
@@ -278,7 +348,12 @@ def _parse_search(table: Any, source: str, prefix: str, declared: Mapping[str, P
 def _search_point(exp: ExperimentSpec, base: dict, source: str, prefix: str) -> dict:
     """A searched block's grid point: validated at both bounds, with its resolved first value."""
     s = exp.search
-    at_lower = exp.resolve({**base, s.axis: s.clamp(s.lower)})["coords"]
+    point = exp.resolve({**base, s.axis: s.clamp(s.lower)})
+    names = exp.component.metric_names(point["params"], point["components"])
+    if names is not None and not declares_metric(names, s.metric):
+        raise SpecError(source, f"{prefix}search.metric", s.metric, f"not a metric of {exp.experiment!r}"
+                        f"{suggest(s.metric, names)}; its metrics: {', '.join(names)}")
+    at_lower = point["coords"]
     at_upper = exp.resolve({**base, s.axis: s.clamp(s.upper)})["coords"]
     coords = {k: v for k, v in at_lower.items() if k != s.axis and at_upper.get(k) == v}
     if s.start is None:

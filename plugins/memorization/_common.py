@@ -130,6 +130,12 @@ def weights_unchanged(result: TrainResult, lr: float | None) -> bool:
     return bool(result.steps > 0 and (step is None or step > 0) and not result.moved)
 
 
+TRAINING_METRICS = ("final_loss", "initial_loss", "weights_unchanged", "stop_epoch", "steps", "stop_reason",
+                    *OWN_NAME_FIELDS, "optimizer.*")
+"""The metrics of :func:`training_record` (``optimizer.*``: any other key of the optimizer's
+``prepare()``), which every training experiment returns."""
+
+
 def training_record(result: TrainResult, curve_points: int, lr: float | None = None) -> dict:
     """The result-row entries every training experiment shares: the training outcome (with
     :func:`weights_unchanged`; ``lr``: the learning rate that ran), what the optimizer's

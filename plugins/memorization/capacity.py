@@ -53,6 +53,7 @@ from ._common import (
     _DTYPE,
     _SAVE_ARRAYS,
     MODELS,
+    TRAINING_METRICS,
     _batch_key,
     _fit_cells,
     _timings,
@@ -132,6 +133,7 @@ class Capacity(Experiment):
     name = "capacity"
     help = ("deep net (Adam; GD with step rule ntk_smooth or paper) vs Daniely's two-layer net on the "
             "same data at P/N = ratio")
+    metrics = TRAINING_METRICS + ("N", "d", "ratio", "model", "P", "P_over_N", "width", "q", "reached_zero")
     params = (
         Param("N", int, 400, "number of training samples", min=1),
         Param("d", int, 10, "input dimension", min=1),

@@ -55,6 +55,7 @@ from ._common import (
     _DTYPE,
     _SAVE_ARRAYS,
     REPORTED_LABEL,
+    TRAINING_METRICS,
     WINDOW_FIELDS,
     _batch_key,
     _fit,
@@ -83,6 +84,8 @@ class Memorization(Experiment):
     name = "memorization"
     help = ("Bombari et al. Fig. 2: deep ReLU net, full-batch Adam, window early stopping; reported (paper's) "
             "and final loss vs (d^2, N)")
+    metrics = TRAINING_METRICS + ("N", "d", "d2", "P", "P_over_N", "ntk_path", "reported_loss",
+                                  "reported_window_start", "reported_window_end", "stop_window_loss", "windows")
     params = (
         Param("N", int, 400, "number of training samples", min=1),
         Param("d", int, 22, "input dimension (also the hidden width with widths = [d, d, d])", min=1),

@@ -28,6 +28,7 @@ from ._common import (
     _DIVERGENCE,
     _DTYPE,
     _SAVE_ARRAYS,
+    TRAINING_METRICS,
     _batch_key,
     _fit,
     _fit_cells,
@@ -53,6 +54,8 @@ class TwoLayerMemorization(Experiment):
     name = "two_layer_memorization"
     help = ("Daniely (2020) Alg. 1: symmetric-init two-layer net, frozen output, SGD on hinge/logistic; "
             "train accuracy vs qd/m")
+    metrics = TRAINING_METRICS + ("N", "d", "m", "q", "P", "P_over_N", "batch_size", "ntk_path", "qd_over_m",
+                                  "train_accuracy", "inactive_fraction", "initial_output_max_abs")
     params = (
         Param("m", int, 200, "number of points", min=1),
         Param("d", int, 20, "input dimension", min=1),

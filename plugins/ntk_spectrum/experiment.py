@@ -92,6 +92,15 @@ class NTKSpectrum(Experiment):
                "components": {"architecture": {"name": "fc", "params": {"widths": [24, 16]}},
                               "dataset": {"name": "gaussian", "params": {"targets": "zero"}}}}
 
+    @classmethod
+    def metric_names(cls, params, components):
+        """``N``, ``d``, ``d2``, ``P``, ``L``, ``ntk_path`` and, per kernel ``k``, the spectrum's
+        metrics (:attr:`harness.engine.eigen.SpectrumResult.METRICS`: ``lambda_min_k``, ...)."""
+        from harness.engine.eigen import SpectrumResult
+
+        return ("N", "d", "d2", "P", "L", "ntk_path") + tuple(
+            f"{m}_{k}" for k in params["kernels"] for m in SpectrumResult.METRICS)
+
     def check(self, params, components):
         """The kernels name layers the network has; widths and the dataset work at this d."""
         arch = components["architecture"]

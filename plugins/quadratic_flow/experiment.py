@@ -74,6 +74,11 @@ class QuadraticFlow(Experiment):
     name = "quadratic_flow"
     help = "population gradient flow of a quadratic student on a quadratic teacher: R(t), time to recovery"
     slots = {}
+    metrics = ("d", "m", "m_star", "ratio", "n", "init", "escape_time", "final_overlap_cosine",
+               "final_relative_risk", "final_risk", "final_subspace_overlap", "gd_final_risk",
+               "gd_final_subspace_overlap", "gd_final_train_loss", "gd_recovered", "gd_time_to_recovery",
+               "initial_draw", "initial_risk", "initial_subspace_overlap", "nfev", "recovered",
+               "solver_success", "time_to_recovery")
     params = (
         Param("d", int, 100, "input dimension", min=1),
         Param("m", int, 20, "student width (hidden neurons)", min=1),

@@ -98,6 +98,12 @@ class EmbeddingCriticalPoint(Experiment):
     help = ("embed a non-interpolating local minimum of a narrow network by each map and classify the "
             "embedded point (minimum, flat directions, saddle) from the Hessian's spectrum")
     slots = {"activation": ("activation", "tanh")}
+    metrics = ("H", "H0", "class", "discarded", "embedded_gradient_max", "flat_directions", "hessian_negative",
+               "hessian_negative_max", "hessian_negative_min", "hessian_positive", "hessian_positive_max",
+               "hessian_positive_min", "hessian_tol_max", "hessian_zero", "hessian_zero_max", "hessian_zero_min",
+               "kink_margin_min", "minimum", "most_negative_rel", "n_kept", "narrow_gradient_max",
+               "narrow_loss_median", "narrow_negative_max", "narrow_positive", "narrow_zero", "nonzero_rel_min",
+               "not_critical", "parameters", "saddle", "zero_rel_max")
     params = (
         Param("H0", int, 1, "width of the trained (non-interpolating) network", min=1),
         Param("H", int, 2, "width of the embedded network (H > H0)", min=2),

@@ -123,6 +123,13 @@ class EmbeddingGeneralization(Experiment):
     help = ("generalisation-error ratio of a perturbed embedded network N_H over the perturbed "
             "trained N_H0, and the Hessian spectrum at the embedded point")
     slots = {"activation": ("activation", "tanh")}
+    metrics = ("H", "H0", "embedding_deviation_max", "error_H", "error_H0", "error_unperturbed",
+               "error_unperturbed_median", "gradient_max", "hessian_negative", "hessian_negative_max",
+               "hessian_positive", "hessian_zero", "hessian_tol_median", "hessian_trace_mean", "mean_ratio",
+               "median_ratio", "n_trials", "parameters", "relu_constructed", "relu_impossible",
+               "relu_min_knots_median", "relu_not_found", "relu_reached_fraction_of_possible", "relu_searched",
+               "restarts_max", "restarts_mean", "rho_mean", "sem_ratio", "std_ratio", "target_reached",
+               "target_reached_fraction", "train_error_max", "train_error_median")
     params = (
         Param("H", int, 10, "width of the embedded network (H >= H0)", min=1),
         Param("H0", int, 5, "width of the trained network", min=1),

@@ -45,7 +45,8 @@ a check is a function registered for its kind with the :func:`~.core.check` deco
 - experiment: the ``example`` cell run twice with the same seed gives identical results (timing
   metrics excepted, see :data:`TIMING_KEY`), as a flat dict of scalars and lists of numbers, with
   wall-clock times (``*_seconds``) only under the reserved key ``timings`` (a dict of numbers,
-  not compared) and ``resolved`` a dict;
+  not compared) and ``resolved`` a dict; its metrics are among those it declares
+  (:meth:`~harness.plugin.experiment.Experiment.metric_names`);
 - backend: ``ntk`` (full kernel, default arguments) agrees with ``sum_l (F_{l-1} F_{l-1}^T) o
   (B_l B_l^T)`` computed from :mod:`harness.engine.network`; ``stacked_gradient_engine`` (the
   losses and gradients of a stack of networks, first layer frozen or not) agrees with

@@ -76,3 +76,38 @@ def _experiment_example(cls, registry: Registry) -> str:
     differ = [k for k in first if not TIMING_KEY.search(k) and not _same(first[k], second[k])]
     assert not differ, f"two runs with the same seed differ in {differ}"
     return f"{len(first)} result(s), identical over two runs ({max(seconds):.2f} s per run)"
+
+
+@check("experiment", "declared metrics", args=lambda s: (s.cls, s.registry))
+def _experiment_metrics(cls, registry: Registry) -> str:
+    """The example cell's metrics (its scalar results, nested dicts flattened with dots) are among
+    those the experiment declares (:meth:`harness.plugin.experiment.Experiment.metric_names`)."""
+    example = dict(cls.example or {})
+    params = {p.name: p.default for p in cls.params if not p.required}
+    params.update(example.get("params", {}))
+    components = {slot: {"name": (example.get("components", {}).get(slot) or {}).get("name", default),
+                         "params": (example.get("components", {}).get(slot) or {}).get("params", {})}
+                  for slot, (_, default) in cls.slots.items()}
+    declared = cls.metric_names(params, components)
+    if declared is None:
+        raise Skip("the experiment declares no metrics")
+    experiment, cell = _experiment_cell(cls, registry)
+    result = dict(experiment.run(cell))
+    result.pop("timings", None)
+    result.pop("resolved", None)
+    metrics: list[str] = []
+
+    def visit(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                visit(f"{prefix}{k}.", v)
+        elif not isinstance(value, (list, tuple, np.ndarray)) or np.ndim(value) == 0:
+            metrics.append(prefix[:-1])
+
+    for key, value in result.items():
+        visit(f"{key}.", value)
+    from harness.plugin.experiment import declares_metric
+
+    undeclared = sorted(m for m in metrics if not declares_metric(declared, m))
+    assert not undeclared, f"metrics {undeclared} are not among the declared metric_names: add them to metrics"
+    return f"{len(metrics)} metric(s), all declared"
