@@ -132,7 +132,7 @@ def test_overrides(registry):
     (("N = 10", 'N = 10\narchitecture = { name = "chain", depth = 0 }'), (), "experiments.e.architecture.depth = 0: out of range, expected an int >= 1"),
     (("N = 10", 'N = 10\nmode = "c"'), (), "experiments.e.mode = 'c': not allowed"),
     (("scale = [1.0, 2.0]", "scale = []"), (), "experiments.e.grid.scale = []: empty grid axis"),
-    (("scale = [1.0, 2.0]", "scale = [1.0, -2.0]"), (), "experiments.e.grid.scale = -2.0: out of range"),
+    (("scale = [1.0, 2.0]", "scale = [1.0, -2.5]"), (), "experiments.e.grid.scale = -2.5: out of range"),
     (("scale = [1.0, 2.0]", "sacle = [1.0]"), (), "experiments.e.grid.sacle = [1.0]: 'sacle' is neither a parameter"),
     (("scale = [1.0, 2.0]", '"architecture.dpth" = [1]'), (), "grid.architecture.dpth = 1: 'chain' has no parameter 'dpth' (did you mean 'depth'"),
     (("scale = [1.0, 2.0]", '"a, b" = [[1]]'), (), "experiments.e.grid.a, b[0] = [1]: tied axes"),

@@ -23,6 +23,19 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def same_number(value: Any) -> Any:
+    """``value`` with every float that holds an integer (below 2**53 in size) as that int, in
+    lists, tuples and tables too: ``2.0`` and ``2`` are one coordinate, one identity and one
+    seed, and an int stays the int it was. Booleans and other values are unchanged."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2.0 ** 53:
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(same_number(v) for v in value)
+    if isinstance(value, dict):
+        return {k: same_number(v) for k, v in value.items()}
+    return value
+
+
 def stream_key(name: str) -> int:
     """The spawn-key word of a named random stream ("data", "init", ...)."""
     return _hash32("stream:" + name)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.errors import UserError
-from harness.plugin.seeds import canonical
+from harness.plugin.seeds import canonical, same_number
 from harness.spec.cells import Cell
 from harness.spec.search import PointSearch, Search
 
@@ -44,7 +44,7 @@ def row_key(experiment_id: str, coords: Mapping[str, Any], repetition: int) -> s
     run directory these determine a cell (its spec cannot change, see ``--resume``), and unlike
     the cell id they do not change when a later version of the harness adds a parameter, so a
     run made by an older version still replays (``harness show``, ``plot``, ``report``)."""
-    return canonical([experiment_id, dict(coords), int(repetition)])
+    return canonical([experiment_id, same_number(dict(coords)), int(repetition)])  # 2.0 is 2
 
 
 def rows_by_key(rows: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:

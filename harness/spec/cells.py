@@ -4,15 +4,18 @@ A cell is pure data (picklable, JSON-friendly) and running it is a pure function
 ``harness.runner.execute.run_cell(cell) -> row``. Identity:
 
 - ``point_id``: everything that determines the results of a grid point: the experiment block,
-  its experiment, the grid coordinates, the root seed, the resolved parameters and components
-  and the components' versions (one summary line each);
+  its experiment, the grid coordinates, the root seed, the resolved parameters and components,
+  the components' versions and, when the block keys its seeds on other values than every axis
+  (``seed_by``), those keys (one summary line each);
 - ``cell_id``: ``point_id`` plus the repetition (one result row each; resume skips finished ids).
 
 So a row whose cell id matches was computed from the same inputs: an edited seed, grid value,
 parameter or an upgraded plugin gives other ids, never a mix. The identity does not depend on
-how the cell came about (a grid or a threshold search, :mod:`harness.runner.search`). The seed (its
-spawn key, :mod:`harness.plugin.seeds`) is keyed on the seed coordinates and repetition only, so it
-stays what it was in earlier versions of the harness.
+how the cell came about (a grid or a threshold search, :mod:`harness.runner.search`): numbers are
+normalised first (:func:`harness.plugin.seeds.same_number`: a grid's ``2`` and a search's ``2.0``
+are one coordinate, one id and one seed). The seed (its spawn key, :mod:`harness.plugin.seeds`) is
+keyed on the seed coordinates and repetition only, so it stays what it was in earlier versions
+of the harness.
 """
 from __future__ import annotations
 
@@ -47,14 +50,18 @@ class Cell:
     ``check``): its row is ``skipped`` with this reason. Not part of the cell's identity."""
     versions: dict[str, str] = field(default_factory=dict)
     """Slot (and ``"experiment"``) -> the version of the component used (:meth:`Registry.version_of`)."""
+    seed_by: tuple[str, ...] | None = None
+    """The block's ``seed_by`` when it differs from the default (every axis): part of the
+    identity, so that two cells at the same coordinates with other seeds have other ids."""
     run_dir: str | None = field(default=None, compare=False)
     """The run directory the cell runs for (set by the runner; not part of its identity):
     :attr:`harness.plugin.context.CellContext.run_dir`."""
 
     def identity(self) -> list[Any]:
         """What determines this cell's results, except the repetition (hashed into the ids)."""
-        return [self.experiment_id, self.experiment, self.coords, self.root_seed, self.params,
+        base = [self.experiment_id, self.experiment, self.coords, self.root_seed, self.params,
                 self.components, self.versions]
+        return base + [{"seed_by": list(self.seed_by)}] if self.seed_by is not None else base
 
     @functools.cached_property
     def point_id(self) -> str:

@@ -111,8 +111,18 @@ class ExperimentSpec:
     def seed_axes(self) -> list[str]:
         if self.seed_by is not None:
             return list(self.seed_by)
+        return self._default_seed_axes()
+
+    def _default_seed_axes(self) -> list[str]:
         keys = [k for a in self.axes for k in a.keys]
         return keys + [self.search.axis] if self.search is not None else keys
+
+    def seed_identity(self) -> tuple[str, ...] | None:
+        """``seed_by`` when it keys the seeds on other values than the default (every axis and
+        the searched axis), else ``None``: part of a cell's identity (:attr:`Cell.seed_by`)."""
+        if self.seed_by is None or sorted(self.seed_by) == sorted(self._default_seed_axes()):
+            return None
+        return tuple(self.seed_by)
 
     def cells_at(self, coords: Mapping[str, Any], root_seed: int) -> list[Cell]:
         """Every repetition's cell at grid coordinates ``coords`` (derived values are computed)."""
@@ -125,6 +135,7 @@ class ExperimentSpec:
             cells = [Cell(experiment_id=self.id, experiment=self.experiment, params=point["params"],
                           components=point["components"], coords=full, repetition=rep,
                           root_seed=root_seed, seed_coords=seed_coords, skip=point.get("skip"),
+                          seed_by=self.seed_identity(),
                           versions=self.versions(point["components"]))
                      for rep in range(self.repetitions)]
             self._cells[key] = cells
@@ -168,6 +179,7 @@ class Spec:
                         experiment_id=exp.id, experiment=exp.experiment, params=point["params"],
                         components=point["components"], coords=coords, repetition=rep,
                         root_seed=self.seed, seed_coords={k: coords[k] for k in seed_axes},
+                        seed_by=exp.seed_identity(),
                         skip=point.get("skip")))
         return out
 
