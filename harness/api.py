@@ -103,9 +103,8 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
     and outputs: :class:`harness.runner.session.RunSession`; whether every cell is ok:
     :func:`run_status`.
     """
-    options = RunOptions.checked(jobs, timeout, executor, scheduler, worker_wait, progress, force,
-                                 retry_failed, resume)
-    tags = _check_meta(name, tags, resume)
+    options, tags = check_run_options(jobs, timeout, executor, scheduler, worker_wait, progress, force,
+                                      retry_failed, resume, name, tags)
     registry = _registry(registry, plugins)
     if resume is not None:
         if spec is not None:
@@ -119,6 +118,20 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
         session.run_rounds(write_summary)
         session.finish(write_summary, finished_run_outputs(registry, figures))
     return session.run_dir
+
+
+def check_run_options(jobs: int = 1, timeout: float | None = None, executor: str | None = None,
+                      scheduler: str | None = None, worker_wait: float | None = None, progress: bool = True,
+                      force: bool = False, retry_failed: bool = False, resume=None, name: str | None = None,
+                      tags: Sequence[str] = ()) -> tuple[RunOptions, list[str]]:
+    """``(options, tags)``: the checks :func:`run` makes of its options before anything runs (a
+    :class:`UserError` names the bad one); ``harness run --dry-run`` makes them too."""
+    for label, flag in (("progress", progress), ("force", force), ("retry_failed", retry_failed)):
+        if not isinstance(flag, bool):
+            raise UserError(f"{label} must be True or False, got {flag!r}")
+    options = RunOptions.checked(jobs, timeout, executor, scheduler, worker_wait, progress, force,
+                                 retry_failed, resume)
+    return options, _check_meta(name, tags, resume)
 
 
 def plot(run_dir: str | Path, plugins: Sequence[Any] = (), registry=None):

@@ -1,6 +1,6 @@
 """The ``harness`` command line: a thin face over :mod:`harness.api`.
 
-    harness run FILE [--set key.path=value ...] [--jobs N] [--timeout S] [--dry-run]
+    harness run FILE [--set key.path=value ...] [--jobs N] [--timeout S] [--dry-run [--cells]]
                      [--executor serial|processes|dask] [--scheduler tcp://HOST:PORT]
     harness run FILE [--name NAME] [--tag TAG ...] [--force]
     harness run --resume RUN_DIR [-j N]
@@ -76,7 +76,9 @@ def main() -> None:
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="With --executor dask: the scheduler of an existing Dask cluster "
                    "(without it, a local cluster of --jobs worker processes is started).")
-@click.option("--dry-run", is_flag=True, help="List the cells with their estimated memory and time; run nothing.")
+@click.option("--dry-run", is_flag=True, help="List the grid points with their cells' estimated memory and time, "
+              "and the totals; run nothing (the options are checked as for a run).")
+@click.option("--cells", is_flag=True, help="With --dry-run: one line per cell instead of per grid point.")
 @click.option("--recalibrate", is_flag=True,
               help="With --dry-run: measure this machine's speed again instead of using the cached "
                    "calibration (see harness.plugin.calibration; also HARNESS_RECALIBRATE=1).")
@@ -100,7 +102,7 @@ def main() -> None:
 @click.option("--no-figures", is_flag=True, help="Do not draw figures at the end.")
 @click.option("--force", is_flag=True,
               help="Run even cells whose memory estimate exceeds this machine's memory (refused otherwise).")
-def run(file, overrides, jobs, timeout, executor, scheduler, dry_run, recalibrate, resume, results_dir, quiet,
+def run(file, overrides, jobs, timeout, executor, scheduler, dry_run, cells, recalibrate, resume, results_dir, quiet,
         no_figures, name, tags, force, retry_failed, worker_wait):
     """Run the benchmark FILE (or resume a run with --resume RUN_DIR).
 
@@ -117,9 +119,11 @@ def run(file, overrides, jobs, timeout, executor, scheduler, dry_run, recalibrat
     if dry_run:
         if resume is not None:
             raise UserError("--dry-run lists the cells of a benchmark FILE; it cannot be combined with --resume")
+        api.check_run_options(jobs, timeout, executor, scheduler, worker_wait, not quiet, force, retry_failed,
+                              resume, name, tags)  # what a run refuses, a dry run refuses
         if recalibrate:
             api.recalibrate()
-        _echo(api.plan_lines(api.plan(file, overrides, jobs=jobs), jobs))
+        _echo(api.plan_lines(api.plan(file, overrides, jobs=jobs), jobs, cells=cells))
         return
     if jobs is None:  # a resume runs with the -j of the run's last session unless told
         jobs = api.remembered_jobs(resume) if file is None else 1

@@ -24,17 +24,20 @@ def _fmt_seconds(s) -> str:
     return f"{s:.2g} s" if s < 60 else format_seconds(s)
 
 
-def plan_lines(entries, jobs: int) -> list[tuple[str, bool]]:
+def plan_lines(entries, jobs: int, cells: bool = False) -> list[tuple[str, bool]]:
     """The ``--dry-run`` table of :func:`harness.api.plan`'s entries, its totals and warnings,
-    as ``(text, to_stderr)`` lines."""
+    as ``(text, to_stderr)`` lines: one line per grid point (its cells, the memory of one cell,
+    the seconds of all), or with ``cells`` one line per cell."""
     out: list[tuple[str, bool]] = []
-    header = ["#", "experiment", "rep", "coords", "memory", "time"]
-    table = []
-    for i, e in enumerate(entries, start=1):
-        cell = e["cell"]
-        coords = ", ".join(f"{k}={v}" for k, v in cell.coords.items()) or "-"
-        table.append([str(i), cell.experiment_id, str(cell.repetition), coords,
-                      format_bytes(e["memory_bytes"]), _fmt_seconds(e["seconds"])])
+    if cells:
+        header = ["#", "experiment", "rep", "coords", "memory", "time"]
+        table = []
+        for i, e in enumerate(entries, start=1):
+            cell = e["cell"]
+            table.append([str(i), cell.experiment_id, str(cell.repetition), _coords_text(cell),
+                          format_bytes(e["memory_bytes"]), _fmt_seconds(e["seconds"])])
+    else:
+        header, table = ["#", "experiment", "coords", "cells", "memory", "time"], _point_table(entries)
     widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
     for r in [header] + table:
         out.append(("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), False))
@@ -71,6 +74,26 @@ def plan_lines(entries, jobs: int) -> list[tuple[str, bool]]:
             out.append((f"warning: estimate failed for {e['cell'].experiment_id}: {e['error']}", True))
             break
     return out
+
+
+def _coords_text(cell) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cell.coords.items()) or "-"
+
+
+def _point_table(entries) -> list[list[str]]:
+    """One row per grid point (the cells of all its repetitions): memory per cell, total time."""
+    points: dict[str, list] = {}
+    for e in entries:
+        points.setdefault(e["cell"].point_id, []).append(e)
+    table = []
+    for i, members in enumerate(points.values(), start=1):
+        cell = members[0]["cell"]
+        mems = [e["memory_bytes"] for e in members if e["memory_bytes"] is not None]
+        secs = [e["seconds"] for e in members if e["seconds"] is not None]
+        table.append([str(i), cell.experiment_id, _coords_text(cell), str(len(members)),
+                      format_bytes(max(mems) if mems else None),
+                      _fmt_seconds(sum(secs)) if len(secs) == len(members) else "?"])
+    return table
 
 
 def show_lines(run_dir, experiments: Sequence[str] = (), where: Sequence[str] = (), columns_: str | None = None,

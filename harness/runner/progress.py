@@ -10,9 +10,16 @@ import time
 from typing import Any, Mapping, TextIO
 
 
+LONG_SECONDS = 1e7
+"""From this many seconds on (about 4 months), a time is written in scientific notation."""
+
+
 def format_seconds(seconds: float | None) -> str:
+    """``1:02:03``, ``4:05``; a time of :data:`LONG_SECONDS` or more (or infinite) as ``1.2e+08 s``."""
     if seconds is None:
         return "?"
+    if not seconds < LONG_SECONDS:
+        return f"{seconds:.3g} s"
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
