@@ -9,7 +9,6 @@ import sys
 import time
 from typing import Any, Mapping, TextIO
 
-
 LONG_SECONDS = 1e7
 """From this many seconds on (about 4 months), a time is written in scientific notation."""
 
