@@ -169,7 +169,13 @@ def make_plugin_manager(plugins: Iterable[Any] = (), *, extra_plugins: Iterable[
 
     explicit: list[str] = []
     kept: list[Any] = []
+    for given in (plugins, extra_plugins):
+        if isinstance(given, (str, bytes, types.ModuleType)) or not isinstance(given, Iterable):
+            raise PluginError(f"plugins must be a list of modules, module names or plugin objects, got "
+                              f"{given!r}: write [{given!r}]")
     for plugin in [*plugins, *extra_plugins]:
+        if isinstance(plugin, (int, float, bool, bytes, type(None))):
+            raise PluginError(f"plugin {plugin!r}: expected a module, a module name or a plugin object")
         name = _plugin_name(plugin)
         kept.append(name if isinstance(plugin, (str, types.ModuleType)) else plugin)
         try:

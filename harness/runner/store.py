@@ -128,6 +128,8 @@ class RunDir:
     def open(cls, path: str | os.PathLike) -> "RunDir":
         """An existing run directory; a :class:`UserError` if ``path`` is not one. ``latest`` and
         ``latest:BENCHMARK`` name the newest run (:func:`resolve_run_path`)."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise UserError(f"a run directory is a path (or latest, latest:BENCHMARK), got {path!r}")
         p = resolve_run_path(path)
         if not p.exists():
             raise UserError(f"{p}: no such run directory")
