@@ -5,7 +5,7 @@ Experiments: ``echo`` (seeded draws, a curve, a nested dict, an optional sleep, 
 ``segfault`` (a real SIGSEGV through ctypes), ``leak`` (runs out of memory under its own
 RLIMIT_AS), ``hang`` (never returns),
 ``threads`` (reports its thread limits), ``interrupt`` (a Ctrl-C), ``badfig`` (its figures raise),
-``huge`` (metrics at the ends of the number range), ``ramp`` (a known threshold: loss = 10 ** ((n - c) / w) with seeded noise, for the threshold
+``spawn`` (starts a child process), ``huge`` (metrics at the ends of the number range), ``ramp`` (a known threshold: loss = 10 ** ((n - c) / w) with seeded noise, for the threshold
 search), ``timed`` (timings, resolved values, a ``check`` with a skip, a memory estimate).
 Dataset: ``tdata``.
 """
@@ -204,6 +204,23 @@ class BadFig(Experiment):
         raise RuntimeError("cannot draw")
 
 
+class Spawn(Experiment):
+    name = "spawn"
+    help = "starts a child process that sleeps (and keeps stdout open), writes its pid, then returns or hangs"
+    params = (Param("pid_file", str, help="where the child's pid is written"),
+              Param("hang", bool, False, help="never return (for a timeout)"))
+
+    def run(self, cell):
+        import subprocess
+        import sys
+
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # inherits stdout
+        Path(self.pid_file).write_text(str(child.pid))
+        while self.hang:
+            time.sleep(1)
+        return {"child": child.pid}
+
+
 class Huge(Experiment):
     name = "huge"
     help = "metrics at the ends of the number range: 1e308, ~1e200 that differ by seed, 10**400"
@@ -276,7 +293,7 @@ def harness_register_datasets(registry):
 
 @hookimpl
 def harness_register_experiments(registry):
-    for cls in (Echo, Sleep, Fail, NaN, Crash, Threads, Interrupt, BadFig, Ramp, Segfault, Leak, Hang, Timed, Huge):
+    for cls in (Echo, Sleep, Fail, NaN, Crash, Threads, Interrupt, BadFig, Ramp, Segfault, Leak, Hang, Timed, Huge, Spawn):
         registry.add(cls)
 
 

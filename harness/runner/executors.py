@@ -16,8 +16,9 @@ worker reports it began the cell, so a fresh worker's start-up is never counted,
 warm-up (:func:`harness.plugin.experiment.warm_up`: compiling kernels) is added to the cell's allowance.
 ``inline`` runs the cells in this process, one after the other, without isolation or timeouts:
 for debugging (a debugger, ``breakpoint()``) and for tests that patch the process.
-Workers share the cores: each one is limited to ``cores // jobs`` BLAS, OpenMP and Numba
-threads, set once when it starts.
+A worker leads a process group with what its cells start, ended with it
+(:mod:`harness.runner.process_group`). Workers share the cores: each one is limited to
+``cores // jobs`` BLAS, OpenMP and Numba threads, set once when it starts.
 
 The rows are the same whatever the executor: a cell is a pure function of its parameters and
 seed (only ``elapsed`` and ``finished`` differ).
@@ -34,6 +35,7 @@ from typing import Any, Generator, Iterable, Iterator
 
 from harness.plugin.machine import cpu_count
 from harness.runner.execute import group_cells, run_cell, run_cells
+from harness.runner.process_group import die_with_parent, end_group, lead_group
 from harness.runner.threads import THREAD_ENV_VARS, limit_threads, set_numba_threads  # noqa: F401
 from harness.spec.cells import Cell
 from harness.spec.row import Row, make_row
@@ -252,7 +254,8 @@ def _worker_main(conn, threads: int, plugins: tuple = ()) -> None:
     """A worker: limit threads, load the plugins (the parent's registry rebuilt from its plugin
     list, ``registry.plugins``), then run the cells it is sent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
-    _die_with_parent()
+    lead_group()  # what a cell starts belongs to this worker's group, ended with it
+    die_with_parent()
     limit_threads(threads)
     from harness.plugin.manager import load_registry
 
@@ -296,21 +299,6 @@ def _report_warm_ups(conn) -> None:
         listeners = getattr(components, "WARM_UP_LISTENERS", None)
         if listeners is not None:
             listeners.append(lambda seconds: conn.send(("warmup", float(seconds))))
-    except Exception:
-        pass
-
-
-def _die_with_parent() -> None:
-    """On Linux, have the kernel kill this worker when the parent process dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the parent already died before prctl took effect
-            os._exit(1)
     except Exception:
         pass
 
@@ -366,6 +354,7 @@ class _Worker:
         self.conn.send(cell)
 
     def stop(self, kill: bool = False) -> None:
+        """End the worker (asked to exit, or killed) and every process its cells started."""
         if not kill and self.process.is_alive():
             try:
                 self.conn.send(None)
@@ -373,6 +362,7 @@ class _Worker:
                 kill = True
             else:
                 self.process.join(timeout=1.0)
+        end_group(self.process.pid)
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5.0)
