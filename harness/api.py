@@ -140,6 +140,8 @@ def plot(run_dir: str | Path, plugins: Sequence[Any] = (), registry=None):
     registry = _registry(registry, plugins)
     result = load_run(run_dir, registry)
     drawn = draw_figures(result.run_dir, result.rows, result.spec, registry)
+    if drawn.write_error is not None:  # a full disk (exit 4) or a read-only run directory (exit 2)
+        raise drawn.write_error
     write_report(result.run_dir, registry)
     return drawn
 

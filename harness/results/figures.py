@@ -26,6 +26,9 @@ from harness.plugin.figures import FORMATS, close_figure, faster_text, save_figu
 class FigureReport:
     written: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    write_error: Exception | None = None
+    """The first figure that could not be written (:func:`harness.runner.store.storage_error`: a
+    full disk, a read-only directory), which the caller raises: not a warning."""
 
 
 @dataclass
@@ -110,6 +113,11 @@ def draw(run_dir: str | Path, rows: Sequence[Mapping[str, Any]], blocks: Sequenc
                 out_dir.mkdir(parents=True, exist_ok=True)
                 paths = {fmt: out_dir / f"{block.experiment_id}-{stem}.{fmt}" for fmt in FORMATS}
                 report.written.extend(save_figure(fig, paths))
+            except OSError as exc:
+                from harness.runner.store import storage_error
+
+                if report.write_error is None:
+                    report.write_error = storage_error(out_dir / f"{block.experiment_id}-{stem}", exc)
             except Exception as exc:
                 report.warnings.append(f"figure {stem!r} of {block.experiment_id!r} could not be saved: "
                                        f"{type(exc).__name__}: {exc}")

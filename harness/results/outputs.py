@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Sequence
 
+from harness.errors import RunStopped
 from harness.results.runs import _search_order, load_run
 from harness.runner.layout import SUMMARY_FILE
 from harness.runner.store import RunDir
@@ -49,11 +50,16 @@ def draw_figures(run_dir: RunDir, rows: Sequence[Row], spec, registry):
 
 
 def write_report(run_dir: RunDir, registry=None) -> None:
-    """Write ``report.html``; a failure is a warning, never a lost run."""
+    """Write ``report.html``; a failure to render it is a warning, never a lost run; a failure to
+    write it (a full disk, a read-only directory) raises (:func:`harness.runner.store.storage_error`)."""
+    from harness.errors import UserError
+
     try:
         from harness.results.report import write_report as write
 
         write(load_run(run_dir, registry))
+    except UserError:
+        raise
     except Exception as exc:
         _warn(f"report.html could not be written: {type(exc).__name__}: {exc}")
 
@@ -63,9 +69,16 @@ def finished_run_outputs(registry, figures: bool = True):
     them: the figures (unless ``figures`` is false; their warnings printed) and the report."""
 
     def outputs(run_dir: RunDir, rows: list[Row], spec) -> None:
-        if figures:
-            for warning in draw_figures(run_dir, rows, spec, registry).warnings:
-                _warn(warning)
-        write_report(run_dir, registry)
+        try:
+            if figures:
+                drawn = draw_figures(run_dir, rows, spec, registry)
+                for warning in drawn.warnings:
+                    _warn(warning)
+                if drawn.write_error is not None:
+                    raise drawn.write_error
+            write_report(run_dir, registry)
+        except RunStopped as exc:  # a full disk: the rows and summary are kept
+            raise RunStopped(f"{exc}; every row and summary.csv are kept: draw the figures and the report "
+                             f"again with: harness plot {run_dir.path}") from None
 
     return outputs

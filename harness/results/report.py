@@ -22,6 +22,7 @@ values, error messages) is HTML-escaped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import math
@@ -438,7 +439,7 @@ def _thresholds_section(lines: Sequence[Mapping[str, Any]]) -> str:
 def write_report(run, output: str | Path | None = None) -> Path:
     """Write the report of a loaded run (:class:`harness.results.runs.Run`) to ``output`` (default
     ``RUN_DIR/report.html``)."""
-    from harness.errors import UserError
+    from harness.runner.store import storage_error
 
     text = render_report(run)
     target = Path(output) if output is not None else Path(run.path) / REPORT_FILE
@@ -446,6 +447,8 @@ def write_report(run, output: str | Path | None = None) -> Path:
     try:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(target)
-    except OSError as exc:
-        raise UserError(f"cannot write {target}: {exc.strerror or exc}") from None
+    except OSError as exc:  # a full disk: RunStopped (exit 4); read-only: UserError (exit 2)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise storage_error(target, exc) from None
     return target

@@ -283,6 +283,10 @@ class RunSession:
             _stop(workers)
             raise RunStopped(f"{exc}; the finished rows are kept: resume with: "
                              f"harness run --resume {self.run_dir.path}") from None
+        except UserError:  # a write the run directory refuses (read-only): the rows so far are kept
+            bar.close()
+            _stop(workers)
+            raise
         bar.close()
         _stop(workers)
         return all_rows

@@ -209,6 +209,9 @@ class RunDir:
 
         if self._lock_fd is not None:
             return
+        if self.lock_path.is_dir():
+            raise UserError(f"{self.lock_path} is a directory, not a lock file: remove it (rmdir "
+                            f"{self.lock_path}) and run the command again")
         for _ in range(10):
             try:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -423,16 +426,19 @@ def _report_bad_rows(messages: list[str]) -> None:
         sys.stderr.flush()
 
 
-def storage_error(path: Path, exc: OSError):
-    """A :class:`~harness.errors.RunStopped` for a failed write of ``path`` (a full disk, ...)."""
+def storage_error(path: Path, exc: OSError) -> UserError:
+    """The error of a failed write of ``path``: a full disk (or quota) is a
+    :class:`~harness.errors.RunStopped` (exit 4: free some space and resume); anything else (a
+    read-only or not writable directory, a directory where a file should be) is a
+    :class:`UserError` (exit 2: resuming would not help until it is fixed)."""
     import errno
 
     from harness.errors import RunStopped
 
     why = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        why += " (free some space)"
-    return RunStopped(f"cannot write {path}: {why}")
+        return RunStopped(f"cannot write {path}: {why} (free some space)")
+    return UserError(f"cannot write {path}: {why}; make it writable (or its directory) and run the command again")
 
 
 CHECKSUM_PREFIX = "# harness spec checksum: sha256:"
