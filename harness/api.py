@@ -165,6 +165,13 @@ def plot_metric(run_dir: str | Path, metric: str, x: str, hue: str | None = None
             raise UserError(f"no experiment block {experiment_id!r} in {run_dir}; "
                             f"blocks: {', '.join(map(str, blocks))}")
         blocks = {experiment_id: blocks[experiment_id]}
+    if hue is not None:  # a key no row has would draw one line, labelled as if split by it
+        from harness.errors import suggest
+        from harness.results.fits import available_keys
+
+        keys = available_keys(row for rows in blocks.values() for row in rows)
+        if hue not in keys:
+            raise UserError(f"--hue {hue!r}: no such key in {run_dir}{suggest(hue, keys)}; keys: {', '.join(keys)}")
     written: list[Path] = []
     problems = []
     out_dir = result.run_dir.path / "figures"

@@ -353,6 +353,8 @@ def compare(run_dirs, metrics, by, experiments, baseline, ratio, constants, fmt,
         raise UserError("nothing to compare: " + (left_out_note(comparisons) or "no block has two groups"))
     width = min(_terminal_width(), MAX_COMPARE_WIDTH) if width is None else width or None
     click.echo(format_comparisons(comparisons, fmt, width if fmt == "table" else None).rstrip("\n"))
+    for warning in dict.fromkeys(w for c in comparisons for w in c.warnings):
+        click.echo(f"warning: {warning}", err=True)
     if fmt == "csv":  # the table and markdown formats say it in their notes
         for c in comparisons:
             if c.few_pair_intervals:

@@ -354,6 +354,17 @@ def test_groups_and_points_follow_the_grid_not_the_completion_order(tmp_path):
         assert [r["coords"]["x"] for r in rows] == [3.0, 3.0, 1.0, 1.0, 2.0, 2.0]
         assert [r["repetition"] for r in rows] == [0, 1] * 3
         (c,) = compare(load_runs([run_dir]), metrics=["u"], by="x")
-        assert c.groups == ["3.0", "1.0", "2.0"]
+        assert c.groups == ["3", "1", "2"]  # x = 3.0 is the coordinate 3
         result = CliRunner().invoke(main, ["compare", "latest", "-m", "u"], env={"HARNESS_RESULTS_DIR": str(tmp_path / "results")})
         assert result.exit_code == 0, result.output
+
+
+def test_compare_warns_when_one_block_id_runs_different_experiments(tmp_path):
+    from harness.results.analysis import mixed_experiments
+
+    a = [{"experiment_id": "fig1", "experiment": "memorization"}]
+    b = [{"experiment_id": "fig1", "experiment": "ntk_spectrum"}]
+    assert mixed_experiments([("a", a), ("b", a)]) is None
+    assert mixed_experiments([("a", a), ("b", b)]) == (
+        "block 'fig1' runs different experiments (memorization in a, ntk_spectrum in b): their rows are "
+        "paired by block id and coordinates, not by what they measure")

@@ -42,9 +42,30 @@ def compare(run_dirs: Sequence[str | Path], metrics: Sequence[str] | None = None
     from harness.results.compare import compare as compare_rows
 
     keys = by_keys(by)  # a key given twice is refused before anything is loaded
-    return compare_rows(load_runs(run_dirs, registry), metrics=list(metrics or []) or None, by=keys,
-                        baseline=baseline, n_boot=n_boot, level=level, pooled=pooled, timings=timings,
-                        experiments=list(experiments or ()), ratio=ratio, constants=constants)
+    runs = load_runs(run_dirs, registry)
+    comparisons = compare_rows(runs, metrics=list(metrics or []) or None, by=keys, baseline=baseline,
+                               n_boot=n_boot, level=level, pooled=pooled, timings=timings,
+                               experiments=list(experiments or ()), ratio=ratio, constants=constants)
+    warning = mixed_experiments(runs)
+    for c in comparisons if warning else ():
+        c.warnings.append(warning)
+    return comparisons
+
+
+def mixed_experiments(runs: Sequence[tuple[str, Sequence[Any]]]) -> str | None:
+    """A warning when runs hold one experiment block id with different experiments (their rows
+    would be paired by block id and coordinates, as if they measured the same thing)."""
+    by_block: dict[str, dict[str, str]] = {}
+    for label, rows in runs:
+        for r in rows:
+            by_block.setdefault(str(r.get("experiment_id")), {}).setdefault(str(r.get("experiment")), label)
+    mixed = {block: kinds for block, kinds in by_block.items() if len(kinds) > 1}
+    if not mixed:
+        return None
+    block, kinds = next(iter(mixed.items()))
+    what = ", ".join(f"{e} in {label}" for e, label in kinds.items())
+    return (f"block {block!r} runs different experiments ({what}): their rows are paired by block id and "
+            "coordinates, not by what they measure")
 
 
 def fit(run_dir: str | Path, metric: str, axis: str, log: bool = False, n_boot: int = 1000,

@@ -143,6 +143,8 @@ class MetricComparison:
     """The experiment block compared (``None`` when the groups are blocks)."""
     ratio: bool = False
     """Whether ``lines`` hold paired ratios (what the tables show against the baseline)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the pairing cannot tell (a block id that runs different experiments in the runs)."""
 
     @property
     def title(self) -> str:
