@@ -5,7 +5,7 @@ Experiments: ``echo`` (seeded draws, a curve, a nested dict, an optional sleep, 
 ``segfault`` (a real SIGSEGV through ctypes), ``leak`` (runs out of memory under its own
 RLIMIT_AS), ``hang`` (never returns),
 ``threads`` (reports its thread limits), ``interrupt`` (a Ctrl-C), ``badfig`` (its figures raise),
-``spawn`` (starts a child process), ``huge`` (metrics at the ends of the number range), ``ramp`` (a known threshold: loss = 10 ** ((n - c) / w) with seeded noise, for the threshold
+``odd`` (a result that is not JSON), ``spawn`` (starts a child process), ``huge`` (metrics at the ends of the number range), ``ramp`` (a known threshold: loss = 10 ** ((n - c) / w) with seeded noise, for the threshold
 search), ``timed`` (timings, resolved values, a ``check`` with a skip, a memory estimate).
 Dataset: ``tdata``.
 """
@@ -221,6 +221,17 @@ class Spawn(Experiment):
         return {"child": child.pid}
 
 
+class Odd(Experiment):
+    name = "odd"
+    help = "returns a value that is not JSON: an object, a complex number, bytes, a NumPy complex array"
+    params = (Param("kind", str, "object", choices=("object", "complex", "bytes", "complex_curve", "plain")),)
+
+    def run(self, cell):
+        value = {"object": object(), "complex": 1 + 2j, "bytes": b"x", "complex_curve": np.array([1j, 2.0]),
+                 "plain": 1.5}[self.kind]
+        return {"fine": 1.0, "odd": value}
+
+
 class Huge(Experiment):
     name = "huge"
     help = "metrics at the ends of the number range: 1e308, ~1e200 that differ by seed, 10**400"
@@ -293,7 +304,7 @@ def harness_register_datasets(registry):
 
 @hookimpl
 def harness_register_experiments(registry):
-    for cls in (Echo, Sleep, Fail, NaN, Crash, Threads, Interrupt, BadFig, Ramp, Segfault, Leak, Hang, Timed, Huge, Spawn):
+    for cls in (Echo, Sleep, Fail, NaN, Crash, Threads, Interrupt, BadFig, Ramp, Segfault, Leak, Hang, Timed, Huge, Spawn, Odd):
         registry.add(cls)
 
 

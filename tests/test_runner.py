@@ -254,3 +254,19 @@ def test_timing_metrics_of_older_rows_are_treated_as_timings():
     assert row_metrics(old, timings=True) == {"lambda_min_full": 1.0, "timings.ntk_seconds": 2.0,
                                               "timings.solver_seconds_full": 0.1}
     assert not any("seconds" in k for k in summarize([old])[0])
+
+
+@pytest.mark.parametrize("kind, shown", [("object", "<object object at"), ("complex", "(1+2j) is a complex value"),
+                                         ("bytes", "b'x' is a bytes value"), ("complex_curve", "1j is a complex")])
+def test_a_result_that_is_not_json_fails_its_cell_naming_the_key(registry, kind, shown):
+    from harness.runner.execute import run_cell
+    from harness.spec.cells import Cell
+
+    cell = Cell(experiment_id="o", experiment="odd", params={"kind": kind}, components={}, coords={},
+                repetition=0, root_seed=1)
+    row = run_cell(cell, registry)
+    assert row["status"] == "failed" and row["metrics"] == {}
+    assert row["error"].startswith("TypeError: result 'odd' = ") and shown in row["error"]
+    ok = run_cell(Cell(experiment_id="o", experiment="odd", params={"kind": "plain"}, components={}, coords={},
+                       repetition=0, root_seed=1), registry)
+    assert ok["status"] == "ok" and ok["metrics"] == {"fine": 1.0, "odd": 1.5}

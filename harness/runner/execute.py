@@ -120,7 +120,8 @@ def split_result(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
     Nested dicts are flattened with dotted keys (``{"opt": {"step": 0.1}}`` -> ``opt.step``);
     NumPy scalars become Python numbers and arrays become (nested) lists; a 0-d array is a
-    scalar. Anything else that is not JSON (a Path, an object) is recorded as its ``str``.
+    scalar. Anything else (a complex number, bytes, an object, an integer too long to write) is
+    not a result: a :class:`TypeError` naming the key (the cell's row is ``failed``).
     """
     metrics: dict[str, Any] = {}
     curves: dict[str, Any] = {}
@@ -131,7 +132,7 @@ def split_result(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
                 visit(f"{prefix}{k}.", v)
             return
         key = prefix[:-1]
-        value = to_jsonable(value)
+        value = plain_value(key, value)
         if isinstance(value, list):
             curves[key] = value
         else:
@@ -140,6 +141,30 @@ def split_result(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
     for k, v in result.items():
         visit(f"{k}.", v)
     return metrics, curves
+
+
+def plain_value(key: str, value: Any) -> Any:
+    """``value`` as JSON data (NumPy scalars and arrays converted): ``None``, a bool, an int, a
+    float, a string, or a list of them (a curve); a :class:`TypeError` naming ``key`` for
+    anything else, rather than a ``str`` of it in a row that looks ``ok``."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and hasattr(value, "dtype"):
+        value = tolist()
+    if isinstance(value, (list, tuple)):
+        return [plain_value(key, v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            str(value)
+        except ValueError:  # more digits than Python writes
+            raise TypeError(f"result {key!r} is an integer of more digits than can be written "
+                            f"({value.bit_length()} bits)") from None
+        return value
+    if value is None or isinstance(value, (bool, float, str)):
+        return value
+    text = repr(value)
+    raise TypeError(f"result {key!r} = {text if len(text) <= 60 else text[:57] + '...'} is a "
+                    f"{type(value).__name__} value: a result is a number, a boolean, a string or None, or a list of "
+                    "them (a curve)")
 
 
 # ----------------------------------------------------------------------------------------------
