@@ -192,7 +192,27 @@ class Capacity(Experiment):
             problem = lr_problem(None, self.lr_rule, {"N": self.N, "d": self.d, "P": P})
             if problem:
                 return "lr_rule", problem
+        if self.model in ("deep_gd", "deep_gd_paper") or (self.model == "two_layer" and self.two_layer_lr is None):
+            problem = self._paper_constants_problem()
+            if problem:
+                return problem
         return dataset_problem(components.get("dataset"), self.d)
+
+    def _paper_constants_problem(self) -> tuple[str, str] | None:
+        """``gd_gamma`` and ``gd_C`` (expressions in N, d, n) give finite numbers > 0 at this cell's
+        sizes (the step rule divides by gamma; a step C <= 0 does not descend)."""
+        from harness.plugin.expressions import ExpressionError, evaluate
+
+        P = self.ratio * self.N
+        n = two_layer_units(P, self.d) if self.model == "two_layer" else deep_width(P, self.d, self.depth)
+        for key, text in (("gd_gamma", self.gd_gamma), ("gd_C", self.gd_C)):
+            try:
+                value = float(evaluate(str(text), {"N": self.N, "d": self.d, "n": n}))
+            except (ExpressionError, TypeError, ValueError) as exc:
+                return key, f"{text!r}: {exc}"
+            if not (math.isfinite(value) and value > 0):
+                return key, f"{text!r} = {value:g} at N = {self.N}, d = {self.d}, n = {n}: expected a number > 0"
+        return None
 
     def _job(self, cell) -> dict:
         """Data, sized network, initial weights, optimizer and rules of one cell."""

@@ -95,6 +95,11 @@ class TwoLayerMemorization(Experiment):
                              {"m": self.m, "N": self.m, "d": self.d, "q": q, "P": P})
         if problem:
             return "lr_rule", problem
+        try:  # the initializer takes these shapes (daniely_symmetric: an even q)
+            components["initializer"].expected_variances(arch.layer_shapes(self.d))
+        except (ValueError, NotImplementedError) as exc:
+            if isinstance(exc, ValueError):
+                return ("architecture.q" if "q" in getattr(arch, "config", {}) else "initializer"), str(exc)
         return dataset_problem(components.get("dataset"), self.d)
 
     def _job(self, cell) -> dict:

@@ -131,6 +131,11 @@ class EmbeddingCriticalPoint(Experiment):
     )
     example = {"params": {"trials": 2}, "components": {"activation": {"name": "tanh", "params": {}}}}
 
+    def check(self, params, components):
+        """An embedding adds units: H > H0."""
+        return None if self.H > self.H0 else ("H", f"H = {self.H} is not larger than H0 = {self.H0}: the "
+                                                    "embedding needs H > H0")
+
     def run(self, cell) -> dict:
         act = cell.activation
         H0, H = self.H0, self.H

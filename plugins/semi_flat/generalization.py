@@ -163,6 +163,11 @@ class EmbeddingGeneralization(Experiment):
 
     # ------------------------------------------------------------------ one cell
 
+    def check(self, params, components):
+        """An embedding adds units: H >= H0."""
+        return None if self.H >= self.H0 else ("H", f"H = {self.H} is smaller than H0 = {self.H0}: an embedding "
+                                                     "needs H >= H0")
+
     def run(self, cell) -> dict:
         act = cell.activation
         H, H0 = self.H, self.H0
