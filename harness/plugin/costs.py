@@ -132,6 +132,18 @@ def ntk_flops(N: int, sizes) -> float:
             + 1.0 * N * N * (sum(sizes[:-1]) + sum(sizes[1:-1])))
 
 
+def ntk_memory_bytes(N: int, sizes, n_kernels: int, itemsize: int = 8) -> int:
+    """Peak bytes of one NTK cell (:func:`harness.engine.ntk.ntk_kernels` and its eigen-solves):
+    ``n_kernels + 1`` Gram matrices ``(N, N)`` (the kernels and a solver's copy), three
+    ``(N, n_l)`` arrays per layer (inputs, activations, back-propagated signals) of ``itemsize``
+    bytes, and the weights ``(n_l, n_{l-1})`` twice in float64 (drawn, then cast or scaled).
+    ``sizes``: ``[d, n_1, ..., n_{L-1}, 1]``. Measured within 2x on small cells
+    (tests/test_memory_estimates.py)."""
+    sizes = [int(n) for n in sizes]
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return int(itemsize * ((n_kernels + 1) * N * N + 3 * N * sum(sizes)) + 2 * 8 * weights)
+
+
 def _probe_ntk() -> dict:
     from harness.engine.eigen import extreme_eigenvalues
     from harness.engine.ntk import ntk_kernels

@@ -27,7 +27,8 @@ def spectrum_cost(p: Mapping[str, Any], sizes: Sequence[int], generic_P: int | N
         seconds += n_kernels * 4.0 * N ** 3 / costs.ntk_rates()["gemm_flops_per_s"]
     if p["dtype"] == "float32":
         seconds *= 0.6
-    return {"memory_bytes": int(8 * ((n_kernels + 1) * N * N + 3 * N * sum(sizes))),
+    itemsize = 4 if p["dtype"] == "float32" else 8
+    return {"memory_bytes": costs.ntk_memory_bytes(N, sizes, n_kernels, itemsize),
             "seconds": float(seconds), "setup_key": "ntk_kernels",
             "setup_seconds": costs.ntk_rates()["setup_s"]}
 

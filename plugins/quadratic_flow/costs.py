@@ -28,7 +28,10 @@ def flow_cost(p: Mapping[str, Any]) -> dict:
         flops, state = 4.0 * m * m * (m + ms), m * (m + ms)
         per_eval = ode_eval_seconds(m)
     seconds = evals * per_eval
-    memory = 8 * (10 * state + d * (m + ms) * (2 if p["flow"] == "weights" else 0))
+    # the state, the solver's stages, the teacher and student weights, and the solution at
+    # n_points times (state and risk, held twice: the solver's output and the row's curves)
+    memory = 8 * (10 * state + d * (m + ms) * (2 if p["flow"] == "weights" else 0)
+                  + 2 * int(p["n_points"]) * (state + 10))
     n = int(p["n_train"])
     if n > 0:
         steps = math.ceil(float(p["t_max"]) / float(p["gd_step"]))

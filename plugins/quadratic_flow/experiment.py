@@ -92,7 +92,8 @@ class QuadraticFlow(Experiment):
               "mean_field: dW/dt = -m grad R (m-independent dA/dt); gradient: dW/dt = -grad R",
               choices=("mean_field", "gradient")),
         Param("t_max", float, 150.0, "time horizon", check=_positive),
-        Param("n_points", int, 201, "number of equally spaced times at which R(t) is recorded", min=2),
+        Param("n_points", int, 201, "number of equally spaced times at which R(t) is recorded (each a value "
+              "of the row's curves)", min=2, max=100_000),
         Param("threshold", float, 1e-2, "recovery: first time R(t) <= threshold * R(0)", min=0.0, max=1.0),
         Param("escape_fraction", float, 0.5, "escape: first time R(t) <= escape_fraction * R(0)",
               min=0.0, max=1.0),

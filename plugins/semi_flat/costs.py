@@ -29,7 +29,7 @@ def generalization_cost(p: Mapping[str, Any], components: Mapping[str, Any] | No
     starts = 1 + int(p["max_restarts"])
     iterations = (235.0 * starts / 11.0 if act == "relu"
                   else 600.0 * min(1.0, starts / 11.0) * int(p["max_iterations"]) / 300.0)
-    return {"memory_bytes": int(8 * n_test * (H + H0) * 4 + 8 * P * P * 3),
+    return {"memory_bytes": int(8 * n_test * (H + H0) * 2 + 8 * P * P * 3),  # test activations, Hessians
             "seconds": float(trials * per_trial),
             "setup_seconds": float(trials * iterations * rates["lm_iteration_s"])}
 

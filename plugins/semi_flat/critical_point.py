@@ -222,7 +222,9 @@ class EmbeddingCriticalPoint(Experiment):
 
     def estimate(self, cell_params: Mapping[str, Any], components) -> dict:
         trials = int(cell_params.get("trials", 50))
-        return {"memory_bytes": 1_000_000, "seconds": 0.05 * trials}
+        P, n = 3 * int(cell_params.get("H", 2)) + 1, int(cell_params.get("n_train", 10))
+        # the Hessian (P, P) and its eigen-decomposition's copies; the data and activations
+        return {"memory_bytes": int(8 * (3 * P * P + 4 * n * P)), "seconds": 0.05 * trials}
 
     def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
         from harness.plugin.series import per_series
