@@ -49,8 +49,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
+        except UserError as exc:  # one line, whatever the names it quotes hold
+            click.echo("error: " + " ".join(str(exc).splitlines()), err=True)
             ctx.exit(exc.exit_code)
 
 

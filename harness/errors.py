@@ -44,8 +44,9 @@ MAX_MESSAGE = 400
 
 
 def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
-    """``text`` on one line of at most ``limit`` characters."""
-    text = " ".join(str(text).split("\n"))
+    """``text`` on one line of at most ``limit`` characters (every line break, ``\r`` and the
+    Unicode separators too, becomes a space)."""
+    text = " ".join(str(text).splitlines()) if str(text) else ""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
