@@ -1,6 +1,6 @@
-"""A cell's identity covers every input that decides its result (harness.spec.cells): numbers are
-normalised (a grid's 2 and a search's 2.0 are one cell, one seed, one row), and seed_by is part of
-the identity when it keys the seeds on other values than every axis."""
+"""A cell's identity covers every input that decides its result (harness.spec.cells): the
+coordinates' numbers are normalised (a grid's 2 and a search's 2.0 are one id, one seed, one row),
+and seed_by is part of the identity when it keys the seeds on other values than every axis."""
 from __future__ import annotations
 
 import json
@@ -56,7 +56,10 @@ def test_a_grid_and_a_search_at_the_same_value_give_the_same_cell(tmp_path, regi
     point = spec.experiment("search").point_searches(spec.seed)[0]
     assert point.start == 2.0 and isinstance(point.start, float)  # the search's value is a float
     searched = point.make_cells(point.start)
-    assert [c.coords for c in searched] == [c.coords for c in grid] == [{"x": 2}, {"x": 2}]
+    assert [c.coords for c in searched] == [c.coords for c in grid] == [{"x": 2}, {"x": 2}]  # 2.0 == 2
+    assert [c.point_id for c in searched] != [c.point_id for c in grid]  # other blocks, other ids
+    again = spec.experiment("grid").cells_at({"x": 2.0}, spec.seed)  # the grid's block at 2.0: its own cells
+    assert [c.cell_id for c in again] == [c.cell_id for c in grid]
     assert [c.spawn_key for c in searched] == [c.spawn_key for c in grid]
     assert [c.params for c in searched] == [c.params for c in grid]
 
@@ -97,7 +100,7 @@ def test_numbers_written_one_way_keep_their_ids(tmp_path, registry):
                                 .replace("x = [2, 3]", "x = [2, 3.5]")), registry=registry)
     for c in spec.cells():
         written = {"x": 2} if c.coords["x"] == 2 else {"x": 3.5}
-        assert c.coords == written and type(c.coords["x"]) is type(written["x"])
+        assert c.coords == written and type(c.coords["x"]) is type(written["x"])  # kept as written
         assert c.spawn_key == cell_spawn_key(written, c.repetition)
         identity = [c.experiment_id, c.experiment, written, c.root_seed, c.params, c.components, c.versions]
         assert c.point_id == hashlib.sha256(canonical(identity).encode()).hexdigest()[:16]

@@ -77,7 +77,7 @@ def test_dry_run_lists_cells_with_estimates_and_runs_nothing(tmp_path, spec):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["#", "experiment", "rep", "coords", "memory", "time"]
-    assert lines[3].split()[:4] == ["3", "a", "0", "x=3"] and "3.0 kB" in lines[3]
+    assert lines[3].split()[:4] == ["3", "a", "0", "x=3.0"] and "3.0 kB" in lines[3]
     # echo's estimate is 0.5 s a cell: 3 cells per worker, plus each worker's start-up
     from harness.plugin.calibration import WORKER_START_SECONDS
     from harness.runner.executors import threads_per_job

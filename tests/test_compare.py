@@ -354,7 +354,7 @@ def test_groups_and_points_follow_the_grid_not_the_completion_order(tmp_path):
         assert [r["coords"]["x"] for r in rows] == [3.0, 3.0, 1.0, 1.0, 2.0, 2.0]
         assert [r["repetition"] for r in rows] == [0, 1] * 3
         (c,) = compare(load_runs([run_dir]), metrics=["u"], by="x")
-        assert c.groups == ["3", "1", "2"]  # x = 3.0 is the coordinate 3
+        assert c.groups == ["3.0", "1.0", "2.0"]
         result = CliRunner().invoke(main, ["compare", "latest", "-m", "u"], env={"HARNESS_RESULTS_DIR": str(tmp_path / "results")})
         assert result.exit_code == 0, result.output
 

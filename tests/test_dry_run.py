@@ -28,9 +28,9 @@ def test_one_line_per_grid_point_by_default_and_per_cell_with_cells(spec):
     lines = points.stdout.splitlines()
     assert lines[0].split() == ["#", "experiment", "coords", "cells", "memory", "time"]
     # echo estimates 1000 x bytes and 0.5 s per cell; 2 repetitions per point
-    assert [line.split()[1:] for line in lines[1:4]] == [["a", "x=1", "2", "1.0", "kB", "1", "s"],
-                                                       ["a", "x=2", "2", "2.0", "kB", "1", "s"],
-                                                       ["a", "x=3", "2", "3.0", "kB", "1", "s"]]
+    assert [line.split()[1:] for line in lines[1:4]] == [["a", "x=1.0", "2", "1.0", "kB", "1", "s"],
+                                                       ["a", "x=2.0", "2", "2.0", "kB", "1", "s"],
+                                                       ["a", "x=3.0", "2", "3.0", "kB", "1", "s"]]
     assert lines[4].startswith("6 cells; estimated time about")
     cells = invoke("run", spec, "--dry-run", "--cells")
     lines = cells.stdout.splitlines()

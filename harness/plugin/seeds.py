@@ -42,7 +42,9 @@ def stream_key(name: str) -> int:
 
 
 def cell_spawn_key(coords: Mapping[str, Any], repetition: int) -> tuple[int, int]:
-    return (_hash32("coords:" + canonical(dict(coords))), int(repetition))
+    """The spawn key of the cell at seed coordinates ``coords`` (numbers normalised,
+    :func:`same_number`: ``2`` and ``2.0`` are one seed) and ``repetition``."""
+    return (_hash32("coords:" + canonical(same_number(dict(coords)))), int(repetition))
 
 
 def cell_seed(root_seed: int, coords: Mapping[str, Any], repetition: int) -> np.random.SeedSequence:

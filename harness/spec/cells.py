@@ -11,9 +11,9 @@ A cell is pure data (picklable, JSON-friendly) and running it is a pure function
 
 So a row whose cell id matches was computed from the same inputs: an edited seed, grid value,
 parameter or an upgraded plugin gives other ids, never a mix. The identity does not depend on
-how the cell came about (a grid or a threshold search, :mod:`harness.runner.search`): numbers are
-normalised first (:func:`harness.plugin.seeds.same_number`: a grid's ``2`` and a search's ``2.0``
-are one coordinate, one id and one seed). The seed (its spawn key, :mod:`harness.plugin.seeds`) is
+how the cell came about (a grid or a threshold search, :mod:`harness.runner.search`): the
+coordinates' numbers are normalised first (:func:`harness.plugin.seeds.same_number`: a grid's
+``2`` and a search's ``2.0`` are one id and one seed; ``coords`` keep them as written). The seed (its spawn key, :mod:`harness.plugin.seeds`) is
 keyed on the seed coordinates and repetition only, so it stays what it was in earlier versions
 of the harness.
 """
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.plugin.seeds import canonical, cell_spawn_key
+from harness.plugin.seeds import canonical, cell_spawn_key, same_number
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Cell:
 
     def identity(self) -> list[Any]:
         """What determines this cell's results, except the repetition (hashed into the ids)."""
-        base = [self.experiment_id, self.experiment, self.coords, self.root_seed, self.params,
+        base = [self.experiment_id, self.experiment, same_number(self.coords), self.root_seed, self.params,
                 self.components, self.versions]
         return base + [{"seed_by": list(self.seed_by)}] if self.seed_by is not None else base
 
