@@ -13,9 +13,9 @@ So a row whose cell id matches was computed from the same inputs: an edited seed
 parameter or an upgraded plugin gives other ids, never a mix. The identity does not depend on
 how the cell came about (a grid or a threshold search, :mod:`harness.runner.search`): the
 coordinates' numbers are normalised first (:func:`harness.plugin.seeds.same_number`: a grid's
-``2`` and a search's ``2.0`` are one id and one seed; ``coords`` keep them as written). The seed (its spawn key, :mod:`harness.plugin.seeds`) is
-keyed on the seed coordinates and repetition only, so it stays what it was in earlier versions
-of the harness.
+``2`` and a search's ``2.0`` are one id and one seed; ``coords`` keep them as written). The seed
+(its spawn key, :mod:`harness.plugin.seeds`) is keyed on the seed coordinates and repetition
+only, so it stays what it was in earlier versions of the harness.
 """
 from __future__ import annotations
 
