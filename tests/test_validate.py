@@ -146,3 +146,14 @@ def test_an_id_too_long_for_file_names_is_refused(registry):
     assert parse(BASE.replace('id = "e"', f'id = "{"e" * 64}"'), registry).experiments[0].id == "e" * 64
     msg = error_of(BASE.replace('id = "e"', f'id = "{"e" * 500}"'), registry)
     assert msg.startswith("b.toml: experiments[0].id = 'eeee") and "expected 1 to 64 letters" in msg
+
+
+def test_grid_values_beyond_the_float_range(registry):
+    """Found by tests/test_fuzz_loader.py: an integer grid value of 400 digits was compared with the
+    others as a float, an OverflowError."""
+    text = BASE.replace("N = 10\n", "").replace("scale = [1.0, 2.0]", f"N = [{10 ** 400}, 3]")
+    assert [c.params["N"] for c in parse(text, registry).cells()] == [10 ** 400, 3]
+    msg = error_of(BASE.replace("N = 10\n", "").replace("scale = [1.0, 2.0]", f"N = [{10 ** 400}, {10 ** 400}]"),
+                   registry)
+    assert "appears twice (items 0 and 1)" in msg
+    assert "appears twice" in error_of(BASE.replace("scale = [1.0, 2.0]", "scale = [2, 2.0]"), registry)

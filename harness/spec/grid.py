@@ -12,7 +12,7 @@ from harness.plugin import expressions
 from harness.plugin.experiment import Experiment
 from harness.plugin.params import Param, resolve_params
 from harness.plugin.registry import Registry
-from harness.plugin.seeds import canonical
+from harness.plugin.seeds import canonical, same_number
 
 from ..errors import PluginError, SpecError, suggest
 from .model import MAX_GRID_POINTS, Axis
@@ -72,7 +72,7 @@ def _parse_axis(label: str, values: Any, source: str, prefix: str) -> Axis:
                         "per experiment block")
     seen: dict[str, int] = {}
     for i, v in enumerate(values):
-        k = canonical(_same_number(v))
+        k = canonical(same_number(v))
         if k in seen:
             raise SpecError(source, key, values, f"value {v!r} appears twice (items {seen[k]} and {i}): "
                             "each grid value must be distinct (use repetitions to run a point again)")
@@ -91,26 +91,13 @@ def _check_distinct_components(axis: Axis, slots_decl: Mapping[str, tuple], sour
     for i, value in enumerate(axis.values):
         parts = list(value) if len(axis.keys) > 1 else [value]
         resolved = [_slot_spec(v, k, slots_decl[k][0], source, prefix, registry) if k in slots_decl
-                    else _same_number(v) for k, v in zip(axis.keys, parts)]
+                    else same_number(v) for k, v in zip(axis.keys, parts)]
         key = canonical(resolved)
         if key in seen:
             raise SpecError(source, f"{prefix}grid.{axis.label}", axis.values,
                             f"items {seen[key]} and {i} ({axis.values[seen[key]]!r} and {value!r}) configure the "
                             "same component: each grid value must be distinct (use repetitions to run a point again)")
         seen[key] = i
-
-
-def _same_number(value: Any) -> Any:
-    """``value`` with every number as a float (``10`` and ``10.0`` are the same grid value)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, (list, tuple)):
-        return [_same_number(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _same_number(v) for k, v in value.items()}
-    return value
 
 
 def _range_values(table: dict, source: str, key: str) -> list:
