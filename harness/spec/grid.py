@@ -14,7 +14,7 @@ from harness.plugin.params import Param, resolve_params
 from harness.plugin.registry import Registry
 from harness.plugin.seeds import canonical, same_number
 
-from ..errors import PluginError, SpecError, suggest
+from ..errors import PluginError, SpecError, shorten, suggest
 from .model import MAX_GRID_POINTS, Axis
 from .slot_rules import apply_rules
 
@@ -74,8 +74,8 @@ def _parse_axis(label: str, values: Any, source: str, prefix: str) -> Axis:
     for i, v in enumerate(values):
         k = canonical(same_number(v))
         if k in seen:
-            raise SpecError(source, key, values, f"value {v!r} appears twice (items {seen[k]} and {i}): "
-                            "each grid value must be distinct (use repetitions to run a point again)")
+            raise SpecError(source, key, values, f"value {shorten(repr(v), 60)} appears twice (items {seen[k]} and "
+                            f"{i}): each grid value must be distinct (use repetitions to run a point again)")
         seen[k] = i
     return Axis(label=label, keys=keys, values=values)
 
