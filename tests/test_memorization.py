@@ -326,11 +326,13 @@ def test_benchmark_files_load(registry):
     spec = load_spec(BENCHMARKS / "memorization_threshold.toml", registry=registry)
     (threshold,) = spec.experiments
     s = threshold.search
-    assert (s.axis, s.metric, s.transform, s.condition, s.level) == ("N", "reported_loss", "log10", "below", -3.0)
+    assert (s.axis, s.metric, s.transform, s.condition, s.levels) == ("N", "reported_loss", "log10", "below",
+                                                                       (-3.0, -4.0, -6.0))
+    assert (s.warm_start, s.wave, s.tolerance) == (True, 1, 0.1)
     assert [p["coords"]["d"] for p in threshold.search_points] == [math.floor(math.sqrt(500 * i))
                                                                    for i in range(1, 31)]
     assert threshold.params["lr_rule"] == fig2.params["lr_rule"] and threshold.params["max_epochs"] == 10000
-    assert threshold.search_points[0]["start"] == 2 * 22 ** 2
+    assert threshold.search_points[0]["start"] == round(1.2 * 22 ** 2)
 
 
 def test_memorisation_threshold_and_its_fit_on_the_heat_map():

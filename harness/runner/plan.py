@@ -7,15 +7,16 @@ from typing import Any
 from harness.plugin import calibration
 from harness.runner.execute import cell_context, group_cells
 from harness.runner.executors import threads_per_job
-from harness.runner.search import expected_path, point_searches
+from harness.runner.search_plan import planned_paths
 
 
 def plan_cells(spec_obj, registry, jobs: int = 1) -> list[dict[str, Any]]:
     """The cells a run would execute, each with its cost estimate (``--dry-run``).
 
-    A block with a threshold search contributes the cells of an expected search path
-    (:func:`harness.runner.search.expected_path`; ``searched`` is true for them): the real search
-    visits about as many axis values, at places its results decide.
+    A block with a threshold search contributes the cells of its expected search paths
+    (:func:`harness.runner.search_plan.planned_paths`: the search itself, waves and warm starts
+    included, run against a model of where the thresholds lie; ``searched`` is true for them):
+    the real search visits about as many axis values, at places its results decide.
 
     Returns one dict per cell: ``cell`` (:class:`harness.spec.cells.Cell`), ``memory_bytes`` and
     ``seconds`` (``None`` where the experiment does not say), ``setup_key``/``setup_seconds``
@@ -29,9 +30,9 @@ def plan_cells(spec_obj, registry, jobs: int = 1) -> list[dict[str, Any]]:
     """
     out = []
     cache: dict[str, Any] = {}
-    searched: list = []  # a searched block's cells along an expected path (harness.runner.search)
-    for point in point_searches(spec_obj):
-        for x in expected_path(point.search, point.start):
+    searched: list = []  # a searched block's cells along its expected paths (harness.runner.search_plan)
+    for point, path in planned_paths(spec_obj):
+        for x in path:
             searched.extend(point.make_cells(x))
     searched_ids = {c.cell_id for c in searched}
     stacked: dict[int, tuple[dict, bool]] = {}  # id(cell) -> (its entry, its estimate's "stacked")

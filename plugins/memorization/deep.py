@@ -53,6 +53,7 @@ from ._common import (
     save_training_arrays,
     training_problem,
     training_record,
+    training_stopping,
     with_lr,
 )
 from .costs import _component_widths, _expected_epochs, _train_cost
@@ -168,6 +169,10 @@ class Memorization(Experiment):
             "timings": _timings(result),
             "resolved": resolved,
         }
+
+    @classmethod
+    def stopping(cls, metrics):
+        return training_stopping(metrics)
 
     def estimate(self, cell_params, components) -> dict:
         N, d = int(cell_params["N"]), int(cell_params["d"])
