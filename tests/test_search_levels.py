@@ -10,6 +10,7 @@ import io
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from plugins_for_tests import write_spec
 
@@ -310,3 +311,25 @@ def test_planned_paths_end_with_every_level_found():
         assert [lv.status for lv in walk.levels] == ["found"] * 3
         for lv in walk.levels:
             assert lv.lower <= truth[lv.level] <= lv.upper
+
+
+def test_the_generic_figure_draws_one_line_and_band_per_level(registry):
+    from matplotlib.collections import PolyCollection
+
+    from harness.plugin.context import FigureContext
+    from harness.plugin.figures import threshold_figure
+
+    spec = parse_spec(ramp(reps=3, noise=0.2), "ramp.toml", registry=registry)
+    lines = thresholds(spec, run_search(spec, registry)[0].values())
+    ctx = FigureContext(benchmark="ramp", experiment_id="r", experiment="ramp", grid={"k": [1.0, 2.0, 3.5]},
+                        repetitions=3, search=spec.experiments[0].search.to_table(), thresholds=lines)
+    fig = threshold_figure(ctx)
+    ax = fig.axes[0]
+    assert len(ax.containers) == 3 and len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 3
+    for container, level in zip(ax.containers, (0, -1, -3)):
+        line = container.lines[0]
+        assert container.get_label() == f"threshold (level={level})"
+        want = [t["threshold"] for t in lines if t["level"] == level]
+        np.testing.assert_allclose(np.asarray(line.get_ydata(), float), want, rtol=1e-12)
+        np.testing.assert_allclose(want, [100 * k + 10 * level for k in (1.0, 2.0, 3.5)], rtol=0.05)
+    assert "below 0, -1, -3" in fig.texts[0].get_text()

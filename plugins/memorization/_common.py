@@ -281,6 +281,11 @@ MEMORISED_LOG10 = -3.0
 (the paper's quantity, averaged as the paper averages: mean of the logs) is <= this."""
 
 
+LEVEL_LINES = (-3.0, -4.0, -6.0)
+"""The levels of mean log10(reported_loss) the Fig. 2 heat map draws as lines (those the threshold
+search of benchmarks/memorization_threshold.toml reports N* at)."""
+
+
 MODELS = ("deep_adam", "deep_gd", "deep_gd_paper", "two_layer")
 
 
