@@ -20,7 +20,7 @@ from harness.results.views import show_lines
 from harness.runner.execute import run_cell
 from harness.runner.plan import plan_cells
 from harness.runner.search import pending_cells, replay_spec, thresholds
-from harness.runner.search_plan import block_paths, planned_paths
+from harness.runner.search_plan import block_paths, planned_paths, planned_rounds
 from harness.spec import parse_spec
 
 USES_TEST_PLUGINS = True  # the registry fixture (conftest.py) loads tests/plugins_for_tests.py
@@ -282,6 +282,11 @@ def test_the_plan_costs_every_level_and_warm_start(registry):
         assert len(planned) == 2 * sum(len(p) for p in paths)  # every repetition of every value
         assert all(e["searched"] and e["seconds"] is None for e in planned)  # the ramp gives no estimate
         counts[name] = [len(p) for p in paths]
+        rounds = {e["round"] for e in planned}
+        assert rounds == set(range(len(rounds)))  # rounds follow one another, from the run's first
+    # with warm starts, a wave starts in the round after the earlier one's last
+    (_, first), (_, second) = planned_rounds(warm)[:2]
+    assert [r for r, _ in second][0] == first[-1][0] + 1
     assert sum(counts["multi"]) > sum(counts["single"])  # three levels cost more than one ...
     assert sum(counts["multi"]) < 3 * sum(counts["single"])  # ... and less than three searches
     assert counts["warm"][0] == counts["multi"][0]  # the first point starts cold

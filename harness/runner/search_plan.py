@@ -75,35 +75,52 @@ def model_aggregate(s: Search, thresholds: dict[float, float], x: float) -> floa
     return m0 + (m1 - m0) * (u - u0) / (u1 - u0)
 
 
-def block_paths(points: Sequence[PointSearch]) -> list[list[Any]]:
-    """The axis values each point of one searched block is expected to visit, in the order a
-    run visits them (round by round; waves and warm starts as in a run)."""
+def block_rounds(points: Sequence[PointSearch]) -> list[list[tuple[int, list[Any]]]]:
+    """The axis values each point of one searched block is expected to visit, round by round:
+    per point, ``(round, values)`` pairs, ``round`` counted from the run's first round (a wave
+    starts in the round after its predecessor's last, as a run starts it)."""
     if not points:
         return []
     s = points[0].search
     wave = s.wave if s.warm_start else len(points)
     done: list[tuple[PointSearch, Outcome]] = []
-    paths: list[list[Any]] = []
+    out: list[list[tuple[int, list[Any]]]] = []
+    offset = 0
     for first in range(0, len(points), wave):
         earlier = list(done)
+        length = 0
         for point in points[first:first + wave]:
             priors = warm_priors(point, earlier) if s.warm_start else {}
             truth = model_thresholds(s, point, priors)
             walk = PointWalk(s, point.start, priors)
-            path: list[Any] = []
+            rounds: list[tuple[int, list[Any]]] = []
             while walk.todo:
-                path.extend(walk.todo)
+                rounds.append((offset + len(rounds), list(walk.todo)))
                 walk.record({x: model_aggregate(s, truth, x) for x in walk.todo})
             done.append((point, Outcome(levels=walk.levels, need=[], evaluated=walk.evaluated, n_cells=0)))
-            paths.append(path)
-    return paths
+            out.append(rounds)
+            length = max(length, len(rounds))
+        offset += length
+    return out
 
 
-def planned_paths(spec) -> list[tuple[PointSearch, list[Any]]]:
-    """``(point, expected axis values)`` for every grid point of every searched block of ``spec``."""
+def block_paths(points: Sequence[PointSearch]) -> list[list[Any]]:
+    """The axis values each point of one searched block is expected to visit, in the order a
+    run visits them (:func:`block_rounds` without the rounds)."""
+    return [[x for _, values in rounds for x in values] for rounds in block_rounds(points)]
+
+
+def planned_rounds(spec) -> list[tuple[PointSearch, list[tuple[int, list[Any]]]]]:
+    """``(point, [(round, values), ...])`` for every grid point of every searched block of
+    ``spec`` (:func:`block_rounds`; every block starts in the run's first round)."""
     out = []
     for exp in spec.experiments:
         if exp.search is not None:
             points = exp.point_searches(spec.seed)
-            out.extend(zip(points, block_paths(points)))
+            out.extend(zip(points, block_rounds(points)))
     return out
+
+
+def planned_paths(spec) -> list[tuple[PointSearch, list[Any]]]:
+    """``(point, expected axis values)`` for every grid point of every searched block of ``spec``."""
+    return [(point, [x for _, values in rounds for x in values]) for point, rounds in planned_rounds(spec)]
