@@ -185,7 +185,7 @@ class Memorization(Experiment):
             lines = threshold_lines(context.thresholds, done)
             figures = {"thresholds": threshold_figure(lines, context)}
             figures["threshold_table"] = _table_figure(
-                lines, context, cols=TABLE_COLUMNS, width=13.0,
+                lines, context, cols=TABLE_COLUMNS, width=15.0, number_format=".4g",
                 what="one line per d and level: N* with its search bracket and 95% bootstrap interval over "
                      "repetitions, N*/d^2 and N*/P; early_stop_fraction: the share of the runs at the bracket "
                      "stopped early by the window rule; median_stop_epoch: their median stop epoch")

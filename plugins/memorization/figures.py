@@ -198,12 +198,14 @@ def _capacity_figure(lines, context):
     return _finish(fig, context, "fraction: final loss <= zero_tol; right: median over repetitions")
 
 
-def _table_figure(lines, context, cols=None, what="one line per model and target P / N", width=9.0):
+def _table_figure(lines, context, cols=None, what="one line per model and target P / N", width=9.0,
+                  number_format=".3g"):
     from harness.plugin.figures import table_figure
 
     cols = cols or ["model", "ratio", "P_over_N", "n", "fraction_zero", "final_loss_mean",
                     "final_loss_median", "diverged"]
-    return _finish(table_figure(lines, cols, width=width, base_height=0.5), context, what)
+    return _finish(table_figure(lines, cols, width=width, base_height=0.5, number_format=number_format),
+                   context, what)
 
 
 MAX_LOSS_CURVE_PANELS = 16
