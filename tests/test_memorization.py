@@ -612,3 +612,20 @@ def test_threshold_search_figures_one_line_per_level():
     assert "stopped early" in fig.texts[0].get_text()
     smap = search_map(rows, lines, ctx)
     assert [line.get_label() for line in smap.axes[0].get_lines()] == ["N* level -3", "N* level -4", "N* level -6"]
+
+
+def test_training_rows_say_how_they_stopped(registry):
+    """Experiment.stopping of the training experiments: the window rule is an early stop; the
+    epoch budget, a tolerance or divergence are not; a row without the record says nothing."""
+    from harness_plugins.memorization._common import training_stopping
+
+    assert training_stopping({"stop_reason": "window", "stop_epoch": 700}) == (True, 700.0)
+    for reason in ("max_epochs", "tolerance", "diverged"):
+        assert training_stopping({"stop_reason": reason, "stop_epoch": 10000}) == (False, 10000.0)
+    assert training_stopping({"stop_epoch": 5}) is None and training_stopping({}) is None
+    rows = run_all(spec_text(FIG2.format(epochs=400, window=20), "[experiments.grid]\nN = [20]\nd = [3]\n"), registry)
+    for name in ("memorization", "two_layer_memorization", "capacity"):
+        cls = registry.get("experiment", name)
+        assert cls.stopping(rows[0]["metrics"]) == training_stopping(rows[0]["metrics"]) is not None
+    early, epoch = registry.get("experiment", "memorization").stopping(rows[0]["metrics"])
+    assert epoch == rows[0]["metrics"]["stop_epoch"] and early == (rows[0]["metrics"]["stop_reason"] == "window")
