@@ -270,7 +270,7 @@ def point_searches(spec) -> list[PointSearch]:
 def replay_spec(spec, rows: Iterable[Mapping[str, Any]]) -> list[tuple[PointSearch, Outcome]]:
     """``(point, outcome)`` for every grid point of every searched block, in file and grid order."""
     by_id = rows_by_key(rows)
-    out = []
+    out: list[tuple[PointSearch, Outcome]] = []
     for exp in spec.experiments:
         if exp.search is not None:
             points = exp.point_searches(spec.seed)

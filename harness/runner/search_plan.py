@@ -113,7 +113,7 @@ def block_paths(points: Sequence[PointSearch]) -> list[list[Any]]:
 def planned_rounds(spec) -> list[tuple[PointSearch, list[tuple[int, list[Any]]]]]:
     """``(point, [(round, values), ...])`` for every grid point of every searched block of
     ``spec`` (:func:`block_rounds`; every block starts in the run's first round)."""
-    out = []
+    out: list[tuple[PointSearch, list[tuple[int, list[Any]]]]] = []
     for exp in spec.experiments:
         if exp.search is not None:
             points = exp.point_searches(spec.seed)
