@@ -1,5 +1,5 @@
 """GPU check: the ``torch`` backend on CUDA against the ``numba`` CPU backend, on the paper's
-largest cells, with the ratio of their times.
+largest cells, with the ratio of their times, and a whole Figure 2 threshold point.
 
     python benchmarks/gpu_check.py                      # on a machine with a CUDA GPU
     python benchmarks/gpu_check.py --device cpu --small # a quick run of the script on the CPU
@@ -20,10 +20,18 @@ the best of ``--repeats``):
   error, lr = 1 / (10 sqrt(N)), ``--epochs`` epochs (the figure's runs stop at 10,000 or
   earlier). Each epoch evaluates the loss and gradients on the backend and takes the Adam step
   in NumPy. Agreement: the relative difference of the final loss.
+- A whole Figure 2 threshold point (leave it out with ``--no-point``): the threshold
+  search of ``benchmarks/memorization_threshold.toml`` (its levels, tolerance, start, window
+  rule and epoch budget) at d = 122, run for real on the device: every axis value N the search
+  visits trains ``--repetitions`` (10) networks in float32 as one stack to their stopping rule,
+  and their mean log10(reported_loss) steers the search, round by round, to N* at every level.
+  The CPU engine trains the same stack for ``--cpu-epochs`` epochs at each N; its time per
+  network-epoch times the epochs the device's networks ran gives the CPU's time for the point.
 
 Times include the transfers between host and GPU that the harness's use of the backend makes
-(weights up and gradients down every step; K down once). Float64 throughout, as in the
-experiments. ``--json FILE`` also writes the numbers.
+(weights up and gradients down every step; K down once). Float64 for the first two cases, as in
+the experiments; float32 for the threshold point, as the authors trained. ``--json FILE`` also
+writes the numbers.
 """
 from __future__ import annotations
 
@@ -33,6 +41,7 @@ import math
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -109,6 +118,94 @@ def fig2(cpu, gpu, registry, rng, N: int, d: int, epochs: int, repeats: int) -> 
             "rel_diff_final_loss": abs(loss_gpu - loss_cpu) / abs(loss_cpu)}
 
 
+BENCHMARK = Path(__file__).resolve().parent / "memorization_threshold.toml"
+
+
+def _members(registry, N: int, d: int, repetitions: int, seed: int, max_epochs: int, window: int | None,
+             lr_rule: str, dtype=np.float32) -> list:
+    """One network per repetition as :func:`harness.engine.batched_training.train_batch` takes
+    it: the paper's initialisation, x ~ N(0, I_d), y ~ N(0, 1), Adam with ``lr_rule``, the
+    window rule and the epoch budget; data and weights in ``dtype``, from seeds of (N, d, r)."""
+    from harness.engine.batched_training import Member
+    from harness.engine.stopping import WindowRule
+    from harness.plugin.expressions import evaluate
+
+    lr = float(evaluate(lr_rule, {"N": N, "d": d}))
+    out = []
+    for r in range(repetitions):
+        rng = np.random.default_rng([seed, N, d, r])
+        weights = [W.astype(dtype) for W in _network(rng, d, [d, d, d])]
+        X, y = rng.standard_normal((N, d)).astype(dtype), rng.standard_normal(N).astype(dtype)
+        out.append(Member(weights, X, y, registry.create("optimizer", "adam", {"lr": lr}),
+                          rules=[WindowRule(window)] if window else [], max_epochs=max_epochs))
+    return out
+
+
+def run_point(registry, gpu, i: int = 30, repetitions: int = 10, cpu_epochs: int = 20, max_epochs: int | None = None,
+              d: int | None = None, window: int | None = None, seed: int = 2022, log=print) -> dict:
+    """The threshold search of ``memorization_threshold.toml`` at one grid point, run on ``gpu``
+    (float32 stacks of ``repetitions`` networks trained to their stopping rule at every N the
+    search visits), with the CPU engine timed for ``cpu_epochs`` epochs of the same stack at
+    each N. ``d``, ``window`` and ``max_epochs`` replace the file's (small runs). Returns the
+    values visited (N, seconds on the device, epochs, CPU seconds per network-epoch, the CPU's
+    estimate), the thresholds per level and the totals."""
+    from harness.engine.batched_training import train_batch
+    from harness.runner.search import PointWalk
+    from harness.spec import load_spec
+    from harness.spec.search import PointSearch
+
+    spec = load_spec(BENCHMARK, [f"experiments.threshold.grid.i=[{i}]"], registry=registry)
+    (exp,) = spec.experiments
+    (point,) = exp.point_searches(spec.seed)
+    s = point.search
+    d = int(d if d is not None else point.coords["d"])
+    start = point.start if d == point.coords["d"] else s.clamp(point.start * d * d / point.coords["d"] ** 2)
+    window = int(window if window is not None else exp.params["window"])
+    max_epochs = int(max_epochs if max_epochs is not None else exp.params["max_epochs"])
+    act, loss = registry.create("activation", "relu"), registry.create("loss", "mse")
+    walk = PointWalk(s, PointSearch(point.experiment_id, s, {"d": d}, start, None).start)
+    visited = []
+    log(f"fig2 threshold point: d = {d}, {repetitions} repetitions, float32, levels "
+        f"{', '.join(f'{v:g}' for v in s.levels)}, N from {start} ({BENCHMARK.name}; device {gpu.torch_device()})")
+    while walk.todo:
+        aggregates = {}
+        for N in walk.todo:
+            members = _members(registry, int(N), d, repetitions, seed, max_epochs, window, exp.params["lr_rule"])
+            t0 = time.perf_counter()
+            results = train_batch(members, act, loss, backend=gpu)
+            device_s = time.perf_counter() - t0
+            timing = _members(registry, int(N), d, repetitions, seed, cpu_epochs, None, exp.params["lr_rule"])
+            t0 = time.perf_counter()
+            train_batch(timing, act, loss)
+            cpu_per_epoch = (time.perf_counter() - t0) / (cpu_epochs * repetitions)
+            epochs = [res.epochs for res in results]
+            rows = [{"status": "diverged" if res.diverged else "ok",
+                     "metrics": {"reported_loss": res.rules.get("reported_loss")}} for res in results]
+            aggregates[N] = sum(s.value_of(r) for r in rows) / len(rows)
+            entry = {"N": int(N), "device_s": device_s, "epochs": epochs, "mean_log10_reported": aggregates[N],
+                     "cpu_s_per_network_epoch": cpu_per_epoch, "cpu_s_estimate": cpu_per_epoch * sum(epochs),
+                     "early_stopped": sum(1 for res in results if res.stop_reason == "window")}
+            entry["ratio"] = entry["cpu_s_estimate"] / device_s
+            visited.append(entry)
+            log(f"  N = {N:>6}: mean log10 reported {aggregates[N]:7.3f}; epochs median "
+                f"{float(np.median(epochs)):6.0f} ({entry['early_stopped']}/{repetitions} stopped early); "
+                f"device {device_s:8.2f} s, CPU {entry['cpu_s_estimate']:9.1f} s (estimated), "
+                f"ratio {entry['ratio']:6.1f}x")
+        walk.record(aggregates)
+    levels = [{"level": lv.level, "status": lv.status, "threshold": lv.threshold, "lower": lv.lower,
+               "upper": lv.upper} for lv in walk.levels]
+    device_total = sum(v["device_s"] for v in visited)
+    cpu_total = sum(v["cpu_s_estimate"] for v in visited)
+    for lv in levels:
+        found = f"N* = {lv['threshold']:.1f} ({lv['lower']}-{lv['upper']})" if lv["threshold"] else "-"
+        log(f"  level {lv['level']:g}: {lv['status']} {found}")
+    log(f"  the point: {len(visited)} values of N; device {device_total:.1f} s, CPU {cpu_total:.1f} s (estimated), "
+        f"ratio {cpu_total / device_total:.1f}x")
+    return {"case": f"fig2 threshold point d={d} x {repetitions} float32", "d": d, "repetitions": repetitions,
+            "visited": visited, "levels": levels, "device_s": device_total, "cpu_s_estimate": cpu_total,
+            "ratio": cpu_total / device_total}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case (the best is kept)")
     parser.add_argument("--seed", type=int, default=2022)
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--no-point", dest="point", action="store_false",
+                        help="leave out the whole Figure 2 threshold point")
+    parser.add_argument("--i", type=int, default=30, help="the threshold point's grid index: d = floor(sqrt(500 i))")
+    parser.add_argument("--repetitions", type=int, default=10, help="networks trained at each N of the point")
+    parser.add_argument("--cpu-epochs", type=int, default=20, help="epochs the CPU engine is timed at each N")
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="the point's epoch budget (default: the benchmark file's, 10,000)")
     args = parser.parse_args(argv)
 
     try:
@@ -162,9 +266,16 @@ def main(argv: list[str] | None = None) -> int:
         agree = ", ".join(f"{k[9:]} {v:.1e}" for k, v in r.items() if k.startswith("rel_diff_"))
         print(f"{r['case']:<44} numba {r['cpu_s']:9.4f} s   {label} {r['gpu_s']:9.4f} s   "
               f"ratio {r['ratio']:7.2f}x   rel. diff: {agree}")
+    point = None
+    if args.point:
+        small = {"d": 16, "repetitions": 3, "max_epochs": 600, "window": 50, "cpu_epochs": 3} if args.small else {}
+        point = run_point(registry, gpu, i=args.i, repetitions=small.get("repetitions", args.repetitions),
+                          cpu_epochs=small.get("cpu_epochs", args.cpu_epochs),
+                          max_epochs=small.get("max_epochs", args.max_epochs), d=small.get("d"),
+                          window=small.get("window"), seed=args.seed, log=print)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"environment": header, "results": results}, f, indent=2)
+            json.dump({"environment": header, "results": results, "point": point}, f, indent=2)
     return 0
 
 

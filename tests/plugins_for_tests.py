@@ -266,7 +266,15 @@ class Ramp(Experiment):
         if self.fail_above and self.n > self.fail_above:
             raise ValueError("ramp failure")
         noise = self.noise * float(cell.rng("data").standard_normal())
-        return {"loss": 10.0 ** ((self.n - self.c * self.k) / self.w + noise), "n": self.n}
+        # a made-up training record: "stopped early" at n <= c k, after n epochs
+        return {"loss": 10.0 ** ((self.n - self.c * self.k) / self.w + noise), "n": self.n,
+                "stop_epoch": self.n, "stop_reason": "window" if self.n <= self.c * self.k else "max_epochs"}
+
+    @classmethod
+    def stopping(cls, metrics):
+        if "stop_reason" not in metrics:
+            return None
+        return metrics["stop_reason"] == "window", metrics["stop_epoch"]
 
 
 class Timed(Experiment):

@@ -67,6 +67,16 @@ def test_schedule_spreads_cells_over_jobs_and_pays_setup_once_per_worker():
     assert calibration.speedup(1e3, 2) < 1.01
 
 
+def test_schedule_runs_rounds_one_after_the_other():
+    # round 0: 3 s and 1 s on two workers (ends at 3 s); round 1 waits for it: 3 + 2 = 5 s
+    cells = [{"seconds": 3.0}, {"seconds": 1.0}, {"seconds": 2.0, "round": 1}, {"seconds": 0.5, "round": 1}]
+    start = calibration.WORKER_START_SECONDS
+    assert calibration.schedule(cells, 2) == pytest.approx(start + 3.0 + 2.0)
+    without = [{k: v for k, v in c.items() if k != "round"} for c in cells]
+    assert calibration.schedule(without, 2) == pytest.approx(start + 3.5)  # one bag: 3 + 0.5 | 1 + 2
+    assert calibration.schedule(cells, 1) == calibration.schedule(without, 1) == pytest.approx(6.5)
+
+
 TINY = """
 [benchmark]
 name = "tiny_estimates"

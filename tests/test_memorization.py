@@ -328,11 +328,13 @@ def test_benchmark_files_load(registry):
     spec = load_spec(BENCHMARKS / "memorization_threshold.toml", registry=registry)
     (threshold,) = spec.experiments
     s = threshold.search
-    assert (s.axis, s.metric, s.transform, s.condition, s.level) == ("N", "reported_loss", "log10", "below", -3.0)
+    assert (s.axis, s.metric, s.transform, s.condition, s.levels) == ("N", "reported_loss", "log10", "below",
+                                                                       (-3.0, -4.0, -6.0))
+    assert (s.warm_start, s.wave, s.tolerance) == (True, 1, 0.1)
     assert [p["coords"]["d"] for p in threshold.search_points] == [math.floor(math.sqrt(500 * i))
                                                                    for i in range(1, 31)]
     assert threshold.params["lr_rule"] == fig2.params["lr_rule"] and threshold.params["max_epochs"] == 10000
-    assert threshold.search_points[0]["start"] == 2 * 22 ** 2
+    assert threshold.search_points[0]["start"] == round(1.2 * 22 ** 2)
 
 
 @pytest.mark.slow
@@ -376,6 +378,30 @@ def test_memorisation_threshold_and_its_fit_on_the_heat_map():
     assert not any(l.startswith("fit N*") for l in labels) and any(l.startswith("N*") for l in labels)
 
 
+def test_heat_map_draws_the_level_lines():
+    """Mean log10(reported_loss) = -N / 100 at every d: the lines of the levels -3, -4, -6 lie at
+    N = 300, 400, 600 (the cell centres interpolated linearly), across the whole d range."""
+    from matplotlib.contour import ContourSet
+
+    def row(d, N):
+        return {"status": "ok", "coords": {"d": d, "N": N}, "params": {"d": d, "N": N},
+                "metrics": {"reported_loss": 10.0 ** (-N / 100), "final_loss": 1.0, "P": 3 * d * d + d,
+                            "P_over_N": (3 * d * d + d) / N}}
+
+    rows = [row(d, N) for d in (10, 20, 30) for N in (100, 250, 500, 700, 900)]
+    figs = installed_registry().create("experiment", "memorization").figures(rows, context("memorization"))
+    ax = figs["heatmap"].axes[0]
+    (lines,) = [c for c in ax.collections if isinstance(c, ContourSet)]
+    assert list(lines.levels) == [-6.0, -4.0, -3.0]
+    for level, segments in zip(lines.levels, lines.allsegs):
+        points = np.concatenate(segments)
+        np.testing.assert_allclose(points[:, 1], -100 * level, rtol=1e-9)  # N where the mean crosses
+        assert points[:, 0].min() == 100 and points[:, 0].max() == 900  # over every d^2
+    assert "white lines: where the mean log10 crosses -6, -4, -3" in figs["heatmap"].texts[0].get_text()
+    final = figs["heatmap_final_loss"].axes[0]
+    assert not [c for c in final.collections if isinstance(c, ContourSet)]  # only on the reported loss
+
+
 def test_heat_maps_average_log10_of_reported_loss():
     """Fig. 2's heat map is the mean over repetitions of log10(reported_loss) (not the log of the
     mean, not final_loss); the final loss has its own map; memorised: that mean <= -3."""
@@ -398,13 +424,15 @@ def test_heat_maps_average_log10_of_reported_loss():
         row(3, 8, 1e-9, 1e-9), row(3, 8, None, 1e-9),
     ]
     figs = installed_registry().create("experiment", "memorization").figures(rows, context("memorization"))
-    (mesh,) = figs["heatmap"].axes[0].collections
+    from matplotlib.collections import QuadMesh
+
+    (mesh,) = [c for c in figs["heatmap"].axes[0].collections if isinstance(c, QuadMesh)]
     Z = np.ma.getdata(mesh.get_array()).reshape(2, 2)  # rows N = 4, 8; columns d = 2, 3
     mask = np.ma.getmaskarray(mesh.get_array()).reshape(2, 2)
     np.testing.assert_allclose(Z[0], [-3.5, -3.5], rtol=1e-12)
     assert Z[1, 0] == pytest.approx(-2.75, rel=1e-12) and mask[1, 1] and not mask[1, 0]
     assert "reported loss" in figs["heatmap"].axes[0].get_title()
-    (mesh,) = figs["heatmap_final_loss"].axes[0].collections
+    (mesh,) = [c for c in figs["heatmap_final_loss"].axes[0].collections if isinstance(c, QuadMesh)]
     Zf = np.ma.getdata(mesh.get_array()).reshape(2, 2)
     np.testing.assert_allclose(Zf, [[-3.0, 0.0], [-8.0, -9.0]], rtol=1e-12)
     assert "final loss" in figs["heatmap_final_loss"].axes[0].get_title()
@@ -572,3 +600,65 @@ optimizer = { name = "sgd_diagnosed_test", lr = 0.01 }
     assert row["curves"]["optimizer.probe_steps"] == [1.0, 2.0]
     assert m["lr"] == 0.01 and m["eta"] == 0.01
     assert m["eta_rule"] is None and m["eta_paper"] is None  # the step-size fields every row has
+
+
+def test_threshold_search_figures_one_line_per_level():
+    """N* = c_l d^2 exactly at the levels -3, -4, -6 (c = 1.4, 0.9, 0.8): one line, band and fit
+    per level, the fit's slope c_l, and how the runs at each threshold stopped."""
+    from matplotlib.collections import PolyCollection
+
+    from harness_plugins.memorization.threshold_figures import search_map, threshold_figure, threshold_lines
+
+    slopes = {-3.0: 1.4, -4.0: 0.9, -6.0: 0.8}
+    thresholds, rows = [], []
+    for d in (22, 31, 38, 44):
+        for level, c in slopes.items():
+            n_star = c * d * d
+            thresholds.append({"d": d, "i": d, "level": level, "threshold": n_star, "lower": 0.97 * n_star,
+                               "upper": 1.03 * n_star, "ci_low": 0.9 * n_star, "ci_high": 1.1 * n_star,
+                               "status": "found", "n_cells": 80, "early_stop_fraction": 0.5 if level == -3 else 1.0,
+                               "median_stop_epoch": 10 * d})
+        for N in (400, 800):
+            rows.append({"status": "ok", "params": {"d": d, "N": N}, "coords": {"d": d, "N": N},
+                         "metrics": {"P": 3 * d * d + d, "reported_loss": 1e-4}})
+    lines = threshold_lines(thresholds, rows)
+    assert [(t["d"], t["level"]) for t in lines[:3]] == [(22, -3.0), (22, -4.0), (22, -6.0)]
+    assert lines[0]["N_star_over_d2"] == pytest.approx(1.4) and lines[0]["P"] == 3 * 22 * 22 + 22
+    assert lines[0]["N_star_over_P"] == pytest.approx(1.4 * 484 / 1474)
+    ctx = FigureContext(benchmark="t", experiment_id="x", experiment="memorization", grid={"i": [1, 2, 3, 4]},
+                        repetitions=10, search={"axis": "N", "lower": 100, "upper": 40000, "below": [-3, -4, -6],
+                                                "transform": "log10", "metric": "reported_loss"})
+    fig = threshold_figure(lines, ctx)
+    ax, ax_early, ax_epoch = fig.axes
+    labels = [line.get_label() for line in ax.get_lines()]
+    for level, c in slopes.items():
+        fit = next(line for line in ax.get_lines() if line.get_label().endswith(f"(level {level:g})"))
+        assert fit.get_label().startswith(f"fit N* = {c:.3g} [")
+        x = np.asarray(fit.get_xdata(), float)
+        np.testing.assert_allclose(np.asarray(fit.get_ydata(), float)[1:] / x[1:], c, rtol=1e-9)
+    assert len(ax.containers) == 3  # one errorbar line per level
+    assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 3  # one bootstrap band each
+    assert "d^2 = N" in labels and "P = N" in labels
+    early = {line.get_label(): list(line.get_ydata()) for line in ax_early.get_lines()}
+    assert early == {"level -3": [0.5] * 4, "level -4": [1.0] * 4, "level -6": [1.0] * 4}
+    assert [list(line.get_ydata()) for line in ax_epoch.get_lines()][0] == [220, 310, 380, 440]
+    assert "stopped early" in fig.texts[0].get_text()
+    smap = search_map(rows, lines, ctx)
+    assert [line.get_label() for line in smap.axes[0].get_lines()] == ["N* level -3", "N* level -4", "N* level -6"]
+
+
+def test_training_rows_say_how_they_stopped(registry):
+    """Experiment.stopping of the training experiments: the window rule is an early stop; the
+    epoch budget, a tolerance or divergence are not; a row without the record says nothing."""
+    from harness_plugins.memorization._common import training_stopping
+
+    assert training_stopping({"stop_reason": "window", "stop_epoch": 700}) == (True, 700.0)
+    for reason in ("max_epochs", "tolerance", "diverged"):
+        assert training_stopping({"stop_reason": reason, "stop_epoch": 10000}) == (False, 10000.0)
+    assert training_stopping({"stop_epoch": 5}) is None and training_stopping({}) is None
+    rows = run_all(spec_text(FIG2.format(epochs=400, window=20), "[experiments.grid]\nN = [20]\nd = [3]\n"), registry)
+    for name in ("memorization", "two_layer_memorization", "capacity"):
+        cls = registry.get("experiment", name)
+        assert cls.stopping(rows[0]["metrics"]) == training_stopping(rows[0]["metrics"]) is not None
+    early, epoch = registry.get("experiment", "memorization").stopping(rows[0]["metrics"])
+    assert epoch == rows[0]["metrics"]["stop_epoch"] and early == (rows[0]["metrics"]["stop_reason"] == "window")

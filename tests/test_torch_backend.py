@@ -341,7 +341,7 @@ def test_gpu_check_runs_small_on_the_cpu(tmp_path, capsys):
     import json
 
     out = tmp_path / "gpu.json"
-    assert load_gpu_check().main(["--device", "cpu", "--small", "--repeats", "1", "--json", str(out)]) == 0
+    assert load_gpu_check().main(["--device", "cpu", "--small", "--no-point", "--repeats", "1", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "fig1 NTK N=200" in text and "fig2 Adam N=300" in text and text.count("ratio") == 2
     results = json.loads(out.read_text())["results"]
@@ -392,3 +392,34 @@ def test_ntk_spectrum_gives_the_same_eigenvalues_on_both_backends(registry):
     for key in ("lambda_min_full", "lambda_max_full", "trace_full", "lambda_min_W2", "trace_W2"):
         a, b = metrics["numba"][key], metrics["torch"][key]
         assert a > 0 and abs(a - b) <= 1e-8 * abs(a), key
+
+
+@needs_torch
+def test_gpu_check_runs_a_whole_threshold_point_on_the_cpu():
+    """The Figure 2 threshold point of gpu_check, tiny: the search of memorization_threshold.toml
+    (levels -3, -4, -6) steered by float32 stacks trained on the torch backend (device cpu)."""
+    from harness.plugin.manager import load_registry
+    from harness.runner.search import STATUSES
+
+    registry = load_registry()
+    gpu = registry.create("backend", "torch", {"device": "cpu"})
+    lines = []
+    point = load_gpu_check().run_point(registry, gpu, repetitions=2, cpu_epochs=2, max_epochs=120, d=10, window=20,
+                                       log=lines.append)
+    visited = point["visited"]
+    Ns = [v["N"] for v in visited]
+    assert len(set(Ns)) == len(Ns) >= 2 and Ns[0] == round(1.2 * 10 * 10)  # the file's start at d = 10
+    for v in visited:
+        assert len(v["epochs"]) == 2 and all(1 <= e <= 120 for e in v["epochs"])
+        assert v["cpu_s_estimate"] == pytest.approx(v["cpu_s_per_network_epoch"] * sum(v["epochs"]))
+        assert v["ratio"] == pytest.approx(v["cpu_s_estimate"] / v["device_s"])
+    assert [lv["level"] for lv in point["levels"]] == [-3.0, -4.0, -6.0]
+    aggregate = {v["N"]: v["mean_log10_reported"] for v in visited}
+    for lv in point["levels"]:
+        assert lv["status"] in STATUSES
+        if lv["status"] == "found":  # a bracket of visited values on the two sides of the level
+            assert aggregate[lv["lower"]] <= lv["level"] < aggregate[lv["upper"]]
+            assert lv["lower"] <= lv["threshold"] <= lv["upper"]
+    assert point["device_s"] == pytest.approx(sum(v["device_s"] for v in visited))
+    assert lines[0].startswith("fig2 threshold point: d = 10, 2 repetitions, float32")
+    assert lines[-1].startswith(f"  the point: {len(Ns)} values of N")

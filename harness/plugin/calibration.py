@@ -242,12 +242,14 @@ def rates(name: str, probe: Callable[[], Mapping[str, float]], version: int = 1)
 
 def schedule(entries: Iterable[Mapping[str, Any]], jobs: int = 1) -> float | None:
     """Estimated wall time of running ``entries`` (dicts with ``seconds`` and optionally
-    ``setup_key``/``setup_seconds``, in grid order) on ``jobs`` workers.
+    ``setup_key``/``setup_seconds`` and ``round``, in grid order) on ``jobs`` workers.
 
     Cells go, in order, to the worker that is free first (as the process pool hands them out);
     a worker pays each ``setup_key``'s ``setup_seconds`` once, and, with ``jobs > 1``,
-    :data:`WORKER_START_SECONDS` to start. Cells without an estimate count as zero; ``None``
-    when no cell has one.
+    :data:`WORKER_START_SECONDS` to start. Rounds (a threshold search's: ``round``, 0 when not
+    given) run one after the other: a round starts when the previous one has finished, as a
+    run computes a search's next values from the rows of the last round. Cells without an
+    estimate count as zero; ``None`` when no cell has one.
     """
     entries = [e for e in entries if e.get("seconds") is not None]
     if not entries:
@@ -256,12 +258,17 @@ def schedule(entries: Iterable[Mapping[str, Any]], jobs: int = 1) -> float | Non
     start = WORKER_START_SECONDS if jobs > 1 else 0.0
     clock = [start] * n
     paid: list[set] = [set() for _ in range(n)]
+    rounds: dict[int, list] = {}
     for e in entries:
-        i = min(range(n), key=clock.__getitem__)
-        cost = float(e["seconds"])
-        key = e.get("setup_key")
-        if key is not None and key not in paid[i]:
-            paid[i].add(key)
-            cost += float(e.get("setup_seconds") or 0.0)
-        clock[i] += cost
+        rounds.setdefault(int(e.get("round") or 0), []).append(e)
+    for index in sorted(rounds):
+        clock = [max(clock)] * n  # the barrier between rounds
+        for e in rounds[index]:
+            i = min(range(n), key=clock.__getitem__)
+            cost = float(e["seconds"])
+            key = e.get("setup_key")
+            if key is not None and key not in paid[i]:
+                paid[i].add(key)
+                cost += float(e.get("setup_seconds") or 0.0)
+            clock[i] += cost
     return max(clock)

@@ -84,14 +84,17 @@ class FigureContext:
     search: dict[str, Any] | None = None
     """The block's ``[experiments.search]`` table, if it searches an axis (:mod:`harness.runner.search`)."""
     thresholds: list[dict[str, Any]] = field(default_factory=list)
-    """With a search: one line per grid point (``threshold``, ``lower``, ``upper``, ``status``, ...)."""
+    """With a search: one line per grid point and level (``level``, ``threshold``, ``lower``,
+    ``upper``, ``status``, ...)."""
 
     def caption(self, bands: str = "") -> str:
         """One line naming the experiment, grid and repetitions (and what the bands are)."""
         axes = ", ".join(f"{k}: {_fmt_axis(v)}" for k, v in self.grid.items()) or "no grid"
         if self.search:
             s = self.search
-            cond = f"below {s['below']:g}" if "below" in s else f"above {s['above']:g}"
+            condition = "below" if "below" in s else "above"
+            levels = s[condition] if isinstance(s[condition], list) else [s[condition]]
+            cond = f"{condition} {', '.join(f'{v:g}' for v in levels)}"
             axes += (f"; {s['axis']} searched in [{s['lower']:g}, {s['upper']:g}] for mean "
                      f"{s['transform']}({s['metric']}) {cond}")
         text = (f"{self.benchmark} / {self.experiment_id} ({self.experiment}); grid {axes}; "

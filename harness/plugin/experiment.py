@@ -117,6 +117,17 @@ class Experiment(Component):
         """
         return {}
 
+    @classmethod
+    def stopping(cls, metrics: Mapping[str, Any]) -> tuple[bool, float] | None:
+        """How one training run ended, from its row's ``metrics``: ``(stopped early, epoch it
+        stopped at)``, where *early* means an early-stopping rule ended it (not the epoch
+        budget, a loss tolerance or divergence). A threshold search reports, for each threshold,
+        the fraction of the runs at its bracket that stopped early and their median stop epoch
+        (``thresholds.csv``: ``early_stop_fraction``, ``median_stop_epoch``), so that a reader
+        sees whether the aggregated value comes from converged runs or from early-stopped ones.
+        ``None`` (the default): the experiment does not train, or the row does not say."""
+        return None
+
     def figures(self, rows: Sequence[Mapping[str, Any]], context: "FigureContext") -> dict:
         """The experiment's figures from its result rows: ``{file stem: matplotlib Figure}``.
 

@@ -167,8 +167,9 @@ def close_figure(fig: Any) -> None:
 
 def threshold_figure(context, x: str | None = None, xlabel: str | None = None):
     """The generic figure of a threshold search: the threshold of every grid point against its
-    first grid axis (or ``x``), the bracket [lower, upper] as error bars; points whose search
-    did not find a threshold are marked at the bound they reached."""
+    first grid axis (or ``x``), one line per level (and per combination of the other grid axes),
+    the bracket [lower, upper] as error bars and the bootstrap interval over repetitions as a
+    band; points whose search did not find a threshold are marked at the bound they reached."""
     import matplotlib.pyplot as plt
 
     search = context.search or {}
@@ -184,22 +185,30 @@ def threshold_figure(context, x: str | None = None, xlabel: str | None = None):
 
     if not numeric:
         ax.set_xticks(range(len(values)), [str(v) for v in values], rotation=20, fontsize=8)
-    # one series per combination of the other grid axes (never pooled)
+    # one series per level and combination of the other grid axes (never pooled)
     others = [k.strip() for label in keys for k in label.split(",") if k.strip() != x]
+    several = len({t.get("level") for t in lines}) > 1
     series: dict = {}
     for t in lines:
-        series.setdefault(tuple((k, t.get(k)) for k in others), []).append(t)
+        key = tuple((k, t.get(k)) for k in others) + ((("level", t.get("level")),) if several else ())
+        series.setdefault(key, []).append(t)
     for n, (key, members) in enumerate(series.items()):
-        found = [t for t in members if t.get("threshold") is not None and x in t]
+        found = sorted((t for t in members if t.get("threshold") is not None and x in t), key=position)
         if not found:
             continue
         xs = [position(t) for t in found]
         ys = [float(t["threshold"]) for t in found]
         lo = [y - float(t["lower"]) for t, y in zip(found, ys)]
         hi = [float(t["upper"]) - y for t, y in zip(found, ys)]
-        name = ", ".join(f"{k}={v}" for k, v in key)
-        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-" if numeric else "o", capsize=3, color=f"C{n % 10}",
+        name = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in key)
+        color = f"C{n % 10}"
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-" if numeric else "o", capsize=3, color=color,
                     label=f"threshold{' (' + name + ')' if name else ''}")
+        ci = [(t.get("ci_low"), t.get("ci_high")) for t in found]
+        if numeric and len(found) > 1 and all(a is not None and b is not None for a, b in ci):
+            ax.fill_between(xs, [float(a) for a, _ in ci], [float(b) for _, b in ci], color=color, alpha=0.18, lw=0)
+        elif all(a is not None and b is not None for a, b in ci):
+            ax.vlines(xs, [float(a) for a, _ in ci], [float(b) for _, b in ci], color=color, lw=5, alpha=0.3)
     for status, marker in (("above_upper", "^"), ("below_lower", "v")):
         pts = [t for t in lines if t.get("status") == status and x in t]
         if pts:
@@ -212,7 +221,8 @@ def threshold_figure(context, x: str | None = None, xlabel: str | None = None):
     ax.set_ylabel(f"threshold of {search.get('axis', '?')}")
     ax.legend(fontsize=8)
     ax.set_title(f"{context.experiment_id}: threshold search", fontsize=10)
-    fig.text(0.01, -0.09, context.caption("error bars: the search's final bracket"), fontsize=7, wrap=True)
+    fig.text(0.01, -0.09, context.caption("error bars: the search's final bracket; band: 95% bootstrap interval "
+                                          "of the threshold over repetitions"), fontsize=7, wrap=True)
     return fig
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.results.stats import short_number
+from harness.results.thresholds import block_condition
 
 REPORT_FILE = "report.html"
 MAX_PROBLEM_ROWS = 500
@@ -428,9 +429,11 @@ def _thresholds_section(lines: Sequence[Mapping[str, Any]]) -> str:
         cols = [k for k in dict.fromkeys(k for t in members for k in t)
                 if k not in ("experiment_id", "condition")]
         out.append(f"<h3>{esc(block_id)}</h3><p class=\"muted\">Threshold search: "
-                   f"{esc(members[0]['condition'])}. lower / upper: the final bracket; ci_low / "
-                   "ci_high: 95% bootstrap interval over repetitions; evaluations: axis value and "
-                   "aggregate of every value visited.</p>")
+                   f"{esc(block_condition(members))}. One line per grid point and level; lower / "
+                   "upper: the final bracket; ci_low / ci_high: 95% bootstrap interval over "
+                   "repetitions; evaluations: axis value and aggregate of every value visited; "
+                   "early_stop_fraction, median_stop_epoch: how the runs at the bracket ended "
+                   "(stopped by an early-stopping rule, and when).</p>")
         out.append(_table(cols, [[t.get(c) for c in cols] for t in members],
                           [c not in ("axis", "status", "evaluations") for c in cols]))
     return "".join(out)

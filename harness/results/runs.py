@@ -52,8 +52,8 @@ class Run:
 
     @property
     def thresholds(self) -> list[dict[str, Any]]:
-        """One line per searched grid point (:func:`harness.runner.search.thresholds`); empty without
-        a search or a loadable spec."""
+        """One line per searched grid point and level (:func:`harness.runner.search.thresholds`);
+        empty without a search or a loadable spec."""
         if self.spec is None:
             return []
         from harness.runner.search import thresholds
@@ -111,20 +111,17 @@ def _search_order(spec, rows, order: list[str]) -> list[str]:
     """Grid order for the points of searched blocks too: by block, grid point, then axis value."""
     if spec is None or not any(e.search is not None for e in spec.experiments):
         return order
-    from harness.runner.search import replay, row_key, rows_by_key
+    from harness.runner.search import replay_spec, row_key, rows_by_key
 
     by_key = rows_by_key(rows)
     out = list(order)
-    for exp in spec.experiments:
-        if exp.search is None:
-            continue
-        for point in exp.point_searches(spec.seed):
-            for x in sorted(replay(point, by_key).evaluated):
-                for c in point.make_cells(x):  # the rows' own point id (older runs: other ids)
-                    row = by_key.get(row_key(c.experiment_id, c.coords, c.repetition))
-                    if row is not None:
-                        out.append(row["point_id"])
-                        break
+    for point, outcome in replay_spec(spec, rows):
+        for x in sorted(outcome.evaluated):
+            for c in point.make_cells(x):  # the rows' own point id (older runs: other ids)
+                row = by_key.get(row_key(c.experiment_id, c.coords, c.repetition))
+                if row is not None:
+                    out.append(row["point_id"])
+                    break
     return out
 
 

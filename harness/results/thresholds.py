@@ -1,5 +1,5 @@
 """The threshold searches' results as text: ``thresholds.csv`` and the table ``harness show``
-prints (one line per grid point, :func:`harness.runner.search.thresholds`)."""
+prints (one line per grid point and level, :func:`harness.runner.search.thresholds`)."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -10,6 +10,17 @@ from harness.results.summary import to_csv
 def thresholds_csv(lines: Sequence[Mapping[str, Any]]) -> str:
     """``thresholds.csv`` text (blank cells for missing values)."""
     return to_csv(lines)
+
+
+def block_condition(lines: Sequence[Mapping[str, Any]]) -> str:
+    """The condition of one searched block's lines in words: the one condition, or with
+    several levels the condition at ``LEVEL`` and the levels."""
+    conditions = list(dict.fromkeys(t["condition"] for t in lines))
+    levels = list(dict.fromkeys(t.get("level") for t in lines))
+    if len(conditions) == 1 or any(not isinstance(v, (int, float)) for v in levels):
+        return "; ".join(conditions)
+    generic = conditions[0].replace(f" {levels[0]:g} ", " LEVEL ", 1)
+    return f"{generic}, LEVEL = {', '.join(f'{v:g}' for v in levels)}"
 
 
 def format_thresholds(lines: Sequence[Mapping[str, Any]], max_width: int | None = 100) -> str:

@@ -11,7 +11,7 @@ from harness.errors import UserError
 from harness.plugin.calibration import cache_path, consulted, schedule
 from harness.results.runs import load_run
 from harness.results.summary import filter_lines, format_blocks, summarize
-from harness.results.thresholds import format_thresholds
+from harness.results.thresholds import block_condition, format_thresholds
 from harness.runner.executors import threads_per_job
 from harness.runner.progress import format_seconds
 from harness.runner.resources import cells_over, format_bytes, machine_memory
@@ -132,7 +132,7 @@ def show_lines(run_dir, experiments: Sequence[str] = (), where: Sequence[str] = 
         lines = [{k: v for k, v in t.items() if k not in ("experiment_id", "condition", "evaluations")}
                  for t in searched if t["experiment_id"] == block_id]
         out.append(("", False))
-        condition = next(t["condition"] for t in searched if t["experiment_id"] == block_id)
+        condition = block_condition([t for t in searched if t["experiment_id"] == block_id])
         out.append((f"{block_id}: threshold search ({condition}; thresholds.csv)", False))
         out.append((format_thresholds(lines, max_width=width or None), False))
     return out

@@ -146,11 +146,12 @@ class ExperimentSpec:
         from harness.spec.search import PointSearch
 
         out = []
-        for sp in self.search_points:
+        for index, sp in enumerate(self.search_points):
             base = sp["base"]
             out.append(PointSearch(
                 experiment_id=self.id, search=self.search, coords=dict(sp["coords"]), start=sp["start"],
-                make_cells=lambda x, base=base: self.cells_at({**base, self.search.axis: x}, root_seed)))  # type: ignore[misc]
+                make_cells=lambda x, base=base: self.cells_at({**base, self.search.axis: x}, root_seed),  # type: ignore[misc]
+                index=index))
         return out
 
 

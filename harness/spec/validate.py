@@ -268,7 +268,10 @@ def _defaults(given: Mapping[str, Any], kind: str, name: Any, registry: Registry
 
 
 _SEARCH_KEYS = ("axis", "lower", "upper", "scale", "integer", "start", "growth", "tolerance", "max_steps",
-                "metric", "transform", "below", "above", "holds")
+                "metric", "transform", "below", "above", "holds", "warm_start", "wave")
+
+MAX_LEVELS = 16
+"""Levels one search may have (``below`` or ``above`` as a list)."""
 
 
 def _parse_search(table: Any, source: str, prefix: str, declared: Mapping[str, Param],
@@ -335,14 +338,36 @@ def _parse_search(table: Any, source: str, prefix: str, declared: Mapping[str, P
         raise SpecError(source, where, table, "give exactly one of below = LEVEL or above = LEVEL (the condition "
                         "on the repetitions' mean of transform(metric))")
     condition = conditions[0]
-    level = number.validate(table[condition], source, f"{where}.{condition}")
-    if not math.isfinite(level):
-        raise SpecError(source, f"{where}.{condition}", level, "expected a finite number")
+    levels = _parse_levels(table[condition], source, f"{where}.{condition}")
     holds = Param("holds", str, choices=("low", "high")).validate(table.get("holds", "low"), source,
                                                                   f"{where}.holds")
-    return Search(axis=axis, lower=lower, upper=upper, metric=metric, level=float(level), condition=condition,
+    warm_start = Param("warm_start", bool).validate(table.get("warm_start", False), source, f"{where}.warm_start")
+    wave = Param("wave", int, min=1, max=MAX_GRID_POINTS).validate(table.get("wave", 1), source, f"{where}.wave")
+    if "wave" in table and not warm_start:
+        raise SpecError(source, f"{where}.wave", wave, "waves order warm starts: set warm_start = true too "
+                        "(without it every grid point starts from start, all at once)")
+    return Search(axis=axis, lower=lower, upper=upper, metric=metric, levels=levels, condition=condition,
                   holds=holds, scale=scale, integer=integer, start=start, growth=float(growth),
-                  tolerance=float(tolerance), max_steps=max_steps, transform=transform)
+                  tolerance=float(tolerance), max_steps=max_steps, transform=transform,
+                  warm_start=warm_start, wave=wave)
+
+
+def _parse_levels(value: Any, source: str, key: str) -> tuple[float, ...]:
+    """``below`` / ``above``: a finite number, or a non-empty list of distinct finite numbers."""
+    allowed = "a finite number or a list of distinct finite numbers, e.g. -3 or [-3, -4, -6]"
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise SpecError(source, key, value, f"empty list; expected {allowed}")
+    if len(items) > MAX_LEVELS:
+        raise SpecError(source, key, value, f"{len(items)} levels; at most {MAX_LEVELS}")
+    levels = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+            raise SpecError(source, key, value, f"{item!r} is not a finite number; expected {allowed}")
+        if float(item) in levels:
+            raise SpecError(source, key, value, f"the level {item!r} is given twice; expected {allowed}")
+        levels.append(float(item))
+    return tuple(levels)
 
 
 def _search_point(exp: ExperimentSpec, base: dict, source: str, prefix: str) -> dict:

@@ -3,7 +3,8 @@ capacity study that puts both on the same data at matched parameter counts.
 
 The experiments live one per module (:mod:`.deep` for ``memorization``, :mod:`.two_layer` for
 ``two_layer_memorization``, :mod:`.capacity` for ``capacity``), with their shared training
-helpers (:mod:`._common`), cost estimates (:mod:`.costs`) and figures (:mod:`.figures`).
+helpers (:mod:`._common`), cost estimates (:mod:`.costs`) and figures (:mod:`.figures`, and
+:mod:`.threshold_figures` for the threshold search).
 """
 from __future__ import annotations
 
@@ -14,13 +15,8 @@ from ._common import LOG10_FLOOR, MEMORISED_LOG10, MODEL_LABELS, MODELS  # noqa:
 from .capacity import Capacity, deep_width, two_layer_units  # noqa: F401
 from .costs import window_epochs  # noqa: F401
 from .deep import Memorization
-from .figures import (  # noqa: F401
-    _grid_means,
-    _heatmap,
-    memorisation_threshold,
-    threshold_fit,
-    threshold_lines,
-)
+from .figures import _grid_means, _heatmap, memorisation_threshold  # noqa: F401
+from .threshold_figures import threshold_fit, threshold_lines  # noqa: F401
 from .two_layer import TwoLayerMemorization, labels_of  # noqa: F401
 
 EXPERIMENTS = (Memorization, TwoLayerMemorization, Capacity)

@@ -309,9 +309,28 @@ MEMORISED_LOG10 = -3.0
 (the paper's quantity, averaged as the paper averages: mean of the logs) is <= this."""
 
 
+LEVEL_LINES = (-3.0, -4.0, -6.0)
+"""The levels of mean log10(reported_loss) the Fig. 2 heat map draws as lines (those the threshold
+search of benchmarks/memorization_threshold.toml reports N* at)."""
+
+
 MODELS = ("deep_adam", "deep_gd", "deep_gd_paper", "two_layer")
 
 
 MODEL_LABELS = {"deep_gd": "deep_gd (GD, step rule gd_rule, default ntk_smooth)",
                 "deep_gd_paper": "deep_gd_paper (GD, step rule paper)"}
 """Legend labels of the capacity figure: which step each GD model uses."""
+
+
+EARLY_STOP_REASONS = ("window",)
+"""``stop_reason`` values of an early stop: the paper's window rule ended training (not the epoch
+budget, a loss tolerance or divergence)."""
+
+
+def training_stopping(metrics: Mapping[str, Any]) -> tuple[bool, float] | None:
+    """``(stopped early, stop epoch)`` of one training row (``stop_reason``, ``stop_epoch``), as
+    :meth:`harness.Experiment.stopping` gives it; ``None`` when the row has neither."""
+    reason, epoch = metrics.get("stop_reason"), metrics.get("stop_epoch")
+    if not isinstance(reason, str) or isinstance(epoch, bool) or not isinstance(epoch, (int, float)):
+        return None
+    return reason in EARLY_STOP_REASONS, float(epoch)

@@ -62,6 +62,7 @@ from ._common import (
     save_training_arrays,
     training_data,
     training_record,
+    training_stopping,
     with_lr,
 )
 from .costs import _expected_epochs, _train_cost
@@ -308,6 +309,10 @@ class Capacity(Experiment):
             "timings": _timings(result),
             "resolved": resolved,
         }
+
+    @classmethod
+    def stopping(cls, metrics):
+        return training_stopping(metrics)
 
     def estimate(self, cell_params, components) -> dict:
         N, d, ratio = int(cell_params["N"]), int(cell_params["d"]), float(cell_params["ratio"])

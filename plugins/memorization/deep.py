@@ -67,17 +67,12 @@ from ._common import (
     training_data,
     training_problem,
     training_record,
+    training_stopping,
     with_lr,
 )
 from .costs import _component_widths, _expected_epochs, _train_cost
-from .figures import (
-    _heatmap,
-    _loss_vs_ratio,
-    _table_figure,
-    _threshold_figure,
-    loss_curves_figure,
-    threshold_lines,
-)
+from .figures import _heatmap, _loss_vs_ratio, _table_figure, loss_curves_figure
+from .threshold_figures import TABLE_COLUMNS, search_map, threshold_figure, threshold_lines
 
 
 class Memorization(Experiment):
@@ -184,6 +179,10 @@ class Memorization(Experiment):
             "resolved": resolved,
         }
 
+    @classmethod
+    def stopping(cls, metrics):
+        return training_stopping(metrics)
+
     def estimate(self, cell_params, components) -> dict:
         N, d = int(cell_params["N"]), int(cell_params["d"])
         widths = _component_widths(self, d)
@@ -200,11 +199,13 @@ class Memorization(Experiment):
             if context.search.get("axis") != "N" or not context.thresholds:
                 return {}
             lines = threshold_lines(context.thresholds, done)
-            figures = {"thresholds": _threshold_figure(lines, context)}
+            figures = {"thresholds": threshold_figure(lines, context)}
             figures["threshold_table"] = _table_figure(
-                lines, context, cols=["d", "d2", "P", "status", "N_star", "lower", "upper", "ci_low", "ci_high",
-                                      "N_star_over_d2", "N_star_over_P", "n_cells"],
-                what="one line per d: N* with its search bracket and 95% bootstrap interval over repetitions")
+                lines, context, cols=TABLE_COLUMNS, width=15.0, number_format=".4g",
+                what="one line per d and level: N* with its search bracket and 95% bootstrap interval over "
+                     "repetitions, N*/d^2 and N*/P; early_stop_fraction: the share of the runs at the bracket "
+                     "stopped early by the window rule; median_stop_epoch: their median stop epoch")
+            figures["search_map"] = search_map(done, lines, context)
             return figures
         from harness.plugin.series import slug, split_rows
 

@@ -1,5 +1,6 @@
-"""Figures of the memorisation experiments: the Fig. 2 heat maps with the threshold N*(d), the
-threshold fit, loss against P / N, the capacity figure and table.
+"""Figures of the memorisation experiments: the Fig. 2 heat maps with the threshold N*(d) and the
+level lines, loss against P / N, the capacity figure and table (the threshold search's figures:
+:mod:`.threshold_figures`).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._common import LOG10_FLOOR, MEMORISED_LOG10, MODEL_LABELS, MODELS
+from ._common import LEVEL_LINES, LOG10_FLOOR, MEMORISED_LOG10, MODEL_LABELS, MODELS
 
 
 def _finish(fig, context, bands: str):
@@ -25,81 +26,6 @@ def _metric(row, key):
 def _log10(values: Sequence[float]) -> list[float]:
     return [math.log10(max(float(v), 1e-300)) for v in values
             if v is not None and math.isfinite(float(v))]
-
-
-def threshold_lines(thresholds, rows) -> list[dict]:
-    """Per searched d: N* (the search's threshold), its bracket and bootstrap interval, and
-    N*/d^2 and N*/P (P of the network at that d, from the rows)."""
-    P_of_d = {}
-    for r in rows:
-        if _metric(r, "P") is not None:
-            P_of_d[int(r["params"]["d"])] = int(_metric(r, "P"))
-    out = []
-    for t in thresholds:
-        if "d" not in t:
-            continue
-        d = int(t["d"])
-        d2, P = d * d, P_of_d.get(d)
-        line = {"d": d, "d2": d2, "P": P, "status": t["status"], "N_star": t["threshold"],
-                "lower": t["lower"], "upper": t["upper"], "ci_low": t.get("ci_low"),
-                "ci_high": t.get("ci_high"), "n_cells": t["n_cells"]}
-        n_star = t["threshold"]
-        line["N_star_over_d2"] = n_star / d2 if n_star is not None else None
-        line["N_star_over_P"] = n_star / P if n_star is not None and P else None
-        out.append(line)
-    return out
-
-
-def threshold_fit(lines) -> dict | None:
-    """N* = c d^2 through the origin over the d with a found threshold (bootstrap CI over d)."""
-    from harness.plugin.fitting import fit_proportional
-
-    found = [t for t in lines if t["N_star"] is not None]
-    if not found:
-        return None
-    return fit_proportional([t["d2"] for t in found], [t["N_star"] for t in found])
-
-
-def _threshold_figure(lines, context):
-    """N*(d) against d^2: the bracket as error bars, the bootstrap interval over repetitions as
-    a thicker bar, the fit N* = c d^2, and the lines P = N and d^2 = N."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    found = [t for t in lines if t["N_star"] is not None]
-    if found:
-        x = np.array([t["d2"] for t in found], float)
-        y = np.array([t["N_star"] for t in found], float)
-        ax.errorbar(x, y, yerr=[y - [t["lower"] for t in found], np.array([t["upper"] for t in found]) - y],
-                    fmt="o", color="C0", capsize=3, label="N* (bar: search bracket)")
-        ci = [(t["ci_low"], t["ci_high"]) for t in found]
-        if all(a is not None for a, _ in ci):
-            ax.vlines(x, [a for a, _ in ci], [b for _, b in ci], color="C0", lw=4, alpha=0.35,
-                      label="95% bootstrap interval over repetitions")
-    for t in lines:
-        if t["status"] == "above_upper":
-            ax.scatter([t["d2"]], [t["lower"]], marker="^", color="gray")
-        elif t["status"] == "below_lower":
-            ax.scatter([t["d2"]], [t["upper"]], marker="v", color="gray")
-    d2 = np.array(sorted(t["d2"] for t in lines), float)
-    if d2.size:
-        grid = np.linspace(0, d2.max() * 1.05, 50)
-        ax.plot(grid, grid, "k:", label="d^2 = N")
-        withP = [(t["d2"], t["P"]) for t in lines if t["P"]]
-        if withP:
-            ax.plot([a for a, _ in withP], [b for _, b in withP], "k--", label="P = N")
-        fit = threshold_fit(lines)
-        if fit is not None:
-            ci = (f" [{fit['ci_low']:.3g}, {fit['ci_high']:.3g}]" if math.isfinite(fit["ci_low"]) else "")
-            ax.plot(grid, fit["c"] * grid, color="C3",
-                    label=f"fit N* = {fit['c']:.3g}{ci} d^2 (95% bootstrap over d)")
-    ax.set_xlabel("d^2")
-    ax.set_ylabel("N* (mean log10 reported_loss crosses -3)")
-    ax.legend(fontsize=7)
-    ax.set_title(f"{context.experiment_id}: memorisation threshold N*(d)", fontsize=10)
-    fig.text(0.01, -0.09, context.caption("error bars: the search's final bracket; shaded: bootstrap "
-                                          "interval of N* over repetitions"), fontsize=7, wrap=True)
-    return fig
 
 
 def memorisation_threshold(cells) -> dict:
@@ -174,6 +100,7 @@ def _heatmap(rows, context, key: str, label: str, threshold: bool = False, serie
         dd = sorted(P_of_d)
         ax.plot([d * d for d in dd], [P_of_d[d] for d in dd], color="red", lw=1.5, label="P = N")
         ax.plot([d * d for d in dd], [d * d for d in dd], color="white", lw=1.0, ls="--", label="d^2 = N")
+    level_text = _level_lines(ax, x, Ns, Z) if threshold else ""
     threshold = memorisation_threshold(cells) if threshold else {}
     fit_text = ""
     if len(threshold) >= 3:
@@ -197,7 +124,24 @@ def _heatmap(rows, context, key: str, label: str, threshold: bool = False, serie
     return _finish(fig, context, f"cell colour: mean of log10({key}) over repetitions "
                                  f"(losses clipped at 1e{LOG10_FLOOR}; blank: not run, or a "
                                  f"repetition diverged or has no value); "
-                                 f"red: P = N (trainable parameters); dashed: d^2 = N{fit_text}")
+                                 f"red: P = N (trainable parameters); dashed: d^2 = N{level_text}{fit_text}")
+
+
+def _level_lines(ax, x, Ns, Z) -> str:
+    """Contour lines of the mean log10 ``Z`` (shape ``(len(Ns), len(x))``, NaN where no cell) at
+    :data:`LEVEL_LINES`, labelled; returns the caption's words (empty when the grid is too small
+    for a line, i.e. under 2 x 2 cells)."""
+    if len(x) < 2 or len(Ns) < 2 or not np.isfinite(Z).any():
+        return ""
+    finite = Z[np.isfinite(Z)]
+    levels = sorted(v for v in LEVEL_LINES if finite.min() < v < finite.max())
+    if not levels:
+        return ""
+    lines = ax.contour(x, Ns, np.ma.masked_invalid(Z), levels=levels, colors="white", linewidths=0.9,
+                       linestyles=["-", "--", ":"][: len(levels)])
+    ax.clabel(lines, fmt=lambda v: f"{v:g}", fontsize=6)
+    return (f"; white lines: where the mean log10 crosses {', '.join(f'{v:g}' for v in levels)} "
+            "(linear between cell centres)")
 
 
 def _loss_vs_ratio(rows, context, groups=None):
@@ -254,12 +198,14 @@ def _capacity_figure(lines, context):
     return _finish(fig, context, "fraction: final loss <= zero_tol; right: median over repetitions")
 
 
-def _table_figure(lines, context, cols=None, what="one line per model and target P / N"):
+def _table_figure(lines, context, cols=None, what="one line per model and target P / N", width=9.0,
+                  number_format=".3g"):
     from harness.plugin.figures import table_figure
 
     cols = cols or ["model", "ratio", "P_over_N", "n", "fraction_zero", "final_loss_mean",
                     "final_loss_median", "diverged"]
-    return _finish(table_figure(lines, cols, width=9.0, base_height=0.5), context, what)
+    return _finish(table_figure(lines, cols, width=width, base_height=0.5, number_format=number_format),
+                   context, what)
 
 
 MAX_LOSS_CURVE_PANELS = 16

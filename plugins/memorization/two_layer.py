@@ -39,6 +39,7 @@ from ._common import (
     training_data,
     training_problem,
     training_record,
+    training_stopping,
     with_lr,
 )
 from .costs import _train_cost, _two_layer_q
@@ -164,6 +165,10 @@ class TwoLayerMemorization(Experiment):
             "timings": _timings(result),
             "resolved": {"architecture.q": q, **({"optimizer.lr": lr} if lr is not None else {})},
         }
+
+    @classmethod
+    def stopping(cls, metrics):
+        return training_stopping(metrics)
 
     def estimate(self, cell_params, components) -> dict:
         m, d = int(cell_params["m"]), int(cell_params["d"])
