@@ -21,7 +21,7 @@ from harness.results.analysis import (  # noqa: F401  (public API)
     load_runs,
     report,
 )
-from harness.results.outputs import draw_figures, finished_run_outputs, write_report, write_summary
+from harness.results.outputs import draw_figures, finished_run_outputs, prepare_outputs, write_report, write_summary
 from harness.results.runs import (  # noqa: F401  (public API)
     EXPORT_FORMATS,
     Run,
@@ -100,22 +100,36 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
     a full disk or a Dask run without workers for ``worker_wait`` seconds raises
     :class:`~harness.errors.RunStopped` with the resume command. The lock, resume checks, rounds
     and outputs: :class:`harness.runner.session.RunSession`; whether every cell is ok:
-    :func:`run_status`.
+    :func:`run_status`. With a local executor the first worker process starts before the spec
+    is read, and the outputs' imports happen while the cells run (:func:`prepare_outputs`).
     """
+    from harness.plugin.manager import plugin_list
+
     options = RunOptions.checked(jobs, timeout, executor, scheduler, worker_wait, progress, force,
                                  retry_failed, resume)
     tags = _check_meta(name, tags, resume)
-    registry = _registry(registry, plugins)
     if resume is not None:
         if spec is not None:
             raise UserError("give either a benchmark file or a run directory to resume, not both")
         if overrides:
             raise UserError("--set cannot change a run being resumed; start a new run instead")
-        session = RunSession.resume(resume, registry, options)
+    if registry is not None and plugins:
+        _registry(registry, plugins)  # the error: either plugins or a registry
+    workers = options.start_workers(registry.plugins if registry is not None else plugin_list(plugins))
+    try:
+        registry = _registry(registry, plugins)
+        if resume is None:
+            spec = _load(spec, overrides, registry)
+    except BaseException:
+        if workers is not None:
+            workers.close()
+        raise
+    if resume is not None:
+        session = RunSession.resume(resume, registry, options, workers=workers)
     else:
-        session = RunSession.create(_load(spec, overrides, registry), registry, options, results_dir, name, tags)
+        session = RunSession.create(spec, registry, options, results_dir, name, tags, workers=workers)
     with session:
-        session.run_rounds(write_summary)
+        session.run_rounds(write_summary, while_waiting=prepare_outputs(figures))
         session.finish(write_summary, finished_run_outputs(registry, figures))
     return session.run_dir
 

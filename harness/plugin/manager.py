@@ -116,6 +116,13 @@ def _plugin_name(plugin: Any) -> str:
     return plugin if isinstance(plugin, str) else getattr(plugin, "__name__", repr(plugin))
 
 
+def plugin_list(plugins: Iterable[Any] = ()) -> tuple:
+    """What ``registry.plugins`` holds for a registry built with ``plugins``: modules as their
+    names, module names and plugin objects as they are (what a worker process rebuilds the
+    registry from), known before the plugins are loaded."""
+    return tuple(_plugin_name(p) if isinstance(p, (str, types.ModuleType)) else p for p in plugins)
+
+
 def _unknown_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
     """Plugin name -> the problem, for every implementation of a hook no spec declares."""
     try:
@@ -158,10 +165,9 @@ def make_plugin_manager(plugins: Iterable[Any] = (), *, extra_plugins: Iterable[
             registry.failures.append((module_name, _error(exc)))
 
     explicit: list[str] = []
-    kept: list[Any] = []
-    for plugin in [*plugins, *extra_plugins]:
+    plugins = [*plugins, *extra_plugins]
+    for plugin in plugins:
         name = _plugin_name(plugin)
-        kept.append(name if isinstance(plugin, (str, types.ModuleType)) else plugin)
         try:
             obj = importlib.import_module(plugin) if isinstance(plugin, str) else plugin
             if not pm.has_plugin(name):
@@ -169,7 +175,7 @@ def make_plugin_manager(plugins: Iterable[Any] = (), *, extra_plugins: Iterable[
             explicit.append(name)
         except Exception as exc:
             raise PluginError(f"plugin {name!r} cannot be loaded: {_error(exc)}") from exc
-    registry.plugins = tuple(kept)
+    registry.plugins = plugin_list(plugins)
 
     for name, problem in _unknown_hooks(pm).items():
         if name in explicit:

@@ -13,7 +13,7 @@ def spectrum_cost(p: Mapping[str, Any], sizes: Sequence[int]) -> dict:
     one), and the kernels' compilation as a once-per-process set-up cost."""
     N = int(p["N"])
     n_kernels = len(p["kernels"])
-    from harness.engine.eigen import auto_solver
+    from harness.engine.solver_choice import auto_solver  # not .eigen: no LAPACK to load here
     from harness.plugin import costs  # rates calibrated on this machine
 
     seconds = costs.ntk_seconds(N, sizes, n_kernels)
