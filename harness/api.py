@@ -22,7 +22,7 @@ from harness.results.analysis import (  # noqa: F401  (public API)
     load_runs,
     report,
 )
-from harness.results.outputs import draw_figures, finished_run_outputs, write_report, write_summary
+from harness.results.outputs import draw_figures, finished_run_outputs, prepare_outputs, write_report, write_summary
 from harness.results.runs import (  # noqa: F401  (public API)
     EXPORT_FORMATS,
     Run,
@@ -101,23 +101,43 @@ def run(spec=None, overrides: Sequence[str] = (), jobs: int = 1, timeout: float 
     a full disk or a Dask run without workers for ``worker_wait`` seconds raises
     :class:`~harness.errors.RunStopped` with the resume command. The lock, resume checks, rounds
     and outputs: :class:`harness.runner.session.RunSession`; whether every cell is ok:
-    :func:`run_status`.
+    :func:`run_status`. With a local executor the first worker process starts before the spec
+    is read, and the outputs' imports happen while the cells run (:func:`prepare_outputs`).
     """
     options, tags = check_run_options(jobs, timeout, executor, scheduler, worker_wait, progress, force,
                                       retry_failed, resume, name, tags)
-    registry = _registry(registry, plugins)
+    session = _open_session(spec, overrides, resume, registry, plugins, options, results_dir, name, tags)
+    with session:
+        session.run_rounds(write_summary, while_waiting=prepare_outputs(figures))
+        session.finish(write_summary, finished_run_outputs(session.registry, figures))
+    return session.run_dir
+
+
+def _open_session(spec, overrides: Sequence[str], resume, registry, plugins: Sequence[Any], options: RunOptions,
+                  results_dir, name: str | None, tags: Sequence[str]) -> RunSession:
+    """The run's :class:`RunSession`, new or resumed; with a local executor its first worker
+    process starts before the spec is read, so that the two start-ups overlap."""
+    from harness.plugin.manager import plugin_list
+
     if resume is not None:
         if spec is not None:
             raise UserError("give either a benchmark file or a run directory to resume, not both")
         if overrides:
             raise UserError("--set cannot change a run being resumed; start a new run instead")
-        session = RunSession.resume(resume, registry, options)
-    else:
-        session = RunSession.create(_load(spec, overrides, registry), registry, options, results_dir, name, tags)
-    with session:
-        session.run_rounds(write_summary)
-        session.finish(write_summary, finished_run_outputs(registry, figures))
-    return session.run_dir
+    if registry is not None and plugins:
+        _registry(registry, plugins)  # the error: either plugins or a registry
+    workers = options.start_workers(registry.plugins if registry is not None else plugin_list(plugins))
+    try:
+        registry = _registry(registry, plugins)
+        if resume is None:
+            spec = _load(spec, overrides, registry)
+    except BaseException:
+        if workers is not None:
+            workers.close()
+        raise
+    if resume is not None:
+        return RunSession.resume(resume, registry, options, workers=workers)
+    return RunSession.create(spec, registry, options, results_dir, name, tags, workers=workers)
 
 
 def check_run_options(jobs: int = 1, timeout: float | None = None, executor: str | None = None,

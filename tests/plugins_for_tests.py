@@ -75,9 +75,14 @@ class Sleep(Experiment):
     name = "sleep"
     help = "sleeps"
     params = (Param("seconds", float, 0.1, min=0.0),
-              Param("i", int, 0, help="an index, to make many cells"))
+              Param("i", int, 0, help="an index, to make many cells"),
+              Param("warm_up", float, 0.0, min=0.0, help="seconds of a one-time warm-up (harness.warm_up) first"))
 
     def run(self, cell):
+        if self.warm_up:
+            from harness import warm_up
+
+            warm_up(("sleep", self.warm_up), lambda: time.sleep(self.warm_up))
         time.sleep(self.seconds)
         return {"slept": self.seconds, "i": self.i, "u": float(cell.rng().uniform())}
 

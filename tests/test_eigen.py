@@ -6,7 +6,7 @@ import pytest
 import scipy.linalg
 from plugins_for_tests import installed_registry
 
-from harness.engine import eigen
+from harness.engine import eigen, solver_choice
 from harness.engine.eigen import (
     SOLVERS,
     NotPositiveDefinite,
@@ -76,9 +76,9 @@ def test_cholesky_krylov_agrees_on_clustered_spectrum(block):
 
 def test_cholesky_krylov_agrees_on_an_ntk(ntk_kernel, monkeypatch):
     lo, hi, _ = eigvalsh_extremes(ntk_kernel)
-    monkeypatch.setattr(eigen, "AUTO_MIN_N", 700)
+    monkeypatch.setattr(solver_choice, "AUTO_MIN_N", 700)
     assert extreme_eigenvalues(ntk_kernel).solver == "tridiagonal"  # N = 600 < AUTO_MIN_N
-    monkeypatch.setattr(eigen, "AUTO_MIN_N", 500)
+    monkeypatch.setattr(solver_choice, "AUTO_MIN_N", 500)
     for solver in ("auto", "cholesky_krylov"):
         res = extreme_eigenvalues(ntk_kernel, solver)
         assert res.solver == "cholesky_krylov"
@@ -93,7 +93,7 @@ def test_cholesky_krylov_agrees_on_an_ntk(ntk_kernel, monkeypatch):
 
 
 def test_singular_kernel_falls_back_and_is_flagged(monkeypatch):
-    monkeypatch.setattr(eigen, "AUTO_MIN_N", 100)
+    monkeypatch.setattr(solver_choice, "AUTO_MIN_N", 100)
     rng = np.random.default_rng(0)
     A = rng.standard_normal((400, 150))
     K = A @ A.T  # rank 150: lambda_min is zero up to round-off
@@ -235,7 +235,7 @@ def test_definite_in_float64_only_takes_the_float64_path(monkeypatch):
     assert res.extra["method"] == "inverse" and "shift_invert_failed" in res.extra
     assert abs(res.lambda_min - lo) / lo < 1e-4  # eigvalsh itself is only good to ~eps * cond
     assert abs(res.lambda_max - hi) / hi < 1e-10
-    monkeypatch.setattr(eigen, "AUTO_MIN_N", 100)
+    monkeypatch.setattr(solver_choice, "AUTO_MIN_N", 100)
     assert extreme_eigenvalues(K).solver == "cholesky_krylov"
 
 

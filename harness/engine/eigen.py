@@ -37,8 +37,8 @@ Solvers (the ``solver`` argument of :func:`extreme_eigenvalues`):
   Otherwise (float32 K, ``shift_invert=False``, or K not positive definite in float32): one
   float64 Cholesky K = C C^T and block Lanczos on K^{-1} = C^{-T} C^{-1} (``block`` = 8 vectors,
   triangular solves, BLAS-3), lambda_min(K) = 1 / lambda_max(K^{-1}): ~20-30 steps.
-- ``"auto"`` (default): chosen by N (:func:`auto_solver`): ``tridiagonal`` below
-  :data:`AUTO_MIN_N`, where a dense reduction of a matrix that fits in cache costs less than
+- ``"auto"`` (default): chosen by N (:func:`auto_solver`, in :mod:`.solver_choice`): ``tridiagonal``
+  below :data:`AUTO_MIN_N`, where a dense reduction of a matrix that fits in cache costs less than
   the iterations' fixed costs, ``cholesky_krylov`` from there on, falling back to
   ``tridiagonal`` when the Cholesky factorisation fails (K not numerically positive definite)
   or the iteration does not converge (the row's ``fallback`` says why).
@@ -62,7 +62,9 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg import lapack
 
+from . import solver_choice
 from .krylov import block_krylov_top, davidson_bottom
+from .solver_choice import AUTO_MIN_N, auto_solver  # noqa: F401  (the choice by N, without SciPy)
 from .thin_products import symmetric_product
 from .threads import blas_threads
 
@@ -70,9 +72,6 @@ __all__ = ["SpectrumResult", "extreme_eigenvalues", "SOLVERS", "auto_solver", "t
            "block_krylov_top", "davidson_bottom", "NotPositiveDefinite"]
 
 SOLVERS = ("auto", "eigvalsh", "tridiagonal", "cholesky_krylov")
-AUTO_MIN_N = 450
-"""``auto`` uses ``tridiagonal`` below this N, ``cholesky_krylov`` from it on: the crossover
-measured on Figure-1 kernels with ``harness bench ntk`` (docs/engine.md)."""
 CHOLESKY_ONE_THREAD_BELOW = 800
 """Below this N the Cholesky factorisations of ``cholesky_krylov`` run on one BLAS thread: as
 fast as two on a quiet machine, and on a busy one two threads wait for each other."""
@@ -189,11 +188,6 @@ def tridiagonal_extremes(K: np.ndarray) -> tuple[float, float]:
             raise np.linalg.LinAlgError(f"stebz failed for eigenvalue {index}: info = {info}")
         ends.append(float(w[0]))
     return ends[0], ends[1]
-
-
-def auto_solver(N: int) -> str:
-    """The solver ``auto`` runs first on an N x N kernel."""
-    return "cholesky_krylov" if N >= AUTO_MIN_N else "tridiagonal"
 
 
 def _cholesky_solver(C: np.ndarray, dtype=None):
@@ -353,7 +347,7 @@ def extreme_eigenvalues(K: np.ndarray, solver: str = "auto", *, block: int | Non
                            estimated_error=float(err), extra={"rank_bound": int(rank_bound)})
         fallback = f"Lanczos for lambda_max did not converge (estimated error {err:.2e})"
     if solver == "auto":
-        solver = auto_solver(N) if fallback is None else "tridiagonal"
+        solver = solver_choice.auto_solver(N) if fallback is None else "tridiagonal"
         if solver == "cholesky_krylov":
             try:
                 return cholesky_krylov(K, block=block, tol=tol, seed=seed)

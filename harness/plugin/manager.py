@@ -125,6 +125,13 @@ def _plugin_name(plugin: Any) -> str:
     return plugin if isinstance(plugin, str) else getattr(plugin, "__name__", repr(plugin))
 
 
+def plugin_list(plugins: Iterable[Any] = ()) -> tuple:
+    """What ``registry.plugins`` holds for a registry built with ``plugins``: modules as their
+    names, module names and plugin objects as they are (what a worker process rebuilds the
+    registry from), known before the plugins are loaded."""
+    return tuple(_plugin_name(p) if isinstance(p, (str, types.ModuleType)) else p for p in plugins)
+
+
 def _unknown_hooks(pm: pluggy.PluginManager) -> dict[str, str]:
     """Plugin name -> the problem, for every implementation of a hook no spec declares."""
     try:
@@ -168,16 +175,15 @@ def make_plugin_manager(plugins: Iterable[Any] = (), *, extra_plugins: Iterable[
             registry.failure_modules[module_name] = module_name
 
     explicit: list[str] = []
-    kept: list[Any] = []
     for given in (plugins, extra_plugins):
         if isinstance(given, (str, bytes, types.ModuleType)) or not isinstance(given, Iterable):
             raise PluginError(f"plugins must be a list of modules, module names or plugin objects, got "
                               f"{given!r}: write [{given!r}]")
-    for plugin in [*plugins, *extra_plugins]:
+    plugins = [*plugins, *extra_plugins]
+    for plugin in plugins:
         if isinstance(plugin, (int, float, bool, bytes, type(None))):
             raise PluginError(f"plugin {plugin!r}: expected a module, a module name or a plugin object")
         name = _plugin_name(plugin)
-        kept.append(name if isinstance(plugin, (str, types.ModuleType)) else plugin)
         try:
             obj = importlib.import_module(plugin) if isinstance(plugin, str) else plugin
             if not pm.has_plugin(name):
@@ -185,7 +191,7 @@ def make_plugin_manager(plugins: Iterable[Any] = (), *, extra_plugins: Iterable[
             explicit.append(name)
         except Exception as exc:
             raise PluginError(f"plugin {name!r} cannot be loaded: {_error(exc)}") from exc
-    registry.plugins = tuple(kept)
+    registry.plugins = plugin_list(plugins)
 
     for name, problem in _unknown_hooks(pm).items():
         if name in explicit:

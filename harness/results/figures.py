@@ -67,7 +67,9 @@ def blocks_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[Block]:
     return list(out.values())
 
 
-def _use_agg() -> None:
+def use_agg() -> None:
+    """Draw with Matplotlib's Agg backend (no window), unless ``pyplot`` was imported first (a
+    notebook keeps its own backend)."""
     import matplotlib
 
     if "matplotlib.pyplot" not in sys.modules:
@@ -99,7 +101,7 @@ def draw(run_dir: str | Path, rows: Sequence[Mapping[str, Any]], blocks: Sequenc
                                     experiment=block.experiment, grid=dict(block.grid),
                                     repetitions=block.repetitions, search=block.search,
                                     thresholds=list(block.thresholds))
-            _use_agg()
+            use_agg()
             with faster_text():
                 figures = dict(experiment.figures(block_rows, context) or {})
             if block.search is not None and "thresholds" not in figures:

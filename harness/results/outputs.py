@@ -1,6 +1,10 @@
 """What a run writes from its rows when its cells are done: ``summary.csv`` (and
 ``thresholds.csv`` for threshold searches), the figures and ``report.html``. Figures and the
-report never lose a run: their failures are warnings."""
+report never lose a run: their failures are warnings.
+
+:func:`prepare_outputs` imports ahead what they need (Matplotlib and its Agg and SVG backends
+take longer to import than a figure takes to draw), for a run to call while it waits for its
+workers (:meth:`harness.runner.session.RunSession.run_rounds`)."""
 from __future__ import annotations
 
 import sys
@@ -62,6 +66,27 @@ def write_report(run_dir: RunDir, registry=None) -> None:
         raise
     except Exception as exc:
         _warn(f"report.html could not be written: {type(exc).__name__}: {exc}")
+
+
+def prepare_outputs(figures: bool = True):
+    """A function, with no argument, that imports what :func:`finished_run_outputs` will need:
+    the summary and report modules and, with ``figures``, Matplotlib with the Agg backend (as
+    :func:`harness.results.figures.draw` sets it), its PNG and SVG writers and ``pyplot``."""
+
+    def prepare() -> None:
+        import harness.results.report  # noqa: F401
+        import harness.results.summary  # noqa: F401
+
+        if figures:
+            from harness.results.figures import use_agg
+
+            use_agg()
+            import matplotlib.backends.backend_agg  # noqa: F401
+            import matplotlib.backends.backend_svg  # noqa: F401
+            import matplotlib.figure  # noqa: F401
+            import matplotlib.pyplot  # noqa: F401
+
+    return prepare
 
 
 def finished_run_outputs(registry, figures: bool = True):

@@ -85,9 +85,11 @@ def plugin_distributions() -> dict[str, str | None]:
 
 
 def blas_info() -> list[dict[str, Any]] | None:
-    """threadpoolctl's view of the loaded BLAS / OpenMP libraries."""
+    """threadpoolctl's view of the BLAS / OpenMP libraries: NumPy's and SciPy's (loaded here
+    first, so that the record does not depend on what this process happened to import)."""
     try:
         import numpy  # noqa: F401  (loads BLAS)
+        import scipy.linalg  # noqa: F401  (SciPy's own BLAS and LAPACK: the eigen-solvers')
         from threadpoolctl import threadpool_info
 
         return threadpool_info()

@@ -16,27 +16,27 @@ worker reports it began the cell, so a fresh worker's start-up is never counted,
 warm-up (:func:`harness.plugin.experiment.warm_up`: compiling kernels) is added to the cell's allowance.
 ``inline`` runs the cells in this process, one after the other, without isolation or timeouts:
 for debugging (a debugger, ``breakpoint()``) and for tests that patch the process.
+Workers share the cores: each one is limited to ``cores // jobs`` BLAS, OpenMP and Numba
+threads, set once when it starts (the worker processes themselves: :mod:`harness.runner.workers`).
 A worker leads a process group with what its cells start, ended with it
-(:mod:`harness.runner.process_group`). Workers share the cores: each one is limited to
-``cores // jobs`` BLAS, OpenMP and Numba threads, set once when it starts.
+(:mod:`harness.runner.process_group`).
+A caller that knows it will run cells can start a worker ahead of them
+(:meth:`WorkerPools.start`), so that the worker's start-up (Python, NumPy, the plugins) overlaps
+with its own (reading the spec, creating the run directory), and can be told when the workers
+are busy and it has nothing to do but wait (the ``on_waiting`` option).
 
 The rows are the same whatever the executor: a cell is a pure function of its parameters and
 seed (only ``elapsed`` and ``finished`` differ).
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import sys
 import time
 from collections import deque
-from typing import Any, Generator, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable, Iterator
 
 from harness.plugin.machine import cpu_count
-from harness.runner.execute import group_cells, run_cell, run_cells
-from harness.runner.process_group import die_with_parent, end_group, lead_group
-from harness.runner.threads import THREAD_ENV_VARS, limit_threads, set_numba_threads  # noqa: F401
+from harness.runner.execute import group_cells, run_cells
+from harness.runner.workers import WorkerProcess, describe_exit
 from harness.spec.cells import Cell
 from harness.spec.row import Row, make_row
 
@@ -126,7 +126,9 @@ def execute(cells: Iterable[Cell], jobs: int = 1, timeout: float | None = None,
     """Run ``cells`` and yield each row as its cell finishes.
 
     ``executor`` names one of :data:`EXECUTORS` (``None``: see :func:`choose_executor`);
-    ``options`` go to it (the dask executor's ``scheduler`` address, ``log``).
+    ``options`` go to it (the dask executor's ``scheduler`` address, ``log``; the local
+    executors' ``workers``, a :class:`WorkerPools`, and ``on_waiting``, a function called once,
+    with no argument, when the first cell is sent to a worker and this process waits for rows).
     Close the generator (or let it finish) to stop: workers are then ended and the cells still
     running are dropped (they have no row, so a resume runs them again).
     """
@@ -156,36 +158,50 @@ def execute_serial(cells: list[Cell], jobs: int = 1, timeout: float | None = Non
                    **options: Any) -> Iterator[Row]:
     """Every cell in one worker process (started once, using every core), one after the other,
     stopped after ``timeout`` seconds; a crash fails only its cell (a fresh worker goes on)."""
-    yield from _pool(workers, 1, cpu_count(), timeout, registry).run(cells)
+    yield from _pool(workers, 1, cpu_count(), timeout, registry).run(cells, options.get("on_waiting"))
 
 
 def execute_processes(cells: list[Cell], jobs: int = 1, timeout: float | None = None,
                       registry=None, workers: "WorkerPools | None" = None,
                       **options: Any) -> Iterator[Row]:
     """Each cell in one of ``jobs`` worker processes, stopped after ``timeout`` seconds."""
-    yield from _pool(workers, jobs, threads_per_job(jobs), timeout, registry).run(cells)
+    pool = _pool(workers, jobs, threads_per_job(jobs), timeout, registry)
+    yield from pool.run(cells, options.get("on_waiting"))
 
 
 class WorkerPools:
     """Worker processes kept from one :func:`execute` call to the next (pass it as the
     ``workers`` option), so that a run whose cells come in rounds (threshold searches) starts
-    its workers once. :meth:`close` ends them (also when the object is collected)."""
+    its workers once; :meth:`start` starts one ahead of the first call. :meth:`close` ends them
+    (also when the object is collected)."""
 
     def __init__(self) -> None:
         self._pools: dict[tuple[int, int, int], _Pool] = {}
+        self._started: list[WorkerProcess] = []
+
+    def start(self, threads: int, plugins: tuple = ()) -> None:
+        """Start a worker process now, with ``threads`` threads and the registry of the installed
+        plugins plus ``plugins`` (what ``registry.plugins`` holds), for the first pool of that
+        registry and thread count to take (:meth:`get`); it is closed unused otherwise."""
+        self._started.append(WorkerProcess(_spawn_context(), threads, tuple(plugins)))
 
     def get(self, size: int, threads: int, timeout: float | None, registry) -> "_Pool":
         key = (size, threads, id(registry))
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool(size, threads, timeout, registry, keep=True)
+            fits = [w for w in self._started if w.threads == threads and w.plugins == tuple(registry.plugins)]
+            pool.workers, self._started = fits[:size], [w for w in self._started if w not in fits[:size]]
         pool.timeout = timeout
         return pool
 
     def close(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
+        started, self._started = self._started, []
         for pool in pools:
             pool.close()
+        for w in started:  # never used: it may still be starting, nothing of it to keep
+            w.stop(kill=True)
 
     def __del__(self) -> None:
         try:
@@ -205,7 +221,8 @@ def check_not_bootstrapping() -> None:
     imports its parent's main module: a script that calls ``harness.run`` at top level, without
     the ``if __name__ == "__main__":`` guard, run in a process started by multiprocessing.
 
-    The harness's own worker processes never import the main module (:func:`_main_module_hidden`),
+    The harness's own worker processes never import the main module
+    (:func:`harness.runner.workers._main_module_hidden`),
     so this is for other pools (a Dask cluster, the user's own multiprocessing); without it each
     such child would start a run of its own before failing."""
     import multiprocessing
@@ -217,156 +234,10 @@ def check_not_bootstrapping() -> None:
                         "put the call under 'if __name__ == \"__main__\":' in your script")
 
 
-@contextlib.contextmanager
-def _main_module_hidden() -> Iterator[None]:
-    """Start worker processes without making them import the parent's main module.
+def _spawn_context():
+    import multiprocessing
 
-    ``spawn`` runs a child's main module again (as ``__mp_main__``) unless it has no file and no
-    module name; a worker needs nothing from it (it loads the plugins from entry points and
-    receives plain cells), and a script that calls ``harness.run(..., jobs=2)`` without the
-    ``if __name__ == "__main__":`` guard would otherwise start a run in every worker."""
-    main = sys.modules.get("__main__")
-    if main is None:
-        yield
-        return
-    missing = object()
-    saved = {key: getattr(main, key, missing) for key in ("__file__", "__spec__")}
-    try:
-        main.__spec__ = None
-        main.__file__ = None
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is missing:
-                try:
-                    delattr(main, key)
-                except AttributeError:
-                    pass
-            else:
-                setattr(main, key, value)
-
-
-# ----------------------------------------------------------------------------------------------
-# worker processes
-
-
-def _worker_main(conn, threads: int, plugins: tuple = ()) -> None:
-    """A worker: limit threads, load the plugins (the parent's registry rebuilt from its plugin
-    list, ``registry.plugins``), then run the cells it is sent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
-    lead_group()  # what a cell starts belongs to this worker's group, ended with it
-    die_with_parent()
-    limit_threads(threads)
-    from harness.plugin.manager import load_registry
-
-    registry = load_registry(plugins)
-    if "numba" in sys.modules:
-        set_numba_threads(threads)
-    conn.send(("ready", os.getpid()))
-    _report_warm_ups(conn)
-    while True:
-        try:
-            cell = conn.recv()
-        except (EOFError, OSError):
-            return
-        if cell is None:
-            return
-        conn.send(("started", os.getpid()))  # the parent's timeout clock starts now
-        if isinstance(cell, list):  # a group of cells run together: one row each
-            try:
-                rows = run_cells(cell, registry)
-            except BaseException as exc:  # run_cells catches cell errors; a last resort
-                from harness.runner.execute import format_exception
-
-                rows = [make_row(c, "failed", error=format_exception(exc)) for c in cell]
-            conn.send(("rows", rows))
-            continue
-        try:
-            row = run_cell(cell, registry)
-        except BaseException as exc:  # run_cell catches cell errors; this is a last resort
-            from harness.runner.execute import format_exception
-
-            row = make_row(cell, "failed", error=format_exception(exc))
-        conn.send(("row", row))
-
-
-def _report_warm_ups(conn) -> None:
-    """Tell the parent the seconds each one-time warm-up takes (:func:`harness.plugin.experiment.warm_up`),
-    so that a cell's timeout does not count compiling kernels in a fresh worker."""
-    try:
-        from harness.plugin import components
-
-        listeners = getattr(components, "WARM_UP_LISTENERS", None)
-        if listeners is not None:
-            listeners.append(lambda seconds: conn.send(("warmup", float(seconds))))
-    except Exception:
-        pass
-
-
-_SIGNAL_HINTS = {"SIGSEGV": "a segmentation fault", "SIGBUS": "a bus error", "SIGABRT": "aborted",
-                 "SIGKILL": "killed, e.g. by the out-of-memory killer", "SIGILL": "an illegal instruction",
-                 "SIGFPE": "an arithmetic fault", "SIGTERM": "terminated"}
-
-
-def describe_exit(code: int | None) -> str:
-    """How a worker process ended: ``"killed by signal 11 (SIGSEGV: a segmentation fault)"``."""
-    if code is None:
-        return "exit code unknown"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            return f"killed by signal {-code}"
-        hint = _SIGNAL_HINTS.get(name)
-        return f"killed by signal {-code} ({name}{': ' + hint if hint else ''})"
-    return f"exit code {code}"
-
-
-class _Worker:
-    def __init__(self, ctx, threads: int, plugins: tuple = ()) -> None:
-        parent_conn, child_conn = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child_conn, threads, plugins), daemon=True,
-                                   name="harness-worker")
-        saved = {k: os.environ.get(k) for k in THREAD_ENV_VARS}
-        try:  # the child reads these when it first loads BLAS / OpenMP / Numba
-            for key in THREAD_ENV_VARS:
-                os.environ[key] = str(threads)
-            with _main_module_hidden():
-                self.process.start()
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-        child_conn.close()
-        self.conn = parent_conn
-        self.ready = False
-        self.cell: Cell | None = None
-        self.started = 0.0
-        self.began = False
-        """Whether the worker reported that it began the cell (the timeout clock runs)."""
-
-    def assign(self, cell: Cell) -> None:
-        self.cell = cell
-        self.started = time.monotonic()
-        self.began = False
-        self.conn.send(cell)
-
-    def stop(self, kill: bool = False) -> None:
-        """End the worker (asked to exit, or killed) and every process its cells started."""
-        if not kill and self.process.is_alive():
-            try:
-                self.conn.send(None)
-            except (OSError, ValueError):
-                kill = True
-            else:
-                self.process.join(timeout=1.0)
-        end_group(self.process.pid)
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=5.0)
-        self.conn.close()
+    return multiprocessing.get_context("spawn")
 
 
 class _Pool:
@@ -374,15 +245,13 @@ class _Pool:
     outlive :meth:`run` (for the next call) until :meth:`close`."""
 
     def __init__(self, size: int, threads: int, timeout: float | None, registry, keep: bool = False) -> None:
-        import multiprocessing
-
         self.registry = registry
-        self.ctx = multiprocessing.get_context("spawn")
+        self.ctx = _spawn_context()
         self.size = size
         self.threads = threads
         self.timeout = timeout
         self.keep = keep
-        self.workers: list[_Worker] = []
+        self.workers: list[WorkerProcess] = []
         self.start_failures = 0
 
     def close(self) -> None:
@@ -390,26 +259,30 @@ class _Pool:
         for w in workers:
             w.stop(kill=w.cell is not None)
 
-    def _allowance(self, w: "_Worker") -> float:
+    def _allowance(self, w: WorkerProcess) -> float:
         """A group's timeout: the per-cell timeout times its number of cells."""
         return self.timeout * (len(w.cell) if isinstance(w.cell, list) else 1)
 
-    def run(self, cells: list[Cell]) -> Iterator[Row]:
+    def run(self, cells: list[Cell], on_waiting: Callable[[], None] | None = None) -> Iterator[Row]:
         """Run ``cells``, grouped (:func:`harness.runner.execute.group_cells`: a worker gets a group of
         cells that run together, one row each). A group past its allowance (``timeout`` x its
         size) or whose worker dies is not recorded: its cells go back to the queue to run
-        alone, each with the per-cell ``timeout``, so rows never depend on the grouping."""
+        alone, each with the per-cell ``timeout``, so rows never depend on the grouping.
+        ``on_waiting()`` is called once, when a worker has a cell and this process waits."""
         from multiprocessing.connection import wait
 
         groups = group_cells(cells, self.registry, parts=self.size)
         pending: deque[Any] = deque(g if len(g) > 1 else g[0] for g in groups)
         try:
             while len(self.workers) < min(self.size, len(pending)):
-                self.workers.append(_Worker(self.ctx, self.threads, self.registry.plugins))
+                self.workers.append(WorkerProcess(self.ctx, self.threads, self.registry.plugins))
             while pending or any(w.cell is not None for w in self.workers):
                 for w in self.workers:
                     if w.ready and w.cell is None and pending:
                         w.assign(pending.popleft())
+                if on_waiting is not None and any(w.cell is not None for w in self.workers):
+                    call, on_waiting = on_waiting, None
+                    call()
                 wait_for = None
                 if self.timeout is not None:
                     deadlines = [w.started + self._allowance(w) for w in self.workers
@@ -444,7 +317,7 @@ class _Pool:
                           and time.monotonic() - w.started >= self._allowance(w)):
                         cell, elapsed = w.cell, time.monotonic() - w.started
                         w.stop(kill=True)
-                        self.workers[i] = _Worker(self.ctx, self.threads, self.registry.plugins)
+                        self.workers[i] = WorkerProcess(self.ctx, self.threads, self.registry.plugins)
                         if isinstance(cell, list):  # its cells run again, each alone
                             pending.extendleft(reversed(cell))
                             continue
@@ -459,7 +332,7 @@ class _Pool:
             else:
                 self.close()
 
-    def _replace_dead(self, i: int, w: _Worker) -> Iterator[Row]:
+    def _replace_dead(self, i: int, w: WorkerProcess) -> Iterator[Row]:
         cell, elapsed = w.cell, time.monotonic() - w.started
         w.stop(kill=True)
         code = w.process.exitcode
@@ -468,7 +341,7 @@ class _Pool:
             self.start_failures += 1
             if self.start_failures >= _MAX_START_FAILURES:
                 raise RuntimeError(f"worker processes fail to start ({how})")
-        self.workers[i] = _Worker(self.ctx, self.threads, self.registry.plugins)
-        if cell is not None:
+        self.workers[i] = WorkerProcess(self.ctx, self.threads, self.registry.plugins)
+        if isinstance(cell, Cell):  # a group's cells were put back to run alone
             yield make_row(cell, "failed", error=f"the worker process died while running this cell ({how})",
                            elapsed=elapsed)

@@ -3,20 +3,28 @@ records the environment, runs rounds of cells until no threshold search asks for
 finishes: the summary, then the outputs the caller asked for, then the lock is released.
 
     options = RunOptions.checked(jobs=2)
-    with RunSession.create(spec, registry, options, "results") as session:
-        session.run_rounds(summarize)
+    workers = options.start_workers(registry.plugins)  # starting while the spec is read
+    with RunSession.create(spec, registry, options, "results", workers=workers) as session:
+        session.run_rounds(summarize, while_waiting=prepare)
         session.finish(summarize, outputs)
 
-``summarize(run_dir, cells, spec) -> rows`` and ``outputs(run_dir, rows, spec)`` come from the
-caller (:mod:`harness.api`): writing summaries, figures and reports belongs to
+``summarize(run_dir, cells, spec) -> rows``, ``outputs(run_dir, rows, spec)`` and ``prepare()``
+come from the caller (:mod:`harness.api`): writing summaries, figures and reports belongs to
 :mod:`harness.results`, a layer above this one. The lock is held from :meth:`create` or
 :meth:`resume` until the ``with`` block ends, whatever ends it.
+
+Time around the cells: with the local executors (``serial``, ``processes``), a worker can start
+before the spec is even read (:meth:`RunOptions.start_workers`), and once the first cells are
+sent this process, which only waits for rows, writes ``env.json`` and calls ``prepare()`` (e.g.
+importing what the figures need) on a thread of its own, while the worker loads its kernels.
+``env.json`` is written before the first row is appended, whatever the executor.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -97,6 +105,35 @@ class RunOptions:
         if self.progress:
             log(message)
 
+    @property
+    def local(self) -> bool:
+        """Whether cells run in worker processes of this machine (``serial``, ``processes``)."""
+        return self.executor in ("serial", "processes")
+
+    def threads(self) -> int | None:
+        """BLAS / Numba threads of each worker (``None``: a Dask cluster's workers decide)."""
+        from harness.plugin.machine import cpu_count
+        from harness.runner.executors import threads_per_job
+
+        if self.executor == "serial":
+            return cpu_count()
+        if self.scheduler is not None:
+            return None  # the cluster's workers decide (see harness.runner.dask_executor)
+        return threads_per_job(self.jobs)
+
+    def start_workers(self, plugins: tuple = ()):
+        """With a local executor, a :class:`~harness.runner.executors.WorkerPools` whose first
+        worker starts now (for a registry of the installed plugins plus ``plugins``, i.e.
+        ``registry.plugins``), to be handed to the session; else ``None``. Its start-up runs
+        while this process reads the spec and creates the run directory."""
+        if not self.local:
+            return None
+        from harness.runner.executors import WorkerPools
+
+        workers = WorkerPools()
+        workers.start(self.threads(), plugins)
+        return workers
+
 
 def _check_jobs_and_timeout(jobs: int, timeout: float | None) -> None:
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
@@ -126,74 +163,73 @@ class RunSession:
     """One run of a spec into a locked run directory (see the module docstring)."""
 
     def __init__(self, run_dir: RunDir, spec, rows: list[Row], registry, options: RunOptions,
-                 resumed: bool) -> None:
+                 resumed: bool, workers=None) -> None:
         self.run_dir = run_dir
         self.spec = spec
         self.rows = rows
         self.registry = registry
         self.options = options
         self.resumed = resumed
+        self.workers = workers
+        """Worker processes started ahead (:meth:`RunOptions.start_workers`), or ``None``."""
         self.cells = spec.cells()
         self.searching = any(e.search is not None for e in spec.experiments)
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
     def create(cls, spec, registry, options: RunOptions, results_dir: str | Path, name: str | None = None,
-               tags: Sequence[str] = ()) -> RunSession:
+               tags: Sequence[str] = (), workers=None) -> RunSession:
         """A new run directory for ``spec`` under ``results_dir``, locked, with its meta, spec
-        and identity written."""
+        and identity written. ``workers``: from :meth:`RunOptions.start_workers` (the session
+        closes them; so does a refusal here)."""
         from harness.runner.integrity import check_components_available, spec_identity
 
-        check_components_available(spec.cells(), registry)
-        check_memory(spec, registry, options)
-        run_dir = RunDir.create(results_dir, spec.name, label=name)
-        run_dir.lock()
-        with _unlock_on_error(run_dir):
-            run_dir.write_meta(name, list(tags))
-            run_dir.write_spec(spec.to_toml())
-            run_dir.write_identity(spec_identity(spec))
-        return cls(run_dir, spec, [], registry, options, resumed=False)
+        with _close_on_error(workers):
+            check_components_available(spec.cells(), registry)
+            check_memory(spec, registry, options)
+            run_dir = RunDir.create(results_dir, spec.name, label=name)
+            run_dir.lock()
+            with _unlock_on_error(run_dir):
+                run_dir.write_meta(name, list(tags))
+                run_dir.write_spec(spec.to_toml())
+                run_dir.write_identity(spec_identity(spec))
+        return cls(run_dir, spec, [], registry, options, resumed=False, workers=workers)
 
     @classmethod
-    def resume(cls, path: str | Path, registry, options: RunOptions) -> RunSession:
+    def resume(cls, path: str | Path, registry, options: RunOptions, workers=None) -> RunSession:
         """The run directory at ``path``, locked, checked against its spec and components,
-        repaired (a torn last line), with its rows read (less those ``--retry-failed`` reruns)."""
+        repaired (a torn last line), with its rows read (less those ``--retry-failed`` reruns).
+        ``workers``: as for :meth:`create`."""
         from harness.runner.integrity import check_components_available, check_rows_belong, check_unchanged
         from harness.spec import load_spec
 
-        run_dir = RunDir.open(path)
-        run_dir.lock()  # one writer at a time: before anything is repaired or appended
-        if run_dir.stale_lock:
-            options.log(f"note: took over the stale lock of pid {run_dir.stale_lock.get('pid')} (no longer running)")
-        with _unlock_on_error(run_dir):
-            spec = load_spec(run_dir.spec_path, registry=registry)
-            check_unchanged(run_dir, spec)
-            check_components_available(spec.cells(), registry)
-            check_memory(spec, registry, options)
-            run_dir.repair()
-            rows = run_dir.read_rows()
-            check_rows_belong(run_dir, spec, rows)
+        with _close_on_error(workers):
+            run_dir = RunDir.open(path)
+            run_dir.lock()  # one writer at a time: before anything is repaired or appended
+            if run_dir.stale_lock:
+                options.log(f"note: took over the stale lock of pid {run_dir.stale_lock.get('pid')} "
+                            "(no longer running)")
+            with _unlock_on_error(run_dir):
+                spec = load_spec(run_dir.spec_path, registry=registry)
+                check_unchanged(run_dir, spec)
+                check_components_available(spec.cells(), registry)
+                check_memory(spec, registry, options)
+                run_dir.repair()
+                rows = run_dir.read_rows()
+                check_rows_belong(run_dir, spec, rows)
         if options.retry_failed:  # their cells run again; the new rows replace these
             rows = [r for r in rows if r.get("status") not in RETRIED_STATUSES]
-        return cls(run_dir, spec, rows, registry, options, resumed=True)
+        return cls(run_dir, spec, rows, registry, options, resumed=True, workers=workers)
 
     def __enter__(self) -> RunSession:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        _stop(self.workers)  # started but never used (no cell to run): not left behind
         self.run_dir.close()
         self.run_dir.unlock()
 
     # -- running -------------------------------------------------------------------------------
-    def _threads(self) -> int | None:
-        from harness.plugin.machine import cpu_count
-        from harness.runner.executors import threads_per_job
-
-        if self.options.executor == "serial":
-            return cpu_count()
-        if self.options.scheduler is not None:
-            return None  # the cluster's workers decide (see harness.runner.dask_executor)
-        return threads_per_job(self.options.jobs)
 
     def record_environment(self, threads: int | None) -> None:
         """Append this session to ``env.json`` (created with the machine's facts on a new run)."""
@@ -227,11 +263,13 @@ class RunSession:
             todo += pending_cells(self.spec, self.rows)
         return todo
 
-    def run_rounds(self, summarize: Summarize) -> dict[str, Row]:
+    def run_rounds(self, summarize: Summarize, while_waiting: Callable[[], None] | None = None) -> dict[str, Row]:
         """Run every cell without a row, then each round of the threshold searches, appending
         rows as they come; returns every row by cell id. Ctrl-C writes the summary and raises
         :class:`Interrupted`; a full disk or a Dask run without workers raises
-        :class:`~harness.errors.RunStopped` with the resume command."""
+        :class:`~harness.errors.RunStopped` with the resume command. ``while_waiting()`` is
+        called on a thread of its own once the workers compute (see the module docstring; not
+        with the inline executor); its errors are ignored."""
         from harness.runner.executors import WorkerPools, execute
         from harness.runner.integrity import is_search_row
         from harness.runner.progress import Progress
@@ -239,12 +277,18 @@ class RunSession:
 
         o = self.options
         exec_options = o.executor_options()
-        workers = WorkerPools() if o.executor in ("serial", "processes") else None  # kept between rounds
-        if workers is not None:
+        workers = None
+        if o.local:  # kept between rounds
+            workers, self.workers = self.workers or WorkerPools(), None
             exec_options["workers"] = workers
         todo = self._first_round()
-        threads = self._threads()
-        self.record_environment(threads)
+        threads = o.threads()
+        waiting = _WhileWaiting(lambda: self.record_environment(threads),
+                                while_waiting if o.executor != "inline" else None)
+        if o.local:
+            exec_options["on_waiting"] = waiting.start
+        else:
+            waiting.start()
         known = {c.cell_id for c in self.cells} | {c.cell_id for c in todo}
         previous = [r for r in self.rows if r["cell_id"] in known or is_search_row(self.spec, r)]
         verb = "resuming" if self.resumed else "writing"
@@ -263,6 +307,7 @@ class RunSession:
                                  executor=o.executor, **exec_options)
                 try:
                     for row in stream:
+                        waiting.environment_written()  # env.json comes before any row
                         self.run_dir.append_row(row)
                         all_rows[row["cell_id"]] = row
                         bar.update(row)
@@ -275,12 +320,14 @@ class RunSession:
         except KeyboardInterrupt:
             bar.close()
             _stop(workers)
+            waiting.finish(raise_error=False)
             finished = len(self.run_dir.read_rows())
             summarize(self.run_dir, self.cells, self.spec)
             raise Interrupted(self.run_dir, finished, bar.total) from None
         except RunStopped as exc:  # a full disk, no Dask worker left: the finished rows are kept
             bar.close()
             _stop(workers)
+            waiting.finish(raise_error=False)
             raise RunStopped(f"{exc}; the finished rows are kept: resume with: "
                              f"harness run --resume {self.run_dir.path}") from None
         except UserError:  # a write the run directory refuses (read-only): the rows so far are kept
@@ -289,6 +336,7 @@ class RunSession:
             raise
         bar.close()
         _stop(workers)
+        waiting.finish()
         return all_rows
 
     def finish(self, summarize: Summarize, outputs: Outputs | None = None) -> list[Row]:
@@ -307,6 +355,76 @@ class RunSession:
 def _stop(workers) -> None:
     if workers is not None:
         workers.close()
+
+
+class _close_on_error:
+    """Close worker processes started ahead of a session that could not be opened."""
+
+    def __init__(self, workers) -> None:
+        self.workers = workers
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            _stop(self.workers)
+
+
+class _WhileWaiting:
+    """Writing ``env.json``, then an optional ``prepare()``, on a thread of this process started
+    by :meth:`start` (while the workers compute), or here by :meth:`finish` if it never started.
+    Errors of the environment are raised by :meth:`environment_written` and :meth:`finish`;
+    those of ``prepare`` are ignored (the outputs it prepares meet them again, and warn)."""
+
+    def __init__(self, environment: Callable[[], None], prepare: Callable[[], None] | None) -> None:
+        self._environment = environment
+        self._prepare = prepare
+        self._thread: threading.Thread | None = None
+        self._written = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="harness-while-waiting", daemon=True)
+            self._thread.start()
+
+    def _write_environment(self) -> None:
+        try:
+            self._environment()
+        except BaseException as exc:  # raised in the caller's thread
+            self._error = exc
+        finally:
+            self._written.set()
+
+    def _run(self) -> None:
+        if not self._written.is_set():
+            self._write_environment()
+        if self._prepare is not None:
+            try:
+                self._prepare()
+            except BaseException:
+                pass
+
+    def environment_written(self) -> None:
+        """Wait until ``env.json`` is written (here and now if the thread never started); raise
+        its error if any."""
+        if self._thread is None and not self._written.is_set():
+            self._write_environment()
+        self._written.wait()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def finish(self, raise_error: bool = True) -> None:
+        """Wait for both tasks (running them here if they never started)."""
+        if self._thread is None:
+            self._thread = threading.current_thread()
+            self._run()
+        elif self._thread is not threading.current_thread():
+            self._thread.join()
+        if raise_error:
+            self.environment_written()
 
 
 class _unlock_on_error:

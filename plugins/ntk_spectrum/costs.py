@@ -15,7 +15,7 @@ def spectrum_cost(p: Mapping[str, Any], sizes: Sequence[int], generic_P: int | N
     (:func:`harness.plugin.costs.generic_ntk_seconds`) instead of the structured formula."""
     N = int(p["N"])
     n_kernels = len(p["kernels"])
-    from harness.engine.eigen import auto_solver
+    from harness.engine.solver_choice import auto_solver  # not .eigen: no LAPACK to load here
     from harness.plugin import costs  # rates calibrated on this machine
 
     if generic_P is None:
