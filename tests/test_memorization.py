@@ -662,3 +662,17 @@ def test_training_rows_say_how_they_stopped(registry):
         assert cls.stopping(rows[0]["metrics"]) == training_stopping(rows[0]["metrics"]) is not None
     early, epoch = registry.get("experiment", "memorization").stopping(rows[0]["metrics"])
     assert epoch == rows[0]["metrics"]["stop_epoch"] and early == (rows[0]["metrics"]["stop_reason"] == "window")
+
+
+def test_window_epochs_grow_with_the_samples():
+    """The epoch model of the estimates: the P/N shape at N = 500, times (N / 500)^0.25 (16 times
+    the samples: twice the epochs), within the epoch budget."""
+    from harness_plugins.memorization.costs import _expected_epochs, window_epochs
+
+    shape = 100 * (7 + 38 / (1 + (2.0 / 1.3) ** 4))
+    assert window_epochs(2.0, 100) == pytest.approx(shape)
+    assert window_epochs(2.0, 100, N=500) == pytest.approx(shape)
+    assert window_epochs(2.0, 100, N=8000) == pytest.approx(2 * shape)
+    assert _expected_epochs({"max_epochs": 10000, "window": 100}, P=16000, N=8000) == pytest.approx(2 * shape)
+    assert _expected_epochs({"max_epochs": 1000, "window": 100}, P=16000, N=8000) == 1000
+    assert _expected_epochs({"max_epochs": 700, "window": 0}, P=16000, N=8000) == 700
