@@ -333,6 +333,7 @@ class RunSession:
         except UserError:  # a write the run directory refuses (read-only): the rows so far are kept
             bar.close()
             _stop(workers)
+            waiting.finish(raise_error=False)
             raise
         bar.close()
         _stop(workers)
