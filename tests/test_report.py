@@ -113,7 +113,7 @@ def test_counts_per_block_include_the_cells_not_run(run_dir, tmp_path):
         text = render_report(load_run(copy))
     # block "curves": 3 of 6 cells have a row; the table row is: block, experiment, rows,
     # ok, diverged, failed, timeout, skipped, not run
-    status = text[text.index('id="status"'):text.index('id="figures"')]
+    status = text[text.index('id="status"'):text.index('id="summary"')]
     cells = re.search(r"<tr><td>curves</td>(.*?)</tr>", status).group(1)
     assert re.findall(r">([^<]*)</td>", cells) == ["echo", "3", "3", "0", "0", "0", "0", "3"]
 
@@ -254,7 +254,7 @@ def test_figures_follow_the_blocks_with_captions_and_compared_axes_get_tables(tm
         text = render_report(load_run(path))
         run = api.load_run(path)
         assert compared_axes(run.spec) == [("zeta", "data")]  # a slot varied by the grid; x is not compared
-    figures = text[text.index('id="figures"'):text.index('id="summary"')]
+    figures = text[text.index('id="figures"'):text.index('id="run"')]
     # block order (zeta before alpha), not the files' alphabetical order
     assert figures.index("<h3>zeta") < figures.index("<h3>alpha")
     assert figures.index('alt="zeta-u_vs_x"') < figures.index('alt="alpha-u_vs_x"')
