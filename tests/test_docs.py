@@ -28,7 +28,7 @@ def test_readme_is_a_short_manual_without_typed_measurements():
     assert len(text.splitlines()) <= 200
     assert MEASURED.findall(_without_generated_blocks(text)) == []
     assert (ROOT / "CHANGELOG.md").is_file()
-    assert 'pytest -m "not slow"' in text
+    assert 'pytest -q -m "not slow"' in text  # the quick loop
 
 
 @pytest.mark.parametrize("page", ["index.md", "studies.md", "reference/benchmark-files.md",
