@@ -191,6 +191,7 @@ experiment = "capacity"
 N = 60
 d = 5
 max_epochs = 400
+gd_max_epochs = 400
 seed_by = []
 """
 
@@ -223,6 +224,51 @@ ratio = [0.5, 4.0]
     assert by[("two_layer", 4.0)]["final_loss"] < by[("two_layer", 0.5)]["final_loss"]
 
 
+def test_gd_trains_until_it_memorises_or_its_own_budget(registry):
+    """GD models get gd_max_epochs, the others max_epochs; every network stops once its loss is
+    <= zero_tol / 10; the dry-run costs a GD cell at its whole budget."""
+    text = CAPACITY.replace("max_epochs = 400\ngd_max_epochs = 400", "max_epochs = 30\ngd_max_epochs = 90")
+    rows = run_all(spec_text(text, """
+[experiments.grid]
+model = ["deep_adam", "deep_gd", "deep_gd_paper", "two_layer"]
+ratio = [0.5, 64.0]
+"""), registry)
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
+    by = {(r["params"]["model"], r["params"]["ratio"]): r["metrics"] for r in rows}
+    for model in ("deep_gd", "deep_gd_paper"):
+        low = by[(model, 0.5)]  # under-parameterised: never memorises, uses the whole budget
+        assert (low["stop_epoch"], low["stop_reason"]) == (90, "max_epochs") and low["final_loss"] > 1e-4
+    assert by[("deep_adam", 0.5)]["stop_epoch"] <= 30 and by[("two_layer", 0.5)]["stop_epoch"] <= 30
+    # the tolerance rule stops a network that memorises before its budget, at its own epoch
+    for (model, ratio), m in by.items():
+        if m["stop_reason"] != "max_epochs":
+            assert m["final_loss"] <= 1e-4 and m["stop_epoch"] < (90 if model.startswith("deep_gd") else 30)
+    experiment = registry.get("experiment", "capacity")
+    params = {"N": 60, "d": 5, "ratio": 2.0, "depth": 4, "max_epochs": 100, "two_layer_batch_size": 40}
+    cost = {budget: experiment().estimate({**params, "model": "deep_gd", "gd_max_epochs": budget}, {})["seconds"]
+            for budget in (1000, 100000)}
+    assert cost[100000] == pytest.approx(100 * cost[1000], rel=1e-9)
+
+
+def test_capacity_labels_name_the_rule_that_ran_and_the_budget(registry):
+    from harness_plugins.memorization.capacity import model_label
+
+    assert model_label({"model": "deep_gd", "gd_rule": "ntk", "gd_max_epochs": 500}) == \
+        "deep_gd (GD, step rule ntk, <= 500 epochs)"
+    assert model_label({"model": "deep_gd_paper", "gd_rule": "ntk", "gd_max_epochs": 500}) == \
+        "deep_gd_paper (GD, step rule paper, <= 500 epochs)"
+    assert model_label({"model": "deep_adam", "max_epochs": 3000, "gd_max_epochs": 9}) == \
+        "deep_adam (Adam, lr 1/(10*sqrt(N)), <= 3000 epochs)"
+    rows = run_all(spec_text(CAPACITY.replace("max_epochs = 400\n", "max_epochs = 20\n") + 'gd_rule = "ntk"\n', """
+[experiments.grid]
+model = ["deep_gd", "two_layer"]
+ratio = [1.0]
+"""), registry)
+    figs = registry.create("experiment", "capacity").figures(rows, context("capacity"))
+    legend = [t.get_text() for t in figs["capacity"].axes[0].get_legend().get_texts()]
+    assert legend == ["deep_gd (GD, step rule ntk, <= 20 epochs)", "two_layer (SGD, step of rule ntk, <= 20 epochs)"]
+
+
 def fake_row(model, ratio, final_loss, status="ok"):
     return {"params": {"model": model, "ratio": ratio}, "status": status,
             "metrics": {"final_loss": final_loss, "reached_zero": final_loss <= 1e-3, "P_over_N": ratio}}
@@ -241,6 +287,16 @@ def test_capacity_table_numbers():
     assert adam["final_loss_mean"] == pytest.approx((1e-4 + 0.1 + 1e-5) / 3)
     assert (gd["n"], gd["diverged"], gd["fraction_zero"]) == (2, 1, 0.0)
     assert gd["final_loss_mean"] == pytest.approx(0.2)
+    # the answer: the fractions with their Wilson intervals (scipy's, computed independently)
+    from scipy.stats import binomtest
+
+    (table,) = Capacity().tables(rows, context("capacity"))
+    assert [line[0] for line in table.rows] == ["deep_adam (Adam, lr 1/(10*sqrt(N)), <= 3000 epochs)",
+                                                "deep_gd (GD, step rule ntk_smooth, <= 100000 epochs)"]
+    ci = binomtest(2, 3).proportion_ci(method="wilson")
+    assert table.cells()[0][3] == f"{2 / 3:.4g} [{ci.low:.4g}, {ci.high:.4g}]"
+    ci = binomtest(0, 2).proportion_ci(method="wilson")
+    assert table.cells()[1][3] == f"0 [0, {ci.high:.4g}]"
 
 
 def context(exp):
