@@ -718,3 +718,39 @@ def test_training_rows_say_how_they_stopped(registry):
         assert cls.stopping(rows[0]["metrics"]) == training_stopping(rows[0]["metrics"]) is not None
     early, epoch = registry.get("experiment", "memorization").stopping(rows[0]["metrics"])
     assert epoch == rows[0]["metrics"]["stop_epoch"] and early == (rows[0]["metrics"]["stop_reason"] == "window")
+
+
+def test_answer_tables_of_memorization_grid_and_search(registry):
+    """Grid: the largest N memorised per d and each point's mean log10(reported_loss); search: N*(d)
+    as N*/d^2 and N*/P with the fit N* = c d^2 (least squares through the origin)."""
+    from harness_plugins.memorization.tables import search_table
+
+    rows = run_all(spec_text(FIG2.format(epochs=600, window=50), """
+[experiments.grid]
+N = [10, 200]
+d = [6]
+""", reps=3), registry)
+    threshold, points = registry.create("experiment", "memorization").tables(rows, context("memorization"))
+    logs = {N: [max(math.log10(r["metrics"]["reported_loss"]), -10.0) for r in rows if r["params"]["N"] == N]
+            for N in (10, 200)}  # clipped at LOG10_FLOOR, as the heat map and the threshold read them
+    by_n = {line[2]: line for line in points.cells()}
+    for N in (10, 200):
+        assert by_n[str(N)][4].startswith(f"{np.mean(logs[N]):.4g}")
+        assert by_n[str(N)][5] == ("yes" if np.mean(logs[N]) <= -3 else "no")
+    expected = 200 if all(np.mean(logs[N]) <= -3 for N in (10, 200)) else (10 if np.mean(logs[10]) <= -3 else "< 10")
+    assert threshold.cells()[0][3] == str(expected)
+    # a search: two d with their thresholds
+    fake = [{"params": {"d": d}, "metrics": {"P": 3 * d * d + d}, "status": "ok"} for d in (22, 31)]
+    lines = [{"d": d, "threshold": n, "lower": n - 5, "upper": n + 5, "ci_low": n - 20, "ci_high": n + 20,
+              "status": "found", "n_cells": 30} for d, n in ((22, 719.0), (31, 1337.0))]
+    (table,) = search_table(lines, fake, context("memorization"))
+    assert [c[4] for c in table.cells()] == [f"{719 / 484:.4g}", f"{1337 / 961:.4g}"]
+    assert table.cells()[0][5] == f"{719 / (3 * 484 + 22):.4g}"
+    c = (484 * 719 + 961 * 1337) / (484 ** 2 + 961 ** 2)
+    assert f"N* = {c:.4g} (no interval: fewer than 3 d) d^2" in table.notes[1]
+    # several levels: one table each, with its own fit
+    levels = [dict(t, level=level, threshold=t["threshold"] * f) for t in lines for level, f in ((-3, 1.0), (-6, 0.5))]
+    tables = search_table(levels, fake, context("memorization"))
+    assert [t.title for t in tables] == ["x: memorisation threshold N*(d) at level -3",
+                                         "x: memorisation threshold N*(d) at level -6"]
+    assert tables[1].cells()[0][4] == f"{0.5 * 719 / 484:.4g}"
