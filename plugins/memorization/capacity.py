@@ -415,7 +415,8 @@ class Capacity(Experiment):
         if context.thresholds:
             lines = [[labels.get(t.get("model"), t.get("model")),
                       Interval(t.get("threshold"), t.get("ci_low"), t.get("ci_high")),
-                      f"{format_value(t.get('lower'))} - {format_value(t.get('upper'))}", t.get("status"),
+                      f"{format_value(t.get('lower'))} - {format_value(t.get('upper'))}"
+                      if t.get("lower") is not None or t.get("upper") is not None else None, t.get("status"),
                       t.get("n_cells")] for t in context.thresholds]
             out.append(Table(f"{context.experiment_id}: minimum parameters per sample P*/N", [
                 "model (step rule, epoch budget)", "P*/N [95% bootstrap]", "bracket", "status", "cells"], lines, [
