@@ -62,13 +62,13 @@ def flow_tables(rows: Sequence[Mapping[str, Any]], context) -> list[Table]:
         "escape time (mean)", "R(t_max)/R(0) (median)"], lines, [
         "Recovery: R(t) <= threshold R(0); the time to recovery is over the recovered repetitions (std: sample "
         "standard deviation); escape: R(t) <= escape_fraction R(0); time in mean-field units"])]
-    trend = _log_d_trend(groups)
+    trend = _log_d_trend(groups, context)
     if trend is not None:
         out.append(trend)
     return out
 
 
-def _log_d_trend(groups) -> Table | None:
+def _log_d_trend(groups, context) -> Table | None:
     from harness.plugin.fitting import fit_slope
 
     lines, notes = [], []
@@ -92,7 +92,7 @@ def _log_d_trend(groups) -> Table | None:
     notes.append("Slope: least-squares slope of the time to recovery against log d through every recovered "
                  "repetition, with its 95% bootstrap interval over repetitions; the paper expects growth like "
                  "log d for m >= m*, and the largest spread says where one mean would mislead")
-    return Table("time to recovery against log d", ["init", "m/m*", "slope per unit log d [95% bootstrap]", "R^2",
+    return Table(f"{context.experiment_id}: time to recovery against log d", ["init", "m/m*", "slope per unit log d [95% bootstrap]", "R^2",
                                                     "recovered repetitions", "largest std of the time", "verdict"],
                  lines, notes)
 
