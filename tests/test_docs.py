@@ -33,7 +33,8 @@ def test_readme_is_a_short_manual_without_typed_measurements():
 
 @pytest.mark.parametrize("page", ["index.md", "studies.md", "reference/benchmark-files.md",
                                   "reference/command-line.md", "reference/run-directory.md",
-                                  "reference/estimates.md", "reference/plugins.md", "cluster.md", "design.md"])
+                                  "reference/estimates.md", "reference/plugins.md", "cluster.md", "design.md",
+                                  "plugins.md"])
 def test_docs_hold_no_typed_measurement(page):
     """Measured numbers live on the generated results pages (and in docs/engine.md, each with the
     command that measures it again)."""
