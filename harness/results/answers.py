@@ -20,6 +20,18 @@ THRESHOLD_FIELDS = ("experiment_id", "axis", "threshold", "lower", "upper", "n_c
 _EXTRA_COLUMNS = {"early_stop_fraction": "early stops at the bracket", "median_stop_epoch": "median stop epoch"}
 
 
+def bracket_text(lower: Any, upper: Any) -> str | None:
+    """A search's final bracket as text: ``lower - upper``; ``above LOWER`` or ``below UPPER`` when
+    the condition never changed inside the searched range; ``None`` when nothing was evaluated."""
+    if lower is not None and upper is not None:
+        return f"{_text(lower)} - {_text(upper)}"
+    if lower is not None:
+        return f"above {_text(lower)}"
+    if upper is not None:
+        return f"below {_text(upper)}"
+    return None
+
+
 def threshold_table(block_id: str, lines: Sequence[Mapping[str, Any]]) -> Table:
     """The threshold search of one block: one line per grid point (and level): its coordinates,
     the threshold, the final bracket, the 95% bootstrap interval over repetitions, the status and
@@ -32,8 +44,7 @@ def threshold_table(block_id: str, lines: Sequence[Mapping[str, Any]]) -> Table:
                "status", "cells", *(_EXTRA_COLUMNS[k] for k in extras)]
     rows = []
     for t in lines:
-        bracket = (f"{_text(t.get('lower'))} - {_text(t.get('upper'))}"
-                   if t.get("lower") is not None or t.get("upper") is not None else None)
+        bracket = bracket_text(t.get("lower"), t.get("upper"))
         threshold = Interval(t.get("threshold"), t.get("ci_low"), t.get("ci_high"), "95% bootstrap")
         rows.append([*(t.get(c) for c in coords), *([t.get("level")] if has_level else []), threshold,
                      bracket, t.get("status"), t.get("n_cells"), *(t.get(k) for k in extras)])

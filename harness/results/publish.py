@@ -166,7 +166,7 @@ def headline(lines: Sequence[Mapping[str, Any]]) -> Table | None:
     threshold with its 95% bootstrap interval, the final bracket, the status) from the threshold
     lines (:attr:`harness.results.runs.Run.thresholds`); ``None`` without a search."""
     from harness.plugin.tables import Interval
-    from harness.results.answers import THRESHOLD_FIELDS
+    from harness.results.answers import THRESHOLD_FIELDS, bracket_text
 
     if not lines:
         return None
@@ -175,8 +175,7 @@ def headline(lines: Sequence[Mapping[str, Any]]) -> Table | None:
         point = ", ".join(f"{k} = {format_value(v)}" for k, v in t.items() if k not in THRESHOLD_FIELDS)
         if "level" in t:
             point += (", " if point else "") + f"level {format_value(t['level'])}"
-        bracket = (f"{format_value(t.get('lower'))} - {format_value(t.get('upper'))}"
-                   if t.get("lower") is not None or t.get("upper") is not None else None)
+        bracket = bracket_text(t.get("lower"), t.get("upper"))
         rows.append([t.get("experiment_id"), point or "-", t.get("axis"),
                      Interval(t.get("threshold"), t.get("ci_low"), t.get("ci_high")), bracket, t.get("status")])
     return Table("Thresholds", ["block", "grid point", "searched", "threshold [95% bootstrap]", "bracket",

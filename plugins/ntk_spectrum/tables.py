@@ -71,9 +71,10 @@ def _table(rows, series: str, context) -> Table:
     title = f"{context.experiment_id}: lambda_min against d^2" + (f" ({series})" if series else "")
     notes = ["Slope: least-squares slope of lambda_min per unit d^2 through every repetition, with its 95% "
              "bootstrap interval over rows; at the largest d: mean ± sample standard deviation over "
-             "repetitions; share: lambda_min(K_block) / lambda_min(K) at the largest d, mean over repetitions",
-             f"{RANK_ZERO}: the block's Gram matrix has rank at most its number of parameters, fewer than N, "
-             "so its lambda_min is exactly 0 (solver rank_bound): not measured, not fitted"]
+             "repetitions; share: lambda_min(K_block) / lambda_min(K) at the largest d, mean over repetitions"]
+    if any(line[4] == RANK_ZERO for line in lines):
+        notes.append(f"{RANK_ZERO}: the block's Gram matrix has rank at most its number of parameters, fewer than "
+                     "N, so its lambda_min is exactly 0 (solver rank_bound): not measured, not fitted")
     if linear:
         r2s = [f.r2 for _, f in linear]
         positive = all(f.ci_low > 0 for _, f in linear if np.isfinite(f.ci_low))

@@ -92,9 +92,9 @@ def _log_d_trend(groups, context) -> Table | None:
     notes.append("Slope: least-squares slope of the time to recovery against log d through every recovered "
                  "repetition, with its 95% bootstrap interval over repetitions; the paper expects growth like "
                  "log d for m >= m*, and the largest spread says where one mean would mislead")
-    return Table(f"{context.experiment_id}: time to recovery against log d", ["init", "m/m*", "slope per unit log d [95% bootstrap]", "R^2",
-                                                    "recovered repetitions", "largest std of the time", "verdict"],
-                 lines, notes)
+    columns = ["init", "m/m*", "slope per unit log d [95% bootstrap]", "R^2", "recovered repetitions",
+               "largest std of the time", "verdict"]
+    return Table(f"{context.experiment_id}: time to recovery against log d", columns, lines, notes)
 
 
 def finite_sample_table(rows: Sequence[Mapping[str, Any]], context) -> Table | None:
