@@ -754,3 +754,24 @@ d = [6]
     assert [t.title for t in tables] == ["x: memorisation threshold N*(d) at level -3",
                                          "x: memorisation threshold N*(d) at level -6"]
     assert tables[1].cells()[0][4] == f"{0.5 * 719 / 484:.4g}"
+
+
+
+
+def test_two_layer_answer_table():
+    from scipy.stats import binomtest
+
+    from harness_plugins.memorization.tables import two_layer_tables
+
+    def row(r, acc):
+        return {"status": "ok", "params": {"d": 10, "m": 100}, "metrics": {"qd_over_m": r, "train_accuracy": acc}}
+
+    rows = [row(0.5, 0.9), row(0.5, 1.0), row(0.5, 0.95), row(1.0, 1.0), row(1.0, 0.99), row(1.0, 1.0),
+            row(2.0, 1.0), row(2.0, 1.0), row(2.0, 1.0)]
+    (table,) = two_layer_tables(rows, context("two_layer_memorization"))
+    cells = table.cells()
+    assert [c[2] for c in cells] == ["0.5", "1", "2"]
+    assert cells[0][3].startswith(f"{np.mean([0.9, 1.0, 0.95]):.4g} [")
+    ci = binomtest(2, 3).proportion_ci(method="wilson")
+    assert cells[1][4] == f"{2 / 3:.4g} [{ci.low:.4g}, {ci.high:.4g}]"
+    assert [c[5] for c in cells] == ["2", "", ""]  # every seed at 100% from q d / m = 2 on

@@ -101,3 +101,36 @@ def grid_tables(rows, context) -> list[Table]:
                      "interval over repetitions (none with fewer than 3); inf: a repetition without a value; stopped "
                      "early: runs stopped by the window rule"]))
     return out
+
+
+def two_layer_tables(rows, context) -> list[Table]:
+    """Daniely's two-layer network on a grid: per (d, m) and q d / m, the mean training accuracy
+    with its bootstrap interval and the fraction of seeds at 100% with its Wilson interval, and per
+    (d, m) the smallest q d / m from which every seed memorises at every larger grid value."""
+    from harness.plugin.tables import fraction
+
+    done = [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
+    groups: dict = defaultdict(lambda: defaultdict(list))
+    for r in done:
+        m = r["metrics"]
+        if m.get("train_accuracy") is not None and m.get("qd_over_m") is not None:
+            groups[(int(r["params"]["d"]), int(r["params"]["m"]))][round(float(m["qd_over_m"]), 6)].append(
+                float(m["train_accuracy"]))
+    if not groups:
+        return []
+    lines = []
+    for (d, m) in sorted(groups):
+        by_r = groups[(d, m)]
+        xs = sorted(by_r)
+        from_ = next((x for x in xs if all(all(a >= 1.0 for a in by_r[y]) for y in xs if y >= x)), None)
+        for x in xs:
+            accs = by_r[x]
+            lines.append([d, m, x, mean_interval(accs), fraction(sum(a >= 1.0 for a in accs), len(accs)),
+                          (from_ if from_ is not None else "none") if x == xs[0] else ""])
+    return [Table(f"{context.experiment_id}: training accuracy against q d / m", [
+        "d", "m", "q d / m", "mean training accuracy [95% bootstrap]", "seeds at 100% [95% Wilson]",
+        "every seed at 100% from q d / m"], lines, [
+        "q d / m: trainable parameters per point (q hidden units, the even number closest to r m / d); the "
+        "last column, on each (d, m)'s first line: the smallest q d / m of the grid from which every seed "
+        "reaches 100% at every larger value. Daniely: q = O~(m / d) suffices, i.e. q d / m of "
+        "order 1 up to log factors"])]
