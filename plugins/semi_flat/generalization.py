@@ -147,7 +147,8 @@ class EmbeddingGeneralization(Experiment):
                "median_ratio", "n_trials", "parameters", "relu_constructed", "relu_impossible",
                "relu_min_knots_median", "relu_not_found", "relu_reached_fraction_of_possible", "relu_searched",
                "restarts_max", "restarts_mean", "rho_mean", "sem_ratio", "std_ratio", "target_reached",
-               "target_reached_fraction", "train_error_max", "train_error_median")
+               "target_reached_fraction", "train_error_max", "train_error_median", "target_borderline",
+               *(f"point_{c}" for c in TRAINED_CLASSES))
     params = (
         Param("H", int, 10, "width of the embedded network (H >= H0)", min=1),
         Param("H0", int, 5, "width of the trained network", min=1),
