@@ -775,3 +775,21 @@ def test_two_layer_answer_table():
     ci = binomtest(2, 3).proportion_ci(method="wilson")
     assert cells[1][4] == f"{2 / 3:.4g} [{ci.low:.4g}, {ci.high:.4g}]"
     assert [c[5] for c in cells] == ["2", "", ""]  # every seed at 100% from q d / m = 2 on
+
+
+def test_dtype_speed_table_pairs_the_repetitions():
+    from harness_plugins.memorization.tables import dtype_speed_table
+
+    def row(dtype, rep, seconds, epochs=100):
+        return {"status": "ok", "coords": {"dtype": dtype}, "repetition": rep, "params": {"N": 1200, "d": 38},
+                "metrics": {"stop_epoch": epochs}, "timings": {"train_seconds": seconds}}
+
+    f64, f32 = [0.10, 0.12, 0.11, 0.13], [0.06, 0.06, 0.066, 0.052]
+    rows = [row("float64", i, s) for i, s in enumerate(f64)] + [row("float32", i, s) for i, s in enumerate(f32)]
+    table = dtype_speed_table(rows, context("memorization"))
+    (line,) = table.cells()
+    assert line[1:4] == ["1200", "38", "4"]
+    assert line[4] == f"{1e3 * np.median(f64) / 100:.4g}" and line[5] == f"{1e3 * np.median(f32) / 100:.4g}"
+    ratio = np.exp(np.mean(np.log(np.array(f32) / np.array(f64))))
+    assert line[6].startswith(f"{ratio:.4g} [")
+    assert dtype_speed_table([row("float64", 0, 0.1)], context("memorization")) is None

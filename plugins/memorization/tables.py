@@ -134,3 +134,39 @@ def two_layer_tables(rows, context) -> list[Table]:
         "last column, on each (d, m)'s first line: the smallest q d / m of the grid from which every seed "
         "reaches 100% at every larger value. Daniely: q = O~(m / d) suffices, i.e. q d / m of "
         "order 1 up to log factors"])]
+
+
+def dtype_speed_table(rows, context) -> Table | None:
+    """With a ``dtype`` grid axis holding float64 and float32: the epoch time per network of each
+    (``timings.train_seconds / stop_epoch``, the run's own clock) and their paired ratio, float32
+    over float64, per grid point: the geometric mean over the repetitions of the per-repetition
+    ratios, with a bootstrap interval. ``None`` without such an axis."""
+    pairs: dict = defaultdict(dict)  # (point without dtype, repetition) -> dtype -> seconds per epoch
+    for r in rows:
+        coords = r.get("coords") or {}
+        m, t = r.get("metrics") or {}, r.get("timings") or {}
+        if r.get("status") != "ok" or "dtype" not in coords or not m.get("stop_epoch") or not t.get("train_seconds"):
+            continue
+        point = tuple(sorted((k, v) for k, v in coords.items() if k != "dtype"))
+        pairs[(point, r.get("repetition"))][coords["dtype"]] = float(t["train_seconds"]) / float(m["stop_epoch"])
+    by_point: dict = defaultdict(list)
+    for (point, _), times in pairs.items():
+        if {"float64", "float32"} <= set(times):
+            by_point[point].append((times["float64"], times["float32"]))
+    if not by_point:
+        return None
+    lines = []
+    for point, values in sorted(by_point.items()):
+        logs = mean_interval([math.log(b / a) for a, b in values])
+        ratio = Interval(math.exp(logs.value), *(math.exp(x) if x is not None else None for x in (logs.low, logs.high)))
+        params = next(r["params"] for r in rows if r.get("coords") and tuple(
+            sorted((k, v) for k, v in r["coords"].items() if k != "dtype")) == point)
+        lines.append([", ".join(f"{k} = {format_value(v)}" for k, v in point) or "-", params.get("N"), params.get("d"),
+                      len(values), 1e3 * float(np.median([a for a, _ in values])),
+                      1e3 * float(np.median([b for _, b in values])), ratio])
+    return Table(f"{context.experiment_id}: float32 against float64 epoch time", [
+        "grid point", "N", "d", "pairs", "float64 ms per epoch (median)", "float32 ms per epoch (median)",
+        "float32 / float64 [95% bootstrap]"], lines, [
+        "Epoch time per network: the row's timings.train_seconds over its stop_epoch (a member of a stack is "
+        "charged its share of each epoch), the run's own clock on the machine below; the ratio: the geometric "
+        "mean over the repetitions of float32 / float64 of the same repetition, with a bootstrap interval"])
