@@ -222,6 +222,16 @@ def plan(spec, overrides: Sequence[str] = (), jobs: int = 1, plugins: Sequence[A
     return plan_cells(_load(spec, overrides, registry), registry, jobs)
 
 
+def publish(run_dirs: Sequence[str | Path], out: str | Path = "docs/results", readme: str | Path | None = None,
+            plugins: Sequence[Any] = (), registry=None) -> list[Path]:
+    """Write a results page per run (``<out>/<benchmark>.md`` with its figures, then ``<out>/regenerate``
+    and ``<out>/index.md``; ``readme``: fill that file's block of each benchmark with its headline
+    table) and return the pages: :func:`harness.results.publish.publish`."""
+    from harness.results.publish import publish as write_pages
+
+    return write_pages(run_dirs, out, _registry(registry, plugins), readme)
+
+
 def recalibrate() -> None:
     """Forget the cost rates measured on this machine: the next plan measures them again."""
     from harness.plugin import calibration

@@ -10,6 +10,7 @@
     harness plugins [--json]
     harness plot RUN_DIR
     harness report RUN_DIR
+    harness publish RUN_DIR... [--out docs/results] [--readme README.md]
     harness compare RUN_DIR [RUN_DIR ...] [--metric M] [--by KEY[,KEY...]] [--experiment ID] [--ratio]
                     [--pooled] [--timings] [--constants] [--format table|csv|markdown] [--width N]
     harness fit RUN_DIR --metric M --axis A [--log]
@@ -312,6 +313,26 @@ def report(run_dir, output):
     from .api import report as write_report
 
     click.echo(str(write_report(run_dir, output)))
+
+
+@main.command()
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True)
+@click.option("--out", "-o", default="docs/results", show_default=True, metavar="DIR",
+              help="The folder of the results pages.")
+@click.option("--readme", default=None, metavar="FILE",
+              help="Also put each page's headline table into FILE, between the lines "
+                   "<!-- results:BENCHMARK:begin --> and <!-- results:BENCHMARK:end -->.")
+def publish(run_dirs, out, readme):
+    """Write a results page per run: OUT/BENCHMARK.md, its figures, OUT/regenerate and OUT/index.md.
+
+    Every number on a page comes from the run directory: what it answers (thresholds, the
+    experiments' tables with their intervals), its figures, and how it was made (command, commit,
+    date, machine, DGEMM rate, wall and CPU time).
+    """
+    from .api import publish as write_pages
+
+    for path in write_pages(run_dirs, out, readme):
+        click.echo(str(path))
 
 
 @main.command()

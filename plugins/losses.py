@@ -4,7 +4,8 @@ Every loss is a mean over the N samples of a per-sample loss ``l(f_i, y_i)``; ``
 returns that mean (float) and ``grad(f, y)`` returns ``d(mean)/df`` of shape ``(N,)`` (it
 carries the ``1/N``). ``curvature`` bounds ``d^2 l / df^2`` per sample (``None`` where the loss is
 not smooth); the mean loss's Hessian in ``f`` is then at most ``curvature / N`` times the
-identity, which is what the theoretical GD step of ``gd_theory`` uses.
+identity, which is what the step rule ``ntk_smooth`` of ``gd_theory`` uses (one over the smoothness
+of the linearised loss; not the paper's step).
 
 - ``mse``: ``(f - y)^2`` (no 1/2, as in Bombari et al. 2022), curvature 2;
 - ``hinge``: ``max(0, margin - y f)`` for labels ``y`` in {-1, +1}, not smooth;

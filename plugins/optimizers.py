@@ -1,4 +1,4 @@
-"""Built-in optimizers: gradient descent with a theory-set step, SGD and Adam.
+"""Built-in optimizers: gradient descent with a step set at initialisation by a rule, SGD and Adam.
 
 All follow :class:`harness.Optimizer`: ``prepare(problem)`` (what to record in the row),
 ``init_state(weights)``, ``step(weights, grads, state)`` (in place; ``None`` gradients are
@@ -80,7 +80,7 @@ PAPER_CONSTANT = Expr("N", "d", "n", shown="N, d, n (= n_{L-1})")
 """A ``gd_theory`` constant of rule ``paper``: a number or an expression in N, d, n."""
 
 
-# ---- gradient descent with the theoretical step ----------------------------------------------
+# ---- gradient descent with a step set at initialisation by a rule (ntk_smooth, paper, ntk, constant) --
 
 class GDTheory(Optimizer):
     name = "gd_theory"

@@ -281,6 +281,25 @@ class Ramp(Experiment):
             return None
         return metrics["stop_reason"] == "window", metrics["stop_epoch"]
 
+    def tables(self, rows, context):
+        """Per n: the mean log10(loss) with its bootstrap interval and the fraction of rows with
+        loss <= 1 with its Wilson interval; a note with the slope of log10(loss) against n."""
+        from harness.plugin.fitting import fit_slope
+        from harness.plugin.tables import Table, format_value, fraction, mean_interval
+
+        ok = [r for r in rows if r.get("status") == "ok"]
+        by_n: dict = {}
+        for r in ok:
+            by_n.setdefault(r["metrics"]["n"], []).append(math.log10(r["metrics"]["loss"]))
+        lines = [[n, len(v), mean_interval(v), fraction(sum(x <= 0 for x in v), len(v))]
+                 for n, v in sorted(by_n.items())]
+        notes = []
+        if len(by_n) >= 2:
+            fit = fit_slope([r["metrics"]["n"] for r in ok], [math.log10(r["metrics"]["loss"]) for r in ok])
+            notes.append(f"log10(loss) grows linearly in n: slope {format_value(fit.slope)} per unit n")
+        return [Table("ramp: log10(loss) per n", ["n", "rows", "mean log10(loss) [95% bootstrap]",
+                                                  "loss <= 1 [95% Wilson]"], lines, notes)]
+
 
 class Timed(Experiment):
     name = "timed"

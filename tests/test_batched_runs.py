@@ -73,7 +73,7 @@ def test_two_layer_rows_batched_equal_single(registry, loss, dtype):
 
 
 def capacity_cell(rep, model, ratio=2.0, dtype="float64"):
-    p = {"N": 40, "d": 5, "ratio": ratio, "model": model, "depth": 4, "max_epochs": 120,
+    p = {"N": 40, "d": 5, "ratio": ratio, "model": model, "depth": 4, "max_epochs": 120, "gd_max_epochs": 120,
          "lr_rule": "1/(10*sqrt(N))", "window": 10, "gd_rule": "ntk_smooth", "gd_c": 1.0,
          "gd_gamma": 1.0, "gd_C": 1.0, "two_layer_c": 1.0, "two_layer_lr": None,
          "two_layer_batch_size": 16, "two_layer_B": 1.0, "zero_tol": 1e-3, "curve_points": 50,

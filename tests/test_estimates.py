@@ -99,6 +99,7 @@ experiment = "capacity"
 N = 100
 d = 5
 max_epochs = 400
+gd_max_epochs = 400
 [experiments.grid]
 model = ["deep_adam", "deep_gd", "two_layer"]
 ratio = [1.0, 4.0]

@@ -191,6 +191,7 @@ experiment = "capacity"
 N = 60
 d = 5
 max_epochs = 400
+gd_max_epochs = 400
 seed_by = []
 """
 
@@ -223,6 +224,51 @@ ratio = [0.5, 4.0]
     assert by[("two_layer", 4.0)]["final_loss"] < by[("two_layer", 0.5)]["final_loss"]
 
 
+def test_gd_trains_until_it_memorises_or_its_own_budget(registry):
+    """GD models get gd_max_epochs, the others max_epochs; every network stops once its loss is
+    <= zero_tol / 10; the dry-run costs a GD cell at its whole budget."""
+    text = CAPACITY.replace("max_epochs = 400\ngd_max_epochs = 400", "max_epochs = 30\ngd_max_epochs = 90")
+    rows = run_all(spec_text(text, """
+[experiments.grid]
+model = ["deep_adam", "deep_gd", "deep_gd_paper", "two_layer"]
+ratio = [0.5, 64.0]
+"""), registry)
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
+    by = {(r["params"]["model"], r["params"]["ratio"]): r["metrics"] for r in rows}
+    for model in ("deep_gd", "deep_gd_paper"):
+        low = by[(model, 0.5)]  # under-parameterised: never memorises, uses the whole budget
+        assert (low["stop_epoch"], low["stop_reason"]) == (90, "max_epochs") and low["final_loss"] > 1e-4
+    assert by[("deep_adam", 0.5)]["stop_epoch"] <= 30 and by[("two_layer", 0.5)]["stop_epoch"] <= 30
+    # the tolerance rule stops a network that memorises before its budget, at its own epoch
+    for (model, ratio), m in by.items():
+        if m["stop_reason"] != "max_epochs":
+            assert m["final_loss"] <= 1e-4 and m["stop_epoch"] < (90 if model.startswith("deep_gd") else 30)
+    experiment = registry.get("experiment", "capacity")
+    params = {"N": 60, "d": 5, "ratio": 2.0, "depth": 4, "max_epochs": 100, "two_layer_batch_size": 40}
+    cost = {budget: experiment().estimate({**params, "model": "deep_gd", "gd_max_epochs": budget}, {})["seconds"]
+            for budget in (1000, 100000)}
+    assert cost[100000] == pytest.approx(100 * cost[1000], rel=1e-9)
+
+
+def test_capacity_labels_name_the_rule_that_ran_and_the_budget(registry):
+    from harness_plugins.memorization.capacity import model_label
+
+    assert model_label({"model": "deep_gd", "gd_rule": "ntk", "gd_max_epochs": 500}) == \
+        "deep_gd (GD, step rule ntk, <= 500 epochs)"
+    assert model_label({"model": "deep_gd_paper", "gd_rule": "ntk", "gd_max_epochs": 500}) == \
+        "deep_gd_paper (GD, step rule paper, <= 500 epochs)"
+    assert model_label({"model": "deep_adam", "max_epochs": 3000, "gd_max_epochs": 9}) == \
+        "deep_adam (Adam, lr 1/(10*sqrt(N)), <= 3000 epochs)"
+    rows = run_all(spec_text(CAPACITY.replace("max_epochs = 400\n", "max_epochs = 20\n") + 'gd_rule = "ntk"\n', """
+[experiments.grid]
+model = ["deep_gd", "two_layer"]
+ratio = [1.0]
+"""), registry)
+    figs = registry.create("experiment", "capacity").figures(rows, context("capacity"))
+    legend = [t.get_text() for t in figs["capacity"].axes[0].get_legend().get_texts()]
+    assert legend == ["deep_gd (GD, step rule ntk, <= 20 epochs)", "two_layer (SGD, step of rule ntk, <= 20 epochs)"]
+
+
 def fake_row(model, ratio, final_loss, status="ok"):
     return {"params": {"model": model, "ratio": ratio}, "status": status,
             "metrics": {"final_loss": final_loss, "reached_zero": final_loss <= 1e-3, "P_over_N": ratio}}
@@ -241,6 +287,16 @@ def test_capacity_table_numbers():
     assert adam["final_loss_mean"] == pytest.approx((1e-4 + 0.1 + 1e-5) / 3)
     assert (gd["n"], gd["diverged"], gd["fraction_zero"]) == (2, 1, 0.0)
     assert gd["final_loss_mean"] == pytest.approx(0.2)
+    # the answer: the fractions with their Wilson intervals (scipy's, computed independently)
+    from scipy.stats import binomtest
+
+    (table,) = Capacity().tables(rows, context("capacity"))
+    assert [line[0] for line in table.rows] == ["deep_adam (Adam, lr 1/(10*sqrt(N)), <= 3000 epochs)",
+                                                "deep_gd (GD, step rule ntk_smooth, <= 100000 epochs)"]
+    ci = binomtest(2, 3).proportion_ci(method="wilson")
+    assert table.cells()[0][3] == f"{2 / 3:.4g} [{ci.low:.4g}, {ci.high:.4g}]"
+    ci = binomtest(0, 2).proportion_ci(method="wilson")
+    assert table.cells()[1][3] == f"0 [0, {ci.high:.4g}]"
 
 
 def context(exp):
@@ -676,3 +732,78 @@ def test_window_epochs_grow_with_the_samples():
     assert _expected_epochs({"max_epochs": 10000, "window": 100}, P=16000, N=8000) == pytest.approx(2 * shape)
     assert _expected_epochs({"max_epochs": 1000, "window": 100}, P=16000, N=8000) == 1000
     assert _expected_epochs({"max_epochs": 700, "window": 0}, P=16000, N=8000) == 700
+
+
+def test_answer_tables_of_memorization_grid_and_search(registry):
+    """Grid: the largest N memorised per d and each point's mean log10(reported_loss); search: N*(d)
+    as N*/d^2 and N*/P with the fit N* = c d^2 (least squares through the origin)."""
+    from harness_plugins.memorization.tables import search_table
+
+    rows = run_all(spec_text(FIG2.format(epochs=600, window=50), """
+[experiments.grid]
+N = [10, 200]
+d = [6]
+""", reps=3), registry)
+    threshold, points = registry.create("experiment", "memorization").tables(rows, context("memorization"))
+    logs = {N: [max(math.log10(r["metrics"]["reported_loss"]), -10.0) for r in rows if r["params"]["N"] == N]
+            for N in (10, 200)}  # clipped at LOG10_FLOOR, as the heat map and the threshold read them
+    by_n = {line[2]: line for line in points.cells()}
+    for N in (10, 200):
+        assert by_n[str(N)][4].startswith(f"{np.mean(logs[N]):.4g}")
+        assert by_n[str(N)][5] == ("yes" if np.mean(logs[N]) <= -3 else "no")
+    expected = 200 if all(np.mean(logs[N]) <= -3 for N in (10, 200)) else (10 if np.mean(logs[10]) <= -3 else "< 10")
+    assert threshold.cells()[0][3] == str(expected)
+    # a search: two d with their thresholds
+    fake = [{"params": {"d": d}, "metrics": {"P": 3 * d * d + d}, "status": "ok"} for d in (22, 31)]
+    lines = [{"d": d, "threshold": n, "lower": n - 5, "upper": n + 5, "ci_low": n - 20, "ci_high": n + 20,
+              "status": "found", "n_cells": 30} for d, n in ((22, 719.0), (31, 1337.0))]
+    (table,) = search_table(lines, fake, context("memorization"))
+    assert [c[4] for c in table.cells()] == [f"{719 / 484:.4g}", f"{1337 / 961:.4g}"]
+    assert table.cells()[0][5] == f"{719 / (3 * 484 + 22):.4g}"
+    c = (484 * 719 + 961 * 1337) / (484 ** 2 + 961 ** 2)
+    assert f"N* = {c:.4g} (no interval: fewer than 3 d) d^2" in table.notes[1]
+    # several levels: one table each, with its own fit
+    levels = [dict(t, level=level, threshold=t["threshold"] * f) for t in lines for level, f in ((-3, 1.0), (-6, 0.5))]
+    tables = search_table(levels, fake, context("memorization"))
+    assert [t.title for t in tables] == ["x: memorisation threshold N*(d) at level -3",
+                                         "x: memorisation threshold N*(d) at level -6"]
+    assert tables[1].cells()[0][4] == f"{0.5 * 719 / 484:.4g}"
+
+
+
+
+def test_two_layer_answer_table():
+    from scipy.stats import binomtest
+
+    from harness_plugins.memorization.tables import two_layer_tables
+
+    def row(r, acc):
+        return {"status": "ok", "params": {"d": 10, "m": 100}, "metrics": {"qd_over_m": r, "train_accuracy": acc}}
+
+    rows = [row(0.5, 0.9), row(0.5, 1.0), row(0.5, 0.95), row(1.0, 1.0), row(1.0, 0.99), row(1.0, 1.0),
+            row(2.0, 1.0), row(2.0, 1.0), row(2.0, 1.0)]
+    (table,) = two_layer_tables(rows, context("two_layer_memorization"))
+    cells = table.cells()
+    assert [c[2] for c in cells] == ["0.5", "1", "2"]
+    assert cells[0][3].startswith(f"{np.mean([0.9, 1.0, 0.95]):.4g} [")
+    ci = binomtest(2, 3).proportion_ci(method="wilson")
+    assert cells[1][4] == f"{2 / 3:.4g} [{ci.low:.4g}, {ci.high:.4g}]"
+    assert [c[5] for c in cells] == ["2", "", ""]  # every seed at 100% from q d / m = 2 on
+
+
+def test_dtype_speed_table_pairs_the_repetitions():
+    from harness_plugins.memorization.tables import dtype_speed_table
+
+    def row(dtype, rep, seconds, epochs=100):
+        return {"status": "ok", "coords": {"dtype": dtype}, "repetition": rep, "params": {"N": 1200, "d": 38},
+                "metrics": {"stop_epoch": epochs}, "timings": {"train_seconds": seconds}}
+
+    f64, f32 = [0.10, 0.12, 0.11, 0.13], [0.06, 0.06, 0.066, 0.052]
+    rows = [row("float64", i, s) for i, s in enumerate(f64)] + [row("float32", i, s) for i, s in enumerate(f32)]
+    table = dtype_speed_table(rows, context("memorization"))
+    (line,) = table.cells()
+    assert line[1:4] == ["1200", "38", "4"]
+    assert line[4] == f"{1e3 * np.median(f64) / 100:.4g}" and line[5] == f"{1e3 * np.median(f32) / 100:.4g}"
+    ratio = np.exp(np.mean(np.log(np.array(f32) / np.array(f64))))
+    assert line[6].startswith(f"{ratio:.4g} [")
+    assert dtype_speed_table([row("float64", 0, 0.1)], context("memorization")) is None

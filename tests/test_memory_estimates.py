@@ -29,7 +29,7 @@ CELLS = [
      'widths = [3000, 3000] }', {"N = 100": "N = 50", "[3000, 3000]": "[30, 30]"}),
     ("memorization", 'experiment = "memorization"\nN = 20000\nd = 80\nmax_epochs = 3\nwindow = 0',
      {"N = 20000": "N = 20", "d = 80": "d = 4"}),
-    ("capacity", 'experiment = "capacity"\nN = 20000\nd = 80\nratio = 2.0\nmax_epochs = 3\nmodel = "deep_gd"',
+    ("capacity", 'experiment = "capacity"\nN = 20000\nd = 80\nratio = 2.0\nmax_epochs = 3\ngd_max_epochs = 3\nmodel = "deep_gd"',
      {"N = 20000": "N = 20", "d = 80": "d = 4"}),
     ("two_layer_memorization", 'experiment = "two_layer_memorization"\nm = 20000\nd = 80\nsteps = 50\n'
      'architecture = { name = "two_layer", q = 500 }', {"m = 20000": "m = 20", "d = 80": "d = 4", "q = 500": "q = 4"}),

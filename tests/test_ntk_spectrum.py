@@ -245,3 +245,33 @@ def test_rows_keep_timings_apart_and_record_resolved_layers(registry):
     assert row["resolved"] == {"architecture.widths": [4, 8], "kernel_layers": {"full": [1, 2, 3], "W2": [2]}}
     assert row["components"]["architecture"]["params"]["widths"] == [4, 8]
     assert row["params"]["krylov_block"] is None  # the solver's own tuned block unless set
+
+
+def test_a_block_zero_by_its_rank_is_labelled_and_never_fitted():
+    """K_W3 = F_2 F_2^T (rank <= d < N): rows with solver rank_bound show as "0 (rank <= d < N)",
+    drawn at 0 without a line through them, in both figures and in the answer table."""
+    rows = fake_rows([1.4e-4, 1.1e-4])
+    for r in rows:
+        if r["metrics"]:
+            r["metrics"].update({"lambda_min_W3": 0.0, "below_floor_W3": True, "solver_W3": "rank_bound"})
+    ctx = FigureContext(benchmark="b", experiment_id="e", experiment="ntk_spectrum",
+                        grid={"N": [1000, 2000]}, repetitions=3)
+    figs = NTKSpectrum(N=1000, d=70).figures(rows, ctx)
+    top = figs["lambda_min_per_layer"].axes[0]
+    texts = [t.get_text() for t in top.get_legend().get_texts()]
+    assert texts[2] == "K_W3: λ_min = 0 (rank <= d < N), by the rank bound (not fitted)"
+    w3 = figs["lambda_min_W3"].axes[0]
+    labels = [t.get_text() for t in w3.get_legend().get_texts()]
+    assert labels == ["N = 1000: λ_min = 0 (rank <= d < N)", "N = 2000: λ_min = 0 (rank <= d < N)"]
+    assert not [t for t in labels if "fit" in t or "slope" in t]
+    (table,) = NTKSpectrum(N=1000, d=70).tables(rows, ctx)
+    cells = {(line[0], line[1]): line for line in table.cells()}
+    assert cells[("1000", "K_W3")][2:5] == ["- (not fitted)", "-", "0 (rank <= d < N)"]
+    # the full K's slope is the least-squares slope through every repetition (numpy's), per unit d^2
+    ok = [r["metrics"] for r in rows if r["metrics"] and r["metrics"]["N"] == 1000]
+    slope = np.polyfit([m["d"] ** 2 for m in ok], [m["lambda_min_full"] for m in ok], 1)[0]
+    assert cells[("1000", "full K")][2].startswith(f"{slope:.4g} [")
+    at_700 = [m["lambda_min_full"] for m in ok if m["d"] == 700]
+    assert cells[("1000", "full K")][4] == f"{np.mean(at_700):.4g} ± {np.std(at_700, ddof=1):.4g}"
+    assert cells[("1000", "K_W2")][7] == f"{1 / 30:.4g}"  # fake_rows: W2 = full / 30
+    assert "the full K's slope is positive at every N" in table.notes[-1]

@@ -1,6 +1,7 @@
 """Tests of the quadratic_flow plugin: the quadratic_student architecture and its initializer,
 the quadratic_flow experiment (rows, recovery, flows, finite sample, cost) and its figures."""
 import io
+import math
 
 import numpy as np
 import pytest
@@ -200,10 +201,26 @@ def test_finite_sample_figure():
     context = FigureContext(benchmark="b", experiment_id="finite_sample", experiment="quadratic_flow",
                             grid={"n_train": [30, 300]}, repetitions=2)
     figs = QuadraticFlow().figures(rows, context)
-    assert set(figs) == {"risk_curves", "finite_sample"}  # one d and one ratio: no recovery plots
-    labels = figs["finite_sample"].axes[0].get_legend_handles_labels()[1]
+    assert set(figs) == {"risk_curves", "finite_sample", "finite_sample_table"}  # one d, one ratio: no recovery plots
+    ax = figs["finite_sample"].axes[0]
+    labels = ax.get_legend_handles_labels()[1]
     assert "population flow" in labels and "GD, n = 300: population risk" in labels
+    assert ax.get_ylabel() == "R(t) / R(0)"
+    # every curve over its own row's R(0): the flow starts at 1, GD's curves are the rows' ratios
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["population flow"].get_ydata()[0], 1.0, rtol=1e-12)
+    own = [r for r in rows if r["params"]["n_train"] == 300]
+    expected = np.exp(np.mean([np.log(np.asarray(r["curves"]["gd_risk"]) / r["metrics"]["initial_risk"])
+                               for r in own], axis=0))
+    np.testing.assert_allclose(lines["GD, n = 300: population risk"].get_ydata(), expected, rtol=1e-12)
     figs["finite_sample"].savefig(io.BytesIO(), format="png")
+    # the answer table: per n, GD's recovered fraction and R(t_max)/R(0) from the rows
+    (table,) = QuadraticFlow().tables(rows, context)
+    by_n = {line[2]: line for line in table.cells()}
+    rel = [r["metrics"]["gd_final_risk"] / r["metrics"]["initial_risk"] for r in own]
+    assert by_n["300"][6] == f"{min(rel):.4g}-{max(rel):.4g}"
+    k = sum(bool(r["metrics"]["gd_recovered"]) for r in own)
+    assert by_n["300"][3].startswith(f"{k / 2:.4g} [")
 
 
 @pytest.mark.parametrize("key,value", [("t_max", 0.0), ("max_step", 0.0), ("gd_step", -1.0),
@@ -232,6 +249,29 @@ def test_table_reports_every_ratio_and_d_with_recovery_spread():
     assert lines[1]["recovered"] == 1 and lines[1]["t_rec_mean"] == 12.0
     assert lines[1]["t_rec_std"] == pytest.approx(np.std([10.0, 14.0], ddof=1))
     assert (lines[1]["t_rec_min"], lines[1]["t_rec_max"]) == (10.0, 14.0)
+
+
+def test_answer_tables_give_recovery_and_the_trend_in_log_d():
+    from harness_plugins.quadratic_flow import QuadraticFlow as QF
+
+    times = {(100, 1.0): [20.0, 22.0, 30.0], (1000, 1.0): [25.0, 27.0, 26.0], (10000, 1.0): [31.0, 33.0, 30.0],
+             (100, 0.5): [None, None, None], (1000, 0.5): [None, None, None]}
+    rows = [{"status": "ok", "params": {"d": d, "m": int(ratio * 4), "m_star": 4, "init": "orthonormal", "n_train": 0},
+             "metrics": {"time_to_recovery": t, "recovered": t is not None, "escape_time": 2.0,
+                         "final_relative_risk": 0.5 if t is None else 1e-15}}
+            for (d, ratio), ts in times.items() for t in ts]
+    context = FigureContext(benchmark="b", experiment_id="flow", experiment="quadratic_flow",
+                            grid={"d": [100, 1000, 10000]}, repetitions=3)
+    recovery, trend = QF().tables(rows, context)
+    cells = {(line[1], line[2]): line for line in recovery.cells()}
+    assert cells[("100", "0.5")][3] == "0 [0, 0.5615]"  # 0 of 3, Wilson
+    assert cells[("100", "1")][4] == f"{np.mean([20, 22, 30]):.4g} ± {np.std([20, 22, 30], ddof=1):.4g} (20-30)"
+    (line,) = trend.cells()
+    x = [math.log(d) for (d, r), ts in times.items() if r == 1.0 for _ in ts]
+    y = [t for (d, r), ts in times.items() if r == 1.0 for t in ts]
+    assert line[2].startswith(f"{np.polyfit(x, y, 1)[0]:.4g} [")
+    assert line[5] == f"{np.std([20, 22, 30], ddof=1):.4g} at d = 100"
+    assert line[6] == "grows with log d (interval above 0)"
 
 
 def test_figure_captions_state_the_conventions():

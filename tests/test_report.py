@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from harness import api
 from harness.cli import main
 from harness.plugin import manager as plugin_manager
-from harness.results.report import REPORT_FILE, render_report, write_report
+from harness.results.report import REPORT_FILE, esc, render_report, write_report
 from harness.results.runs import load_run
 
 SPEC = """
@@ -113,7 +113,7 @@ def test_counts_per_block_include_the_cells_not_run(run_dir, tmp_path):
         text = render_report(load_run(copy))
     # block "curves": 3 of 6 cells have a row; the table row is: block, experiment, rows,
     # ok, diverged, failed, timeout, skipped, not run
-    status = text[text.index('id="status"'):text.index('id="figures"')]
+    status = text[text.index('id="status"'):text.index('id="summary"')]
     cells = re.search(r"<tr><td>curves</td>(.*?)</tr>", status).group(1)
     assert re.findall(r">([^<]*)</td>", cells) == ["echo", "3", "3", "0", "0", "0", "0", "3"]
 
@@ -254,7 +254,7 @@ def test_figures_follow_the_blocks_with_captions_and_compared_axes_get_tables(tm
         text = render_report(load_run(path))
         run = api.load_run(path)
         assert compared_axes(run.spec) == [("zeta", "data")]  # a slot varied by the grid; x is not compared
-    figures = text[text.index('id="figures"'):text.index('id="summary"')]
+    figures = text[text.index('id="figures"'):text.index('id="run"')]
     # block order (zeta before alpha), not the files' alphabetical order
     assert figures.index("<h3>zeta") < figures.index("<h3>alpha")
     assert figures.index('alt="zeta-u_vs_x"') < figures.index('alt="alpha-u_vs_x"')
@@ -286,3 +286,53 @@ def test_run_times_come_from_the_sessions_and_rows():
     assert run_times(sessions, rows) == [("wall time", "2:45 (2 sessions)"),
                                          ("cell time", "2:35 (the cells' elapsed seconds added up)")]
     assert run_times([], []) == []
+    # a session that recorded its end: its own wall and CPU seconds
+    recorded = [dict(sessions[0], wall_seconds=125.0, cpu_seconds=230.5), dict(sessions[1], wall_seconds=50.0,
+                                                                              cpu_seconds=60.0)]
+    assert run_times(recorded, rows) == [("wall time", "2:55 (2 sessions, as recorded)"),
+                                         ("CPU time", "4:50 (the harness process and its local workers)"),
+                                         ("cell time", "2:35 (the cells' elapsed seconds added up)")]
+
+
+RAMP = """
+[benchmark]
+name = "ramp"
+seed = 5
+repetitions = 3
+
+[[experiments]]
+id = "r"
+experiment = "ramp"
+noise = 0.2
+[experiments.grid]
+k = [1.0]
+[experiments.search]
+axis = "n"
+lower = 1
+upper = 1000
+start = "50 * k"
+metric = "loss"
+tolerance = 0.05
+below = 0
+"""
+
+
+@pytest.mark.slow
+def test_the_report_opens_with_what_the_run_answers(tmp_path):
+    """The threshold and the experiment's table come before the figures, the run's facts after."""
+    from harness.results.answers import run_tables
+
+    (tmp_path / "ramp.toml").write_text(RAMP)
+    with test_plugins():
+        path = api.run(str(tmp_path / "ramp.toml"), results_dir=str(tmp_path / "results"), progress=False).path
+        run = load_run(path)
+        text = render_report(run)
+        tables = run_tables(run)
+    assert [t.title for t in tables] == ["r: threshold search over n", "ramp: log10(loss) per n"]
+    threshold = run.thresholds[0]["threshold"]
+    answer = text[text.index('id="answer"'):text.index('id="figures"')]
+    assert text.index('id="answer"') < text.index('id="figures"') < text.index('id="run"') < text.index('id="status"')
+    assert f"<td class=\"num\">{esc(tables[0].cells()[0][1])}</td>" in answer
+    assert tables[0].cells()[0][1].startswith(f"{threshold:.4g} [")
+    assert "Condition: mean log10(loss) &lt;= 0 holds at low n." in answer
+    assert "log10(loss) grows linearly in n: slope" in answer

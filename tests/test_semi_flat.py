@@ -201,3 +201,70 @@ def test_figures_split_an_axis_they_do_not_draw():
     assert set(figs) == {"ratio_vs_H-1_init_std=0.5", "hessian_vs_H-1_init_std=0.5",
                          "ratio_vs_H-2_init_std=2", "hessian_vs_H-2_init_std=2"}
     assert len(figs["ratio_vs_H-1_init_std=0.5"].axes[0].containers) == 2  # one line per activation
+
+
+def test_kink_distance_and_the_class_of_a_trained_point():
+    """The kink check comes before any classification; "minimum" only where every Hessian
+    eigenvalue is positive; a ReLU point off interpolation has a zero eigenvalue per unit."""
+    from harness_plugins.semi_flat import newton_polish, shallow, trained_point_class
+    from harness_plugins.semi_flat.points import kink_distance
+
+    reg = installed_registry()
+    relu, tanh = reg.create("activation", "relu"), reg.create("activation", "tanh")
+    x = np.array([-1.5, -0.4, 0.3, 1.1, 2.0])
+    theta = shallow.pack([2.0, -1.0], [-0.6, 0.2], [1.0, 0.5], 0.1)  # knots at 0.3 and 0.2
+    assert kink_distance(theta, x) == pytest.approx(0.0, abs=1e-15)
+    assert kink_distance(shallow.pack([2.0], [-0.6], [0.0], 0.1), x) is None  # v = 0: no kink that matters
+    y = shallow.forward(theta, x, relu) + 0.3
+    label, kink, grad = trained_point_class(theta, x, y, relu, False, relu=True, kink_tol=1e-6,
+                                            gradient_rtol=1e-6, hessian_rtol=1e-10)
+    assert (label, grad) == ("kink", None) and kink <= 1e-15
+    assert trained_point_class(theta, x, y, relu, True, relu=True, kink_tol=1e-6, gradient_rtol=1e-6,
+                               hessian_rtol=1e-10)[0] == "interpolating"
+    # a positive-loss minimum of a one-unit tanh network (10 noisy points): Newton brings the
+    # gradient to round-off and every eigenvalue of the 4 x 4 Hessian is positive
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal(10)
+    ys = np.tanh(xs) + 0.1 * rng.standard_normal(10)
+    from harness_plugins.semi_flat.levenberg_marquardt import levenberg_marquardt
+
+    start = shallow.pack([1.0], [0.0], [1.0], 0.0)
+    fit = levenberg_marquardt(lambda th: shallow.residuals(th, xs, ys, tanh), lambda th: shallow.jacobian(th, xs, tanh),
+                              start, target=0.0, max_iterations=500)
+    point = newton_polish(fit.theta, xs, ys, tanh)
+    lam = np.linalg.eigvalsh(shallow.error_hessian(point, xs, ys, tanh))
+    label, _, grad = trained_point_class(point, xs, ys, tanh, False, relu=False, kink_tol=1e-6,
+                                         gradient_rtol=1e-6, hessian_rtol=1e-10)
+    assert grad <= 1e-6 and label == ("minimum" if lam.min() > 1e-10 * abs(lam).max() else "flat_directions")
+    assert label == "minimum"
+    # moved off the minimum, it is not critical
+    moved = point + 1e-2
+    assert trained_point_class(moved, xs, ys, tanh, False, relu=False, kink_tol=1e-6, gradient_rtol=1e-6,
+                               hessian_rtol=1e-10)[0] == "not_critical"
+
+
+@pytest.mark.slow
+def test_relu_trials_are_classified_and_the_tables_carry_intervals():
+    from scipy.stats import binomtest
+
+    from harness_plugins.semi_flat import TRAINED_CLASSES
+
+    out = run("relu", H=6, trials=12)
+    counts = {c: out[f"point_{c}"] for c in TRAINED_CLASSES}
+    assert sum(counts.values()) == 12
+    assert counts["interpolating"] == out["target_reached"]
+    assert counts["minimum"] == 0  # a ReLU point off interpolation has zero eigenvalues (unit rescaling)
+    assert 0 <= out["target_borderline"] <= 12
+    row = {"status": "ok", "params": {**SMALL, "trials": 12, "H": 6, "embedding": "inactive_units"},
+           "components": {"activation": {"name": "relu", "params": {}}},
+           "metrics": {k: v for k, v in out.items() if not isinstance(v, list)}}
+    context = FigureContext(benchmark="b", experiment_id="ratio", experiment="embedding_generalization",
+                            grid={"H": [6]}, repetitions=1)
+    ratio, training = generalization.EmbeddingGeneralization().tables([row], context)
+    assert ratio.cells()[0][2] == f"{out['mean_ratio']:.4g} ± {out['sem_ratio']:.4g}"
+    (line,) = training.cells()
+    ci = binomtest(out["target_reached"], 12).proportion_ci(method="wilson")
+    assert line[2] == f"{out['target_reached'] / 12:.4g} [{ci.low:.4g}, {ci.high:.4g}]"
+    assert line[3] == str(out["target_borderline"])
+    assert line[6:] == [str(counts[c]) for c in TRAINED_CLASSES]
+    assert training.columns[7] == "local minimum (certified)" and training.columns[8] == "flat / undecided"

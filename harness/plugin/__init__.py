@@ -11,6 +11,7 @@ run API); every other module of the package is private and may change.
   (:mod:`harness.plugin.expression_params`);
 - what a cell and a figure see: :class:`CellContext`, :class:`FigureContext`, :class:`Skip`,
   :class:`SkipCell`, :func:`warm_up`, :class:`TrainingProblem`;
+- what a run answers: :class:`Table` and :class:`Interval` (:mod:`harness.plugin.tables`);
 - errors: :class:`SpecError` (a bad parameter), :class:`PluginError` (a broken plugin),
   :class:`UserError`;
 - a cell's data: :func:`dataset_problem`, :func:`save_arrays` (:mod:`harness.plugin.data`);
@@ -36,6 +37,7 @@ from harness.plugin.expression_params import Expr, Width, hidden_widths_resolved
 from harness.plugin.hookspecs import hookimpl
 from harness.plugin.params import REQUIRED, Param
 from harness.plugin.registry import Registry
+from harness.plugin.tables import Interval, Table
 
 
 def check_component(*args, **kwargs):
@@ -54,8 +56,8 @@ def assert_conforms(*args, **kwargs):
 
 __all__ = [
     "Activation", "Architecture", "Backend", "CellContext", "Component", "Dataset", "Experiment",
-    "FigureContext", "Initializer", "Loss", "Optimizer", "Registry", "Skip", "SkipCell",
-    "TrainingProblem", "warm_up", "hookimpl", "REQUIRED", "Param", "PluginError", "SpecError",
+    "FigureContext", "Initializer", "Interval", "Loss", "Optimizer", "Registry", "Skip", "SkipCell",
+    "Table", "TrainingProblem", "warm_up", "hookimpl", "REQUIRED", "Param", "PluginError", "SpecError",
     "UserError", "check_component", "assert_conforms",
     "Expr", "Width", "hidden_widths_resolved", "dataset_problem", "save_arrays",
 ]

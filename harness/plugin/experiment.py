@@ -137,6 +137,14 @@ class Experiment(Component):
         """
         return {}
 
+    def tables(self, rows: Sequence[Mapping[str, Any]], context: "FigureContext") -> list:
+        """What the block's rows answer: a list of :class:`harness.plugin.tables.Table`, the
+        thresholds, fits and ratios with their intervals, each claim in the notes with the number
+        that supports it. ``report.html`` and the results pages (``harness publish``) show them
+        first, then the figures. ``rows`` and ``context`` as for :meth:`figures`; a threshold
+        search's table is added by the harness (``context.thresholds``)."""
+        return []
+
 
 def declares_metric(names, metric: str) -> bool:
     """Whether the declared metric ``names`` (:attr:`Experiment.metrics`) cover ``metric``: by

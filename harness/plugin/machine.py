@@ -23,3 +23,40 @@ def cpu_model() -> str | None:
     except OSError:
         pass
     return platform.processor() or None
+
+
+DGEMM_SIZE = 1000
+"""Side of the square matrices :func:`dgemm_gflops` multiplies."""
+
+
+def dgemm_gflops(size: int = DGEMM_SIZE, repeats: int = 3, threads: int | None = None) -> dict:
+    """This machine's DGEMM rate now: the best of ``repeats`` float64 ``(size, size) @ (size,
+    size)`` products (after one untimed product), with ``threads`` BLAS threads (default: the
+    usable cores, :func:`cpu_count`). Returns ``{"gflops": 2 size^3 / best seconds / 1e9,
+    "size", "repeats", "threads"}``; about 0.1 s of work on a current core. A run records it in
+    ``env.json`` so that its timings can be read against the machine's speed that day."""
+    import time
+
+    import numpy as np
+
+    threads = cpu_count() if threads is None else threads
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((size, size)), rng.standard_normal((size, size))
+    out = np.empty((size, size))
+    best = float("inf")
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(limits=threads, user_api="blas")
+    except Exception:  # threadpoolctl missing or unable to act: the process's own setting
+        limits = None
+    try:
+        np.matmul(a, b, out=out)
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+    return {"gflops": 2.0 * size ** 3 / best / 1e9, "size": size, "repeats": max(1, repeats), "threads": threads}

@@ -91,4 +91,4 @@ def report(run_dir: str | Path, output: str | Path | None = None, registry=None)
     from harness.results.report import write_report
     from harness.runner.layout import resolve_run_path
 
-    return write_report(load_run(resolve_run_path(str(run_dir)), registry), output)
+    return write_report(load_run(resolve_run_path(str(run_dir)), registry), output, registry)

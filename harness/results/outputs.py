@@ -61,7 +61,7 @@ def write_report(run_dir: RunDir, registry=None) -> None:
     try:
         from harness.results.report import write_report as write
 
-        write(load_run(run_dir, registry))
+        write(load_run(run_dir, registry), registry=registry)
     except UserError:
         raise
     except Exception as exc:

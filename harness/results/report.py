@@ -1,8 +1,10 @@
 """``report.html``: one self-contained page per run.
 
-The page holds the run's status counts per experiment block, its figures (PNG embedded as
-base64 data URIs; an SVG-only figure as an SVG data URI) in the order of the experiment blocks,
-each with a caption saying which block, experiment, grid and repetitions it shows, the summary
+The page opens with what the run answers (:mod:`harness.results.answers`: each threshold
+search's table and the experiments' own tables, with their intervals and notes), then its figures
+(PNG embedded as base64 data URIs; an SVG-only figure as an SVG data URI) in the order of the
+experiment blocks, each with a caption saying which block, experiment, grid and repetitions it
+shows; then how it ran: the run's facts, its status counts per experiment block, the summary
 table of each block (``mean ± std (n)`` per metric), the comparison tables of each compared
 axis, every cell that did not finish ``ok`` with its error, the resolved spec and the
 environment.
@@ -32,7 +34,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from harness.results.stats import short_number
-from harness.results.thresholds import block_condition
 
 REPORT_FILE = "report.html"
 MAX_PROBLEM_ROWS = 500
@@ -336,9 +337,37 @@ def _blocks_section(blocks: Sequence[Mapping[str, Any]]) -> str:
     return _table(header, body)
 
 
-def render_report(run) -> str:
+def _answer_section(tables: Sequence[Any]) -> str:
+    """The run's answer (:func:`harness.results.answers.run_tables`): one table per entry, its
+    notes under it."""
+    if not tables:
+        return '<p class="muted">No threshold search and no table from the experiments of this run.</p>'
+    out = []
+    for table in tables:
+        out.append(f"<h3>{esc(table.title)}</h3>")
+        body = table.cells()
+        numeric = [all(_looks_numeric(line[i]) for line in body) if body else False
+                   for i in range(len(table.columns))]
+        out.append(_table(list(table.columns), body, numeric))
+        out.append("".join(f'<p class="muted">{esc(n)}</p>' for n in table.notes))
+    return "".join(out)
+
+
+def _looks_numeric(text: str) -> bool:
+    head = text.split(" [", 1)[0]
+    try:
+        float(head)
+    except ValueError:
+        return head == "-"
+    return True
+
+
+def render_report(run, registry=None) -> str:
     """The HTML text of the report of a loaded run (:class:`harness.results.runs.Run`; see the module
-    docstring)."""
+    docstring): what the run answers first, then the figures, then how it ran. ``registry``: the
+    plugins whose experiments make the tables (default: the installed ones)."""
+    from harness.results.answers import run_tables
+
     path = Path(run.path)
     try:
         spec_text = (path / "spec.toml").read_text(encoding="utf-8")
@@ -356,10 +385,15 @@ def render_report(run) -> str:
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{esc(name)}: {esc(path.name)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{esc(name)} <span class=\"muted\">{esc(path.name)}</span></h1>"]
+    if bench.get("description"):
+        parts.append(f"<p>{esc(bench['description'])}</p>")
+    if run.spec_error:
+        parts.append(f'<p class="bad">The spec no longer loads: {esc(run.spec_error)}</p>')
+    parts.append('<h2 id="answer">What the run answers</h2>' + _answer_section(run_tables(run, registry)))
+    helps = {e.id: getattr(e.component, "help", "") for e in run.spec.experiments} if run.spec is not None else {}
+    parts.append('<h2 id="figures">Figures</h2>' + _figure_section(figures, blocks, bench, helps, run.rows))
     facts = [("run directory", str(path)), ("root seed", bench.get("seed")),
              ("repetitions (default)", bench.get("repetitions"))]
-    if bench.get("description"):
-        facts.append(("description", bench["description"]))
     env = run.env or {}
     sessions = env.get("sessions") if isinstance(env.get("sessions"), list) else []
     if sessions and isinstance(sessions[0], dict) and sessions[0].get("started"):
@@ -371,16 +405,9 @@ def render_report(run) -> str:
     git = env.get("git") if isinstance(env.get("git"), dict) else {}
     if git.get("commit"):
         facts.append(("git commit", f"{git['commit']}" + (" (with uncommitted changes)" if git.get("dirty") else "")))
-    parts.append(_table(None, facts))
-    if run.spec_error:
-        parts.append(f'<p class="bad">The spec no longer loads: {esc(run.spec_error)}</p>')
+    parts.append('<h2 id="run">The run</h2>' + _table(None, facts))
     parts.append('<h2 id="experiments">Experiment blocks</h2>' + _blocks_section(blocks))
     parts.append('<h2 id="status">Status</h2>' + _status_section(run.rows, blocks, expected))
-    helps = {e.id: getattr(e.component, "help", "") for e in run.spec.experiments} if run.spec is not None else {}
-    parts.append('<h2 id="figures">Figures</h2>' + _figure_section(figures, blocks, bench, helps, run.rows))
-    thresholds = run.thresholds
-    if thresholds:
-        parts.append('<h2 id="thresholds">Thresholds</h2>' + _thresholds_section(thresholds))
     parts.append('<h2 id="summary">Summary</h2>' + _summary_section(run.summary))
     compared = _compare_section(run) if run.spec is not None else ""
     if compared:
@@ -400,11 +427,25 @@ def _time(text: Any) -> datetime | None:
 
 
 def run_times(sessions: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """How long the run took, from its own record (never typed): ``wall time``, per session from
-    its start (``env.json``) to the last row it finished (``rows.jsonl``), added over sessions;
-    ``cell time``, the rows' ``elapsed`` added up (more than the wall time with ``-j``)."""
+    """How long the run took, from its own record (never typed): ``wall time`` and ``CPU time``
+    as each session recorded them at its end (``env.json``: ``wall_seconds``, ``cpu_seconds``),
+    else, for a session without that record, from its start to the last row it finished
+    (``rows.jsonl``), added over sessions; ``cell time``, the rows' ``elapsed`` added up (more
+    than the wall time with ``-j``)."""
     from harness.runner.progress import format_seconds
 
+    recorded = [x for x in sessions if isinstance(x, dict)]
+    if recorded and all(x.get("wall_seconds") is not None for x in recorded):
+        wall = sum(float(x["wall_seconds"]) for x in recorded)
+        out = [("wall time", f"{format_seconds(wall)} ({len(recorded)} session{'s' if len(recorded) > 1 else ''}, "
+                             "as recorded)")]
+        if all(x.get("cpu_seconds") is not None for x in recorded):
+            cpu = sum(float(x["cpu_seconds"]) for x in recorded)
+            out.append(("CPU time", f"{format_seconds(cpu)} (the harness process and its local workers)"))
+        elapsed = [float(r["elapsed"]) for r in rows if isinstance(r.get("elapsed"), (int, float))]
+        if elapsed:
+            out.append(("cell time", f"{format_seconds(sum(elapsed))} (the cells' elapsed seconds added up)"))
+        return out
     starts = sorted(t for t in (_time(x.get("started")) for x in sessions if isinstance(x, dict)) if t)
     ends = sorted(t for t in (_time(r.get("finished")) for r in rows if r.get("finished")) if t)
     out = []
@@ -421,30 +462,12 @@ def run_times(sessions: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> lis
     return out
 
 
-def _thresholds_section(lines: Sequence[Mapping[str, Any]]) -> str:
-    """thresholds.csv as one table per searched block, with the block's condition."""
-    out = []
-    for block_id in dict.fromkeys(t["experiment_id"] for t in lines):
-        members = [t for t in lines if t["experiment_id"] == block_id]
-        cols = [k for k in dict.fromkeys(k for t in members for k in t)
-                if k not in ("experiment_id", "condition")]
-        out.append(f"<h3>{esc(block_id)}</h3><p class=\"muted\">Threshold search: "
-                   f"{esc(block_condition(members))}. One line per grid point and level; lower / "
-                   "upper: the final bracket; ci_low / ci_high: 95% bootstrap interval over "
-                   "repetitions; evaluations: axis value and aggregate of every value visited; "
-                   "early_stop_fraction, median_stop_epoch: how the runs at the bracket ended "
-                   "(stopped by an early-stopping rule, and when).</p>")
-        out.append(_table(cols, [[t.get(c) for c in cols] for t in members],
-                          [c not in ("axis", "status", "evaluations") for c in cols]))
-    return "".join(out)
-
-
-def write_report(run, output: str | Path | None = None) -> Path:
+def write_report(run, output: str | Path | None = None, registry=None) -> Path:
     """Write the report of a loaded run (:class:`harness.results.runs.Run`) to ``output`` (default
     ``RUN_DIR/report.html``)."""
     from harness.runner.store import storage_error
 
-    text = render_report(run)
+    text = render_report(run, registry)
     target = Path(output) if output is not None else Path(run.path) / REPORT_FILE
     tmp = target.with_name(target.name + ".tmp")
     try:

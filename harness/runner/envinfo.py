@@ -1,4 +1,5 @@
-"""What a run ran on, for ``env.json``: versions, CPU, BLAS, git state, command line, threads.
+"""What a run ran on, for ``env.json``: versions, CPU, BLAS, git state, command line, threads,
+the machine's DGEMM rate at the start of each session, and each session's wall and CPU time.
 
 Everything here is best effort: a piece that cannot be found is recorded as ``None``, never an
 error.
@@ -10,6 +11,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ PACKAGES = ("harness", "numpy", "scipy", "numba", "llvmlite", "autograd", "matpl
 
 
 def collect(jobs: int, threads: int, timeout: float | None = None,
-            argv: list[str] | None = None) -> dict[str, Any]:
-    """The environment of this process, with the run's ``jobs`` and ``threads`` per job."""
+            argv: list[str] | None = None, current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The environment of this process, with the run's ``jobs`` and ``threads`` per job (or the
+    ``current`` :func:`session` record, already measured)."""
 
     return {
         "python": sys.version.split()[0],
@@ -38,14 +41,14 @@ def collect(jobs: int, threads: int, timeout: float | None = None,
         "blas": blas_info(),
         "git": git_state(Path(__file__).resolve().parent.parent),
         "cwd_git": git_state(Path.cwd()),
-        **session(jobs, threads, timeout, argv),
+        **(current if current is not None else session(jobs, threads, timeout, argv)),
     }
 
 
 def session(jobs: int, threads: int, timeout: float | None = None,
             argv: list[str] | None = None) -> dict[str, Any]:
     """What can change between the first run and a resume: command line, jobs, threads, the
-    training kernel's BLAS."""
+    training kernel's BLAS, and the machine's DGEMM rate measured now (:func:`dgemm`)."""
     return {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command_line": shlex.join(sys.argv if argv is None else argv),
@@ -53,7 +56,40 @@ def session(jobs: int, threads: int, timeout: float | None = None,
         "threads_per_job": threads,
         "timeout": timeout,
         "kernel_blas": kernel_blas_info(),
+        "dgemm": dgemm(),
     }
+
+
+def dgemm() -> dict[str, Any] | None:
+    """:func:`harness.plugin.machine.dgemm_gflops` now, on the usable cores: ``{"gflops", "size",
+    "repeats", "threads"}`` (``None`` if it cannot be measured)."""
+    try:
+        from harness.plugin.machine import dgemm_gflops
+
+        return dgemm_gflops()
+    except Exception:
+        return None
+
+
+class SessionClock:
+    """Wall and CPU time of one session, from its start: :meth:`record` gives ``{"finished",
+    "wall_seconds", "cpu_seconds"}`` where CPU time is user + system time of this process and of
+    its child processes that have ended (the local executors' workers, stopped at the end of the
+    session; not a Dask cluster's workers)."""
+
+    def __init__(self) -> None:
+        self.wall0 = time.monotonic()
+        self.cpu0 = self.cpu_now()
+
+    @staticmethod
+    def cpu_now() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def record(self) -> dict[str, Any]:
+        return {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "wall_seconds": round(time.monotonic() - self.wall0, 3),
+                "cpu_seconds": round(self.cpu_now() - self.cpu0, 3)}
 
 
 def package_versions() -> dict[str, str | None]:

@@ -174,6 +174,9 @@ class RunSession:
         """Worker processes started ahead (:meth:`RunOptions.start_workers`), or ``None``."""
         self.cells = spec.cells()
         self.searching = any(e.search is not None for e in spec.experiments)
+        from harness.runner.envinfo import SessionClock
+
+        self.clock = SessionClock()
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -250,7 +253,7 @@ class RunSession:
                       f"(HARNESS_KERNEL_BLAS): rows agree to rounding, not bit for bit")
             env.setdefault("sessions", []).append(session)
         else:
-            env = envinfo.collect(o.jobs, threads, o.timeout)
+            env = envinfo.collect(o.jobs, threads, o.timeout, current=session)
             env["sessions"] = [session]
         self.run_dir.write_env(env)
 
@@ -323,6 +326,7 @@ class RunSession:
             waiting.finish(raise_error=False)
             finished = len(self.run_dir.read_rows())
             summarize(self.run_dir, self.cells, self.spec)
+            self.record_end("interrupted")
             raise Interrupted(self.run_dir, finished, bar.total) from None
         except RunStopped as exc:  # a full disk, no Dask worker left: the finished rows are kept
             bar.close()
@@ -350,7 +354,21 @@ class RunSession:
                              f"harness run --resume {self.run_dir.path}") from None
         if outputs is not None:
             outputs(self.run_dir, rows, self.spec)
+        self.record_end("finished")
         return rows
+
+    def record_end(self, how: str) -> None:
+        """Complete this session's entry in ``env.json``: when and how it ended (``finished``,
+        ``interrupted``), its wall and CPU seconds (:class:`harness.runner.envinfo.SessionClock`)."""
+        env = self.run_dir.read_env()
+        sessions = env.get("sessions") if isinstance(env.get("sessions"), list) else []
+        if not sessions or not isinstance(sessions[-1], dict):
+            return
+        sessions[-1].update(self.clock.record(), ended=how)
+        try:
+            self.run_dir.write_env(env)
+        except RunStopped:  # a full disk: the rows and outputs are what matters
+            pass
 
 
 def _stop(workers) -> None:

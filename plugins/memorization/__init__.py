@@ -11,7 +11,7 @@ from __future__ import annotations
 from harness import hookimpl
 
 from ._common import *  # noqa: F401,F403  (the public helpers, as before the split)
-from ._common import LOG10_FLOOR, MEMORISED_LOG10, MODEL_LABELS, MODELS  # noqa: F401
+from ._common import LOG10_FLOOR, MEMORISED_LOG10, MODELS  # noqa: F401
 from .capacity import Capacity, deep_width, two_layer_units  # noqa: F401
 from .costs import window_epochs  # noqa: F401
 from .deep import Memorization

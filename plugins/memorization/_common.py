@@ -317,11 +317,6 @@ search of benchmarks/memorization_threshold.toml reports N* at)."""
 MODELS = ("deep_adam", "deep_gd", "deep_gd_paper", "two_layer")
 
 
-MODEL_LABELS = {"deep_gd": "deep_gd (GD, step rule gd_rule, default ntk_smooth)",
-                "deep_gd_paper": "deep_gd_paper (GD, step rule paper)"}
-"""Legend labels of the capacity figure: which step each GD model uses."""
-
-
 EARLY_STOP_REASONS = ("window",)
 """``stop_reason`` values of an early stop: the paper's window rule ended training (not the epoch
 budget, a loss tolerance or divergence)."""

@@ -5,7 +5,8 @@ MSE), train at a target parameter count ``P = ratio * N``:
   integer closest to the solution of ``P(w) = d w + (depth - 2) w^2 + w = ratio N``), full-batch
   Adam with ``lr_rule`` and the window rule;
 - ``deep_gd``: the same network, full-batch ``gd_theory`` with rule ``gd_rule`` (default
-  ``ntk_smooth``: eta = c N / (2 lambda_max(K0)) for the MSE) and multiplier ``gd_c``;
+  ``ntk_smooth``: eta = c N / (2 lambda_max(K0)) for the MSE) and multiplier ``gd_c``, for at
+  most ``gd_max_epochs`` epochs (its own budget: see below);
 - ``deep_gd_paper``: the same network, full-batch ``gd_theory`` with rule ``paper``:
   eta = gd_c C / (gamma N d n_{L-1}), ``gamma = gd_gamma`` (default 1) and ``C = gd_C``
   expressions in N, d, n (the form of Bombari et al.'s step with its unspecified constant;
@@ -26,14 +27,24 @@ MSE), train at a target parameter count ``P = ratio * N``:
   configured (its own ``lr``). The row's ``components`` show the architecture with the chosen
   width (``resolved``). The two slots are optional and unused by the four built-in models.
 
+Budgets: every network stops on its own once its loss is <= ``zero_tol / 10`` (it memorises);
+Adam, the two-layer SGD and ``slots`` train for at most ``max_epochs`` epochs, the two GD models
+for at most ``gd_max_epochs`` (default 100,000). The NTK of these narrow networks is
+ill-conditioned at initialisation (condition numbers of 1e4-1e5), so a 1/smoothness step needs
+that many steps for its slowest mode: within Adam's 3000 epochs GD memorises at no P/N, which
+says nothing about capacity. ``estimate`` costs a GD cell at its whole budget.
+
 ``dtype`` (``"float64"``, default, or ``"float32"``) is the precision every model trains in (see
 ``memorization``).
 
 ``model`` is a grid axis; keying the seed on the other axes only (``seed_by``) gives every model
 the same data. Rows hold ``final_loss``, ``reached_zero`` (``final_loss <= zero_tol``), the
 actual ``P`` and ``P_over_N``. Outputs: a table (:meth:`Capacity.table`, also drawn as the
-figure ``capacity_table``) and a figure of the fraction of seeds that reach zero loss and of
-the final loss against P / N, per model.
+figure ``capacity_table``), a figure of the fraction of seeds that reach zero loss and of the
+final loss against P / N, per model (each labelled with its step rule and epoch budget:
+:func:`model_label`), the answer tables (:meth:`Capacity.tables`: the fractions with Wilson
+intervals; with a threshold search, P*/N per model with its rule and budget) and, for a search,
+its figure with the same labels.
 """
 from __future__ import annotations
 
@@ -66,7 +77,7 @@ from ._common import (
     with_lr,
 )
 from .costs import _expected_epochs, _train_cost
-from .figures import _capacity_figure, _metric, _table_figure, loss_curves_figure
+from .figures import _capacity_figure, _metric, _table_figure, capacity_threshold_figure, loss_curves_figure
 
 
 def deep_width(P: float, d: int, depth: int) -> int:
@@ -122,6 +133,49 @@ def sized_architecture(arch, d: int, P: float, width_param: str):
     return build(w)
 
 
+GD_MODELS = ("deep_gd", "deep_gd_paper")
+
+
+def epoch_budget(params: Mapping[str, Any]) -> int:
+    """The epochs a cell may train: ``gd_max_epochs`` for the GD models, ``max_epochs`` otherwise."""
+    if params.get("model") in GD_MODELS:
+        return int(params.get("gd_max_epochs", 100000))
+    return int(params.get("max_epochs", 3000))
+
+
+def step_rule(params: Mapping[str, Any]) -> str:
+    """How a model of ``params`` trains, in words: the optimizer and its step rule."""
+    model = params.get("model")
+    if model == "deep_gd":
+        return f"GD, step rule {params.get('gd_rule', 'ntk_smooth')}"
+    if model == "deep_gd_paper":
+        return "GD, step rule paper"
+    if model == "deep_adam":
+        return f"Adam, lr {params.get('lr_rule', '1/(10*sqrt(N))')}"
+    if model == "two_layer":
+        return f"SGD, step of rule {params.get('gd_rule', 'ntk_smooth')}" if params.get("two_layer_lr") is None \
+            else f"SGD, lr {params['two_layer_lr']:g}"
+    return "the optimizer slot"
+
+
+def model_label(params: Mapping[str, Any]) -> str:
+    """``deep_gd (GD, step rule ntk_smooth, <= 100000 epochs)``: a model with the rule that ran and
+    its epoch budget, from a row's ``params``."""
+    return f"{params.get('model')} ({step_rule(params)}, <= {epoch_budget(params)} epochs)"
+
+
+def _bracket(lower, upper) -> str | None:
+    """The search's final bracket: ``lower - upper``, ``above LOWER`` (not reached at the largest
+    P/N searched), ``below UPPER``, or ``None``."""
+    from harness.plugin.tables import format_value
+
+    if lower is not None and upper is not None:
+        return f"{format_value(lower)} - {format_value(upper)}"
+    if lower is not None or upper is not None:
+        return f"above {format_value(lower)}" if lower is not None else f"below {format_value(upper)}"
+    return None
+
+
 def _positive(x) -> str | None:
     return None if x > 0 else "must be > 0"
 
@@ -142,7 +196,9 @@ class Capacity(Experiment):
         Param("model", str, "deep_adam", "which network and optimizer (slots: the architecture and "
               "optimizer slots, the architecture's width sized to ratio N)", choices=CAPACITY_MODELS),
         Param("depth", int, 4, "layers of the deep network (depth - 1 hidden layers of width w)", min=2),
-        Param("max_epochs", int, 3000, "epoch budget of every model", min=1),
+        Param("max_epochs", int, 3000, "epoch budget of deep_adam, two_layer and slots", min=1),
+        Param("gd_max_epochs", int, 100000, "epoch budget of deep_gd and deep_gd_paper: GD runs until the "
+              "network memorises (loss <= zero_tol / 10) or this many epochs", min=1),
         Param("window", int, 100, "deep_adam early-stopping window (0: none)", min=0),
         Param("lr_rule", str, "1/(10*sqrt(N))", "deep_adam learning rate (expression in N, d, P)",
               check=Expr("N", "d", "P", empty=True)),
@@ -252,7 +308,7 @@ class Capacity(Experiment):
                                                                "gamma": self.gd_gamma, "C": self.gd_C})
         else:
             lr = self.two_layer_lr
-            if lr is None:  # the theory step of the same rule, used as the SGD step
+            if lr is None:  # the gd_rule step at initialisation, used as the SGD step
                 theory = cell.create("optimizer", "gd_theory", {"rule": self.gd_rule, "c": self.two_layer_c,
                                                                 "gamma": self.gd_gamma, "C": self.gd_C},
                                      label="step_rule")
@@ -263,7 +319,7 @@ class Capacity(Experiment):
         rules.append(ToleranceRule(self.zero_tol / 10))
         return {"cell": cell, "X": X, "y": y, "arch": arch, "shapes": shapes, "trainable": trainable,
                 "P": P, "weights": weights, "optimizer": optimizer, "lr": lr, "rules": rules,
-                "step": step, "resolved": resolved, "max_epochs": self.max_epochs,
+                "step": step, "resolved": resolved, "max_epochs": epoch_budget(self.config),
                 "divergence_factor": self.divergence_factor}
 
     def run(self, cell) -> dict:
@@ -272,7 +328,7 @@ class Capacity(Experiment):
         warmup = _warm_up_training(cell.backend, cell.activation, cell.loss, job["optimizer"],
                                    job["shapes"], job["trainable"], X.dtype)
         result = train(job["weights"], X, job["y"], cell.activation, cell.loss, job["optimizer"],
-                       trainable=job["trainable"], max_epochs=self.max_epochs, rules=job["rules"],
+                       trainable=job["trainable"], max_epochs=job["max_epochs"], rules=job["rules"],
                        rng=cell.rng("batches"), divergence_factor=self.divergence_factor,
                        backend=cell.backend)
         result.warmup_seconds = warmup
@@ -321,7 +377,7 @@ class Capacity(Experiment):
         width = max(two_layer_units(P, d), deep_width(P, d, depth))
         size = np.dtype(cell_params.get("dtype", "float64")).itemsize
         memory = int(size * N * (d + 4 * width) + 4 * size * P)
-        epochs = int(cell_params.get("max_epochs", 3000))
+        epochs = epoch_budget(cell_params)  # GD: the whole budget, what a cell that does not memorise uses
         if cell_params["model"] == "two_layer":
             q = two_layer_units(P, d)
             cost = _train_cost(N, q * d, epochs, batch=int(cell_params.get("two_layer_batch_size", 40)))
@@ -335,9 +391,10 @@ class Capacity(Experiment):
 
     @staticmethod
     def table(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
-        """One line per (model, target ratio): repetitions, fraction reaching zero training
-        loss, mean and median final loss (diverged runs count as not reaching zero and are
-        left out of the loss statistics), mean actual P / N."""
+        """One line per (model, target ratio): its label (the step rule that ran and the epoch
+        budget, :func:`model_label`), repetitions, number and fraction reaching zero training loss,
+        mean and median final loss (diverged runs count as not reaching zero and are left out of
+        the loss statistics), mean actual P / N."""
         groups: dict = defaultdict(list)
         for r in rows:
             if r.get("status") in ("ok", "diverged") and r.get("metrics"):
@@ -347,20 +404,51 @@ class Capacity(Experiment):
             group = groups[(model, ratio)]
             losses = [float(_metric(r, "final_loss")) for r in group
                       if _metric(r, "final_loss") is not None and math.isfinite(_metric(r, "final_loss"))]
+            reached = sum(bool(_metric(r, "reached_zero")) for r in group)
             lines.append({
-                "model": model, "ratio": ratio,
+                "model": model, "label": model_label(group[0]["params"]), "ratio": ratio,
                 "P_over_N": float(np.mean([_metric(r, "P_over_N") for r in group])),
-                "n": len(group),
-                "fraction_zero": float(np.mean([bool(_metric(r, "reached_zero")) for r in group])),
+                "n": len(group), "reached": reached,
+                "fraction_zero": reached / len(group),
                 "final_loss_mean": float(np.mean(losses)) if losses else None,
                 "final_loss_median": float(np.median(losses)) if losses else None,
                 "diverged": sum(r.get("status") == "diverged" for r in group),
             })
         return lines
 
+    def tables(self, rows, context) -> list:
+        """The answer: with a threshold search, P*/N per model with its rule and budget (from the
+        search's thresholds); then, per model and P/N, the fraction of seeds reaching zero
+        training loss with its 95% Wilson interval and the median final loss."""
+        from harness.plugin.tables import Interval, Table, fraction
+
+        out = []
+        labels = {r["params"].get("model"): model_label(r["params"]) for r in rows if r.get("params")}
+        if context.thresholds:
+            lines = [[labels.get(t.get("model"), t.get("model")),
+                      Interval(t.get("threshold"), t.get("ci_low"), t.get("ci_high")),
+                      _bracket(t.get("lower"), t.get("upper")), t.get("status"),
+                      t.get("n_cells")] for t in context.thresholds]
+            out.append(Table(f"{context.experiment_id}: minimum parameters per sample P*/N", [
+                "model (step rule, epoch budget)", "P*/N [95% bootstrap]", "bracket", "status", "cells"], lines, [
+                "P*/N: the smallest P/N at which the mean over the seeds of log10(final loss) is <= -3, "
+                "each network trained until its loss is <= zero_tol / 10 or its epoch budget ends; "
+                "above_upper: not reached within the budget at the largest P/N searched"]))
+        table = self.table(rows)
+        if table:
+            lines = [[l["label"], l["ratio"], l["P_over_N"], fraction(l["reached"], l["n"]), l["final_loss_median"],
+                      l["diverged"]] for l in table]
+            out.append(Table(f"{context.experiment_id}: reaching zero training loss", [
+                "model (step rule, epoch budget)", "target P/N", "P/N", "reached zero [95% Wilson]",
+                "median final loss", "diverged"], lines, [
+                "Reached zero: final loss <= zero_tol over the repetitions, with its 95% Wilson interval; "
+                "P/N: the mean actual parameter count over N of the sized networks"]))
+        return out
+
     def figures(self, rows, context) -> dict:
         """The capacity figure and table; once per combination of any grid axis besides
-        ``model`` and ``ratio`` (N, d, an activation, ...), never pooling it."""
+        ``model`` and ``ratio`` (N, d, an activation, ...), never pooling it. With a threshold
+        search, its figure with each model labelled by its rule and budget."""
         from harness.plugin.series import per_series
 
         def draw(part):
@@ -375,4 +463,7 @@ class Capacity(Experiment):
         curves = loss_curves_figure(done, context)  # one panel per grid point: nothing pooled
         if curves is not None:
             figures["loss_curves"] = curves
+        if context.search and context.thresholds and "model" in context.grid:
+            labels = {r["params"].get("model"): model_label(r["params"]) for r in rows if r.get("params")}
+            figures["thresholds"] = capacity_threshold_figure(context, labels)
         return figures

@@ -191,6 +191,20 @@ class Memorization(Experiment):
         return {"memory_bytes": int(size * N * (d + 3 * sum(widths) + 4) + 4 * size * P),
                 **_train_cost(N, P, _expected_epochs(cell_params, P, N))}
 
+    def tables(self, rows, context) -> list:
+        """N*(d) as over-parameterisation with the fit N* = c d^2 (a search over N); the float32 /
+        float64 epoch-time ratios (a ``dtype`` axis); or the threshold and the points read off the
+        grid (:mod:`harness_plugins.memorization.tables`)."""
+        from .tables import dtype_speed_table, grid_tables, search_table
+
+        if context.search:
+            if context.search.get("axis") != "N" or not context.thresholds:
+                return []
+            done = [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
+            return search_table(context.thresholds, done, context)
+        speed = dtype_speed_table(rows, context)  # a dtype axis: the run times the two precisions
+        return [speed] if speed is not None else grid_tables(rows, context)
+
     def figures(self, rows, context) -> dict:
         done = [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
         if not done:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._common import LEVEL_LINES, LOG10_FLOOR, MEMORISED_LOG10, MODEL_LABELS, MODELS
+from ._common import LEVEL_LINES, LOG10_FLOOR, MEMORISED_LOG10, MODELS
 
 
 def _finish(fig, context, bands: str):
@@ -178,11 +178,11 @@ def _capacity_figure(lines, context):
     for model in models:
         own = sorted((l for l in lines if l["model"] == model), key=lambda l: l["P_over_N"])
         x = [l["P_over_N"] for l in own]
-        ax1.plot(x, [l["fraction_zero"] for l in own], marker="o", label=MODEL_LABELS.get(model, model))
+        label = own[0].get("label", model)  # the step rule that ran and the epoch budget
+        ax1.plot(x, [l["fraction_zero"] for l in own], marker="o", label=label)
         pts = [(l["P_over_N"], l["final_loss_median"]) for l in own if l["final_loss_median"] is not None]
         if pts:
-            ax2.plot([p[0] for p in pts], [max(p[1], 1e-300) for p in pts], marker="o",
-                     label=MODEL_LABELS.get(model, model))
+            ax2.plot([p[0] for p in pts], [max(p[1], 1e-300) for p in pts], marker="o", label=label)
     ticks = sorted({round(l["ratio"], 6) for l in lines})
     for ax in (ax1, ax2):
         ax.set_xscale("log")
@@ -190,7 +190,7 @@ def _capacity_figure(lines, context):
         ax.minorticks_off()
         ax.axvline(1.0, color="gray", lw=1, ls="--")
         ax.set_xlabel("P / N (trainable parameters per sample)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     ax1.set_ylabel("fraction of seeds reaching zero loss")
     ax1.set_ylim(-0.03, 1.03)
     ax2.set_yscale("log")
@@ -202,10 +202,24 @@ def _table_figure(lines, context, cols=None, what="one line per model and target
                   number_format=".3g"):
     from harness.plugin.figures import table_figure
 
-    cols = cols or ["model", "ratio", "P_over_N", "n", "fraction_zero", "final_loss_mean",
+    cols = cols or ["label", "ratio", "P_over_N", "n", "fraction_zero", "final_loss_mean",
                     "final_loss_median", "diverged"]
     return _finish(table_figure(lines, cols, width=width, base_height=0.5, number_format=number_format),
                    context, what)
+
+
+def capacity_threshold_figure(context, labels):
+    """The threshold search of the capacity study (P*/N per model, the final bracket as error
+    bars), each model named with its step rule and epoch budget (``labels``: model -> label)."""
+    from harness.plugin.figures import threshold_figure
+
+    fig = threshold_figure(context, x="model", xlabel="model (step rule, epoch budget)")
+    ax = fig.axes[0]
+    models = list(dict.fromkeys(t.get("model") for t in context.thresholds))
+    ax.set_xticks(range(len(models)), [labels.get(m, str(m)).replace(" (", "\n(") for m in models],
+                  rotation=0, fontsize=6.5)
+    ax.set_ylabel("P*/N (threshold of the target P / N)")
+    return fig
 
 
 MAX_LOSS_CURVE_PANELS = 16

@@ -184,6 +184,14 @@ class TwoLayerMemorization(Experiment):
         size = np.dtype(cell_params.get("dtype", "float64")).itemsize
         return {"memory_bytes": int(size * m * (d + 3 * q) + 4 * size * q * d), **cost}
 
+    def tables(self, rows, context) -> list:
+        """On a grid: training accuracy against q d / m with its intervals
+        (:func:`harness_plugins.memorization.tables.two_layer_tables`); a threshold search's
+        table comes from the harness."""
+        from .tables import two_layer_tables
+
+        return [] if context.search else two_layer_tables(rows, context)
+
     def figures(self, rows, context) -> dict:
         done = [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
         if not done:

@@ -193,6 +193,13 @@ class NTKSpectrum(Experiment):
                 out["lambda_min_per_layer" + suffix] = _per_layer_figure(part, part_kernels, context, label)
         return out
 
+    def tables(self, rows: Sequence[Mapping[str, Any]], context) -> list:
+        """lambda_min against d^2 per N and kernel: slopes with intervals, values at the largest d
+        (:func:`harness_plugins.ntk_spectrum.tables.spectrum_tables`)."""
+        from .tables import spectrum_tables
+
+        return spectrum_tables(rows, context)
+
 
 def _warm_up_kernels(backend, activation, shapes, dtype) -> float:
     """Compile the backend's NTK kernels for this activation, depth and dtype once per process

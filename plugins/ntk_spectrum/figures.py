@@ -12,6 +12,16 @@ import numpy as np
 
 from harness.plugin.figures import wants_log_axis
 
+RANK_ZERO = "0 (rank <= d < N)"
+"""How a kernel whose lambda_min is 0 by its rank bound is shown (solver ``rank_bound``: a block
+over fewer parameters than N, such as K_W3 = F_2 F_2^T with rank <= n_2 = d < N): a value known
+exactly, never measured, never fitted."""
+
+
+def rank_zero(metrics, kernel: str) -> bool:
+    """Whether a row's lambda_min of ``kernel`` is 0 by the kernel's rank bound (not measured)."""
+    return metrics.get(f"solver_{kernel}") == "rank_bound"
+
 
 def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
     """Top row, one panel per N: lambda_min of each kernel against d^2 (mean +- 1 std; a log y
@@ -19,8 +29,9 @@ def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
     the legend. Bottom row (when the full K
     is among the kernels): each block's share lambda_min(K_block) / lambda_min(K) per row, mean
     +- 1 std: a share that stays flat while the full K grows linearly means the block grows
-    like d^2 too. Rows whose lambda_min is below the round-off floor are not drawn (counted in
-    the legend; e.g. K_W3 = F_2 F_2^T has rank <= n_2 < N)."""
+    like d^2 too. A kernel whose lambda_min is 0 by its rank bound (K_W3 = F_2 F_2^T has rank
+    <= n_2 = d < N) is drawn at 0 and labelled :data:`RANK_ZERO`, with no line fitted; other rows
+    whose lambda_min is below the round-off floor are not drawn (counted in the legend)."""
     from matplotlib.figure import Figure
 
     from harness.plugin.fitting import fit_slope
@@ -28,6 +39,7 @@ def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
     data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # N -> kernel -> d2 -> values
     share: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # N -> block -> d2 -> shares
     hidden: dict = defaultdict(int)  # (N, kernel) -> rows below the round-off floor (not drawn)
+    zeros: dict = defaultdict(set)  # (N, kernel) -> d2 of rows whose lambda_min is 0 by the rank bound
     for r in rows:
         m = r["metrics"]
         N, d2 = int(m["N"]), int(m["d"]) ** 2
@@ -38,6 +50,9 @@ def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
             if v is None or not np.isfinite(v):
                 continue
             data[N].setdefault(k, defaultdict(list))
+            if rank_zero(m, k):
+                zeros[(N, k)].add(d2)
+                continue
             if m.get(f"below_floor_{k}") or v <= 0:
                 hidden[(N, k)] += 1
                 continue
@@ -63,9 +78,15 @@ def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
 
     for col, N in enumerate(Ns):
         ax = grid[0][col]
+        at_zero = []  # lines drawn at 0 (a log axis cannot show them: their legend entry says it)
         for k in kernels:
             series = data[N].get(k)
             label = "full K" if k == "full" else f"K_{k}"
+            if zeros[(N, k)] and not series:
+                xs0 = sorted(zeros[(N, k)])
+                at_zero += ax.plot(xs0, [0.0] * len(xs0), "s:", color=colors[k], ms=3, lw=1.0,
+                                   label=f"{label}: λ_min = {RANK_ZERO}, by the rank bound (not fitted)")
+                continue
             if not series:
                 if hidden[(N, k)]:
                     ax.plot([], [], " ", label=f"{label}: λ_min below the round-off floor in all "
@@ -83,6 +104,9 @@ def _per_layer_figure(rows, kernels: Sequence[str], context, series: str = ""):
             band(ax, series, colors[k], label, lw=1.6 if k == "full" else 1.2)
         top = [float(np.mean(v)) for k in kernels for v in (data[N].get(k) or {}).values()]
         ax.set_yscale("log" if wants_log_axis(top) else "linear")  # blocks may lie decades apart
+        if ax.get_yscale() == "log":
+            for line in at_zero:
+                line.set_data([], [])
         ax.set_title(f"N = {N}" + (f"\n{series}" if series else ""), fontsize=9 if not series else 7)
         ax.set_xlabel("d² (= n_{L-2} n_{L-1})")
         ax.grid(alpha=0.3)
@@ -120,14 +144,17 @@ def _lambda_min_figure(rows, kernel: str, context, groups=None):
     key = f"lambda_min_{kernel}"
     groups = groups or [("", rows)]
     by_n: dict = defaultdict(lambda: defaultdict(list))  # (group, N) -> d2 -> values
-    flagged = 0
+    flagged = zero = 0
     for g, (_, part) in enumerate(groups):
         for r in part:
             m = r["metrics"]
             if m.get(key) is None:
                 continue
             by_n[(g, int(m["N"]))][int(m["d"]) ** 2].append(float(m[key]))
-            flagged += bool(m.get(f"below_floor_{kernel}"))
+            if rank_zero(m, kernel):
+                zero += 1
+            else:
+                flagged += bool(m.get(f"below_floor_{kernel}"))
     several = len(groups) > 1
     fig = Figure(figsize=(7.4, 5.0) if several else (6.4, 4.6))
     ax = fig.subplots()
@@ -151,7 +178,9 @@ def _lambda_min_figure(rows, kernel: str, context, groups=None):
         ax.fill_between(d2, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
         xs = [x for x, v in zip(d2, vals) for _ in v]
         ys = [y for v in vals for y in v]
-        if len(set(xs)) >= 2 and not several:
+        if zero and not any(ys):  # 0 by the rank bound: a known value, no line through it
+            ax.lines[-1].set_label(f"{label}: λ_min = {RANK_ZERO}")
+        elif len(set(xs)) >= 2 and not several:
             fit = fit_slope(xs, ys)
             plot_fit(ax, fit, label=f"fit N = {N}", color=color, band=False, lw=1.0)
     ax.set_xlabel("d² (= n_{L-2} n_{L-1})")
@@ -161,6 +190,9 @@ def _lambda_min_figure(rows, kernel: str, context, groups=None):
     ax.grid(alpha=0.3)
     note = (f"; {flagged} row(s) with λ_min below the round-off floor eps·N·λ_max"
             if flagged else "")
+    if zero:
+        note += (f"; λ_min = {RANK_ZERO} in {zero} row(s): the block's rank is at most its number of "
+                 "parameters, fewer than N (solver rank_bound), so no line is fitted")
     lines = ("colour: the other grid axes, line style: N (solid, dashed, dotted, ...)" if several else
              "dashed: least-squares line through all repetitions, slope with 95% bootstrap CI")
     if wants_log_axis([float(np.mean(v)) for s in by_n.values() for v in s.values()]):  # else small ones sit on 0

@@ -32,7 +32,9 @@ same point) or when ``d < m + m*``. The metric ``initial_draw`` says which. Rand
 
 Figures: ``risk_curves``, ``recovery_vs_ratio`` (time to recovery against m/m*, one line per d,
 mean +- sample std over the recovered repetitions, unrecovered ones marked), ``recovery_vs_log_d``,
-``finite_sample`` and ``recovery_table`` (:meth:`QuadraticFlow.table`: every (init, d, m/m*) with the
+``finite_sample`` (R(t)/R(0) against t for the flow and for gradient descent on each n) with
+``finite_sample_table`` (:func:`.tables.finite_sample_table`), and ``recovery_table``
+(:meth:`QuadraticFlow.table`: every (init, d, m/m*) with the
 recovered fraction and the recovery time's mean, std, min and max); every caption states the
 conventions (:data:`CONVENTIONS`: the 1/m output, the 1/4 in R, mean-field time).
 
@@ -55,6 +57,7 @@ from harness.plugin import Experiment, Param
 
 from .costs import flow_cost
 from .figures import (
+    _answer_table_figure,
     _finite_sample_figure,
     _key,
     _recovery_vs_log_d_figure,
@@ -62,6 +65,7 @@ from .figures import (
     _risk_curves_figure,
     _table_figure,
 )
+from .tables import finite_sample_table, flow_tables
 
 SOLVERS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
 
@@ -237,4 +241,14 @@ class QuadraticFlow(Experiment):
             figs["recovery_vs_log_d"] = _recovery_vs_log_d_figure(ok, context)
         if any("gd_risk" in r["curves"] for r in ok):
             figs["finite_sample"] = _finite_sample_figure(ok, context)
+            table = finite_sample_table(ok, context)
+            if table is not None:
+                figs["finite_sample_table"] = _answer_table_figure(table, context)
         return figs
+
+    def tables(self, rows: Sequence[Mapping[str, Any]], context) -> list:
+        """The answer (:mod:`.tables`): the flow's recovery and its trend in log d; with
+        ``n_train > 0``, gradient descent on n samples against the flow."""
+        out = flow_tables(rows, context)
+        table = finite_sample_table(rows, context)
+        return out + ([table] if table is not None else [])

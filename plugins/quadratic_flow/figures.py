@@ -37,6 +37,16 @@ def _table_figure(lines, context):
                                  "recovered repetitions (std: sample std); final_rel_risk: R(t_max)/R(0)")
 
 
+def _answer_table_figure(table, context):
+    """An answer :class:`~harness.plugin.tables.Table` drawn as a figure (its cells as the page
+    shows them)."""
+    from harness.plugin.figures import table_figure
+
+    lines = [dict(zip(table.columns, cells)) for cells in table.cells()]
+    fig = table_figure(lines, list(table.columns), width=12.0, base_height=1.0)
+    return _finish(fig, context, table.notes[0].rstrip(".") if table.notes else table.title)
+
+
 def _finish(fig, context, bands: str):
     """Add the caption below the axes (about 0.45 inch, wrapped to the figure's width)."""
     fig.text(0.5, 0.005, context.caption(f"{bands}. {CONVENTIONS}"), ha="center", va="bottom", fontsize=7,
@@ -86,6 +96,9 @@ def _geometric_mean(curves) -> np.ndarray:
 
 
 def _finite_sample_figure(ok, context):
+    """R(t)/R(0) against t, one panel per (d, m/m*): the population flow (black), and for each n
+    the population risk of gradient descent on n samples (solid) and its training loss (dotted),
+    each curve over its own row's R(0), geometric mean over repetitions."""
     from matplotlib.figure import Figure
 
     gd_rows = [r for r in ok if "gd_risk" in r["curves"]]
@@ -94,26 +107,32 @@ def _finite_sample_figure(ok, context):
     colors = _colors(ns)
     fig = Figure(figsize=(4.2 * len(panels), 3.8))
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+
+    def relative(rows, curve):
+        return _geometric_mean([np.asarray(r["curves"][curve], float) / r["metrics"]["initial_risk"] for r in rows])
+
     for ax, (d, ratio) in zip(axes, panels):
         group = [r for r in gd_rows if _key(r) == (d, ratio)]
-        ax.plot(group[0]["curves"]["t"], _geometric_mean([r["curves"]["risk"] for r in group]),
-                color="black", lw=1.8, label="population flow")
+        ax.plot(group[0]["curves"]["t"], relative(group, "risk"), color="black", lw=1.8, label="population flow")
         for n in ns:
             sub = [r for r in group if int(r["params"]["n_train"]) == n]
             if not sub:
                 continue
-            ax.plot(sub[0]["curves"]["gd_t"], _geometric_mean([r["curves"]["gd_risk"] for r in sub]),
-                    color=colors[n], lw=1.4, label=f"GD, n = {n}: population risk")
-            ax.plot(sub[0]["curves"]["gd_t"], _geometric_mean([r["curves"]["gd_train_loss"] for r in sub]),
-                    color=colors[n], lw=0.9, ls=":", label=f"GD, n = {n}: training loss")
+            ax.plot(sub[0]["curves"]["gd_t"], relative(sub, "gd_risk"), color=colors[n], lw=1.4,
+                    label=f"GD, n = {n}: population risk")
+            ax.plot(sub[0]["curves"]["gd_t"], relative(sub, "gd_train_loss"), color=colors[n], lw=0.9, ls=":",
+                    label=f"GD, n = {n}: training loss")
+        threshold = float(group[0]["params"].get("threshold", 1e-2))
+        ax.axhline(threshold, color="gray", lw=0.8, ls="--", label=f"recovery: R(t)/R(0) = {threshold:g}")
         ax.set_yscale("log")
-        _floor_axis(ax, group)
+        ax.set_ylim(bottom=1e-10)
         ax.set_xlabel("time t")
         ax.set_title(f"d = {d}, m/m* = {ratio:g}")
-    axes[0].set_ylabel("risk")
+    axes[0].set_ylabel("R(t) / R(0)")
     axes[0].legend(fontsize=6)
-    return _finish(fig, context, "gradient descent on n_train samples against the population flow; "
-                                 "curves: geometric mean over repetitions")
+    return _finish(fig, context, "gradient descent on n_train samples against the population flow from the same "
+                                 "start; each curve over its row's R(0), geometric mean over repetitions; axis "
+                                 "cut at 1e-10")
 
 
 def _recovery_times(rows, key="time_to_recovery"):

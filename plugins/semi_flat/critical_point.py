@@ -14,50 +14,7 @@ from harness.plugin.seeds import stream_key
 from .embedding import EMBEDDINGS, embed
 from .figures import _activation_of, _critical_table_figure
 from .generalization import _teacher_check, is_relu
-
-CLASSES = ("minimum", "flat_directions", "saddle", "not_critical")
-"""Classification of an embedded point: ``minimum`` (Hessian positive definite), ``flat_directions``
-(no negative eigenvalue, some zero: a minimum or a degenerate saddle, undecided at second order),
-``saddle`` (a negative eigenvalue) and ``not_critical`` (the gradient is not zero to round-off)."""
-
-
-def relative_gradient(theta, x, y, act) -> float:
-    """``max |grad E| / scale`` with ``scale = 2 sum_i |r_i| max_p |J_ip|``, the size of the terms
-    summed in ``grad E = 2 J^T r``: round-off alone leaves about ``1e-16`` of it."""
-    J = shallow.jacobian(theta, x, act)
-    r = shallow.residuals(theta, x, y, act)
-    scale = 2.0 * float(np.abs(r) @ np.max(np.abs(J), axis=1))
-    g = 2.0 * J.T @ r
-    return float(np.max(np.abs(g)) / scale) if scale > 0 else 0.0
-
-
-def newton_polish(theta, x, y, act, steps: int = 20) -> np.ndarray:
-    """Newton steps ``theta - H^+ grad E`` (pseudo-inverse, ``rcond 1e-12``), each kept only if it
-    lowers the relative gradient without raising ``E`` by more than round-off: Levenberg-Marquardt
-    converges only linearly at a positive-loss minimum; Newton brings the gradient to round-off."""
-    best, g_best = theta, relative_gradient(theta, x, y, act)
-    e_best = shallow.training_error(theta, x, y, act)
-    for _ in range(steps):
-        g = shallow.error_gradient(best, x, y, act)
-        step = np.linalg.lstsq(shallow.error_hessian(best, x, y, act), g, rcond=1e-12)[0]
-        trial = best - step
-        g_trial = relative_gradient(trial, x, y, act)
-        e_trial = shallow.training_error(trial, x, y, act)
-        if not (g_trial < g_best and e_trial <= e_best * (1 + 1e-12)):
-            break
-        best, g_best, e_best = trial, g_trial, e_trial
-    return best
-
-
-def classify(lam: np.ndarray, rel_grad: float, gradient_rtol: float, rtol: float) -> tuple[str, shallow.Inertia]:
-    """The class (:data:`CLASSES`) of a point from its Hessian eigenvalues ``lam`` and relative
-    gradient: zero eigenvalues are ``|lambda| <= rtol * max |lambda|``."""
-    inert = shallow.inertia(lam, rtol)
-    if rel_grad > gradient_rtol:
-        return "not_critical", inert
-    if inert.negative:
-        return "saddle", inert
-    return ("flat_directions" if inert.zero else "minimum"), inert
+from .points import CLASSES, classify, newton_polish, relative_gradient
 
 
 class EmbeddingCriticalPoint(Experiment):
@@ -236,6 +193,13 @@ class EmbeddingCriticalPoint(Experiment):
         # one table per combination of any grid axis the table's columns do not show
         return per_series(rows, lambda r: (_activation_of(r), r["params"].get("H0"), r["params"].get("H"),
                                            r["params"].get("embedding"), r["params"].get("split")), draw)
+
+    def tables(self, rows: Sequence[Mapping[str, Any]], context) -> list:
+        """The classes of the embedded points with the saddle fraction's Wilson interval
+        (:func:`harness_plugins.semi_flat.tables.critical_point_tables`)."""
+        from .tables import critical_point_tables
+
+        return critical_point_tables(self.table(rows), context)
 
     @staticmethod
     def table(rows: Sequence[Mapping[str, Any]]) -> list[dict]:

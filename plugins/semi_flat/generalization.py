@@ -54,12 +54,25 @@ reached. ``relu_start = "random"`` gives the plain random restarts. A few per ce
 most stop just above ``1e-29`` at the float64 rounding floor of steep interpolants (large weights),
 a few at local minima; ``require_target`` drops them from the aggregates.
 
+What each trial's trained point is (:func:`harness_plugins.semi_flat.points.trained_point_class`,
+computed once per trial): ``interpolating`` when it reached the target; for ReLU, ``kink`` when a
+unit's kink lies within ``kink_tol`` of a training input (the error is not differentiable there:
+the smooth piece's gradient and Hessian decide nothing); otherwise ``minimum`` only where the
+second-order check certifies one (relative gradient <= ``point_gradient_rtol``, every Hessian
+eigenvalue positive), ``flat_directions`` (flat or undecided: some zero eigenvalue, as every ReLU
+point has from each unit's rescaling), ``saddle`` or ``not_critical``. The 1e-29 target sits at the
+float64 floor of these interpolants, where Levenberg-Marquardt reaches or misses it by the last
+bits of the arithmetic: ``target_borderline`` counts the trials whose training error lies within a
+factor 10 of the target, the number of decisions another machine could turn either way.
+
 Result: ``mean_ratio``, ``sem_ratio`` (standard error), ``std_ratio``, ``median_ratio``, ``n_trials``
 (trials aggregated: all, or those that reached the target when ``require_target``), the mean
 errors ``error_H``, ``error_H0`` and ``error_unperturbed`` (``N_H0`` itself; also its median
 ``error_unperturbed_median``: interpolants with large weights give a heavy tail), ``rho_mean``; training:
 ``target_reached`` (count), ``target_reached_fraction``, ``train_error_median``, ``train_error_max``,
-``restarts_mean``, ``restarts_max``; ReLU (constructive start, else ``None``): ``relu_min_knots_median``,
+``restarts_mean``, ``restarts_max``, ``target_borderline``; the trained points, one count per class:
+``point_interpolating``, ``point_minimum``, ``point_flat_directions``, ``point_saddle``,
+``point_not_critical``, ``point_kink``; ReLU (constructive start, else ``None``): ``relu_min_knots_median``,
 ``relu_impossible`` (trials with ``K* > H0``), ``relu_constructed`` (``K* < H0``, reached),
 ``relu_searched`` (``K* = H0``, reached), ``relu_not_found`` (``K* <= H0``, missed) and
 ``relu_reached_fraction_of_possible``; checks: ``embedding_deviation_max`` (``max |N_H - N_H0|`` on the
@@ -71,7 +84,7 @@ curve ``ratio`` (one value per aggregated trial).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -84,9 +97,12 @@ from .costs import generalization_cost
 from .embedding import EMBEDDINGS, embed
 from .figures import _activation_of, _hessian_figure, _ratio_figure
 from .levenberg_marquardt import train_with_restarts
+from .points import TRAINED_CLASSES, trained_point_class
 
 _TRAINING_PARAMS = ("H0", "n_train", "noise_variance", "teacher", "input_std", "init_std",
-                    "target_error", "max_restarts", "max_iterations", "relu_start")
+                    "target_error", "max_restarts", "max_iterations", "relu_start", "kink_tol",
+                    "point_gradient_rtol", "hessian_rtol")
+"""What a trial's trained student, and the class of its point, depend on (the in-process cache's key)."""
 
 
 def _teacher_check(value: Sequence[float]) -> str | None:
@@ -108,6 +124,8 @@ class TrainedStudent:
     relu_status: str | None = None
     """ReLU with the constructive start: ``"constructed"``, ``"searched"``, ``"not_found"`` or
     ``"impossible"`` (:class:`harness_plugins.semi_flat.relu_interpolation.InterpolationResult`)."""
+    point_class: str | None = None
+    """What the trained point is (:func:`harness_plugins.semi_flat.points.trained_point_class`)."""
 
 
 _CACHE: "OrderedDict[tuple, TrainedStudent]" = OrderedDict()
@@ -129,7 +147,8 @@ class EmbeddingGeneralization(Experiment):
                "median_ratio", "n_trials", "parameters", "relu_constructed", "relu_impossible",
                "relu_min_knots_median", "relu_not_found", "relu_reached_fraction_of_possible", "relu_searched",
                "restarts_max", "restarts_mean", "rho_mean", "sem_ratio", "std_ratio", "target_reached",
-               "target_reached_fraction", "train_error_max", "train_error_median")
+               "target_reached_fraction", "train_error_max", "train_error_median", "target_borderline",
+               *(f"point_{c}" for c in TRAINED_CLASSES))
     params = (
         Param("H", int, 10, "width of the embedded network (H >= H0)", min=1),
         Param("H0", int, 5, "width of the trained network", min=1),
@@ -157,6 +176,10 @@ class EmbeddingGeneralization(Experiment):
         Param("hessian_trials", int, 100, "trials whose Hessian spectrum is computed", min=0),
         Param("hessian_rtol", float, 1e-10, "|eigenvalue| <= hessian_rtol * max |eigenvalue| counts as zero",
               min=0.0),
+        Param("kink_tol", float, 1e-6, "ReLU: a trained point with a unit's kink within this distance of a "
+              "training input is undecided (class kink): its error is not differentiable there", min=0.0),
+        Param("point_gradient_rtol", float, 1e-6, "a trained point that missed the target is critical when its "
+              "relative gradient is <= this (else class not_critical)", min=0.0),
     )
     example = {"params": {"H": 7, "trials": 3, "n_test": 200, "hessian_trials": 2},
                "components": {"activation": {"name": "tanh", "params": {}}}}
@@ -181,7 +204,7 @@ class EmbeddingGeneralization(Experiment):
             return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=base_key + (t, stream_key(stream))))
 
         ratios, err_H, err_H0, err_0, rhos, used = [], [], [], [], [], []
-        train_err, reached, restarts, relu_info = [], [], [], []
+        train_err, reached, restarts, relu_info, points = [], [], [], [], []
         deviation, grad_max = 0.0, 0.0
         hess = []
         for t in range(self.trials):
@@ -189,6 +212,7 @@ class EmbeddingGeneralization(Experiment):
             train_err.append(student.error)
             reached.append(student.reached)
             restarts.append(student.restarts)
+            points.append(student.point_class)
             if student.min_knots is not None:
                 relu_info.append((student.min_knots, student.relu_status))
             theta0 = student.theta
@@ -228,7 +252,10 @@ class EmbeddingGeneralization(Experiment):
             "train_error_median": float(np.median(train_err)), "train_error_max": float(np.max(train_err)),
             "restarts_mean": float(np.mean(restarts)), "restarts_max": int(np.max(restarts)),
             "embedding_deviation_max": deviation,
+            "target_borderline": int(np.sum([self.target_error / 10 <= e <= 10 * self.target_error
+                                             for e in train_err])),
         })
+        out.update({f"point_{c}": points.count(c) for c in TRAINED_CLASSES})
         out.update(_relu_summary(relu_info))
         if hess:
             h = np.array(hess)
@@ -257,6 +284,10 @@ class EmbeddingGeneralization(Experiment):
         student = train_student(x, y, act, self.H0, init_rng, init_std=self.init_std,
                                 target_error=self.target_error, max_restarts=self.max_restarts,
                                 max_iterations=self.max_iterations, relu_start=self.relu_start)
+        label, _, _ = trained_point_class(student.theta, x, y, act, student.reached, relu=is_relu(act),
+                                          kink_tol=self.kink_tol, gradient_rtol=self.point_gradient_rtol,
+                                          hessian_rtol=self.hessian_rtol)
+        student = replace(student, point_class=label)
         _CACHE[key] = student
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
@@ -277,6 +308,13 @@ class EmbeddingGeneralization(Experiment):
         key = ("semi_flat_students", repr(sorted(((components or {}).get("activation") or {}).items())),
                tuple(repr(p[k]) for k in _TRAINING_PARAMS), int(p["trials"]))
         return {**generalization_cost(p, components), "setup_key": key, "setup_scope": "seed"}
+
+    def tables(self, rows: Sequence[Mapping[str, Any]], context) -> list:
+        """The ratio per activation, map and H, and how the trials trained
+        (:func:`harness_plugins.semi_flat.tables.generalization_tables`)."""
+        from .tables import generalization_tables
+
+        return generalization_tables(rows, context)
 
     def figures(self, rows: Sequence[Mapping[str, Any]], context) -> dict:
         done = [r for r in rows if r.get("status") == "ok" and (r.get("metrics") or {}).get("n_trials")]
