@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 BENCHMARKS = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.toml"))
 
-MEASURED = re.compile(r"\b\d+:\d\d\b|\b\d+(?:\.\d+)? ?(?:ms|GFLOP/s|min)\b|\b\d+(?:\.\d+)?x\b|\b\d+\.\d+%")
-"""What a hand-typed measurement looks like: a wall time (4:14), milliseconds, a rate, minutes,
+MEASURED = re.compile(r"(?<![\":\d])\b\d+:\d\d\b|\b\d+(?:\.\d+)? ?(?:ms|GFLOP/s|min)\b|\b\d+(?:\.\d+)?x\b|\b\d+\.\d+%")
+"""What a hand-typed measurement looks like: a wall time (4:14; not a quoted setting such as a batch job's walltime), milliseconds, a rate, minutes,
 a speed-up (1.4x), a percentage with decimals (90.4%)."""
 
 
