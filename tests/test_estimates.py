@@ -295,3 +295,33 @@ def test_generic_path_is_priced_from_its_own_probe(tmp_path, cache):
     assert row["metrics"]["ntk_path"] == "generic"
     assert generic["seconds"] > 1.5 * structured["seconds"]
     assert measured[1] / 3 <= generic["seconds"] <= 3 * measured[1], (generic["seconds"], measured)
+
+
+def test_float32_epochs_are_priced_at_the_float32_probes_rate(cache, monkeypatch):
+    """A float32 Fig. 2 cell is priced from the float32 probe (training_float32), a float64 one
+    from the float64 probe; with the float32 epochs at half the time, the cell costs half."""
+    from harness.plugin import costs
+    from harness_plugins.memorization.costs import _train_cost
+
+    sizes = {f"epoch_np_{i}": x for i, x in enumerate((2e4, 1e7, 1.6e8))}
+    f64 = {**sizes, **{f"epoch_s_at_np_{i}": t for i, t in enumerate((1e-4, 1e-2, 0.2))}}
+    f32 = {**sizes, **{f"epoch_s_at_np_{i}": t / 2 for i, t in enumerate((1e-4, 1e-2, 0.2))}}
+    monkeypatch.setattr(costs, "training_rates", lambda: {**f64, "setup_s": 0.0})
+    monkeypatch.setattr(costs, "training_float32_rates", lambda: f32)
+    N, P = 1200, 3 * 38 * 38 + 38
+    assert costs.epoch_seconds(N, P, one_thread=True, dtype="float32") == pytest.approx(
+        costs.epoch_seconds(N, P, one_thread=True) / 2)
+    assert _train_cost(N, P, 100, dtype="float32")["seconds"] == pytest.approx(
+        _train_cost(N, P, 100)["seconds"] / 2)
+    with pytest.raises(ValueError, match="float16"):
+        costs.epoch_seconds(N, P, dtype="float16")
+
+
+def test_float32_probe_trains_in_float32(cache):
+    """The float32 probe's epochs are real float32 trainings, timed at three sizes."""
+    from harness.plugin import costs
+
+    rates = costs.training_float32_rates()
+    assert sorted(rates) == sorted([f"epoch_np_{i}" for i in range(3)] + [f"epoch_s_at_np_{i}" for i in range(3)])
+    assert all(rates[f"epoch_s_at_np_{i}"] > 0 for i in range(3))
+    assert rates["epoch_s_at_np_0"] < rates["epoch_s_at_np_2"]

@@ -7,7 +7,8 @@ Each model is a few numbers measured on this machine by a short probe of the ker
 :func:`harness.plugin.calibration.rates` (per machine). The probes, each about 1-2 s of CPU:
 
 - ``training``: full-batch Adam epochs of a ReLU ``fc`` network at three sizes (N P from 2e4
-  to 1.6e8), interpolated in log-log (:func:`epoch_seconds`); batch-10 SGD steps of a two-layer
+  to 1.6e8), interpolated in log-log (:func:`epoch_seconds`), and the same three sizes in float32
+  (``training_float32``: single-precision cells are priced at their own rate); batch-10 SGD steps of a two-layer
   network at two sizes, fitted as ``step_s + step_s_per_bp * batch * P`` per step; and the first
   call's extra time (kernel compilation or loading from the disk cache): ``setup_s``.
 - ``ntk``: a DGEMM (800 x 800), the NTK Gram matrix of a sigmoid ``d -> d -> d -> 1`` network
@@ -85,12 +86,41 @@ def training_rates() -> dict:
     return calibration.rates("training", _probe_training, version=5)  # 5: the fused training kernel
 
 
-def epoch_seconds(N: int, P: int, one_thread: bool = False) -> float:
+def _probe_training_float32() -> dict:
+    """Full-batch Adam epochs in float32 at the three sizes of :func:`_probe_training` (data and
+    weights in float32: the engine trains in the data's dtype, SGEMM products)."""
+    from harness.engine.training import train
+    from harness.plugin.manager import load_registry
+
+    registry = load_registry()
+    relu, mse = registry.create("activation", "relu", {}), registry.create("loss", "mse", {})
+    adam = registry.create("optimizer", "adam", {"lr": 1e-4})
+    rng = np.random.default_rng(0)
+    out = {}
+    for i, (N, d, epochs) in enumerate(((100, 8, 200), (1500, 48, 12), (5000, 100, 3))):
+        X, y = rng.standard_normal((N, d)).astype(np.float32), rng.standard_normal(N).astype(np.float32)
+        sizes = [d, d, d, d, 1]
+        weights = [(rng.standard_normal((b, a)) / math.sqrt(a)).astype(np.float32)
+                   for a, b in zip(sizes[:-1], sizes[1:])]
+        out[f"epoch_np_{i}"] = float(N * (3 * d * d + d))
+        out[f"epoch_s_at_np_{i}"] = calibration.best_time(
+            lambda: train(weights, X, y, relu, mse, adam, max_epochs=epochs, rng=np.random.default_rng(1))) / epochs
+    return out
+
+
+def training_float32_rates() -> dict:
+    return calibration.rates("training_float32", _probe_training_float32, version=1)
+
+
+def epoch_seconds(N: int, P: int, one_thread: bool = False, dtype: str = "float64") -> float:
     """Seconds of one full-batch epoch (gradient and optimizer step) on N samples, P weights:
     interpolated in log-log between the probe's three sizes of N P, then proportional to N P;
     with BLAS's threads (:func:`harness.plugin.calibration.speedup`), or on one thread when
-    ``one_thread`` (the compiled kernel, or a member of a stack trained on parallel threads)."""
-    r = training_rates()
+    ``one_thread`` (the compiled kernel, or a member of a stack trained on parallel threads).
+    ``dtype = "float32"`` uses the float32 probe's times (``training_float32``)."""
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"epoch_seconds: dtype must be 'float64' or 'float32', not {dtype!r}")
+    r = training_rates() if dtype == "float64" else training_float32_rates()
     xs = [r[f"epoch_np_{i}"] for i in range(3)]
     ts = [r[f"epoch_s_at_np_{i}"] for i in range(3)]
     x = max(float(N) * float(P), 1.0)

@@ -386,7 +386,7 @@ class Capacity(Experiment):
             P_actual = d * w + (depth - 2) * w * w + w
             if cell_params["model"] == "deep_adam":
                 epochs = _expected_epochs({**cell_params, "max_epochs": epochs}, P_actual, N)
-            cost = _train_cost(N, P_actual, epochs)
+            cost = _train_cost(N, P_actual, epochs, dtype=str(cell_params.get("dtype", "float64")))
         return {"memory_bytes": memory, **cost}
 
     @staticmethod

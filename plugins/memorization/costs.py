@@ -34,7 +34,8 @@ def _expected_epochs(cell_params, P: float, N: int) -> float:
     return min(epochs, window_epochs(P / max(N, 1), window, N)) if window else epochs
 
 
-def _train_cost(N: int, P: float, epochs: float, batch: int | None = None, margin_loss: bool = False) -> dict:
+def _train_cost(N: int, P: float, epochs: float, batch: int | None = None, margin_loss: bool = False,
+                dtype: str = "float64") -> dict:
     """Estimated seconds of ``epochs`` epochs on N samples and P trainable weights (full batch,
     or mini-batches of ``batch``), from the calibrated rates of :mod:`harness.plugin.costs`,
     with the compilation of the training kernels as a once-per-process set-up cost.
@@ -43,7 +44,9 @@ def _train_cost(N: int, P: float, epochs: float, batch: int | None = None, margi
     kernel's :data:`~harness.engine.evaluation_cost.KERNEL_MAX_FLOPS` per evaluation (assumed to apply
     with the mean squared error, i.e. without ``margin_loss``, and a fused activation, as the
     built-in ones are) or under :data:`~harness.engine.evaluation_cost.SMALL_STEP_FLOPS`; such cells
-    are ``stacked`` (:meth:`harness.Experiment.estimate`): in a group they share the threads."""
+    are ``stacked`` (:meth:`harness.Experiment.estimate`): in a group they share the threads.
+    Full-batch epochs in ``dtype = "float32"`` are priced at the float32 probe's rate; mini-batch
+    steps at the float64 rate (their cost is mostly per-step overhead)."""
     from harness.engine.evaluation_cost import KERNEL_MAX_FLOPS, one_blas_thread
     from harness.plugin import costs
 
@@ -51,7 +54,7 @@ def _train_cost(N: int, P: float, epochs: float, batch: int | None = None, margi
     flops = 6.0 * rows * float(P)
     stacked = one_blas_thread(flops, kernel=not margin_loss and flops < KERNEL_MAX_FLOPS)
     if rows == N:
-        seconds = epochs * costs.epoch_seconds(N, int(P), one_thread=stacked)
+        seconds = epochs * costs.epoch_seconds(N, int(P), one_thread=stacked, dtype=dtype)
     else:
         seconds = epochs * math.ceil(N / batch) * costs.sgd_step_seconds(batch, int(P), margin_loss,
                                                                          one_thread=stacked)

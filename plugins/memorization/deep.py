@@ -189,7 +189,7 @@ class Memorization(Experiment):
         P = sum(a * b for a, b in zip([d] + widths, widths + [1]))
         size = np.dtype(cell_params.get("dtype", "float64")).itemsize
         return {"memory_bytes": int(size * N * (d + 3 * sum(widths) + 4) + 4 * size * P),
-                **_train_cost(N, P, _expected_epochs(cell_params, P, N))}
+                **_train_cost(N, P, _expected_epochs(cell_params, P, N), dtype=str(cell_params.get("dtype", "float64")))}
 
     def tables(self, rows, context) -> list:
         """N*(d) as over-parameterisation with the fit N* = c d^2 (a search over N); the float32 /
