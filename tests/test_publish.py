@@ -119,13 +119,17 @@ def test_headline_and_threshold_numbers_are_the_rows_thresholds(published):
     for cells, t in zip(head[1:], lines, strict=True):
         threshold = f"{format_value(t['threshold'])} [{format_value(t['ci_low'])}, {format_value(t['ci_high'])}]"
         bracket = f"{format_value(t['lower'])} - {format_value(t['upper'])}"
-        assert cells == ["ramp", f"k = {format_value(t['k'])}", "n", threshold, bracket, "found"]
+        assert cells == ["ramp", f"k = {format_value(t['k'])}, level {format_value(t['level'])}", "n", threshold,
+                         bracket, "found"]
         # the threshold interpolates between the bracket, where mean log10(loss) crosses 0
         assert t["lower"] <= t["threshold"] <= t["upper"]
     detail = tables["ramp: threshold search over n"]
-    assert detail[0] == ["k", "n* [95% bootstrap]", "bracket of n", "status", "cells"]
+    assert detail[0] == ["k", "level", "n* [95% bootstrap]", "bracket of n", "status", "cells",
+                         "early stops at the bracket", "median stop epoch"]
     for cells, t in zip(detail[1:], lines, strict=True):
-        assert cells[0] == format_value(t["k"]) and cells[4] == str(t["n_cells"])
+        assert cells[0] == format_value(t["k"]) and cells[1] == format_value(t["level"])
+        assert cells[5] == str(t["n_cells"])
+        assert cells[6:] == [format_value(t["early_stop_fraction"]), format_value(t["median_stop_epoch"])]
         assert t["n_cells"] == sum(1 for r in run.rows if r["experiment_id"] == "ramp" and r["coords"]["k"] == t["k"])
 
 
@@ -184,6 +188,7 @@ def test_every_number_in_the_answer_is_accounted_for(published):
     expected = set()
     for t in thresholds(spec, run.rows):
         expected |= {format_value(t[k]) for k in ("k", "threshold", "ci_low", "ci_high", "lower", "upper", "n_cells")}
+        expected |= {format_value(t[k]) for k in ("early_stop_fraction", "median_stop_epoch") if t.get(k) is not None}
     rows = [r for r in run.rows if r["experiment_id"] == "ramp"]
     by_n: dict = {}
     for r in rows:
@@ -199,7 +204,7 @@ def test_every_number_in_the_answer_is_accounted_for(published):
             expected |= {format_value(q) for q in np.quantile(values[idx].mean(axis=1), [0.025, 0.975])}
     n = np.array([r["params"]["n"] for r in rows], dtype=float)
     expected.add(format_value(np.polyfit(n, [math.log10(r["metrics"]["loss"]) for r in rows], 1)[0]))
-    answer = published["page"].split("## What the run answers", 1)[1].split("## Figures", 1)[0]
+    answer = published["page"].split("## What the run answers", 1)[1].split("## Estimates", 1)[0]
     answer = answer.replace("95%", "").replace("log10", "")  # names, not numbers
     tables = "\n".join(line for line in answer.splitlines() if line.startswith("| "))
     numbers = set(re.findall(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]\d+)?(?![\w.])", tables))
@@ -259,3 +264,34 @@ def test_cli_publish_and_its_mistakes(published, tmp_path, monkeypatch):
     assert "R.md: no block to fill; add the lines <!-- results:tiny:begin --> and <!-- results:tiny:end -->" in result.output
     result = runner.invoke(main, ["publish", "latest:tiny", "latest:tiny", "--out", str(out)])
     assert result.exit_code == 2 and "two runs of benchmark 'tiny'" in result.output
+
+
+def test_the_estimate_table_is_the_plan_beside_the_rows(published, registry):
+    """Per block: the cells the dry-run plans for the run's spec, the cells run and the sum of
+    their rows' elapsed seconds; the run's wall time from env.json."""
+    run = published["run"]
+    lines = tables_of(published["page"])["The dry-run's estimate against this run"]
+    by_block = {line[0]: line for line in lines[1:]}
+    planned = api.plan(str(run.path / "spec.toml"), registry=registry)
+    for block in ("ramp", "echo"):
+        rows = [r for r in run.rows if r["experiment_id"] == block]
+        assert by_block[block][1] == str(sum(1 for e in planned if e["cell"].experiment_id == block))
+        assert by_block[block][2] == str(len(rows))
+        assert by_block[block][4] == format_value(sum(r["elapsed"] for r in rows))
+    assert by_block["all (cell seconds)"][2] == str(len(run.rows))
+    wall = published["env"]["sessions"][0]["wall_seconds"]
+    assert by_block["all (wall time, -j 1)"][4] == clock(wall)
+
+
+def test_a_run_of_part_of_a_file_gets_the_plan_of_the_whole_file(published, registry):
+    from types import SimpleNamespace
+
+    from harness.results.plan_tables import recorded_file, whole_file_table
+
+    path = published["root"] / "tiny.toml"
+    run = SimpleNamespace(env={"sessions": [{"command_line": f"/v/bin/harness run {path} -j 2 -s benchmark.repetitions=2"}]})
+    assert recorded_file(run) == (path, ["benchmark.repetitions=2"])
+    assert recorded_file(SimpleNamespace(env={"sessions": [{"command_line": f"harness run {path} -j 2"}]})) is None
+    table = whole_file_table(path, registry, jobs=(1, 2))
+    assert [line[:2] for line in table.rows] == [[j, len(api.plan(str(path), jobs=j, registry=registry))]
+                                                 for j in (1, 2)]

@@ -5,8 +5,10 @@ taken from the run's own files:
 1. what the run answers (:mod:`harness.results.answers`): the thresholds in one table (the
    page's *headline*, also what ``--readme`` copies into a README), then each block's tables
    with their intervals and notes;
-2. the figures, with their captions (:func:`harness.results.report.figure_caption`);
-3. how the run was made (``env.json``): the exact command of each session, the commit, the date,
+2. the dry-run's estimate against the run, and for a run of part of a file the plan of the whole
+   file (:mod:`harness.results.plan_tables`);
+3. the figures, with their captions (:func:`harness.results.report.figure_caption`);
+4. how the run was made (``env.json``): the exact command of each session, the commit, the date,
    the machine (CPU model, cores, BLAS and the DGEMM rate measured at the start of the run),
    wall and CPU time of each session, and the cells per block and status.
 
@@ -155,7 +157,9 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str
 
 def table_markdown(table: Table, level: int = 3) -> str:
     """A :class:`~harness.plugin.tables.Table` as a heading, a markdown table and its notes."""
-    parts = [f"{'#' * level} {table.title}", "", markdown_table(table.columns, table.cells())]
+    parts = [f"{'#' * level} {table.title}"]
+    if table.columns:
+        parts += ["", markdown_table(table.columns, table.cells())]
     if table.notes:
         parts += [""] + [note if note.endswith(".") else note + "." for note in table.notes]
     return "\n".join(parts)
@@ -213,7 +217,7 @@ def _figures(run, name: str, out_dir: Path) -> list[tuple[str, str]]:
 
 
 def render_page(run, name: str, tables: Sequence[Table], figures: Sequence[tuple[str, str]],
-                publish_command: str, top: Table | None = None) -> str:
+                publish_command: str, top: Table | None = None, estimates: Sequence[Table] = ()) -> str:
     """The markdown text of one results page (see the module docstring)."""
     env = run.env or {}
     sessions = _sessions(env)
@@ -233,6 +237,10 @@ def render_page(run, name: str, tables: Sequence[Table], figures: Sequence[tuple
         parts += ["No threshold search and no table from the experiments of this run: see the figures.", ""]
     for table in tables:
         parts += [table_markdown(table), ""]
+    if estimates:
+        parts += ["## Estimates", ""]
+        for table in estimates:
+            parts += [table_markdown(table), ""]
     parts += ["## Figures", ""]
     if not figures:
         parts += ["No figures in the run directory (`harness plot RUN` draws them).", ""]
@@ -255,6 +263,31 @@ def _block_counts(run) -> list[list[str]]:
         counts[str(r.get("status"))] = counts.get(str(r.get("status")), 0) + 1
     return [[b, kinds[b], str(sum(c.values())), ", ".join(f"{n} {s}" for s, n in sorted(c.items()))]
             for b, c in by_block.items()]
+
+
+def _estimates(run, registry) -> list[Table]:
+    """The dry-run's estimate against the run and, for a run of part of a file, the plan of the
+    whole file (:mod:`harness.results.plan_tables`)."""
+    from harness.plugin.manager import load_registry
+    from harness.results.plan_tables import estimate_table, recorded_file, whole_file_table
+
+    registry = registry if registry is not None else load_registry()
+    tables = []
+    try:
+        estimate = estimate_table(run, registry)
+    except Exception as exc:  # an estimate that cannot be made must not cost the page
+        estimate = Table(title="The dry-run's estimate against this run", columns=[], notes=[
+            f"No estimate: {type(exc).__name__}: {exc}"])
+    if estimate is not None:
+        tables.append(estimate)
+    recorded = recorded_file(run)
+    if recorded is not None:
+        try:
+            tables.append(whole_file_table(recorded[0], registry))
+        except Exception as exc:
+            tables.append(Table(title=f"Plan of the whole file {recorded[0].name}", columns=[], notes=[
+                f"No plan: {type(exc).__name__}: {exc}"]))
+    return tables
 
 
 # -- the folder: pages, regenerate, index, README --------------------------------------------------
@@ -369,7 +402,8 @@ def publish(run_dirs: Sequence[str | Path], out: str | Path, registry=None, read
         if readme is not None:
             command += f" --readme {Path(readme).as_posix()}"
         top = headline(run.thresholds)
-        page = render_page(run, name, run_tables(run, registry), _figures(run, name, out_dir), command, top)
+        page = render_page(run, name, run_tables(run, registry), _figures(run, name, out_dir), command, top,
+                           _estimates(run, registry))
         path = out_dir / f"{name}.md"
         path.write_text(page, encoding="utf-8")
         written.append(path)
