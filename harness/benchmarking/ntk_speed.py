@@ -197,7 +197,7 @@ def main(sizes: Sequence[tuple[int, int]] | None = None, threads: int | None = N
         print("\n".join(head))
         print(text_table(rows, COLUMNS))
     if markdown:
-        write_markdown(markdown, markdown_table(rows, COLUMNS, head))
+        write_markdown(markdown, markdown_table(rows, COLUMNS, head), title="harness bench ntk")
     return rows
 
 

@@ -345,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                       f"{r['floor_fraction']:10.2f} {str(r['identical']):>5}", flush=True)
     if args.markdown and rows:
         write_markdown(args.markdown, markdown_table(rows, MARKDOWN_COLUMNS,
-                                                     [table_title(rows[0], dtypes, args.repeats)]))
+                                                     [table_title(rows[0], dtypes, args.repeats)]),
+                       title="harness bench train")
     return rows
 
 
