@@ -332,7 +332,8 @@ def test_the_report_opens_with_what_the_run_answers(tmp_path):
     threshold = run.thresholds[0]["threshold"]
     answer = text[text.index('id="answer"'):text.index('id="figures"')]
     assert text.index('id="answer"') < text.index('id="figures"') < text.index('id="run"') < text.index('id="status"')
-    assert f"<td class=\"num\">{esc(tables[0].cells()[0][1])}</td>" in answer
-    assert tables[0].cells()[0][1].startswith(f"{threshold:.4g} [")
+    assert tables[0].columns[1:3] == ["level", "n* [95% bootstrap]"]
+    assert f"<td class=\"num\">{esc(tables[0].cells()[0][2])}</td>" in answer
+    assert tables[0].cells()[0][1] == "0" and tables[0].cells()[0][2].startswith(f"{threshold:.4g} [")
     assert "Condition: mean log10(loss) &lt;= 0 holds at low n." in answer
     assert "log10(loss) grows linearly in n: slope" in answer

@@ -73,19 +73,24 @@ def _numeric(table: list[list[str]], i: int) -> bool:
     return True
 
 
+def bench_command(argv: Sequence[str] | None = None) -> str:
+    """The running ``harness bench ...`` command as typed (from ``sys.argv`` unless given)."""
+    import shlex
+    import sys
+
+    return shlex.join(["harness", *(sys.argv[1:] if argv is None else argv)])
+
+
 def provenance(argv: Sequence[str] | None = None) -> str:
     """Where a ``--markdown`` table comes from, as its page's first paragraph: the command as typed
     (``harness bench NAME ARGS``), the date (UTC) and the commit of the harness that ran it, with
     whether its work tree had uncommitted changes."""
     import datetime
-    import shlex
-    import sys
     from pathlib import Path
 
     from harness.runner.envinfo import git_state
 
-    words = list(sys.argv[1:] if argv is None else argv)
-    command = shlex.join(["harness", *words])
+    command = bench_command(argv)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     git = git_state(Path(__file__).resolve().parents[2]) or {}
     commit = (f"commit `{git['commit']}` ({'with uncommitted changes' if git.get('dirty') else 'clean'})"
@@ -95,9 +100,17 @@ def provenance(argv: Sequence[str] | None = None) -> str:
 
 def write_markdown(path: str, text: str, title: str | None = None) -> None:
     """Write ``text`` and a final newline to ``path``; with ``title``, as a page: the title as a
-    heading, then :func:`provenance` of the running command, then ``text``."""
+    heading, then :func:`provenance` of the running command, then ``text``; the page's first line
+    is the results pages' marker (:data:`harness.results.publish.MARKER`) naming the command, so
+    that ``docs/results/regenerate`` makes it again."""
     if title is not None:
-        text = f"# {title}\n\n{provenance()}\n\n{text}"
+        import json
+        from pathlib import Path
+
+        from harness.results.publish import MARKER
+
+        marker = {"benchmark": Path(path).stem, "run": bench_command(), "publish": None}
+        text = f"{MARKER}{json.dumps(marker)} -->\n# {title}\n\n{provenance()}\n\n{text}"
     with open(path, "w", encoding="utf-8") as f:
         f.write(text + "\n")
 
