@@ -349,7 +349,7 @@ def _answer_section(tables: Sequence[Any]) -> str:
         numeric = [all(_looks_numeric(line[i]) for line in body) if body else False
                    for i in range(len(table.columns))]
         out.append(_table(list(table.columns), body, numeric))
-        out.append("".join(f'<p class="muted">{esc(n)}</p>' for n in table.notes))
+        out.append("".join(f'<p class="muted">{esc(n if n.endswith(".") else n + ".")}</p>' for n in table.notes))
     return "".join(out)
 
 
