@@ -758,16 +758,19 @@ d = [6]
     lines = [{"d": d, "threshold": n, "lower": n - 5, "upper": n + 5, "ci_low": n - 20, "ci_high": n + 20,
               "status": "found", "n_cells": 30} for d, n in ((22, 719.0), (31, 1337.0))]
     (table,) = search_table(lines, fake, context("memorization"))
-    assert [c[4] for c in table.cells()] == [f"{719 / 484:.4g}", f"{1337 / 961:.4g}"]
-    assert table.cells()[0][5] == f"{719 / (3 * 484 + 22):.4g}"
+    assert table.headline and table.columns[:5] == ["d", "P", "N* [95% bootstrap]", "N*/d^2", "N*/P"]
+    assert [c[3] for c in table.cells()] == [f"{719 / 484:.4g}", f"{1337 / 961:.4g}"]
+    assert table.cells()[0][4] == f"{719 / (3 * 484 + 22):.4g}"
     c = (484 * 719 + 961 * 1337) / (484 ** 2 + 961 ** 2)
     assert f"N* = {c:.4g} (no interval: fewer than 3 d) d^2" in table.notes[1]
-    # several levels: one table each, with its own fit
+    # several levels: one table with a level column, a fit per level
     levels = [dict(t, level=level, threshold=t["threshold"] * f) for t in lines for level, f in ((-3, 1.0), (-6, 0.5))]
-    tables = search_table(levels, fake, context("memorization"))
-    assert [t.title for t in tables] == ["x: memorisation threshold N*(d) at level -3",
-                                         "x: memorisation threshold N*(d) at level -6"]
-    assert tables[1].cells()[0][4] == f"{0.5 * 719 / 484:.4g}"
+    (table,) = search_table(levels, fake, context("memorization"))
+    assert table.columns[0] == "level" and [line[:2] for line in table.cells()] == [
+        ["-3", "22"], ["-3", "31"], ["-6", "22"], ["-6", "31"]]
+    assert table.cells()[2][4] == f"{0.5 * 719 / 484:.4g}"
+    assert f"level -3: N* = {c:.4g} (no interval" in table.notes[1]
+    assert f"level -6: N* = {0.5 * c:.4g} (no interval" in table.notes[1]
 
 
 

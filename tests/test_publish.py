@@ -295,3 +295,21 @@ def test_a_run_of_part_of_a_file_gets_the_plan_of_the_whole_file(published, regi
     table = whole_file_table(path, registry, jobs=(1, 2))
     assert [line[:2] for line in table.rows] == [[j, len(api.plan(str(path), jobs=j, registry=registry))]
                                                  for j in (1, 2)]
+
+
+def test_a_summary_table_joins_the_headline_and_the_readme(published, tmp_path):
+    """A table an experiment marks ``headline`` (N*/d^2 and N*/P, P*/N) sits in the page's headline
+    block beside the thresholds, once, and --readme copies it with them."""
+    from harness.plugin.tables import Table
+    from harness.results.publish import headline, render_page, update_readme
+
+    run = published["run"]
+    tables = [Table("summary", ["a"], [[1.5]], ["what a is"], headline=True), Table("detail", ["b"], [[2.5]])]
+    page = render_page(run, "tiny", tables, [], "harness publish latest:tiny", headline(run.thresholds))
+    block = page.split(HEADLINE_BEGIN, 1)[1].split(HEADLINE_END, 1)[0]
+    assert "**summary**" in block and "| 1.5 |" in block and "what a is." in block and "detail" not in block
+    assert page.count("| 1.5 |") == 1 and "### detail" in page.split(HEADLINE_END, 1)[1]
+    readme = tmp_path / "R.md"
+    readme.write_text(README)
+    update_readme(readme, "tiny", page, "docs/results/tiny.md")
+    assert "**summary**" in readme.read_text() and "| 1.5 |" in readme.read_text()

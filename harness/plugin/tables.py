@@ -49,13 +49,16 @@ class Table:
     text, ``None``, :class:`Interval`); ``notes`` are sentences under the table: what the
     intervals are, and every claim the table supports, with the number that supports it
     (``"lambda_min grows linearly in d^2: slope 1.2e-04 [1.1e-04, 1.3e-04] per unit d^2"``).
-    ``block`` is the experiment block (set by the harness)."""
+    ``block`` is the experiment block (set by the harness). ``headline``: the table summarises
+    the run (e.g. a threshold as over-parameterisation, N*/d^2 and N*/P): a results page shows it
+    at the top beside the thresholds, and ``harness publish --readme`` copies it with them."""
 
     title: str
     columns: Sequence[str]
     rows: list[Sequence[Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     block: str | None = None
+    headline: bool = False
 
     def cells(self) -> list[list[str]]:
         """Every value as text (:func:`format_value`), line by line."""

@@ -156,8 +156,10 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str
 
 
 def table_markdown(table: Table, level: int = 3) -> str:
-    """A :class:`~harness.plugin.tables.Table` as a heading, a markdown table and its notes."""
-    parts = [f"{'#' * level} {table.title}"]
+    """A :class:`~harness.plugin.tables.Table` as a heading (``level`` 0: its title in bold, for
+    the headline block, which a README embeds under headings of its own), a markdown table and its
+    notes."""
+    parts = [f"{'#' * level} {table.title}" if level else f"**{table.title}**"]
     if table.columns:
         parts += ["", markdown_table(table.columns, table.cells())]
     if table.notes:
@@ -231,12 +233,16 @@ def render_page(run, name: str, tables: Sequence[Table], figures: Sequence[tuple
               "below comes from its rows and records. To make it again: "
               f"`{marker['run'] or 'harness run ...'}`, then `{publish_command}` "
               f"(or `docs/results/{REGENERATE} {name}`).", "", "## What the run answers", ""]
-    if top is not None:
-        parts += [HEADLINE_BEGIN, markdown_table(top.columns, top.cells()), HEADLINE_END, ""]
+    summaries = [t for t in tables if t.headline]
+    if top is not None or summaries:
+        block = [markdown_table(top.columns, top.cells())] if top is not None else []
+        block += [table_markdown(t, level=0) for t in summaries]
+        parts += [HEADLINE_BEGIN, "\n\n".join(block), HEADLINE_END, ""]
     if not tables:
         parts += ["No threshold search and no table from the experiments of this run: see the figures.", ""]
     for table in tables:
-        parts += [table_markdown(table), ""]
+        if not table.headline:
+            parts += [table_markdown(table), ""]
     if estimates:
         parts += ["## Estimates", ""]
         for table in estimates:
@@ -370,7 +376,7 @@ def update_readme(readme: Path, name: str, page: str, link: str) -> None:
     match = re.search(re.escape(HEADLINE_BEGIN) + r"\n(.*?)\n" + re.escape(HEADLINE_END), page, re.S)
     if match is None:
         raise UserError(f"--readme {readme}: the page of {name} has no headline table (its run has no "
-                        "threshold search)")
+                        "threshold search and no summary table)")
     block = f"{begin}\n{match.group(1)}\n\nFrom [{link}]({link}).\n{end}"
     head, rest = text.split(begin, 1)
     readme.write_text(head + block + rest.split(end, 1)[1], encoding="utf-8")
@@ -412,7 +418,7 @@ def publish(run_dirs: Sequence[str | Path], out: str | Path, registry=None, read
         path = out_dir / f"{name}.md"
         path.write_text(page, encoding="utf-8")
         written.append(path)
-        if readme is not None and top is not None:
+        if readme is not None and HEADLINE_BEGIN in page:
             link = os.path.relpath(path.resolve(), Path(readme).resolve().parent).replace(os.sep, "/")
             update_readme(Path(readme), name, page, link)
     write_folder_files(out_dir)

@@ -433,7 +433,7 @@ class Capacity(Experiment):
                 "model (step rule, epoch budget)", "P*/N [95% bootstrap]", "bracket", "status", "cells"], lines, [
                 "P*/N: the smallest P/N at which the mean over the seeds of log10(final loss) is <= -3, "
                 "each network trained until its loss is <= zero_tol / 10 or its epoch budget ends; "
-                "above_upper: not reached within the budget at the largest P/N searched"]))
+                "above_upper: not reached within the budget at the largest P/N searched"], headline=True))
         table = self.table(rows)
         if table:
             lines = [[l["label"], l["ratio"], l["P_over_N"], fraction(l["reached"], l["n"]), l["final_loss_median"],

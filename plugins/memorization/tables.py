@@ -28,37 +28,40 @@ MAX_POINTS = 60
 
 
 def search_table(thresholds: Sequence[Mapping[str, Any]], rows, context) -> list[Table]:
-    """N*(d) as over-parameterisation, and the fit N* = c d^2 (per level, when there are several)."""
-    out = []
+    """N*(d) as over-parameterisation, and the fit N* = c d^2 per level: one table, a line per d
+    (and level, with a ``level`` column when the search has several), a fit note per level."""
     levels = list(dict.fromkeys(t.get("level") for t in thresholds))
+    several = len(levels) > 1
+    body: list[list[Any]] = []
+    fits: list[str] = []
     for level in levels:
         lines = threshold_lines([t for t in thresholds if t.get("level") == level], rows)
         if not lines:
             continue
-        body = [[t["d"], t["d2"], t["P"], Interval(t["N_star"], t["ci_low"], t["ci_high"], "95% bootstrap"),
-                 t["N_star_over_d2"], t["N_star_over_P"], t["status"], t.get("early_stop_fraction"),
-                 t.get("median_stop_epoch")] for t in lines]
-        notes = ["N*: the threshold search's N where the mean over repetitions of log10(reported_loss) crosses "
-                 f"the level{'' if level is None else f' {format_value(level)}'}, with its 95% bootstrap "
-                 "interval over repetitions; P: the network's trainable parameters at d"]
+        body += [[*([level] if several else []), t["d"], t["P"],
+                  Interval(t["N_star"], t["ci_low"], t["ci_high"], "95% bootstrap"), t["N_star_over_d2"],
+                  t["N_star_over_P"], t["status"], t.get("early_stop_fraction"), t.get("median_stop_epoch")]
+                 for t in lines]
         fit = threshold_fit(lines)
         if fit is not None:
             ci = (f" [{format_value(fit['ci_low'])}, {format_value(fit['ci_high'])}]"
                   if math.isfinite(fit["ci_low"]) else " (no interval: fewer than 3 d)")
-            ratios = [t["N_star_over_P"] for t in lines if t["N_star_over_P"] is not None]
-            notes.append(f"Fit through the origin over the d with a threshold: N* = {format_value(fit['c'])}{ci} d^2 "
-                         f"(95% bootstrap over d, {fit['n']} d); N*/P from {format_value(min(ratios))} to "
-                         f"{format_value(max(ratios))}. The paper: the loss reaches ~0 once d^2 (about P/3) exceeds "
-                         "about N, i.e. c of order 1" if ratios else
-                         f"Fit through the origin: N* = {format_value(fit['c'])}{ci} d^2")
-        title = f"{context.experiment_id}: memorisation threshold N*(d)" + (
-            "" if level is None else f" at level {format_value(level)}")
-        notes.append("Early stops: the share of the runs at the two bracket values that the window rule stopped, "
-                     "and their median stop epoch: an early-stopped run's reported_loss is the window before a "
-                     "loss spike, not a converged loss")
-        out.append(Table(title, ["d", "d^2", "P", "N* [95% bootstrap]", "N*/d^2", "N*/P", "status",
-                                 "early stops at the bracket", "median stop epoch"], body, notes))
-    return out
+            where = "" if level is None else f"level {format_value(level)}: "
+            fits.append(f"{where}N* = {format_value(fit['c'])}{ci} d^2 ({fit['n']} d)")
+    if not body:
+        return []
+    level_text = ", ".join(format_value(v) for v in levels if v is not None)
+    notes = [f"N*: where the mean over repetitions of log10(reported_loss) crosses the level ({level_text}), with "
+             "its 95% bootstrap interval over repetitions; P: the network's trainable parameters at d",
+             "Fit through the origin over the d with a threshold, with its 95% bootstrap interval over d: "
+             + "; ".join(fits) + ". The paper: the loss reaches ~0 once d^2 (about P/3) exceeds about N, "
+             "i.e. c of order 1" if fits else "No fit: no d with a threshold",
+             "Early stops: the share of the runs at the two bracket values that the window rule stopped, and their "
+             "median stop epoch (an early-stopped run's reported_loss is the window before a loss spike, not a "
+             "converged loss)"]
+    columns = [*(["level"] if several else []), "d", "P", "N* [95% bootstrap]", "N*/d^2", "N*/P", "status",
+               "early stops", "median stop epoch"]
+    return [Table(f"{context.experiment_id}: memorisation threshold N*(d)", columns, body, notes, headline=True)]
 
 
 def grid_tables(rows, context) -> list[Table]:
