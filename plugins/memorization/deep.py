@@ -187,9 +187,10 @@ class Memorization(Experiment):
         N, d = int(cell_params["N"]), int(cell_params["d"])
         widths = _component_widths(self, d)
         P = sum(a * b for a, b in zip([d] + widths, widths + [1]))
-        size = np.dtype(cell_params.get("dtype", "float64")).itemsize
+        dtype = str(cell_params.get("dtype", "float64"))
+        size = np.dtype(dtype).itemsize
         return {"memory_bytes": int(size * N * (d + 3 * sum(widths) + 4) + 4 * size * P),
-                **_train_cost(N, P, _expected_epochs(cell_params, P, N), dtype=str(cell_params.get("dtype", "float64")))}
+                **_train_cost(N, P, _expected_epochs(cell_params, P, N), dtype=dtype)}
 
     def tables(self, rows, context) -> list:
         """N*(d) as over-parameterisation with the fit N* = c d^2 (a search over N); the float32 /
