@@ -55,7 +55,7 @@ class Table:
 
     title: str
     columns: Sequence[str]
-    rows: list[Sequence[Any]] = field(default_factory=list)
+    rows: Sequence[Sequence[Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     block: str | None = None
     headline: bool = False

@@ -398,7 +398,8 @@ def publish(run_dirs: Sequence[str | Path], out: str | Path, registry=None, read
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {out_dir}: cannot create it: {exc.strerror or exc}") from None
-    runs, seen = [], {}
+    runs: list[tuple[str, Any]] = []
+    seen: dict[str, Any] = {}
     for given in run_dirs:
         run = load_run(resolve_run_path(str(given), results_dir), registry)
         name = run.spec.name if run.spec is not None else Path(run.path).parent.name
