@@ -240,6 +240,16 @@ def rates(name: str, probe: Callable[[], Mapping[str, float]], version: int = 1)
     return dict(measured)
 
 
+def cell_seconds(entries: Iterable[Mapping[str, Any]]) -> float:
+    """The cells' estimated seconds added up, each ``setup_key``'s ``setup_seconds`` counted once
+    (cells without an estimate count as zero): the CPU time a run's cells need, what
+    ``--dry-run`` prints as "cells add up to"."""
+    entries = list(entries)
+    setups = {e.get("setup_key"): float(e.get("setup_seconds") or 0.0) for e in entries
+              if e.get("setup_key") is not None}
+    return sum(float(e["seconds"]) for e in entries if e.get("seconds") is not None) + sum(setups.values())
+
+
 def schedule(entries: Iterable[Mapping[str, Any]], jobs: int = 1) -> float | None:
     """Estimated wall time of running ``entries`` (dicts with ``seconds`` and optionally
     ``setup_key``/``setup_seconds`` and ``round``, in grid order) on ``jobs`` workers.

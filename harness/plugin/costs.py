@@ -34,6 +34,11 @@ from harness.plugin import calibration
 # ----------------------------------------------------------------------------- training
 
 
+EPOCH_PROBE_SIZES = ((100, 8, 200), (1500, 48, 12), (5000, 100, 3))
+"""``(N, d, epochs)`` of the full-batch epochs the training probes time (float64 and float32):
+N P = 2.0e4, 1.0e7 and 1.6e8 for the ``d -> d -> d -> d -> 1`` network."""
+
+
 def _probe_training() -> dict:
     from harness.engine.training import train
     from harness.plugin.manager import load_registry
@@ -56,9 +61,9 @@ def _probe_training() -> dict:
     job(40, 6, [6, 6, 6], adam, 2)()
     job(40, 6, [6], sgd, 1, [True, False])()
     first = time.process_time() - t0
-    # full batch at N P = 2.0e4, 1.0e7 and 1.6e8 (BLAS gets more efficient as products grow)
+    # full batch at EPOCH_PROBE_SIZES (BLAS gets more efficient as products grow)
     points = {}
-    for N, d, epochs in ((100, 8, 200), (1500, 48, 12), (5000, 100, 3)):
+    for N, d, epochs in EPOCH_PROBE_SIZES:
         points[N * (3 * d * d + d)] = calibration.best_time(job(N, d, [d, d, d], adam, epochs)) / epochs
     (small_np, small), _, (big_np, big) = sorted(points.items())
     slope = max((big - small) / (big_np - small_np), 1e-15)
@@ -97,7 +102,7 @@ def _probe_training_float32() -> dict:
     adam = registry.create("optimizer", "adam", {"lr": 1e-4})
     rng = np.random.default_rng(0)
     out = {}
-    for i, (N, d, epochs) in enumerate(((100, 8, 200), (1500, 48, 12), (5000, 100, 3))):
+    for i, (N, d, epochs) in enumerate(EPOCH_PROBE_SIZES):
         X, y = rng.standard_normal((N, d)).astype(np.float32), rng.standard_normal(N).astype(np.float32)
         sizes = [d, d, d, d, 1]
         weights = [(rng.standard_normal((b, a)) / math.sqrt(a)).astype(np.float32)

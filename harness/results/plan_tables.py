@@ -18,21 +18,15 @@ import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness.plugin.calibration import machine_key, schedule
+from harness.plugin.calibration import cell_seconds, machine_key, schedule
 from harness.plugin.tables import Table
+from harness.results.runs import env_sessions, recorded_seconds
 from harness.runner.plan import plan_cells
 from harness.runner.progress import format_seconds
 
 WHOLE_FILE_JOBS = (1, 2, 64)
 """The ``-j`` of the whole file's plan: serial, this machine's two cores, and a 64-worker cluster
 (64 processes of one thread each, of this machine's speed)."""
-
-
-def _cell_seconds(entries) -> float:
-    known = [float(e["seconds"]) for e in entries if e["seconds"] is not None]
-    setups = dict((e.get("setup_key"), e.get("setup_seconds") or 0.0) for e in entries
-                  if e.get("setup_key") is not None)
-    return sum(known) + sum(float(s) for s in setups.values())
 
 
 def _ratio(measured: float, planned: float) -> float | None:
@@ -42,8 +36,7 @@ def _ratio(measured: float, planned: float) -> float | None:
 def estimate_table(run, registry) -> Table | None:
     """The dry-run's plan of the run's spec (with the run's first session's ``-j``) against the
     run's cells and times, per block and in total; ``None`` without a spec or sessions."""
-    env = run.env or {}
-    sessions = [s for s in env.get("sessions") or [] if isinstance(s, dict)]
+    sessions = env_sessions(run.env)
     if run.spec is None or not sessions:
         return None
     jobs = int(sessions[0].get("jobs") or 1)
@@ -55,12 +48,11 @@ def estimate_table(run, registry) -> Table | None:
         planned = [e for e in entries if e["cell"].experiment_id == block]
         rows = [r for r in run.rows if r.get("experiment_id") == block]
         measured = sum(float(r.get("elapsed") or 0.0) for r in rows)
-        seconds = _cell_seconds(planned)
+        seconds = cell_seconds(planned)
         lines.append([block, len(planned), len(rows), seconds, measured, _ratio(measured, seconds)])
-    walls = [s.get("wall_seconds") for s in sessions]
-    wall = sum(float(w) for w in walls) if all(w is not None for w in walls) else None
+    wall = recorded_seconds(sessions, "wall_seconds")
     planned_wall = schedule(entries, jobs)
-    total_planned, total_measured = _cell_seconds(entries), sum(float(r.get("elapsed") or 0.0) for r in run.rows)
+    total_planned, total_measured = cell_seconds(entries), sum(float(r.get("elapsed") or 0.0) for r in run.rows)
     lines.append(["all (cell seconds)", len(entries), len(run.rows), total_planned, total_measured,
                   _ratio(total_measured, total_planned)])
     if planned_wall is not None and wall is not None:
@@ -80,7 +72,7 @@ def estimate_table(run, registry) -> Table | None:
 def recorded_file(run) -> tuple[Path, list[str]] | None:
     """``(benchmark file, overrides)`` of the run's first recorded command, where it was
     ``harness run FILE ...`` with at least one ``-s/--set`` and FILE exists here; else ``None``."""
-    sessions = [s for s in (run.env or {}).get("sessions") or [] if isinstance(s, dict)]
+    sessions = env_sessions(run.env)
     command = sessions[0].get("command_line") if sessions else None
     if not command:
         return None
@@ -106,7 +98,7 @@ def whole_file_table(path: Path, registry, jobs: Sequence[int] = WHOLE_FILE_JOBS
     lines = []
     for j in jobs:
         entries = plan_cells(spec, registry, j)
-        lines.append([j, len(entries), _cell_seconds(entries) / 3600.0, format_seconds(schedule(entries, j))])
+        lines.append([j, len(entries), cell_seconds(entries) / 3600.0, format_seconds(schedule(entries, j))])
     notes = [f"`harness run {path.as_posix()} --dry-run -j J` (the whole file, no overrides), with the rates "
              f"calibrated on the machine that published this page (`{machine_key()}`): one thread per "
              "cell where J reaches the cores; -j 64 is a 64-worker cluster of cores like this machine's "

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 
 from harness.errors import UserError
 from harness.plugin.tables import Table, format_value
+from harness.results.runs import env_sessions, recorded_seconds
 
 MARKER = "<!-- harness-publish: "
 """First line of a page: ``<!-- harness-publish: {json} -->`` with the page's ``benchmark``, the
@@ -60,17 +61,9 @@ def harness_command(command_line: str | None) -> str | None:
 
 def clock(seconds: float | None) -> str:
     """``4:14`` (m:ss) or ``1:02:03`` (h:mm:ss); ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    s = int(round(float(seconds)))
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    from harness.runner.progress import format_seconds
 
-
-def _sessions(env: Mapping[str, Any]) -> list[dict[str, Any]]:
-    sessions = env.get("sessions") if isinstance(env.get("sessions"), list) else []
-    return [s for s in sessions if isinstance(s, dict)]
+    return "-" if seconds is None else format_seconds(float(seconds))
 
 
 def _blas(env: Mapping[str, Any]) -> str:
@@ -85,7 +78,7 @@ def run_facts(run) -> list[tuple[str, str]]:
     """``[(what, text)]``: how the run was made, from its ``env.json`` and rows (see the module
     docstring)."""
     env = run.env or {}
-    sessions = _sessions(env)
+    sessions = env_sessions(env)
     facts: list[tuple[str, str]] = []
     for i, s in enumerate(sessions):
         label = "command" if i == 0 else f"command (session {i + 1})"
@@ -115,16 +108,13 @@ def run_facts(run) -> list[tuple[str, str]]:
             facts.append((label, f"{format_value(float(dgemm['gflops']))} GFLOP/s ({dgemm.get('size')} x "
                                  f"{dgemm.get('size')} float64 products, best of {dgemm.get('repeats')}, "
                                  f"{dgemm.get('threads')} threads)"))
-    walls = [s.get("wall_seconds") for s in sessions]
-    cpus = [s.get("cpu_seconds") for s in sessions]
-    if sessions and all(w is not None for w in walls):
-        wall = sum(float(w) for w in walls)
+    wall, cpu = recorded_seconds(sessions, "wall_seconds"), recorded_seconds(sessions, "cpu_seconds")
+    if wall is not None:
         facts.append(("wall time", f"{clock(wall)} ({format_value(wall)} s" + (
             f" over {len(sessions)} sessions)" if len(sessions) > 1 else ")")))
     else:
         facts.append(("wall time", "- (a session without an end record: interrupted, or an older harness)"))
-    if sessions and all(c is not None for c in cpus):
-        cpu = sum(float(c) for c in cpus)
+    if cpu is not None:
         facts.append(("CPU time", f"{clock(cpu)} ({format_value(cpu)} s, user + system of the harness "
                                   "process and its local worker processes)"))
     jobs = [s.get("jobs") for s in sessions]
@@ -222,7 +212,7 @@ def render_page(run, name: str, tables: Sequence[Table], figures: Sequence[tuple
                 publish_command: str, top: Table | None = None, estimates: Sequence[Table] = ()) -> str:
     """The markdown text of one results page (see the module docstring)."""
     env = run.env or {}
-    sessions = _sessions(env)
+    sessions = env_sessions(env)
     marker = {"benchmark": name, "run": harness_command(sessions[0].get("command_line")) if sessions else None,
               "publish": publish_command}
     description = run.spec.description if run.spec is not None else ""
@@ -274,10 +264,8 @@ def _block_counts(run) -> list[list[str]]:
 def _estimates(run, registry) -> list[Table]:
     """The dry-run's estimate against the run and, for a run of part of a file, the plan of the
     whole file (:mod:`harness.results.plan_tables`)."""
-    from harness.plugin.manager import load_registry
     from harness.results.plan_tables import estimate_table, recorded_file, whole_file_table
 
-    registry = registry if registry is not None else load_registry()
     tables = []
     try:
         estimate = estimate_table(run, registry)
@@ -387,12 +375,14 @@ def publish(run_dirs: Sequence[str | Path], out: str | Path, registry=None, read
     """Write the results page of each run (``latest`` and ``latest:BENCHMARK`` work) into ``out``;
     returns the pages written. ``readme``: also fill that file's block of each page's benchmark
     (:func:`update_readme`)."""
+    from harness.plugin.manager import load_registry
     from harness.results.answers import run_tables
     from harness.results.runs import load_run
     from harness.runner.layout import resolve_run_path
 
     if not run_dirs:
         raise UserError("give at least one run directory to publish")
+    registry = registry if registry is not None else load_registry()  # once, for every page
     out_dir = Path(out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from harness.results.runs import env_sessions, recorded_seconds
 from harness.results.stats import short_number
 
 REPORT_FILE = "report.html"
@@ -395,8 +396,8 @@ def render_report(run, registry=None) -> str:
     facts = [("run directory", str(path)), ("root seed", bench.get("seed")),
              ("repetitions (default)", bench.get("repetitions"))]
     env = run.env or {}
-    sessions = env.get("sessions") if isinstance(env.get("sessions"), list) else []
-    if sessions and isinstance(sessions[0], dict) and sessions[0].get("started"):
+    sessions = env_sessions(env)
+    if sessions and sessions[0].get("started"):
         facts.append(("started", sessions[0]["started"]))
     facts += run_times(sessions, run.rows)
     for key in ("python", "platform", "cpu", "cores"):
@@ -435,12 +436,12 @@ def run_times(sessions: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> lis
     from harness.runner.progress import format_seconds
 
     recorded = [x for x in sessions if isinstance(x, dict)]
-    if recorded and all(x.get("wall_seconds") is not None for x in recorded):
-        wall = sum(float(x["wall_seconds"]) for x in recorded)
+    wall = recorded_seconds(recorded, "wall_seconds")
+    if wall is not None:
         out = [("wall time", f"{format_seconds(wall)} ({len(recorded)} session{'s' if len(recorded) > 1 else ''}, "
                              "as recorded)")]
-        if all(x.get("cpu_seconds") is not None for x in recorded):
-            cpu = sum(float(x["cpu_seconds"]) for x in recorded)
+        cpu = recorded_seconds(recorded, "cpu_seconds")
+        if cpu is not None:
             out.append(("CPU time", f"{format_seconds(cpu)} (the harness process and its local workers)"))
         elapsed = [float(r["elapsed"]) for r in rows if isinstance(r.get("elapsed"), (int, float))]
         if elapsed:

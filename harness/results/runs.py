@@ -14,6 +14,23 @@ from harness.spec.row import Row
 from harness.runner.store import RunDir
 
 
+def env_sessions(env: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The sessions a run directory's ``env.json`` records (``sessions``: one dict per
+    ``harness run`` or ``--resume``), what is not a dict left out."""
+    sessions = (env or {}).get("sessions")
+    return [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
+
+
+def recorded_seconds(sessions: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    """``key`` (``"wall_seconds"`` or ``"cpu_seconds"``) added over the sessions, as each
+    recorded it at its end; ``None`` without sessions or when one has no such record (it was
+    interrupted, or an older harness made it)."""
+    values = [s.get(key) for s in sessions]
+    if not values or any(v is None for v in values):
+        return None
+    return sum(float(v) for v in values)
+
+
 @dataclass
 class Run:
     """A run directory loaded back: its rows, summary, spec and environment."""

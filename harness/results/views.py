@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from harness.errors import UserError
-from harness.plugin.calibration import cache_path, consulted, schedule
+from harness.plugin.calibration import cache_path, cell_seconds, consulted, schedule
 from harness.results.runs import load_run
 from harness.results.summary import filter_lines, format_blocks, summarize
 from harness.results.thresholds import block_condition, format_thresholds
@@ -47,8 +47,7 @@ def plan_lines(entries, jobs: int, cells: bool = False) -> list[tuple[str, bool]
     text = f"{len(entries)} cells"
     if known:
         threads = threads_per_job(jobs)
-        total = sum(known) + sum(dict(((e.get("setup_key"), e.get("setup_seconds") or 0.0)
-                                       for e in entries if e.get("setup_key") is not None)).values())
+        total = cell_seconds(entries)
         text += (f"; estimated time about {_fmt_seconds(schedule(entries, jobs))} with -j {jobs} "
                  f"({threads} thread{'s' if threads > 1 else ''} per job; cells add up to {_fmt_seconds(total)})")
         if len(known) < len(entries):
