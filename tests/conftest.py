@@ -3,8 +3,9 @@
 ``registry``: the component registry a test works with, built afresh per test module (no
 process-global registry exists). A module that sets ``USES_TEST_PLUGINS = True`` gets the
 installed plugins plus tests/plugins_for_tests.py (``HARNESS_PLUGINS`` is set while the module
-runs, so that runs and their worker processes load it too); any other module gets the
-installed plugins only.
+runs, so that runs and their worker processes load it too); one that sets
+``USES_SPEC_COMPONENTS = True`` gets the installed plugins plus tests/spec_components.py (in this
+process only); any other module gets the installed plugins only.
 """
 import sys
 from pathlib import Path
@@ -23,6 +24,10 @@ def registry(request):
     if getattr(request.module, "USES_TEST_PLUGINS", False):
         with loaded_test_plugins() as reg:
             yield reg
+    elif getattr(request.module, "USES_SPEC_COMPONENTS", False):
+        from spec_components import spec_registry
+
+        yield spec_registry()
     else:
         yield installed_registry()
 

@@ -1,5 +1,46 @@
-"""Small components for the spec tests, registered in-process (not through entry points)."""
+"""Small components for the spec tests, registered in-process (not through entry points), and
+what those tests share: :func:`spec_registry` (the installed plugins plus these; the ``registry``
+fixture of a test module that sets ``USES_SPEC_COMPONENTS = True``), a small benchmark file
+:data:`BASE`, :func:`parse` and :func:`error_of`."""
+import sys
+
+import pytest
+
 from harness import Activation, Architecture, Experiment, Param, Skip, hookimpl
+from harness.errors import SpecError
+from harness.spec import parse_spec
+
+BASE = """
+[benchmark]
+name = "t"
+seed = 7
+
+[[experiments]]
+id = "e"
+experiment = "probe"
+N = 10
+[experiments.grid]
+scale = [1.0, 2.0]
+"""
+
+
+def spec_registry():
+    """The installed plugins plus this module's components."""
+    from harness.plugin.manager import make_plugin_manager
+
+    return make_plugin_manager(extra_plugins=[sys.modules[__name__]])[1]
+
+
+def parse(text, registry, overrides=()):
+    """``text`` validated as the benchmark file ``b.toml``."""
+    return parse_spec(text, "b.toml", overrides, registry)
+
+
+def error_of(text, registry, overrides=()) -> str:
+    """The one-line error that loading ``text`` (with ``overrides``) raises."""
+    with pytest.raises(SpecError) as info:
+        parse(text, registry, overrides)
+    return str(info.value)
 
 
 class Lin(Activation):

@@ -1,41 +1,18 @@
 """harness.spec.overrides: a --set mistake is blamed on the --set that made it (never on the file or
 another key), and every block and axis can be addressed (ids with dots, tied axes)."""
-import sys
-from pathlib import Path
 
 import pytest
+from spec_components import BASE
+from spec_components import error_of as text_error_of
 
-sys.path.insert(0, str(Path(__file__).parent))
+from harness.spec import parse_spec
 
-import spec_components  # noqa: E402
-
-from harness.errors import SpecError  # noqa: E402
-from harness.plugin.manager import make_plugin_manager  # noqa: E402
-from harness.spec import parse_spec  # noqa: E402
-
-BASE = """
-[benchmark]
-name = "t"
-seed = 7
-
-[[experiments]]
-id = "e"
-experiment = "probe"
-N = 10
-[experiments.grid]
-scale = [1.0, 2.0]
-"""
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return make_plugin_manager(extra_plugins=[spec_components])[1]
+USES_SPEC_COMPONENTS = True  # the registry fixture: installed plugins + tests/spec_components.py
 
 
 def error_of(overrides, registry, text=BASE) -> str:
-    with pytest.raises(SpecError) as info:
-        parse_spec(text, "b.toml", overrides, registry)
-    return str(info.value)
+    """The error of ``text`` loaded with the ``--set`` ``overrides``."""
+    return text_error_of(text, registry, overrides)
 
 
 @pytest.mark.parametrize("override, expected", [

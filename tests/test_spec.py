@@ -1,22 +1,12 @@
 """Benchmark-file parsing, validation, grid expansion and seeds (harness.spec)."""
-import sys
-from pathlib import Path
 
 import pytest
+from spec_components import error_of, parse
 
-sys.path.insert(0, str(Path(__file__).parent))
+from harness.errors import SpecError
+from harness.spec import apply_override, load_spec
 
-import spec_components  # noqa: E402
-
-from harness.errors import SpecError  # noqa: E402
-from harness.plugin.manager import make_plugin_manager  # noqa: E402
-from harness.plugin.registry import Registry  # noqa: E402
-from harness.spec import apply_override, load_spec, parse_spec  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return make_plugin_manager(extra_plugins=[spec_components])[1]
+USES_SPEC_COMPONENTS = True  # the registry fixture: installed plugins + tests/spec_components.py
 
 
 BASE = """
@@ -32,16 +22,6 @@ N = 10
 [experiments.grid]
 scale = [1.0, 2.0]
 """
-
-
-def parse(text, registry, overrides=()):
-    return parse_spec(text, "b.toml", overrides, registry)
-
-
-def error_of(text, registry, overrides=()) -> str:
-    with pytest.raises(SpecError) as info:
-        parse(text, registry, overrides)
-    return str(info.value)
 
 
 def test_cells_cover_grid_and_repetitions(registry):

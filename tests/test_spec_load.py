@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from harness.errors import SpecError
+from harness.spec import load_spec, parse_spec
+from harness.spec.load import MAX_SPEC_BYTES
 
-import spec_components  # noqa: E402
-
-from harness.errors import SpecError  # noqa: E402
-from harness.plugin.manager import make_plugin_manager  # noqa: E402
-from harness.spec import load_spec, parse_spec  # noqa: E402
-from harness.spec.load import MAX_SPEC_BYTES  # noqa: E402
+USES_SPEC_COMPONENTS = True  # the registry fixture: installed plugins + tests/spec_components.py
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 
@@ -28,11 +25,6 @@ id = "e"
 experiment = "probe"
 N = 10
 """
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return make_plugin_manager(extra_plugins=[spec_components])[1]
 
 
 def test_a_fifo_and_a_device_are_refused_without_blocking(tmp_path, registry):

@@ -2,31 +2,15 @@
 a did-you-mean: a search metric the experiment does not return, a derived key that is no
 parameter, a value set both once and per point, two grid values of one component, an id too
 long for its figure files; log ranges on integer axes."""
-import sys
 from pathlib import Path
 
 import pytest
+from spec_components import BASE, error_of, parse
 
-sys.path.insert(0, str(Path(__file__).parent))
+from harness.plugin.manager import load_registry
 
-import spec_components  # noqa: E402
+USES_SPEC_COMPONENTS = True  # the registry fixture: installed plugins + tests/spec_components.py
 
-from harness.errors import SpecError  # noqa: E402
-from harness.plugin.manager import load_registry, make_plugin_manager  # noqa: E402
-from harness.spec import parse_spec  # noqa: E402
-
-BASE = """
-[benchmark]
-name = "t"
-seed = 7
-
-[[experiments]]
-id = "e"
-experiment = "probe"
-N = 10
-[experiments.grid]
-scale = [1.0, 2.0]
-"""
 
 SEARCH = BASE.replace("N = 10\n", "") + """
 [experiments.search]
@@ -36,21 +20,6 @@ upper = 100
 metric = "{metric}"
 below = 1
 """
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return make_plugin_manager(extra_plugins=[spec_components])[1]
-
-
-def parse(text, registry, overrides=()):
-    return parse_spec(text, "b.toml", overrides, registry)
-
-
-def error_of(text, registry, overrides=()) -> str:
-    with pytest.raises(SpecError) as info:
-        parse(text, registry, overrides)
-    return str(info.value)
 
 
 def test_a_misspelt_search_metric_is_refused_with_a_suggestion(registry):
