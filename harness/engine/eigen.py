@@ -35,8 +35,11 @@ Solvers (the ``solver`` argument of :func:`extreme_eigenvalues`):
   ``||r||^2 / gap``, which saves a step.
 
   Otherwise (float32 K, ``shift_invert=False``, or K not positive definite in float32): one
-  float64 Cholesky K = C C^T and block Lanczos on K^{-1} = C^{-T} C^{-1} (``block`` = 8 vectors,
-  triangular solves, BLAS-3), lambda_min(K) = 1 / lambda_max(K^{-1}): ~20-30 steps.
+  float64 Cholesky K = C C^T and block Lanczos on K^{-1} = C^{-T} C^{-1} (``block`` = 8 vectors),
+  lambda_min(K) = 1 / lambda_max(K^{-1}): ~20-30 steps.
+
+  Every solve with a factor (pilot, Davidson, this path) is two triangular sweeps over the
+  factor by :mod:`.thin_solves`, which reads it at about twice LAPACK ``potrs``'s rate.
 - ``"auto"`` (default): chosen by N (:func:`auto_solver`, in :mod:`.solver_choice`): ``tridiagonal``
   below :data:`AUTO_MIN_N`, where a dense reduction of a matrix that fits in cache costs less than
   the iterations' fixed costs, ``cholesky_krylov`` from there on, falling back to
@@ -55,6 +58,7 @@ computed lambda_min is not distinguishable from zero: K is numerically singular)
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -66,7 +70,8 @@ from . import solver_choice
 from .krylov import block_krylov_top, davidson_bottom
 from .solver_choice import AUTO_MIN_N, auto_solver  # noqa: F401  (the choice by N, without SciPy)
 from .thin_products import symmetric_product
-from .threads import blas_threads
+from .thin_solves import cholesky_solve_block
+from .threads import blas_threads, engine_threads
 
 __all__ = ["SpectrumResult", "extreme_eigenvalues", "SOLVERS", "auto_solver", "tridiagonal_extremes",
            "block_krylov_top", "davidson_bottom", "NotPositiveDefinite"]
@@ -191,16 +196,36 @@ def tridiagonal_extremes(K: np.ndarray) -> tuple[float, float]:
 
 
 def _cholesky_solver(C: np.ndarray, dtype=None):
-    """``V -> (C C^T)^{-1} V`` by LAPACK potrs, in C's precision, returned as ``dtype``."""
-    potrs = lapack.get_lapack_funcs("potrs", (C,))
+    """``V -> (C C^T)^{-1} V`` for the Fortran-ordered lower factor ``C`` of :func:`_cholesky`,
+    in C's precision, returned as ``dtype``: two triangular sweeps over ``C.T`` (the upper factor
+    with contiguous rows) by :func:`harness.engine.thin_solves.cholesky_solve_block`, about
+    twice as fast as LAPACK ``potrs`` on the thin blocks of the iterations."""
+    U = C.T
 
     def solve(V):
-        X, info = potrs(C, np.asarray(V, dtype=C.dtype, order="F"), lower=1)
-        if info != 0:
-            raise ValueError(f"potrs failed: {info}")
+        X = cholesky_solve_block(U, V)
         return X if dtype is None else X.astype(dtype)
 
     return solve
+
+
+def _float32_copy(K: np.ndarray) -> np.ndarray:
+    """``K`` in float32, C-ordered; from N = :data:`CHOLESKY_ONE_THREAD_BELOW` on, the two
+    halves of the rows converted on two threads when the engine has them (NumPy's cast
+    releases the GIL; a memory-bound pass that one core does not saturate)."""
+    N = K.shape[0]
+    if N < CHOLESKY_ONE_THREAD_BELOW or engine_threads() < 2:
+        return np.ascontiguousarray(K, dtype=np.float32)
+    out = np.empty(K.shape, dtype=np.float32)
+    half = N // 2
+    other = threading.Thread(target=np.copyto, args=(out[half:], K[half:]),
+                             kwargs={"casting": "same_kind"})
+    other.start()
+    try:
+        np.copyto(out[:half], K[:half], casting="same_kind")
+    finally:
+        other.join()
+    return out
 
 
 # Tuned on Figure-1 NTKs, N = 2048-3000 (see the module docstring).
@@ -224,7 +249,7 @@ def _shift_invert_bottom(K: np.ndarray, lmax: float, *, block: int, tol: float, 
     N = K.shape[0]
     rng = np.random.default_rng([seed, 0])
     one_thread = N < CHOLESKY_ONE_THREAD_BELOW
-    buffer = K.astype(np.float32)
+    buffer = _float32_copy(K)
     with blas_threads(1) if one_thread else contextlib.nullcontext():
         C0 = _cholesky(buffer)  # a copy: ``buffer`` still holds K in float32
     with blas_threads(1):
@@ -290,7 +315,14 @@ def cholesky_krylov(K: np.ndarray, *, block: int | None = None, tol: float = 1e-
     :class:`NotPositiveDefinite` or :class:`ArithmeticError` (no convergence);
     :func:`extreme_eigenvalues` turns those into a fallback."""
     t0 = time.perf_counter()
-    K = _check_matrix(K)
+    return _cholesky_krylov(_check_matrix(K), t0, block=block, tol=tol, seed=seed,
+                            max_vectors=max_vectors, shift_invert=shift_invert)
+
+
+def _cholesky_krylov(K: np.ndarray, t0: float, *, block: int | None, tol: float, seed: int,
+                     max_vectors: int | None = None, shift_invert: bool | None = None) -> SpectrumResult:
+    """:func:`cholesky_krylov` of a ``K`` that :func:`_check_matrix` passed (the check reads
+    all of K: once per call is enough), timed from ``t0``."""
     N = K.shape[0]
     tol = max(tol, 10 * float(np.finfo(K.dtype).eps))  # float32 cannot resolve 1e-9
     lmax = _lambda_max(K, tol=tol, seed=seed, max_vectors=max_vectors)[0]
@@ -350,12 +382,12 @@ def extreme_eigenvalues(K: np.ndarray, solver: str = "auto", *, block: int | Non
         solver = solver_choice.auto_solver(N) if fallback is None else "tridiagonal"
         if solver == "cholesky_krylov":
             try:
-                return cholesky_krylov(K, block=block, tol=tol, seed=seed)
+                return _cholesky_krylov(K, t0, block=block, tol=tol, seed=seed)
             except (NotPositiveDefinite, ArithmeticError) as exc:
                 fallback = f"{type(exc).__name__}: {exc}"
                 solver = "tridiagonal"
     elif solver == "cholesky_krylov":
-        return cholesky_krylov(K, block=block, tol=tol, seed=seed)
+        return _cholesky_krylov(K, t0, block=block, tol=tol, seed=seed)
     if solver == "tridiagonal":
         lmin, lmax = tridiagonal_extremes(K)
     else:
