@@ -344,3 +344,17 @@ def test_tridiagonal_skips_the_rank_bound_shortcut():
     K = F @ F.T
     res = extreme_eigenvalues(K, "tridiagonal", rank_bound=40)
     assert res.solver == "tridiagonal" and abs(res.lambda_min) < res.floor
+
+
+@pytest.mark.parametrize("dtype, n", [(np.float32, 200), (np.float64, 200), (np.float64, 900)])
+def test_shift_invert_leaves_k_unchanged(dtype, n):
+    """The shifted factorisation overwrites its float32 copy of K, never K (also for a float32
+    K, and for the copy made on two threads from N = CHOLESKY_ONE_THREAD_BELOW on)."""
+    spectrum = clustered_spectrum(n) if dtype == np.float64 else np.linspace(1.0, 50.0, n)
+    K = spd_with_spectrum(spectrum, seed=n).astype(dtype)  # float32: well above its round-off
+    before = K.copy()
+    res = cholesky_krylov(K, shift_invert=True)
+    assert np.array_equal(K, before)
+    assert res.extra["method"] == "shift_invert"
+    expected = scipy.linalg.eigvalsh(K.astype(np.float64), subset_by_index=[0, 0])[0]
+    assert res.lambda_min == pytest.approx(expected, rel=1e-5 if dtype == np.float32 else 1e-9)

@@ -210,12 +210,13 @@ def _cholesky_solver(C: np.ndarray, dtype=None):
 
 
 def _float32_copy(K: np.ndarray) -> np.ndarray:
-    """``K`` in float32, C-ordered; from N = :data:`CHOLESKY_ONE_THREAD_BELOW` on, the two
+    """A float32 copy of ``K`` (always a new array: the shifted factorisation overwrites it),
+    C-ordered; from N = :data:`CHOLESKY_ONE_THREAD_BELOW` on, the two
     halves of the rows converted on two threads when the engine has them (NumPy's cast
     releases the GIL; a memory-bound pass that one core does not saturate)."""
     N = K.shape[0]
     if N < CHOLESKY_ONE_THREAD_BELOW or engine_threads() < 2:
-        return np.ascontiguousarray(K, dtype=np.float32)
+        return np.array(K, dtype=np.float32, order="C")
     out = np.empty(K.shape, dtype=np.float32)
     half = N // 2
     other = threading.Thread(target=np.copyto, args=(out[half:], K[half:]),
