@@ -196,14 +196,20 @@ seed_by = []
 """
 
 
-def test_capacity_rows_share_data_and_record_steps(registry):
-    rows = run_all(spec_text(CAPACITY, """
+def capacity_metrics(text: str, ratios: list[float], registry) -> dict:
+    """Run the capacity block ``text`` over the four models and ``ratios`` (every cell must
+    succeed): the metrics by ``(model, ratio)``."""
+    rows = run_all(spec_text(text, f"""
 [experiments.grid]
 model = ["deep_adam", "deep_gd", "deep_gd_paper", "two_layer"]
-ratio = [0.5, 4.0]
+ratio = {ratios}
 """), registry)
     assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
-    by = {(r["params"]["model"], r["params"]["ratio"]): r["metrics"] for r in rows}
+    return {(r["params"]["model"], r["params"]["ratio"]): r["metrics"] for r in rows}
+
+
+def test_capacity_rows_share_data_and_record_steps(registry):
+    by = capacity_metrics(CAPACITY, [0.5, 4.0], registry)
     for (model, ratio), m in by.items():
         assert m["reached_zero"] == (m["final_loss"] <= 1e-3)
         assert abs(m["P_over_N"] - ratio) <= 0.5 * ratio
@@ -228,13 +234,7 @@ def test_gd_trains_until_it_memorises_or_its_own_budget(registry):
     """GD models get gd_max_epochs, the others max_epochs; every network stops once its loss is
     <= zero_tol / 10; the dry-run costs a GD cell at its whole budget."""
     text = CAPACITY.replace("max_epochs = 400\ngd_max_epochs = 400", "max_epochs = 30\ngd_max_epochs = 90")
-    rows = run_all(spec_text(text, """
-[experiments.grid]
-model = ["deep_adam", "deep_gd", "deep_gd_paper", "two_layer"]
-ratio = [0.5, 64.0]
-"""), registry)
-    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
-    by = {(r["params"]["model"], r["params"]["ratio"]): r["metrics"] for r in rows}
+    by = capacity_metrics(text, [0.5, 64.0], registry)
     for model in ("deep_gd", "deep_gd_paper"):
         low = by[(model, 0.5)]  # under-parameterised: never memorises, uses the whole budget
         assert (low["stop_epoch"], low["stop_reason"]) == (90, "max_epochs") and low["final_loss"] > 1e-4
