@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from harness.plugin.tables import Interval, Table, format_value, fraction, mean_interval, wilson_interval
+from harness.plugin.tables import (
+    Interval,
+    Table,
+    format_value,
+    fraction,
+    mean_interval,
+    plus_minus,
+    wilson_interval,
+)
 
 
 def test_format_value():
@@ -19,6 +27,12 @@ def test_format_value():
     assert format_value(Interval(1.5, math.nan, 2.0)) == "1.5"
     table = Table("t", ["a", "b"], [[1, 0.5], [None, Interval(2.0, 1.0, 3.0)]])
     assert table.cells() == [["1", "0.5"], ["-", "2 [1, 3]"]]
+
+
+def test_plus_minus():
+    assert plus_minus(1.23456, 0.0012345) == "1.235 ± 0.001234"
+    assert plus_minus(2.5) == plus_minus(2.5, None) == "2.5"
+    assert plus_minus(3, np.float64(0.5)) == "3 ± 0.5"
 
 
 @pytest.mark.parametrize("k,n", [(0, 1), (0, 5), (1, 5), (3, 5), (5, 5), (17, 40), (999, 1000)])

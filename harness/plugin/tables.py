@@ -6,7 +6,7 @@
 One text for every value (:func:`format_value`), so that a page, the report and a test that
 recomputes a number from the rows agree to the digit: integers as they are, floats to four
 significant digits (``0.01234``, ``1.235e-05``), ``None`` as ``-``, booleans as ``yes`` / ``no``,
-an :class:`Interval` as ``value [low, high]``.
+an :class:`Interval` as ``value [low, high]``; :func:`plus_minus` for ``value ± spread``.
 
 Interval helpers for plugins: :func:`wilson_interval` (a fraction of successes, e.g. seeds that
 memorise) and :func:`mean_interval` (a mean with a percentile bootstrap interval). Slopes with
@@ -90,6 +90,13 @@ def format_value(value: Any) -> str:
             return "inf" if x > 0 else "-inf"
         return f"{x:.{SIGNIFICANT}g}"
     return str(value)
+
+
+def plus_minus(value: Any, spread: Any = None) -> str:
+    """``value ± spread`` (each by :func:`format_value`), or ``value`` alone when there is no
+    spread (``None``: e.g. a standard deviation of one repetition)."""
+    text = format_value(value)
+    return text if spread is None else f"{text} ± {format_value(spread)}"
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness.plugin.tables import Interval, Table, format_value
+from harness.plugin.tables import Interval, Table, format_value, plus_minus
 
 from .figures import RANK_ZERO, rank_zero
 from .kernels import kernel_order
@@ -65,8 +65,7 @@ def _table(rows, series: str, context) -> Table:
                     linear.append((N, fit))
             mean = float(np.mean(values))
             std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-            at = f"{format_value(mean)} ± {format_value(std)}" if std is not None else format_value(mean)
-            lines.append([N, _name(k), slope, r2, at, d_max, len(values),
+            lines.append([N, _name(k), slope, r2, plus_minus(mean, std), d_max, len(values),
                           format_value(float(np.mean(shares))) if shares else ("1" if k == "full" else "-")])
     title = f"{context.experiment_id}: lambda_min against d^2" + (f" ({series})" if series else "")
     notes = ["Slope: least-squares slope of lambda_min per unit d^2 through every repetition, with its 95% "

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness.plugin.tables import Interval, Table, format_value, fraction
+from harness.plugin.tables import Interval, Table, format_value, fraction, plus_minus
 
 from .figures import _key
 
@@ -27,11 +27,11 @@ def _spread(values: Sequence[float]) -> str | None:
     """``mean ± std (min-max)`` of the values (``None`` when there are none)."""
     if not values:
         return None
-    text = format_value(float(np.mean(values)))
-    if len(values) > 1:
-        text += f" ± {format_value(float(np.std(values, ddof=1)))}"
-        text += f" ({format_value(float(min(values)))}-{format_value(float(max(values)))})"
-    return text
+    mean = float(np.mean(values))
+    if len(values) == 1:
+        return format_value(mean)
+    return (plus_minus(mean, float(np.std(values, ddof=1)))
+            + f" ({format_value(float(min(values)))}-{format_value(float(max(values)))})")
 
 
 def _range(values: Sequence[float]) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
-from harness.plugin.tables import Table, format_value, fraction
+from harness.plugin.tables import Table, format_value, fraction, plus_minus
 
 from .embedding import EMBEDDINGS
 from .figures import _activation_of
@@ -30,8 +30,7 @@ CLASS_NAMES = {"interpolating": "interpolating (global minimum)", "minimum": "lo
 def _mean_sem(m: Mapping[str, Any]) -> str | None:
     if m.get("mean_ratio") is None:
         return None
-    sem = m.get("sem_ratio")
-    return format_value(m["mean_ratio"]) + (f" ± {format_value(sem)}" if sem is not None else "")
+    return plus_minus(m["mean_ratio"], m.get("sem_ratio"))
 
 
 def generalization_tables(rows: Sequence[Mapping[str, Any]], context) -> list[Table]:
