@@ -145,12 +145,14 @@ def dtype_speed_table(rows, context) -> Table | None:
     over float64, per grid point: the geometric mean over the repetitions of the per-repetition
     ratios, with a bootstrap interval. ``None`` without such an axis."""
     pairs: dict = defaultdict(dict)  # (point without dtype, repetition) -> dtype -> seconds per epoch
+    params_of: dict = {}  # point without dtype -> the params of its first row
     for r in rows:
         coords = r.get("coords") or {}
         m, t = r.get("metrics") or {}, r.get("timings") or {}
         if r.get("status") != "ok" or "dtype" not in coords or not m.get("stop_epoch") or not t.get("train_seconds"):
             continue
         point = tuple(sorted((k, v) for k, v in coords.items() if k != "dtype"))
+        params_of.setdefault(point, r["params"])
         pairs[(point, r.get("repetition"))][coords["dtype"]] = float(t["train_seconds"]) / float(m["stop_epoch"])
     by_point: dict = defaultdict(list)
     for (point, _), times in pairs.items():
@@ -162,8 +164,7 @@ def dtype_speed_table(rows, context) -> Table | None:
     for point, values in sorted(by_point.items()):
         logs = mean_interval([math.log(b / a) for a, b in values])
         ratio = Interval(math.exp(logs.value), *(math.exp(x) if x is not None else None for x in (logs.low, logs.high)))
-        params = next(r["params"] for r in rows if r.get("coords") and tuple(
-            sorted((k, v) for k, v in r["coords"].items() if k != "dtype")) == point)
+        params = params_of[point]
         lines.append([", ".join(f"{k} = {format_value(v)}" for k, v in point) or "-", params.get("N"), params.get("d"),
                       len(values), 1e3 * float(np.median([a for a, _ in values])),
                       1e3 * float(np.median([b for _, b in values])), ratio])
