@@ -34,6 +34,11 @@ def _spread(values: Sequence[float]) -> str | None:
             + f" ({format_value(float(min(values)))}-{format_value(float(max(values)))})")
 
 
+def _values(ms: Sequence[Mapping[str, Any]], key: str) -> list:
+    """``m[key]`` of the metrics ``ms`` that have one (not ``None``), in order."""
+    return [m[key] for m in ms if m.get(key) is not None]
+
+
 def _range(values: Sequence[float]) -> str | None:
     if not values:
         return None
@@ -52,8 +57,7 @@ def flow_tables(rows: Sequence[Mapping[str, Any]], context) -> list[Table]:
     lines = []
     for (init, d, ratio) in sorted(groups):
         ms = groups[(init, d, ratio)]
-        t = [m["time_to_recovery"] for m in ms if m.get("time_to_recovery") is not None]
-        esc = [m["escape_time"] for m in ms if m.get("escape_time") is not None]
+        t, esc = _values(ms, "time_to_recovery"), _values(ms, "escape_time")
         lines.append([init, d, ratio, fraction(sum(bool(m.get("recovered")) for m in ms), len(ms)), _spread(t),
                       float(np.mean(esc)) if esc else None,
                       float(np.median([m["final_relative_risk"] for m in ms]))])
@@ -73,14 +77,12 @@ def _log_d_trend(groups, context) -> Table | None:
 
     lines, notes = [], []
     for init, ratio in sorted({(k[0], k[2]) for k in groups}):
-        pts = [(math.log(d), t) for (i, d, r), ms in groups.items() if (i, r) == (init, ratio)
-               for t in (m.get("time_to_recovery") for m in ms) if t is not None]
+        times = {d: _values(ms, "time_to_recovery") for (i, d, r), ms in groups.items() if (i, r) == (init, ratio)}
+        pts = [(math.log(d), t) for d, ts in times.items() for t in ts]
         if len({x for x, _ in pts}) < 2:
             continue
         fit = fit_slope([x for x, _ in pts], [t for _, t in pts])
-        stds = {d: float(np.std(ts, ddof=1)) for (i, d, r), ms in groups.items() if (i, r) == (init, ratio)
-                for ts in [[m["time_to_recovery"] for m in ms if m.get("time_to_recovery") is not None]]
-                if len(ts) > 1}
+        stds = {d: float(np.std(ts, ddof=1)) for d, ts in times.items() if len(ts) > 1}
         widest = max(stds, key=stds.get) if stds else None
         shown = math.isfinite(fit.ci_low) and fit.ci_low > 0
         verdict = ("grows with log d (interval above 0)" if shown else
@@ -109,8 +111,7 @@ def finite_sample_table(rows: Sequence[Mapping[str, Any]], context) -> Table | N
     lines = []
     for (d, ratio, n) in sorted(groups):
         ms = groups[(d, ratio, n)]
-        gd_t = [m["gd_time_to_recovery"] for m in ms if m.get("gd_time_to_recovery") is not None]
-        flow_t = [m["time_to_recovery"] for m in ms if m.get("time_to_recovery") is not None]
+        gd_t, flow_t = _values(ms, "gd_time_to_recovery"), _values(ms, "time_to_recovery")
         rel = [m["gd_final_risk"] / m["initial_risk"] for m in ms if m.get("initial_risk")]
         train = [m["gd_final_train_loss"] / m["initial_risk"] for m in ms if m.get("initial_risk")]
         lines.append([d, ratio, n, fraction(sum(bool(m.get("gd_recovered")) for m in ms), len(ms)), _range(gd_t),
