@@ -25,6 +25,7 @@ import os
 import re
 import shlex
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -125,9 +126,7 @@ def run_facts(run) -> list[tuple[str, str]]:
     versions = [f"{k} {v}" for k, v in packages.items() if v and k in ("harness", "numpy", "scipy", "numba")]
     if versions or env.get("python"):
         facts.append(("software", ", ".join([f"Python {env.get('python')}", *versions])))
-    counts: dict[str, int] = {}
-    for r in run.rows:
-        counts[str(r.get("status"))] = counts.get(str(r.get("status")), 0) + 1
+    counts = Counter(str(r.get("status")) for r in run.rows)
     facts.append(("cells", f"{len(run.rows)}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))))
     return facts
 
@@ -250,13 +249,12 @@ def render_page(run, name: str, tables: Sequence[Table], figures: Sequence[tuple
 
 
 def _block_counts(run) -> list[list[str]]:
-    by_block: dict[str, dict[str, int]] = {}
+    by_block: dict[str, Counter] = {}
     kinds: dict[str, str] = {}
     for r in run.rows:
         block = str(r.get("experiment_id"))
         kinds.setdefault(block, str(r.get("experiment")))
-        counts = by_block.setdefault(block, {})
-        counts[str(r.get("status"))] = counts.get(str(r.get("status")), 0) + 1
+        by_block.setdefault(block, Counter())[str(r.get("status"))] += 1
     return [[b, kinds[b], str(sum(c.values())), ", ".join(f"{n} {s}" for s, n in sorted(c.items()))]
             for b, c in by_block.items()]
 
