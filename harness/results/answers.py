@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from harness.plugin.tables import Interval, Table
+from harness.plugin.tables import Interval, Table, format_value
 
 THRESHOLD_FIELDS = ("experiment_id", "axis", "threshold", "lower", "upper", "n_cells", "ci_low", "ci_high",
                     "status", "condition", "evaluations", "error", "level", "early_stop_fraction",
@@ -20,15 +20,15 @@ THRESHOLD_FIELDS = ("experiment_id", "axis", "threshold", "lower", "upper", "n_c
 _EXTRA_COLUMNS = {"early_stop_fraction": "early stops at the bracket", "median_stop_epoch": "median stop epoch"}
 
 
-def bracket_text(lower: Any, upper: Any) -> str | None:
+def bracketformat_value(lower: Any, upper: Any) -> str | None:
     """A search's final bracket as text: ``lower - upper``; ``above LOWER`` or ``below UPPER`` when
     the condition never changed inside the searched range; ``None`` when nothing was evaluated."""
     if lower is not None and upper is not None:
-        return f"{_text(lower)} - {_text(upper)}"
+        return f"{format_value(lower)} - {format_value(upper)}"
     if lower is not None:
-        return f"above {_text(lower)}"
+        return f"above {format_value(lower)}"
     if upper is not None:
-        return f"below {_text(upper)}"
+        return f"below {format_value(upper)}"
     return None
 
 
@@ -44,7 +44,7 @@ def threshold_table(block_id: str, lines: Sequence[Mapping[str, Any]]) -> Table:
                "status", "cells", *(_EXTRA_COLUMNS[k] for k in extras)]
     rows = []
     for t in lines:
-        bracket = bracket_text(t.get("lower"), t.get("upper"))
+        bracket = bracketformat_value(t.get("lower"), t.get("upper"))
         threshold = Interval(t.get("threshold"), t.get("ci_low"), t.get("ci_high"), "95% bootstrap")
         rows.append([*(t.get(c) for c in coords), *([t.get("level")] if has_level else []), threshold,
                      bracket, t.get("status"), t.get("n_cells"), *(t.get(k) for k in extras)])
@@ -56,12 +56,6 @@ def threshold_table(block_id: str, lines: Sequence[Mapping[str, Any]]) -> Table:
                  "the bootstrap interval resamples the repetitions. Status above_upper / below_lower: the "
                  "condition never changed inside the searched range.")
     return Table(f"{block_id}: threshold search over {axis}", columns, rows, notes, block=block_id)
-
-
-def _text(value: Any) -> str:
-    from harness.plugin.tables import format_value
-
-    return format_value(value)
 
 
 def run_tables(run, registry=None) -> list[Table]:
