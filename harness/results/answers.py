@@ -20,7 +20,7 @@ THRESHOLD_FIELDS = ("experiment_id", "axis", "threshold", "lower", "upper", "n_c
 _EXTRA_COLUMNS = {"early_stop_fraction": "early stops at the bracket", "median_stop_epoch": "median stop epoch"}
 
 
-def bracketformat_value(lower: Any, upper: Any) -> str | None:
+def bracket_text(lower: Any, upper: Any) -> str | None:
     """A search's final bracket as text: ``lower - upper``; ``above LOWER`` or ``below UPPER`` when
     the condition never changed inside the searched range; ``None`` when nothing was evaluated."""
     if lower is not None and upper is not None:
@@ -44,7 +44,7 @@ def threshold_table(block_id: str, lines: Sequence[Mapping[str, Any]]) -> Table:
                "status", "cells", *(_EXTRA_COLUMNS[k] for k in extras)]
     rows = []
     for t in lines:
-        bracket = bracketformat_value(t.get("lower"), t.get("upper"))
+        bracket = bracket_text(t.get("lower"), t.get("upper"))
         threshold = Interval(t.get("threshold"), t.get("ci_low"), t.get("ci_high"), "95% bootstrap")
         rows.append([*(t.get(c) for c in coords), *([t.get("level")] if has_level else []), threshold,
                      bracket, t.get("status"), t.get("n_cells"), *(t.get(k) for k in extras)])
