@@ -437,26 +437,23 @@ def run_times(sessions: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> lis
 
     recorded = [x for x in sessions if isinstance(x, dict)]
     wall = recorded_seconds(recorded, "wall_seconds")
+    out = []
     if wall is not None:
-        out = [("wall time", f"{format_seconds(wall)} ({len(recorded)} session{'s' if len(recorded) > 1 else ''}, "
-                             "as recorded)")]
+        out.append(("wall time", f"{format_seconds(wall)} ({len(recorded)} session{'s' if len(recorded) > 1 else ''}, "
+                                 "as recorded)"))
         cpu = recorded_seconds(recorded, "cpu_seconds")
         if cpu is not None:
             out.append(("CPU time", f"{format_seconds(cpu)} (the harness process and its local workers)"))
-        elapsed = [float(r["elapsed"]) for r in rows if isinstance(r.get("elapsed"), (int, float))]
-        if elapsed:
-            out.append(("cell time", f"{format_seconds(sum(elapsed))} (the cells' elapsed seconds added up)"))
-        return out
-    starts = sorted(t for t in (_time(x.get("started")) for x in sessions if isinstance(x, dict)) if t)
-    ends = sorted(t for t in (_time(r.get("finished")) for r in rows if r.get("finished")) if t)
-    out = []
-    if starts and ends:
-        wall = 0.0
-        for i, start in enumerate(starts):
-            until = starts[i + 1] if i + 1 < len(starts) else None
-            done = [t for t in ends if t >= start and (until is None or t < until)]
-            wall += (max(done) - start).total_seconds() if done else 0.0
-        out.append(("wall time", f"{format_seconds(wall)} ({len(starts)} session{'s' if len(starts) > 1 else ''})"))
+    else:
+        starts = sorted(t for t in (_time(x.get("started")) for x in recorded) if t)
+        ends = sorted(t for t in (_time(r.get("finished")) for r in rows if r.get("finished")) if t)
+        if starts and ends:
+            span = 0.0
+            for i, start in enumerate(starts):
+                until = starts[i + 1] if i + 1 < len(starts) else None
+                done = [t for t in ends if t >= start and (until is None or t < until)]
+                span += (max(done) - start).total_seconds() if done else 0.0
+            out.append(("wall time", f"{format_seconds(span)} ({len(starts)} session{'s' if len(starts) > 1 else ''})"))
     elapsed = [float(r["elapsed"]) for r in rows if isinstance(r.get("elapsed"), (int, float))]
     if elapsed:
         out.append(("cell time", f"{format_seconds(sum(elapsed))} (the cells' elapsed seconds added up)"))
