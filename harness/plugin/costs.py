@@ -39,6 +39,18 @@ EPOCH_PROBE_SIZES = ((100, 8, 200), (1500, 48, 12), (5000, 100, 3))
 N P = 2.0e4, 1.0e7 and 1.6e8 for the ``d -> d -> d -> d -> 1`` network."""
 
 
+def _training_job(rng, N, d, widths, activation, loss, optimizer, epochs, trainable=None, dtype=np.float64):
+    """A call that trains a ``d -> widths -> 1`` network (no biases) on N Gaussian points for
+    ``epochs`` (data and weights drawn from ``rng`` now, in ``dtype``), for a probe to time."""
+    from harness.engine.training import train
+
+    X, y = rng.standard_normal((N, d)).astype(dtype), rng.standard_normal(N).astype(dtype)
+    sizes = [d, *widths, 1]
+    weights = [(rng.standard_normal((b, a)) / math.sqrt(a)).astype(dtype) for a, b in zip(sizes[:-1], sizes[1:])]
+    return lambda: train(weights, X, y, activation, loss, optimizer, trainable=trainable, max_epochs=epochs,
+                         rng=np.random.default_rng(1))
+
+
 def _probe_training() -> dict:
     from harness.engine.training import train
     from harness.plugin.manager import load_registry
@@ -51,11 +63,7 @@ def _probe_training() -> dict:
     rng = np.random.default_rng(0)
 
     def job(N, d, widths, optimizer, epochs, trainable=None):
-        X, y = rng.standard_normal((N, d)), rng.standard_normal(N)
-        sizes = [d, *widths, 1]
-        weights = [rng.standard_normal((b, a)) / math.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
-        return lambda: train(weights, X, y, relu, mse, optimizer, trainable=trainable, max_epochs=epochs,
-                             rng=np.random.default_rng(1))
+        return _training_job(rng, N, d, widths, relu, mse, optimizer, epochs, trainable)
 
     t0 = time.process_time()
     job(40, 6, [6, 6, 6], adam, 2)()
@@ -94,7 +102,6 @@ def training_rates() -> dict:
 def _probe_training_float32() -> dict:
     """Full-batch Adam epochs in float32 at the three sizes of :func:`_probe_training` (data and
     weights in float32: the engine trains in the data's dtype, SGEMM products)."""
-    from harness.engine.training import train
     from harness.plugin.manager import load_registry
 
     registry = load_registry()
@@ -103,13 +110,9 @@ def _probe_training_float32() -> dict:
     rng = np.random.default_rng(0)
     out = {}
     for i, (N, d, epochs) in enumerate(EPOCH_PROBE_SIZES):
-        X, y = rng.standard_normal((N, d)).astype(np.float32), rng.standard_normal(N).astype(np.float32)
-        sizes = [d, d, d, d, 1]
-        weights = [(rng.standard_normal((b, a)) / math.sqrt(a)).astype(np.float32)
-                   for a, b in zip(sizes[:-1], sizes[1:])]
         out[f"epoch_np_{i}"] = float(N * (3 * d * d + d))
         out[f"epoch_s_at_np_{i}"] = calibration.best_time(
-            lambda: train(weights, X, y, relu, mse, adam, max_epochs=epochs, rng=np.random.default_rng(1))) / epochs
+            _training_job(rng, N, d, [d, d, d], relu, mse, adam, epochs, dtype=np.float32)) / epochs
     return out
 
 
