@@ -10,6 +10,7 @@ from scipy.stats import binomtest
 from harness.plugin.tables import (
     Interval,
     Table,
+    bracket_text,
     format_value,
     fraction,
     mean_interval,
@@ -27,6 +28,12 @@ def test_format_value():
     assert format_value(Interval(1.5, math.nan, 2.0)) == "1.5"
     table = Table("t", ["a", "b"], [[1, 0.5], [None, Interval(2.0, 1.0, 3.0)]])
     assert table.cells() == [["1", "0.5"], ["-", "2 [1, 3]"]]
+
+
+def test_bracket_text():
+    assert bracket_text(376, 410.5) == "376 - 410.5"
+    assert bracket_text(2.5, None) == "above 2.5" and bracket_text(None, 7) == "below 7"
+    assert bracket_text(None, None) is None
 
 
 def test_plus_minus():

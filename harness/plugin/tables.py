@@ -6,7 +6,8 @@
 One text for every value (:func:`format_value`), so that a page, the report and a test that
 recomputes a number from the rows agree to the digit: integers as they are, floats to four
 significant digits (``0.01234``, ``1.235e-05``), ``None`` as ``-``, booleans as ``yes`` / ``no``,
-an :class:`Interval` as ``value [low, high]``; :func:`plus_minus` for ``value ± spread``.
+an :class:`Interval` as ``value [low, high]``; :func:`plus_minus` for ``value ± spread``,
+:func:`bracket_text` for a threshold search's final bracket.
 
 Interval helpers for plugins: :func:`wilson_interval` (a fraction of successes, e.g. seeds that
 memorise) and :func:`mean_interval` (a mean with a percentile bootstrap interval). Slopes with
@@ -97,6 +98,19 @@ def plus_minus(value: Any, spread: Any = None) -> str:
     spread (``None``: e.g. a standard deviation of one repetition)."""
     text = format_value(value)
     return text if spread is None else f"{text} ± {format_value(spread)}"
+
+
+def bracket_text(lower: Any, upper: Any) -> str | None:
+    """A threshold search's final bracket as text: ``lower - upper``; ``above LOWER`` or ``below
+    UPPER`` when the condition never changed inside the searched range; ``None`` when nothing was
+    evaluated."""
+    if lower is not None and upper is not None:
+        return f"{format_value(lower)} - {format_value(upper)}"
+    if lower is not None:
+        return f"above {format_value(lower)}"
+    if upper is not None:
+        return f"below {format_value(upper)}"
+    return None
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:

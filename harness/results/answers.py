@@ -11,25 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from harness.plugin.tables import Interval, Table, format_value
+from harness.plugin.tables import Interval, Table, bracket_text
 
 THRESHOLD_FIELDS = ("experiment_id", "axis", "threshold", "lower", "upper", "n_cells", "ci_low", "ci_high",
                     "status", "condition", "evaluations", "error", "level", "early_stop_fraction",
                     "median_stop_epoch")
 """Fields of a threshold line that are not the grid point's coordinates."""
 _EXTRA_COLUMNS = {"early_stop_fraction": "early stops at the bracket", "median_stop_epoch": "median stop epoch"}
-
-
-def bracket_text(lower: Any, upper: Any) -> str | None:
-    """A search's final bracket as text: ``lower - upper``; ``above LOWER`` or ``below UPPER`` when
-    the condition never changed inside the searched range; ``None`` when nothing was evaluated."""
-    if lower is not None and upper is not None:
-        return f"{format_value(lower)} - {format_value(upper)}"
-    if lower is not None:
-        return f"above {format_value(lower)}"
-    if upper is not None:
-        return f"below {format_value(upper)}"
-    return None
 
 
 def threshold_table(block_id: str, lines: Sequence[Mapping[str, Any]]) -> Table:

@@ -161,7 +161,8 @@ def headline(lines: Sequence[Mapping[str, Any]]) -> Table | None:
     threshold with its 95% bootstrap interval, the final bracket, the status) from the threshold
     lines (:attr:`harness.results.runs.Run.thresholds`); ``None`` without a search."""
     from harness.plugin.tables import Interval
-    from harness.results.answers import THRESHOLD_FIELDS, bracket_text
+    from harness.plugin.tables import bracket_text
+    from harness.results.answers import THRESHOLD_FIELDS
 
     if not lines:
         return None

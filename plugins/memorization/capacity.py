@@ -164,18 +164,6 @@ def model_label(params: Mapping[str, Any]) -> str:
     return f"{params.get('model')} ({step_rule(params)}, <= {epoch_budget(params)} epochs)"
 
 
-def _bracket(lower, upper) -> str | None:
-    """The search's final bracket: ``lower - upper``, ``above LOWER`` (not reached at the largest
-    P/N searched), ``below UPPER``, or ``None``."""
-    from harness.plugin.tables import format_value
-
-    if lower is not None and upper is not None:
-        return f"{format_value(lower)} - {format_value(upper)}"
-    if lower is not None or upper is not None:
-        return f"above {format_value(lower)}" if lower is not None else f"below {format_value(upper)}"
-    return None
-
-
 def _positive(x) -> str | None:
     return None if x > 0 else "must be > 0"
 
@@ -420,14 +408,14 @@ class Capacity(Experiment):
         """The answer: with a threshold search, P*/N per model with its rule and budget (from the
         search's thresholds); then, per model and P/N, the fraction of seeds reaching zero
         training loss with its 95% Wilson interval and the median final loss."""
-        from harness.plugin.tables import Interval, Table, fraction
+        from harness.plugin.tables import Interval, Table, bracket_text, fraction
 
         out = []
         labels = {r["params"].get("model"): model_label(r["params"]) for r in rows if r.get("params")}
         if context.thresholds:
             lines = [[labels.get(t.get("model"), t.get("model")),
                       Interval(t.get("threshold"), t.get("ci_low"), t.get("ci_high")),
-                      _bracket(t.get("lower"), t.get("upper")), t.get("status"),
+                      bracket_text(t.get("lower"), t.get("upper")), t.get("status"),
                       t.get("n_cells")] for t in context.thresholds]
             out.append(Table(f"{context.experiment_id}: minimum parameters per sample P*/N", [
                 "model (step rule, epoch budget)", "P*/N [95% bootstrap]", "bracket", "status", "cells"], lines, [
