@@ -164,6 +164,11 @@ def model_label(params: Mapping[str, Any]) -> str:
     return f"{params.get('model')} ({step_rule(params)}, <= {epoch_budget(params)} epochs)"
 
 
+def model_labels(rows: Sequence[Mapping[str, Any]]) -> dict:
+    """Each model's :func:`model_label`, from the rows' ``params`` (the last row of a model)."""
+    return {r["params"].get("model"): model_label(r["params"]) for r in rows if r.get("params")}
+
+
 def _positive(x) -> str | None:
     return None if x > 0 else "must be > 0"
 
@@ -411,7 +416,7 @@ class Capacity(Experiment):
         from harness.plugin.tables import Interval, Table, bracket_text, fraction
 
         out = []
-        labels = {r["params"].get("model"): model_label(r["params"]) for r in rows if r.get("params")}
+        labels = model_labels(rows)
         if context.thresholds:
             lines = [[labels.get(t.get("model"), t.get("model")),
                       Interval(t.get("threshold"), t.get("ci_low"), t.get("ci_high")),
@@ -452,6 +457,6 @@ class Capacity(Experiment):
         if curves is not None:
             figures["loss_curves"] = curves
         if context.search and context.thresholds and "model" in context.grid:
-            labels = {r["params"].get("model"): model_label(r["params"]) for r in rows if r.get("params")}
+            labels = model_labels(rows)
             figures["thresholds"] = capacity_threshold_figure(context, labels)
         return figures
