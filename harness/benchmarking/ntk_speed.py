@@ -145,7 +145,7 @@ def notes(threads: int, dgemm: float, repeats: int, cpu: str | None) -> list[str
         "NTK Gram matrix K = J J^T of a 3-layer sigmoid network d -> d -> d -> 1 (Figure 1 of "
         "Bombari et al., 2022) on N Gaussian inputs, and its smallest eigenvalue.",
         f"Machine: {cpu or 'unknown CPU'}; {threads} BLAS and Numba thread(s); DGEMM "
-        f"{dgemm:.1f} GFLOP/s (plain np.dot of 2048 x 2048 float64 matrices, the best of 5 before "
+        f"{dgemm:.1f} GFLOP/s (np.matmul of two 2048 x 2048 float64 matrices, the best of 5 before "
         "and 5 after the benchmark).",
         "Baselines, NumPy and SciPy only (harness/benchmarking/plain_ntk.py): the plain formula "
         "(forward pass, back-propagated signals, K = sum_l (F_{l-1} F_{l-1}^T) * (B_l B_l^T)) and "
@@ -167,6 +167,7 @@ def main(sizes: Sequence[tuple[int, int]] | None = None, threads: int | None = N
     import numba
     from threadpoolctl import threadpool_info, threadpool_limits
 
+    from harness.plugin.machine import dgemm_gflops
     from harness.runner.envinfo import cpu_model
 
     if threads is None:
@@ -178,14 +179,14 @@ def main(sizes: Sequence[tuple[int, int]] | None = None, threads: int | None = N
     rows = []
     try:
         with threadpool_limits(limits=threads, user_api="blas"):
-            dgemm = plain_ntk.dgemm_gflops()
+            dgemm = dgemm_gflops(2048, 5, threads)["gflops"]
             for d, N in (sizes or DEFAULT_SIZES):
                 rows.append(bench_size(int(d), int(N), repeats=repeats, dgemm=dgemm))
                 if verbose:
                     print(f"  done d={d} N={N}", file=sys.stderr, flush=True)
             # the rate of a quiet moment: measured again at the end, the better one is kept
             # (the floors are computed with it, so they are never flattered by a busy start)
-            dgemm_end = plain_ntk.dgemm_gflops()
+            dgemm_end = dgemm_gflops(2048, 5, threads)["gflops"]
             if dgemm_end > dgemm:
                 dgemm = dgemm_end
                 for row in rows:

@@ -9,8 +9,6 @@ x))``, phi = sigmoid, no biases, ``W_1`` (d, d) and ``W_2`` (d, d) with N(0, 1/d
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import scipy.linalg
 
@@ -55,17 +53,3 @@ def plain_ntk(weights: list[np.ndarray], X: np.ndarray) -> np.ndarray:
 def plain_lambda_min(K: np.ndarray) -> float:
     """The smallest eigenvalue of K by LAPACK dsyevr, as SciPy offers it."""
     return float(scipy.linalg.eigvalsh(K, subset_by_index=[0, 0])[0])
-
-
-def dgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """This process's DGEMM rate in GFLOP/s: the best of ``repeats`` plain ``np.dot`` of two
-    (n, n) float64 matrices (2 n^3 flops each), with whatever BLAS threads are set."""
-    rng = np.random.default_rng(0)
-    A, B = rng.standard_normal((n, n)), rng.standard_normal((n, n))
-    np.dot(A, B)
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.dot(A, B)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best / 1e9

@@ -73,23 +73,6 @@ def flops_per_epoch(d: int, N: int) -> float:
     return engine_flops([(d, d)] * 3 + [(1, d)], N)
 
 
-def gemm_rate(threads: int, dtype=np.float64, size: int = 1000, repeats: int = 5) -> float:
-    """FLOP/s of the best of ``repeats`` ``size x size`` products in ``dtype`` (DGEMM, SGEMM)
-    with ``threads`` BLAS threads."""
-    from threadpoolctl import threadpool_limits
-
-    a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
-    b = np.random.default_rng(1).standard_normal((size, size)).astype(dtype)
-    best = np.inf
-    with threadpool_limits(limits=threads, user_api="blas"):
-        a @ b
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - t0)
-    return 2.0 * size ** 3 / best
-
-
 def numpy_epochs(X, y, weights, lr: float, epochs: int) -> list[np.ndarray]:
     """Plain NumPy full-batch Adam epochs of the ReLU network (what a user would write)."""
     W = [w.copy() for w in weights]
@@ -178,12 +161,13 @@ def measure(d: int, N: int, R: int, repeats: int = 5, threads: int | None = None
     from threadpoolctl import threadpool_limits
 
     from ..engine.threads import engine_threads
+    from ..plugin.machine import dgemm_gflops
 
     threads = engine_threads(threads)
     dtypes = [np.dtype(t).name for t in dtypes]
     data = {t: problem(d, N, R, dtype=np.dtype(t)) for t in dtypes}
     lr = 1.0 / (10.0 * np.sqrt(N))
-    rates = {t: gemm_rate(threads, np.dtype(t)) for t in dict.fromkeys(["float64", *dtypes])}
+    rates = {t: 1e9 * dgemm_gflops(1000, 5, threads, t)["gflops"] for t in dict.fromkeys(["float64", *dtypes])}
     columns = ("batched", "single", "engine", "numpy")
     times: dict[str, dict[str, list[float]]] = {t: {c: [] for c in columns} for t in dtypes}
     same = {}

@@ -1,8 +1,10 @@
-"""Facts about this machine that cost estimates and run records share: usable cores, CPU model."""
+"""Facts about this machine that cost estimates, run records and the speed benchmarks share:
+usable cores, CPU model, the GEMM rate now."""
 from __future__ import annotations
 
 import os
 import platform
+from typing import Any
 
 
 def cpu_count() -> int:
@@ -29,20 +31,22 @@ DGEMM_SIZE = 1000
 """Side of the square matrices :func:`dgemm_gflops` multiplies."""
 
 
-def dgemm_gflops(size: int = DGEMM_SIZE, repeats: int = 3, threads: int | None = None) -> dict:
+def dgemm_gflops(size: int = DGEMM_SIZE, repeats: int = 3, threads: int | None = None,
+                 dtype: Any = "float64") -> dict:
     """This machine's DGEMM rate now: the best of ``repeats`` float64 ``(size, size) @ (size,
     size)`` products (after one untimed product), with ``threads`` BLAS threads (default: the
     usable cores, :func:`cpu_count`). Returns ``{"gflops": 2 size^3 / best seconds / 1e9,
     "size", "repeats", "threads"}``; about 0.1 s of work on a current core. A run records it in
-    ``env.json`` so that its timings can be read against the machine's speed that day."""
+    ``env.json`` so that its timings can be read against the machine's speed that day; the speed
+    benchmarks print it in their headers (``dtype="float32"``: the SGEMM rate)."""
     import time
 
     import numpy as np
 
     threads = cpu_count() if threads is None else threads
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((size, size)), rng.standard_normal((size, size))
-    out = np.empty((size, size))
+    a, b = (rng.standard_normal((size, size)).astype(dtype) for _ in range(2))
+    out = np.empty((size, size), dtype=a.dtype)
     best = float("inf")
     try:
         from threadpoolctl import threadpool_limits
