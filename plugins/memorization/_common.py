@@ -317,6 +317,12 @@ search of benchmarks/memorization_threshold.toml reports N* at)."""
 MODELS = ("deep_adam", "deep_gd", "deep_gd_paper", "two_layer")
 
 
+def finished_rows(rows: Sequence[Mapping[str, Any]]) -> list:
+    """The rows of cells that trained to their end, ``ok`` or ``diverged`` (a network that
+    diverged did not memorise: a result), with metrics: what the tables and figures read."""
+    return [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
+
+
 EARLY_STOP_REASONS = ("window",)
 """``stop_reason`` values of an early stop: the paper's window rule ended training (not the epoch
 budget, a loss tolerance or divergence)."""

@@ -69,6 +69,7 @@ from ._common import (
     _fit_cells,
     _timings,
     _warm_up_training,
+    finished_rows,
     lr_problem,
     save_training_arrays,
     training_data,
@@ -389,9 +390,8 @@ class Capacity(Experiment):
         mean and median final loss (diverged runs count as not reaching zero and are left out of
         the loss statistics), mean actual P / N."""
         groups: dict = defaultdict(list)
-        for r in rows:
-            if r.get("status") in ("ok", "diverged") and r.get("metrics"):
-                groups[(r["params"]["model"], float(r["params"]["ratio"]))].append(r)
+        for r in finished_rows(rows):
+            groups[(r["params"]["model"], float(r["params"]["ratio"]))].append(r)
         lines = []
         for (model, ratio) in sorted(groups, key=lambda k: (MODELS.index(k[0]) if k[0] in MODELS else 99, k[1])):
             group = groups[(model, ratio)]

@@ -62,6 +62,7 @@ from ._common import (
     _fit_cells,
     _timings,
     engine_model,
+    finished_rows,
     lr_problem,
     save_training_arrays,
     training_data,
@@ -201,13 +202,13 @@ class Memorization(Experiment):
         if context.search:
             if context.search.get("axis") != "N" or not context.thresholds:
                 return []
-            done = [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
+            done = finished_rows(rows)
             return search_table(context.thresholds, done, context)
         speed = dtype_speed_table(rows, context)  # a dtype axis: the run times the two precisions
         return [speed] if speed is not None else grid_tables(rows, context)
 
     def figures(self, rows, context) -> dict:
-        done = [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
+        done = finished_rows(rows)
         if not done:
             return {}
         if context.search:  # the searched points are scattered along N: no heat map of them

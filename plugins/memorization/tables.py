@@ -19,7 +19,7 @@ import numpy as np
 
 from harness.plugin.tables import Interval, Table, format_value, mean_interval
 
-from ._common import LOG10_FLOOR, MEMORISED_LOG10
+from ._common import LOG10_FLOOR, MEMORISED_LOG10, finished_rows
 from .figures import _grid_means, memorisation_threshold
 from .threshold_figures import threshold_fit, threshold_lines
 
@@ -68,7 +68,7 @@ def grid_tables(rows, context) -> list[Table]:
     """The memorisation threshold read off the grid, and the grid's points (see the module docstring)."""
     from harness.plugin.series import split_rows
 
-    done = [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
+    done = finished_rows(rows)
     if not done:
         return []
     groups = split_rows(done, lambda r: (int(r["params"]["d"]), int(r["params"]["N"])))
@@ -112,7 +112,7 @@ def two_layer_tables(rows, context) -> list[Table]:
     (d, m) the smallest q d / m from which every seed memorises at every larger grid value."""
     from harness.plugin.tables import fraction
 
-    done = [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
+    done = finished_rows(rows)
     groups: dict = defaultdict(lambda: defaultdict(list))
     for r in done:
         m = r["metrics"]

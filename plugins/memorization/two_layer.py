@@ -34,6 +34,7 @@ from ._common import (
     _fit_cells,
     _timings,
     engine_model,
+    finished_rows,
     lr_problem,
     save_training_arrays,
     training_data,
@@ -193,7 +194,7 @@ class TwoLayerMemorization(Experiment):
         return [] if context.search else two_layer_tables(rows, context)
 
     def figures(self, rows, context) -> dict:
-        done = [r for r in rows if r.get("status") in ("ok", "diverged") and r.get("metrics")]
+        done = finished_rows(rows)
         if not done:
             return {}
         from matplotlib.figure import Figure
